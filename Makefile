@@ -1,0 +1,34 @@
+# energytwin: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint venv system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Debian packages the tests use, installed only when missing and we are root (CI, fresh machines).
+system-deps:
+	@bash .ci/system-deps.sh
+
+## Run the embedded stack with one simulated meter running the real firmware under MicroPython.
+demo: $(STAMP)
+	$(VENV)/bin/energytwin demo --meters 1
+
+## Install what the tests need and run them; fails on any failure and when no test ran.
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check energytwin datamodels twin_service firmware/emulator provisioning tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache var

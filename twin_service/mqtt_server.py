@@ -1,0 +1,128 @@
+"""Start the embedded stack's MQTT broker: Mosquitto when installed, else the pure-Python amqtt broker.
+
+Both listen on plain TCP with anonymous access on the loopback interface by default, like the production
+Mosquitto in docker-compose.fiware.yml minus its password file. The process is a child we own: `stop()` ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary (Debian puts it in /usr/sbin, which some PATHs lack)."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if Path(candidate).exists():
+            return candidate
+    return None
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    """Block until something accepts TCP connections on host:port, or raise TimeoutError/RuntimeError."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s:.0f} s")
+
+
+@dataclass
+class MqttServer:
+    """A running MQTT broker process."""
+
+    kind: str  # "mosquitto" or "amqtt"
+    host: str
+    port: int
+    process: subprocess.Popen
+    workdir: Path
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / f"{self.kind}.log"
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate the broker and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_AMQTT_RUNNER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from amqtt.broker import Broker
+
+    async def main(host, port):
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        broker = Broker(config)
+        await broker.start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+def start_mqtt_server(
+    workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto"
+) -> MqttServer:
+    """Start Mosquitto (or amqtt when Mosquitto is missing or `prefer="amqtt"`) and wait until it listens."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    mosquitto = find_mosquitto() if prefer in ("auto", "mosquitto") else None
+    if prefer == "mosquitto" and mosquitto is None:
+        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+    if mosquitto:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} {host}\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 100000\nmax_inflight_messages 1000\n",
+            encoding="utf-8",
+        )
+        kind, argv = "mosquitto", [mosquitto, "-c", str(conf)]
+    else:
+        kind, argv = "amqtt", [sys.executable, "-c", _AMQTT_RUNNER, host, str(port)]
+    log_file = (workdir / f"{kind}.log").open("ab")
+    proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    server = MqttServer(kind, host, port, proc, workdir)
+    try:
+        wait_for_port(host, port, timeout_s=15.0, proc=proc)
+    except Exception:
+        server.stop()
+        raise RuntimeError(
+            f"{kind} did not start on {host}:{port}; see {server.log_path}:\n"
+            + server.log_path.read_text(errors="replace")[-2000:]
+        ) from None
+    log.info("MQTT broker %s listening on %s:%d", kind, host, port)
+    return server
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral TCP port that is free right now (tests run beside a live stack)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
