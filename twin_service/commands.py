@@ -1,0 +1,202 @@
+"""`energytwin up` and `energytwin demo`: the embedded stack from the command line."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from energytwin import ports
+from firmware.emulator.simulated_meter import PhaseLoad
+from twin_service.demo import (
+    DEFAULT_LOADS,
+    DEMO_SITE,
+    DemoOptions,
+    curl_command,
+    demo_device_id,
+    fetch_measurement,
+    start_demo,
+    wait_for_first_update,
+)
+from twin_service.stack import EmbeddedStack, StackConfig
+
+console = Console(stderr=True)
+
+
+def _stack_options(func):
+    """Options shared by `up` and `demo`: where state lives and which ports to listen on."""
+    options = [
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+                     show_default=True, help="Where the twin's SQLite file, the registry and the logs live."),
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Interface to listen on (0.0.0.0 to let real meters on the LAN connect)."),
+        click.option("--mqtt-port", type=int, default=ports.MQTT_PORT, show_default=True),
+        click.option("--broker-port", type=int, default=ports.BROKER_PORT, show_default=True,
+                     help="NGSI-LD API port (Orion-LD's)."),
+        click.option("--agent-port", type=int, default=ports.AGENT_NORTH_PORT, show_default=True,
+                     help="IoT Agent provisioning API port."),
+        click.option("--mqtt", "mqtt_prefer", type=click.Choice(["auto", "mosquitto", "amqtt"]), default="auto",
+                     show_default=True, help="MQTT broker: Mosquitto when installed, else the amqtt fallback."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _config(data_dir: Path, host: str, mqtt_port: int, broker_port: int, agent_port: int,
+            mqtt_prefer: str) -> StackConfig:
+    return StackConfig(data_dir=data_dir, host=host, mqtt_port=mqtt_port, broker_port=broker_port,
+                       agent_port=agent_port, mqtt_prefer=mqtt_prefer)
+
+
+def _wait_for_interrupt(duration_s: float | None, tick=None) -> None:
+    """Block until Ctrl-C / SIGTERM, or for duration_s seconds; call tick() about once a second."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    while not stop.wait(1.0):
+        if tick is not None:
+            tick()
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+
+
+def _print_endpoints(cfg: StackConfig, mqtt_kind: str) -> None:
+    table = Table(title="energytwin embedded stack", show_header=True)
+    table.add_column("service")
+    table.add_column("address")
+    table.add_row(f"MQTT ({mqtt_kind})", f"mqtt://{cfg.host}:{cfg.mqtt_port}  topics /json/<apikey>/<device>/attrs")
+    table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1")
+    table.add_row("IoT Agent north API", f"{cfg.agent_url}/iot/services, /iot/devices, /metrics")
+    table.add_row("data and logs", f"{cfg.data_dir.resolve()}  (logs/)")
+    console.print(table)
+
+
+@click.command()
+@_stack_options
+@click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
+def up(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer, duration_s):
+    """Run the embedded stack (MQTT, IoT Agent, NGSI-LD broker) on the production ports.
+
+    Meters and provisioning scripts talk to it exactly as to the FIWARE Docker stack. Ctrl-C stops it cleanly;
+    running it again with the same --data-dir continues from the same twin.
+    """
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer)
+    stack = EmbeddedStack(cfg)
+    with console.status("starting the embedded stack…"):
+        stack.start()
+    try:
+        _print_endpoints(cfg, stack.mqtt.kind if stack.mqtt else "?")
+        console.print("Ctrl-C to stop.")
+        _wait_for_interrupt(duration_s)
+    finally:
+        with console.status("stopping…"):
+            stack.stop()
+        console.print("stopped; state kept in", str(cfg.data_dir.resolve()))
+
+
+def _parse_phase_list(value: str, name: str) -> tuple[float, float, float]:
+    try:
+        numbers = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{name} must be three numbers separated by commas, e.g. 10,5,8") from None
+    if len(numbers) != 3:
+        raise click.BadParameter(f"{name} needs one value per phase L1,L2,L3 (got {len(numbers)})")
+    return numbers  # type: ignore[return-value]
+
+
+@click.command()
+@_stack_options
+@click.option("--meters", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="How many simulated meters (meter-001, meter-002, …).")
+@click.option("--period-s", type=click.FloatRange(0.1, 3600), default=1.0, show_default=True,
+              help="How often each meter publishes.")
+@click.option("--voltage-v", default="230,230,230", show_default=True, help="Phase voltages L1,L2,L3.")
+@click.option("--current-a", default=",".join(f"{p.current_a:g}" for p in DEFAULT_LOADS), show_default=True,
+              help="Phase currents L1,L2,L3.")
+@click.option("--angle-deg", default=",".join(f"{p.angle_deg:g}" for p in DEFAULT_LOADS), show_default=True,
+              help="Angle from voltage to current per phase: 0 resistive, 30 a lagging motor, 180 exporting PV.")
+@click.option("--frequency-hz", type=float, default=50.0, show_default=True)
+@click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
+def demo(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer, meters, period_s, voltage_v,
+         current_a, angle_deg, frequency_hz, duration_s):
+    """Run the embedded stack with simulated meters running the real firmware.
+
+    Each meter is the device code from firmware/ade9000_esp32 under MicroPython, reading a register-level ADE9000
+    model over SPI and publishing IoT Agent JSON over MQTT. The demo provisions the site, waits for the first
+    twin update and prints the curl that shows the live entity. Example, a meter exporting on all phases:
+
+        energytwin demo --current-a 6,6,6 --angle-deg 180,180,180
+    """
+    volts = _parse_phase_list(voltage_v, "--voltage-v")
+    amps = _parse_phase_list(current_a, "--current-a")
+    angles = _parse_phase_list(angle_deg, "--angle-deg")
+    loads = tuple(PhaseLoad(voltage_v=v, current_a=a, angle_deg=g) for v, a, g in zip(volts, amps, angles))
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer)
+    options = DemoOptions(stack=cfg, meters=meters, period_s=period_s, frequency_hz=frequency_hz, loads=loads)
+    with console.status(f"starting the stack and {meters} simulated meter(s)…"):
+        running = start_demo(options)
+    try:
+        _print_endpoints(cfg, running.stack.mqtt.kind if running.stack.mqtt else "?")
+        for line in running.provisioning.created:
+            console.print(f"provisioned {line}")
+        for line in running.provisioning.existing:
+            console.print(f"already provisioned: {line}")
+        first = demo_device_id(1)
+        with console.status(f"waiting for the first twin update of {first}…"):
+            wait_for_first_update(cfg.broker_url, first)
+        elapsed = time.monotonic() - running.started_at
+        console.print(f"[green]first twin update of {first} {elapsed:.1f} s after start[/green]")
+        console.print(f"\nTenant: NGSILD-Tenant: {DEMO_SITE.service}. Look at the live twin with:\n")
+        print(curl_command(cfg.broker_url, first), flush=True)
+        console.print("\nCtrl-C to stop.")
+
+        def show() -> None:
+            entity = fetch_measurement(cfg.broker_url, first)
+            if entity is not None:
+                console.print(_summary(first, entity))
+
+        _wait_for_interrupt(duration_s, tick=_every(5.0, show))
+    finally:
+        with console.status("stopping…"):
+            running.stop()
+        console.print("stopped; state kept in", str(cfg.data_dir.resolve()))
+
+
+def _every(period_s: float, func):
+    last = [0.0]
+
+    def tick() -> None:
+        now = time.monotonic()
+        if now - last[0] >= period_s:
+            last[0] = now
+            func()
+
+    return tick
+
+
+def _summary(device_id: str, entity: dict) -> str:
+    """One line an operator can read: voltages, currents, power, frequency, energy."""
+
+    def value(attr: str) -> object:
+        prop = entity.get(attr)
+        return prop.get("value") if isinstance(prop, dict) else None
+
+    def phases(attr: str, fmt: str) -> str:
+        v = value(attr)
+        if not isinstance(v, dict):
+            return "-"
+        return "/".join(format(v[k], fmt) for k in ("L1", "L2", "L3") if k in v)
+
+    observed = (entity.get("phaseVoltage") or {}).get("observedAt", "?")
+    return (
+        f"{device_id} @ {observed}: V {phases('phaseVoltage', '.1f')} V · I {phases('current', '.2f')} A · "
+        f"P {phases('activePower', '.0f')} W · f {value('frequency')} Hz · "
+        f"E+ {phases('activeEnergyImport', '.4f')} kWh · E- {phases('activeEnergyExport', '.4f')} kWh"
+    )
