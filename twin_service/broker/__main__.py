@@ -1,0 +1,36 @@
+"""Run the embedded NGSI-LD broker: `python -m twin_service.broker --host 127.0.0.1 --port 1026 --data-dir ./var`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from energytwin.ports import BROKER_PORT
+
+from ._app import create_app
+
+log = logging.getLogger("twin_service.broker")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m twin_service.broker",
+                                     description="Embedded NGSI-LD context broker (Orion-LD compatible API).")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=BROKER_PORT, help="TCP port (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=Path("var"),
+                        help="directory holding twin.sqlite (default: %(default)s)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(args.data_dir)
+    log.info("NGSI-LD broker listening on http://%s:%d/ngsi-ld/v1 (data in %s)", args.host, args.port,
+             args.data_dir.resolve())
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

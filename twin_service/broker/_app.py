@@ -1,0 +1,312 @@
+"""The NGSI-LD HTTP API: routes in one list, short handlers, one exception handler producing ProblemDetails."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+import re
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from datamodels.context import CORE_CONTEXT
+
+from . import _operations as ops
+from ._context import ContextResolver
+from ._errors import NgsiLdError, bad_request, nonexistent_tenant, not_found
+from ._context import ActiveContext
+from ._http import (JSON, body_context, bool_param, entity_response, int_param, link_context, list_param,
+                    negotiate, read_body, tenant_of)
+from ._model import Entity, RenderOptions, parse_entity, render_entity
+from ._store import EntityQuery, Store
+
+log = logging.getLogger(__name__)
+
+BASE = "/ngsi-ld/v1"
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 1000  # Orion-LD's cap; above it is 400, not a silently shortened page
+_OPTIONS = frozenset({"keyValues", "simplified", "normalized", "sysAttrs"})
+# Query features of the next issue; refused loudly now rather than ignored (an ignored filter returns too much).
+_NOT_YET = ("q", "georel", "geometry", "coordinates", "geoproperty", "csf", "scopeQ", "pick", "omit")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Broker:
+    """What handlers share: the store and the context resolver (on `app.state.broker`)."""
+
+    store: Store
+    contexts: ContextResolver
+    started_at: float
+
+
+def _broker(request: Request) -> Broker:
+    return request.app.state.broker
+
+
+def _endpoint(handler: Handler) -> Handler:
+    """Turn any unexpected exception in a handler into InternalError for the one exception handler.
+
+    Starlette sends unhandled exceptions to ServerErrorMiddleware, which answers and then re-raises them;
+    converting them here keeps one code path (and one log line) for every failure.
+    """
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except (NgsiLdError, HTTPException):
+            raise
+        except Exception as exc:
+            log.exception("%s %s failed with an internal error; the request was not applied, the broker "
+                          "keeps serving", request.method, request.url.path)
+            raise NgsiLdError("InternalError", "Internal Error", f"{type(exc).__name__}: {exc}") from exc
+
+    return guarded
+
+
+async def problem_details(request: Request, exc: Exception) -> Response:
+    """The one exception handler: every refusal becomes NGSI-LD ProblemDetails."""
+    if isinstance(exc, HTTPException):
+        error_type = "ResourceNotFound" if exc.status_code == 404 else "InvalidRequest"
+        title = "Service Not Found" if exc.status_code == 404 else str(exc.detail)
+        exc = NgsiLdError(error_type, title, f"{request.method} {request.url.path}", status=exc.status_code,
+                          headers=dict(exc.headers or {}))
+    if not isinstance(exc, NgsiLdError):  # only reachable if something outside a handler failed
+        log.error("%s %s: unexpected %r", request.method, request.url.path, exc)
+        exc = NgsiLdError("InternalError", "Internal Error", type(exc).__name__)
+    level = logging.WARNING if exc.status >= 500 else logging.INFO
+    log.log(level, "%s %s -> %d %s: %s %s", request.method, request.url.path, exc.status, exc.error_type,
+            exc.title, exc.detail)
+    return exc.response()
+
+
+# -- handlers -------------------------------------------------------------------------------------------
+@_endpoint
+async def create_entity(request: Request) -> Response:
+    """POST /entities: 201 + Location, 409 when the id exists."""
+    broker = _broker(request)
+    tenant = tenant_of(request)
+    body = await read_body(request)
+    if not isinstance(body.json, dict):
+        raise bad_request("Invalid Entity", "POST /entities takes one JSON object")
+    ctx = await broker.contexts.activate(body_context(body, body.json))
+    entity = parse_entity(body.json, ctx)
+    with broker.store.transaction() as store:
+        ops.create_entity(store, tenant, entity)
+    return Response(status_code=201, headers={"Location": f"{BASE}/entities/{entity.id}"})
+
+
+@_endpoint
+async def retrieve_entity(request: Request) -> Response:
+    """GET /entities/{id}: one entity, compacted with the request's context."""
+    broker = _broker(request)
+    tenant = _existing_tenant(request, broker)
+    media = negotiate(request)
+    ctx = await broker.contexts.activate(link_context(request))
+    options = _render_options(request, ctx)
+    entity_id = request.path_params["entity_id"]
+    entity = broker.store.get_entity(tenant, entity_id)
+    wanted_types = list_param(request.query_params, "type")
+    if entity is None or (wanted_types and entity.type not in {ctx.expand(t) for t in wanted_types}):
+        raise not_found(entity_id)
+    return entity_response(render_entity(entity, ctx, options), media, ctx)
+
+
+@_endpoint
+async def query_entities(request: Request) -> Response:
+    """GET /entities: filter by type/id/idPattern/attrs, page with limit/offset, count on request."""
+    broker = _broker(request)
+    params = request.query_params
+    for name in _NOT_YET:
+        if name in params:
+            raise NgsiLdError("OperationNotSupported", f"URI parameter {name} is not supported yet",
+                              "the embedded broker filters by type, id, idPattern and attrs", status=501)
+    types, attrs = list_param(params, "type"), list_param(params, "attrs")
+    if types is None and attrs is None:
+        raise bad_request("Too broad query", "give at least one of type, attrs or q")
+    limit = int_param(params, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    offset = int_param(params, "offset", 0)
+    count = bool_param(params, "count")
+    id_pattern = params.get("idPattern")
+    if id_pattern is not None:
+        try:
+            re.compile(id_pattern)
+        except re.error as exc:
+            raise bad_request("Invalid idPattern", f"{id_pattern!r}: {exc}") from None
+    tenant = _existing_tenant(request, broker)
+    media = negotiate(request)
+    ctx = await broker.contexts.activate(link_context(request))
+    options = _render_options(request, ctx)
+    ids = list_param(params, "id")
+    query = EntityQuery(types=tuple(ctx.expand(t) for t in types) if types else None,
+                        ids=tuple(ids) if ids else None, id_pattern=id_pattern,
+                        attrs=tuple(sorted(options.attrs)) if options.attrs is not None else None)
+    entities, total = broker.store.query_entities(tenant, query, limit, offset)
+    headers = {"NGSILD-Results-Count": str(total)} if count else {}
+    return entity_response([render_entity(e, ctx, options) for e in entities], media, ctx, headers)
+
+
+@_endpoint
+async def delete_entity(request: Request) -> Response:
+    """DELETE /entities/{id}: 204, 404 when absent."""
+    broker = _broker(request)
+    tenant = _existing_tenant(request, broker)
+    with broker.store.transaction() as store:
+        ops.delete_entity(store, tenant, request.path_params["entity_id"])
+    return Response(status_code=204)
+
+
+@_endpoint
+async def batch_upsert(request: Request) -> Response:
+    """POST /entityOperations/upsert: fragments applied in order; 201 created ids, 204, or 207."""
+    broker = _broker(request)
+    tenant = tenant_of(request)
+    raw_mode = request.query_params.get("options", ops.UpsertMode.REPLACE.value)
+    try:
+        mode = ops.UpsertMode(raw_mode)
+    except ValueError:
+        raise bad_request("Invalid value for URI parameter options", f"{raw_mode!r}: use update or replace") from None
+    body = await read_body(request)
+    if not isinstance(body.json, list) or not body.json:
+        raise bad_request("Invalid payload", "a batch upsert takes a non-empty JSON array of entities")
+    fragments: list[Entity | tuple[str, NgsiLdError]] = []
+    for item in body.json:
+        try:
+            ctx = await broker.contexts.activate(body_context(body, item))
+            fragments.append(parse_entity(item, ctx))
+        except NgsiLdError as exc:
+            if exc.error_type == "LdContextNotAvailable":
+                raise  # the whole batch depends on the broker reaching the context, not on this entity
+            fragments.append((item.get("id") if isinstance(item, dict) else None, exc))
+    with broker.store.transaction() as store:
+        result = ops.upsert_batch(store, tenant, fragments, mode)
+    if result.errors:
+        for entity_id, exc in result.errors:
+            log.warning("upsert of %s in tenant %r refused: %s %s; the other entities were applied",
+                        entity_id, tenant, exc.title, exc.detail)
+        return JSONResponse({"success": result.success,
+                             "errors": [{"entityId": entity_id, "error": exc.problem()}
+                                        for entity_id, exc in result.errors]},
+                            status_code=207, media_type=JSON)
+    if result.created:
+        return JSONResponse(result.created, status_code=201, media_type=JSON)
+    return Response(status_code=204)
+
+
+@_endpoint
+async def version(request: Request) -> Response:
+    """GET /version: Orion-LD's shape, which health checks and tools read."""
+    broker = _broker(request)
+    uptime_s = int(time.monotonic() - broker.started_at)
+    days, rest = divmod(uptime_s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return JSONResponse({
+        "orionld version": f"energytwin-{_package_version()}",
+        "orion version": "1.15.0-next",
+        "uptime": f"{days} d, {hours} h, {minutes} m, {seconds} s",
+        "git_hash": "nogitversion",
+        "compile_time": "",
+        "compiled_by": "",
+        "compiled_in": "",
+        "release_date": "",
+        "doc": "docs/compatibility.md",
+        "core@context": CORE_CONTEXT,
+        "broker": "energytwin embedded NGSI-LD broker (SQLite)",
+    })
+
+
+@_endpoint
+async def library_versions(request: Request) -> Response:
+    """GET /ngsi-ld/ex/v1/version: the libraries this broker runs on, as Orion-LD lists its own."""
+    return JSONResponse({
+        "Orion-LD version": f"energytwin-{_package_version()}",
+        "based on orion": "1.15.0-next",
+        "python version": platform.python_version(),
+        "sqlite version": sqlite3.sqlite_version,
+        "starlette version": _package_version("starlette"),
+        "uvicorn version": _package_version("uvicorn"),
+        "core@context": CORE_CONTEXT,
+    })
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+def _existing_tenant(request: Request, broker: Broker) -> str:
+    tenant = tenant_of(request)
+    if not broker.store.tenant_exists(tenant):
+        raise nonexistent_tenant(tenant)
+    return tenant
+
+
+def _render_options(request: Request, ctx: ActiveContext) -> RenderOptions:
+    params = request.query_params
+    options = set(list_param(params, "options") or [])
+    fmt = params.get("format")
+    if fmt is not None:
+        options.add(fmt)
+    unknown = options - _OPTIONS
+    if unknown:
+        raise bad_request("Invalid value for URI parameter options",
+                          f"{', '.join(sorted(unknown))}: supported are {', '.join(sorted(_OPTIONS))}")
+    attrs = list_param(params, "attrs")
+    return RenderOptions(key_values=bool(options & {"keyValues", "simplified"}), sys_attrs="sysAttrs" in options,
+                         attrs=frozenset(ctx.expand(a) for a in attrs) if attrs else None)
+
+
+@functools.cache
+def _package_version(name: str = "energytwin") -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _by_method(**handlers: Handler) -> Handler:
+    """One endpoint for a path served by several handlers, so a 405 lists every allowed method."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return dispatch
+
+
+ROUTES = [
+    Route("/version", version, methods=["GET"]),
+    Route("/ngsi-ld/ex/v1/version", library_versions, methods=["GET"]),
+    Route(f"{BASE}/entities", _by_method(GET=query_entities, POST=create_entity), methods=["GET", "POST"]),
+    Route(f"{BASE}/entities/", query_entities, methods=["GET"]),  # FiLiP queries with the trailing slash
+    Route(f"{BASE}/entities/{{entity_id}}", _by_method(GET=retrieve_entity, DELETE=delete_entity),
+          methods=["GET", "DELETE"]),
+    Route(f"{BASE}/entityOperations/upsert", batch_upsert, methods=["POST"]),
+    Route(f"{BASE}/entityOperations/upsert/", batch_upsert, methods=["POST"]),  # what the IoT Agent sends
+]
+
+
+def create_app(data_dir: Path) -> Starlette:
+    """The broker as an ASGI app, keeping its state in `<data_dir>/twin.sqlite`."""
+    store = Store(Path(data_dir))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        yield
+        store.close()
+        log.info("broker stopped; state saved in %s", store.path)
+
+    app = Starlette(routes=ROUTES, lifespan=lifespan,
+                    exception_handlers={NgsiLdError: problem_details, HTTPException: problem_details})
+    app.state.broker = Broker(store, ContextResolver(store), time.monotonic())
+    return app

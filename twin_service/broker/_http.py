@@ -1,0 +1,192 @@
+"""The request edge: tenant headers, media types, @context sources, body size and JSON, query parameters.
+
+Everything a handler needs from the raw request is checked here, so handlers only see valid values and every
+refusal is an NgsiLdError with the status Orion-LD would give.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ._context import ActiveContext
+from ._errors import NgsiLdError, bad_request, invalid_request
+from ._store import DEFAULT_TENANT
+
+JSON = "application/json"
+JSON_LD = "application/ld+json"
+LINK_REL = "http://www.w3.org/ns/json-ld#context"
+# Largest request body accepted. Orion-LD's default is larger, but a meter update is ~2 KiB and a 1000-entity
+# batch of them fits; beyond this a client is misbehaving and reading it only costs memory.
+MAX_BODY_BYTES = 1024 * 1024
+# Orion-LD turns tenants into MongoDB database names: letters, digits, '_' and '-', at most 50.
+_TENANT = re.compile(r"^[a-z0-9_\-]{1,50}$")
+_LINK = re.compile(r"^\s*<([^>]*)>\s*(;.*)?$")
+
+
+@dataclass(frozen=True)
+class Body:
+    """A parsed request body and where its @context may come from."""
+
+    json: Any
+    media_type: str  # JSON or JSON_LD
+    link_context: str | None
+
+
+def tenant_of(request: Request) -> str:
+    """The request's tenant: `NGSILD-Tenant` or its synonym `Fiware-Service`, lower-cased ("" = default)."""
+    ngsild = request.headers.get("ngsild-tenant", "").strip().lower()
+    fiware = request.headers.get("fiware-service", "").strip().lower()
+    if ngsild and fiware and ngsild != fiware:
+        raise bad_request("Tenant headers disagree", f"NGSILD-Tenant {ngsild!r} vs Fiware-Service {fiware!r}")
+    tenant = ngsild or fiware
+    if tenant and not _TENANT.match(tenant):
+        raise bad_request("Invalid tenant", f"{tenant!r}: use at most 50 letters, digits, '_' or '-'")
+    return tenant or DEFAULT_TENANT
+
+
+def link_context(request: Request) -> str | None:
+    """The user @context URL named by a `Link` header with the JSON-LD context relation, if any."""
+    header = request.headers.get("link")
+    if header is None:
+        return None
+    for value in header.split(","):
+        match = _LINK.match(value)
+        if match and LINK_REL in (match.group(2) or ""):
+            url = match.group(1).strip()
+            if not url:
+                break
+            return url
+    raise bad_request("Invalid Link header", f"expected <url>; rel=\"{LINK_REL}\", got {header[:200]!r}")
+
+
+def media_type_of(request: Request) -> str:
+    """The request body's media type, JSON or JSON-LD; anything else is 415."""
+    raw = request.headers.get("content-type", "")
+    media = raw.split(";", 1)[0].strip().lower()
+    if media not in (JSON, JSON_LD):
+        raise NgsiLdError("InvalidRequest", "Unsupported Media Type",
+                          f"Content-Type {raw or '(none)'!r}: use {JSON} or {JSON_LD}", status=415)
+    return media
+
+
+async def read_body(request: Request) -> Body:
+    """The request's JSON body, size-limited, with the @context rules of its media type checked."""
+    media = media_type_of(request)
+    link = link_context(request)
+    if media == JSON_LD and link is not None:
+        raise bad_request("Link header with application/ld+json",
+                          "with Content-Type application/ld+json the @context goes in the body, not in a Link")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large(int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large(size)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise invalid_request("Empty payload", "a JSON body is required")
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_request("JSON Parse Error", str(exc)) from None
+    return Body(document, media, link)
+
+
+def body_context(body: Body, item: Any) -> Any:
+    """The @context one entity of the body is expanded with (Link header or its own `@context` member)."""
+    has_context = isinstance(item, dict) and "@context" in item
+    if body.media_type == JSON:
+        if has_context:
+            raise bad_request("@context in application/json payload",
+                              "send it in a Link header, or use Content-Type application/ld+json")
+        return body.link_context
+    if not has_context:
+        raise bad_request("@context missing", "Content-Type application/ld+json needs @context in the payload")
+    return item["@context"]
+
+
+def _too_large(size: int) -> NgsiLdError:
+    return NgsiLdError("InvalidRequest", "Payload Too Large",
+                       f"{size} bytes; the limit is {MAX_BODY_BYTES} bytes", status=413)
+
+
+def negotiate(request: Request) -> str:
+    """The response media type from `Accept`: JSON (context in a Link header) or JSON-LD (context in body)."""
+    accept = request.headers.get("accept", "").strip()
+    if not accept:
+        return JSON
+    best: tuple[float, str] | None = None
+    for part in accept.split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        chosen = {JSON: JSON, JSON_LD: JSON_LD, "*/*": JSON, "application/*": JSON}.get(media.lower())
+        if chosen and quality > 0 and (best is None or quality > best[0]):
+            best = (quality, chosen)
+    if best is None:
+        raise NgsiLdError("InvalidRequest", "Not Acceptable",
+                          f"Accept {accept!r}: this broker answers {JSON} or {JSON_LD}", status=406)
+    return best[1]
+
+
+def entity_response(payload: dict[str, Any] | list[dict[str, Any]], media: str, ctx: ActiveContext,
+                    headers: dict[str, str] | None = None) -> Response:
+    """Entities in the negotiated shape: @context as a Link header (JSON) or in each entity (JSON-LD)."""
+    headers = dict(headers or {})
+    if media == JSON_LD:
+        items = payload if isinstance(payload, list) else [payload]
+        for item in items:
+            item["@context"] = ctx.echo
+    elif isinstance(ctx.echo, str):
+        headers["Link"] = f'<{ctx.echo}>; rel="{LINK_REL}"; type="{JSON_LD}"'
+    return JSONResponse(payload, headers=headers, media_type=media)
+
+
+# -- query parameters ---------------------------------------------------------------------------------
+def int_param(params: QueryParams, name: str, default: int, maximum: int | None = None) -> int:
+    """A non-negative integer URI parameter; 400 BadRequestData when malformed or above `maximum`."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise bad_request(f"Invalid value for URI parameter {name}", f"{raw!r} is not a non-negative integer")
+    value = int(raw)
+    if maximum is not None and value > maximum:
+        raise bad_request(f"Invalid value for URI parameter {name}", f"{value} is above the maximum {maximum}")
+    return value
+
+
+def list_param(params: QueryParams, name: str) -> list[str] | None:
+    """A comma-separated URI parameter as a list (None when absent; empty items dropped)."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise bad_request(f"Empty URI parameter {name}")
+    return items
+
+
+def bool_param(params: QueryParams, name: str) -> bool:
+    """A `true`/`false` URI parameter (absent = false)."""
+    raw = params.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise bad_request(f"Invalid value for URI parameter {name}", f"{raw!r}: use true or false")
+    return raw == "true"

@@ -1,0 +1,208 @@
+"""NGSI-LD entities: validate what clients send, normalize it for storage, and render it back.
+
+Stored entities are expanded (attribute names and types are IRIs) so a term means the same thing whatever
+context the writer used; rendering compacts with the reader's context. Property values are opaque JSON, also
+when they are objects (`{"L1": 230, "L2": 231, "L3": 229}`): their keys are neither expanded nor compacted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ._context import ActiveContext
+from ._errors import NgsiLdError, bad_request
+
+# RFC 3986 scheme, then something without whitespace or characters Orion-LD refuses in ids.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
+# Characters Orion-LD forbids in attribute and type names (they break its q-language and storage).
+_FORBIDDEN_NAME_CHARS = frozenset('<>"\'=;()\\ \t\r\n&?/#')
+GEO_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"})
+ATTRIBUTE_TYPES = frozenset({"Property", "Relationship", "GeoProperty"})
+# Keys of an attribute that are not sub-attributes: kept under their short names, never expanded.
+_ATTRIBUTE_KEYWORDS = frozenset({"type", "value", "object", "objectType", "unitCode", "observedAt", "datasetId",
+                                 "createdAt", "modifiedAt", "instanceId", "deletedAt"})
+_SYSTEM_KEYS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
+# Geo attributes the core context defines; Orion-LD insists they be GeoProperties.
+_GEO_ATTRIBUTES = frozenset({"https://uri.etsi.org/ngsi-ld/location", "https://uri.etsi.org/ngsi-ld/observationSpace",
+                             "https://uri.etsi.org/ngsi-ld/operationSpace"})
+
+
+@dataclass
+class Entity:
+    """One entity (or one fragment of it in an upsert): id, expanded type, expanded attributes."""
+
+    id: str
+    type: str
+    attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_at: str | None = None
+    modified_at: str | None = None
+
+
+def now_iso() -> str:
+    """The current UTC time in the form Orion-LD prints: milliseconds and a `Z`."""
+    return format_datetime(datetime.now(UTC))
+
+
+def format_datetime(moment: datetime) -> str:
+    """A UTC DateTime as `YYYY-MM-DDTHH:MM:SS.sssZ`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_datetime(text: Any, what: str) -> str:
+    """An ISO 8601 DateTime normalized to UTC with milliseconds; 400 BadRequestData when it is not one."""
+    if not isinstance(text, str) or "T" not in text:
+        raise bad_request("Invalid DateTime", f"{what}: {text!r} is not an ISO 8601 DateTime")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise bad_request("Invalid DateTime", f"{what}: {text!r} is not an ISO 8601 DateTime") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # NGSI-LD DateTimes are UTC; a bare one means UTC
+    return format_datetime(moment)
+
+
+def is_uri(value: Any) -> bool:
+    """True for an absolute URI, which NGSI-LD demands for entity ids and Relationship objects."""
+    return isinstance(value, str) and bool(_URI.match(value))
+
+
+def check_entity_id(value: Any) -> str:
+    """The entity id if it is a URI, else 400 BadRequestData."""
+    if not isinstance(value, str) or not value:
+        raise bad_request("Invalid Entity", "entity id missing or not a string")
+    if not is_uri(value):
+        raise bad_request("Invalid Entity id", f"not a URI: {value!r}")
+    return value
+
+
+def check_name(name: Any, what: str) -> str:
+    """An attribute or type name without the characters Orion-LD refuses."""
+    if not isinstance(name, str) or not name:
+        raise bad_request(f"Invalid {what}", f"{what} missing or not a string")
+    bad = sorted(_FORBIDDEN_NAME_CHARS.intersection(name))
+    if bad and not is_uri(name):
+        raise bad_request(f"Invalid {what}", f"{name!r} holds forbidden characters {''.join(bad)!r}")
+    return name
+
+
+def parse_entity(body: Any, ctx: ActiveContext) -> Entity:
+    """Validate a normalized NGSI-LD entity (no @context left in it) and expand it with `ctx`."""
+    if not isinstance(body, dict):
+        raise bad_request("Invalid Entity", "an entity must be a JSON object")
+    entity_id = check_entity_id(body.get("id"))
+    raw_type = body.get("type")
+    if isinstance(raw_type, list):
+        raise NgsiLdError("OperationNotSupported", "Multi-typed entities are not supported", entity_id)
+    entity_type = ctx.expand(check_name(raw_type, "entity type"))
+    entity = Entity(entity_id, entity_type)
+    for key, raw in body.items():
+        if key in ("id", "type", "@context") or key in _SYSTEM_KEYS:
+            continue  # system attributes are the broker's to set
+        if key == "scope":
+            raise NgsiLdError("OperationNotSupported", "Scopes are not supported", entity_id)
+        name = ctx.expand(check_name(key, "attribute name"))
+        entity.attrs[name] = parse_attribute(key, raw, ctx)
+        if name in _GEO_ATTRIBUTES and entity.attrs[name]["type"] != "GeoProperty":
+            raise bad_request("Invalid attribute", f"{key} must be a GeoProperty")
+    return entity
+
+
+def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
+    """Validate one normalized attribute (Property, Relationship or GeoProperty) and its sub-attributes."""
+    if isinstance(raw, list):
+        raise NgsiLdError("OperationNotSupported", "Multi-attributes (datasetId arrays) are not supported", name)
+    if not isinstance(raw, dict):
+        raise bad_request("Invalid attribute", f"{name}: an attribute must be an object with a type "
+                                               "(normalized NGSI-LD); got a bare value")
+    kind = raw.get("type")
+    if kind not in ATTRIBUTE_TYPES:
+        raise bad_request("Invalid attribute", f"{name}: type must be one of {sorted(ATTRIBUTE_TYPES)}, "
+                                               f"not {kind!r}")
+    attribute: dict[str, Any] = {"type": kind}
+    if kind == "Relationship":
+        if "value" in raw:
+            raise bad_request("Invalid attribute", f"{name}: a Relationship has an object, not a value")
+        attribute["object"] = _relationship_object(name, raw.get("object"))
+    else:
+        if "object" in raw:
+            raise bad_request("Invalid attribute", f"{name}: a {kind} has a value, not an object")
+        if raw.get("value") is None:
+            raise bad_request("Invalid attribute", f"{name}: value missing or null")
+        attribute["value"] = _geometry(name, raw["value"]) if kind == "GeoProperty" else raw["value"]
+    for key, sub in raw.items():
+        if key in ("type", "value", "object") or key in _SYSTEM_KEYS:
+            continue
+        if key == "observedAt":
+            attribute[key] = parse_datetime(sub, f"{name}.observedAt")
+        elif key == "unitCode":
+            if not isinstance(sub, str) or not sub:
+                raise bad_request("Invalid attribute", f"{name}.unitCode must be a non-empty string")
+            attribute[key] = sub
+        elif key == "datasetId":
+            if not is_uri(sub):
+                raise bad_request("Invalid attribute", f"{name}.datasetId must be a URI")
+            attribute[key] = sub
+        elif key == "objectType":
+            attribute[key] = sub
+        else:
+            attribute[ctx.expand(check_name(key, "sub-attribute name"))] = parse_attribute(f"{name}.{key}", sub, ctx)
+    return attribute
+
+
+def _relationship_object(name: str, target: Any) -> str | list[str]:
+    """A Relationship's object: one URI or a non-empty list of them (Orion-LD accepts arrays)."""
+    if is_uri(target):
+        return target
+    if isinstance(target, list) and target and all(is_uri(t) for t in target):
+        return target
+    raise bad_request("Invalid attribute", f"{name}: a Relationship object must be a URI or a list of URIs")
+
+
+def _geometry(name: str, value: Any) -> dict[str, Any]:
+    """A GeoJSON geometry, checked only as far as its shape (type + coordinates)."""
+    if (not isinstance(value, dict) or value.get("type") not in GEO_TYPES
+            or not isinstance(value.get("coordinates"), list)):
+        raise bad_request("Invalid attribute", f"{name}: a GeoProperty value must be a GeoJSON geometry "
+                                               f"({', '.join(sorted(GEO_TYPES))}) with coordinates")
+    return value
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How a client asked to see entities: `options=keyValues|sysAttrs` and `attrs=` (expanded names)."""
+
+    key_values: bool = False
+    sys_attrs: bool = False
+    attrs: frozenset[str] | None = None
+
+
+def render_entity(entity: Entity, ctx: ActiveContext, options: RenderOptions) -> dict[str, Any]:
+    """An entity as a client sees it: compacted with its context, normalized or keyValues."""
+    out: dict[str, Any] = {"id": entity.id, "type": ctx.compact(entity.type)}
+    if options.sys_attrs and not options.key_values:
+        out["createdAt"] = entity.created_at
+        out["modifiedAt"] = entity.modified_at
+    for name, attribute in entity.attrs.items():
+        if options.attrs is not None and name not in options.attrs:
+            continue
+        short = ctx.compact(name)
+        if options.key_values:
+            out[short] = attribute["object"] if attribute["type"] == "Relationship" else attribute["value"]
+        else:
+            out[short] = _render_attribute(attribute, ctx, options.sys_attrs)
+    return out
+
+
+def _render_attribute(attribute: dict[str, Any], ctx: ActiveContext, sys_attrs: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attribute.items():
+        if key in _ATTRIBUTE_KEYWORDS:
+            if key in _SYSTEM_KEYS and not sys_attrs:
+                continue
+            out[key] = value
+        else:
+            out[ctx.compact(key)] = _render_attribute(value, ctx, sys_attrs)
+    return out
