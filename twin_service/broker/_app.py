@@ -279,7 +279,8 @@ def _by_method(**handlers: Handler) -> Handler:
     """One endpoint for a path served by several handlers, so a 405 lists every allowed method."""
 
     async def dispatch(request: Request) -> Response:
-        return await handlers[request.method](request)
+        # Starlette adds HEAD wherever GET is allowed; it is answered like GET (the server drops the body).
+        return await handlers.get(request.method, handlers["GET"])(request)
 
     return dispatch
 
