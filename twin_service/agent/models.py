@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 # Characters the FIWARE templates forbid in names and ids, plus the MQTT topic separators and wildcards: a device
 # id containing them could never publish to `/json/<apikey>/<device_id>/attrs`.
@@ -64,9 +64,9 @@ class ServiceGroup(_Body):
     apikey: str = Field(min_length=1)
     resource: str = Field(min_length=1)
     entity_type: str | None = None
-    timestamp: bool | None = None
-    explicitAttrs: bool | str | None = None
-    autoprovision: bool | None = None
+    timestamp: StrictBool | None = None
+    explicitAttrs: StrictBool | str | None = None
+    autoprovision: StrictBool | None = None
     attributes: list[AttributeSpec] = Field(default_factory=list)
     static_attributes: list[StaticAttribute] = Field(default_factory=list)
 
@@ -75,9 +75,9 @@ class GroupUpdate(_Body):
     """A `PUT /iot/services?resource=&apikey=` body: any group field but the key pair, which comes from the query."""
 
     entity_type: str | None = None
-    timestamp: bool | None = None
-    explicitAttrs: bool | str | None = None
-    autoprovision: bool | None = None
+    timestamp: StrictBool | None = None
+    explicitAttrs: StrictBool | str | None = None
+    autoprovision: StrictBool | None = None
     attributes: list[AttributeSpec] | None = None
     static_attributes: list[StaticAttribute] | None = None
 
@@ -89,8 +89,8 @@ class Device(_Body):
     apikey: str | None = None
     entity_name: str | None = None
     entity_type: str | None = None
-    timestamp: bool | None = None
-    explicitAttrs: bool | str | None = None
+    timestamp: StrictBool | None = None
+    explicitAttrs: StrictBool | str | None = None
     protocol: str | None = None
     transport: str | None = None
     attributes: list[AttributeSpec] = Field(default_factory=list)
@@ -112,8 +112,8 @@ class DeviceUpdate(_Body):
     apikey: str | None = None
     entity_name: str | None = None
     entity_type: str | None = None
-    timestamp: bool | None = None
-    explicitAttrs: bool | str | None = None
+    timestamp: StrictBool | None = None
+    explicitAttrs: StrictBool | str | None = None
     attributes: list[AttributeSpec] | None = None
     static_attributes: list[StaticAttribute] | None = None
 
