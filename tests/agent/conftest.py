@@ -27,7 +27,9 @@ def recording_broker() -> Iterator[RecordingBroker]:
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             recorder.requests.append(
-                RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw))
+                RecordedRequest(
+                    "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw)
+                )
             )
             body = json.dumps(recorder.answer).encode() if recorder.answer else b""
             self.send_response(recorder.status)

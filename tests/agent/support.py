@@ -61,12 +61,16 @@ def make_agent(data_dir: Path, mqtt_host: str, mqtt_port: int, broker_url: str, 
     return agent
 
 
-
 def provision_meter(
     client: httpx.Client, apikey: str = "meterkey", device_id: str = "meter-001", **device: Any
 ) -> None:
     """The project's standard provisioning: a ThreePhaseAcMeasurement group with timestamps, one device."""
-    group = {"apikey": apikey, "resource": "/iot/json", "entity_type": "ThreePhaseAcMeasurement", "timestamp": True}
+    group = {
+        "apikey": apikey,
+        "resource": "/iot/json",
+        "entity_type": "ThreePhaseAcMeasurement",
+        "timestamp": True,
+    }
     response = client.post("/iot/services", json={"services": [group]}, headers=HEADERS)
     assert response.status_code in (201, 409), response.text
     body = {"device_id": device_id, "protocol": "IoTA-JSON", "transport": "MQTT", **device}

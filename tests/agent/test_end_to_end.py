@@ -31,8 +31,12 @@ def test_measure_becomes_the_upsert_the_fiware_agent_sends(
     agent: Agent, north: httpx.Client, publish: Publish, recording_broker: RecordingBroker
 ) -> None:
     provision_meter(north)
-    payload = {"v": {"L1": 230.0, "L2": 231.0, "L3": 229.0}, "i": {"L1": 5.1, "L2": 4.9, "L3": 5.0, "N": 0.2},
-               "f": 50.01, "TimeInstant": "2026-11-24T10:00:00.000Z"}
+    payload = {
+        "v": {"L1": 230.0, "L2": 231.0, "L3": 229.0},
+        "i": {"L1": 5.1, "L2": 4.9, "L3": 5.0, "N": 0.2},
+        "f": 50.01,
+        "TimeInstant": "2026-11-24T10:00:00.000Z",
+    }
     publish(TOPIC, json.dumps(payload))
     [request] = recording_broker.wait_for(1)
 
@@ -71,7 +75,8 @@ def test_offline_replay_is_one_upsert_of_time_ordered_fragments(
 
 
 @pytest.mark.parametrize(
-    "topic", ["json/meterkey/meter-001/attrs", "/meterkey/meter-001/attrs", "/json/meterkey/meter-001/attrs/f"]
+    "topic",
+    ["json/meterkey/meter-001/attrs", "/meterkey/meter-001/attrs", "/json/meterkey/meter-001/attrs/f"],
 )
 def test_every_topic_form_is_accepted(
     agent: Agent, north: httpx.Client, publish: Publish, recording_broker: RecordingBroker, topic: str
@@ -101,24 +106,40 @@ def test_bad_input_is_logged_counted_and_the_next_message_gets_through(
     publish(TOPIC, '{"f": 50.02, "TimeInstant": "2026-11-24T10:00:06Z"}')
 
     first, second = recording_broker.wait_for(2)
-    assert set(first.body[0]) == {"id", "type", "totalActivePower", "@context"}  # good measure of a mixed payload
+    assert set(first.body[0]) == {
+        "id",
+        "type",
+        "totalActivePower",
+        "@context",
+    }  # good measure of a mixed payload
     assert second.body[0]["frequency"]["value"] == 50.02
     expected = {
-        "invalid_json": 1, "unknown_device": 1, "unknown_apikey": 1, "bad_timestamp": 1,
-        "not_an_object": 1, "oversize": 1, "bad_value": 1,
+        "invalid_json": 1,
+        "unknown_device": 1,
+        "unknown_apikey": 1,
+        "bad_timestamp": 1,
+        "not_an_object": 1,
+        "oversize": 1,
+        "bad_value": 1,
     }
     for reason, count in expected.items():
         assert agent.metrics.value("rejected_total", reason=reason) == count, reason
         assert _metric(north, f'energytwin_agent_rejected_total{{reason="{reason}"}}') == count
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "rejected invalid_json from device meter-001 (apikey meterkey) on /json/meterkey/meter-001/attrs" in logged
+    assert (
+        "rejected invalid_json from device meter-001 (apikey meterkey) on /json/meterkey/meter-001/attrs"
+        in logged
+    )
     assert "rejected unknown_device from device meter-404" in logged
     assert "rejected oversize from device meter-001" in logged and "65537 bytes" in logged
     assert "rejected bad_value" in logged and "f: expected a number" in logged and "measure dropped" in logged
 
 
 def test_repeated_rejections_are_logged_once_per_interval(
-    agent: Agent, north: httpx.Client, publish: Publish, recording_broker: RecordingBroker,
+    agent: Agent,
+    north: httpx.Client,
+    publish: Publish,
+    recording_broker: RecordingBroker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     provision_meter(north)
@@ -132,13 +153,19 @@ def test_repeated_rejections_are_logged_once_per_interval(
 
 
 def test_broker_errors_are_logged_with_problem_details_and_counted(
-    agent: Agent, north: httpx.Client, publish: Publish, recording_broker: RecordingBroker,
+    agent: Agent,
+    north: httpx.Client,
+    publish: Publish,
+    recording_broker: RecordingBroker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     provision_meter(north)
     recording_broker.status = 400
-    recording_broker.answer = {"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
-                               "title": "Invalid attribute", "detail": "frequency"}
+    recording_broker.answer = {
+        "type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
+        "title": "Invalid attribute",
+        "detail": "frequency",
+    }
     caplog.set_level(logging.ERROR, logger="twin_service.agent")
     publish(TOPIC, '{"f": 50}')
     recording_broker.wait_for(1)
@@ -161,13 +188,17 @@ def test_provisioning_survives_an_agent_restart(
         publish(TOPIC, '{"f": 50.0, "TimeInstant": "2026-11-24T10:00:00Z"}')
         [request] = recording_broker.wait_for(1)
         assert request.body[0]["site"] == {
-            "type": "Property", "value": "plant-A", "observedAt": "2026-11-24T10:00:00.000Z",
+            "type": "Property",
+            "value": "plant-A",
+            "observedAt": "2026-11-24T10:00:00.000Z",
         }
     finally:
         second.stop()
 
 
-def test_module_cli_starts_and_serves(tmp_path: Path, mqtt_server: Any, recording_broker: RecordingBroker) -> None:
+def test_module_cli_starts_and_serves(
+    tmp_path: Path, mqtt_server: Any, recording_broker: RecordingBroker
+) -> None:
     import subprocess
     import sys
 
@@ -175,9 +206,23 @@ def test_module_cli_starts_and_serves(tmp_path: Path, mqtt_server: Any, recordin
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "twin_service.agent", "--north-port", str(port), "--mqtt-host", mqtt_server.host,
-         "--mqtt-port", str(mqtt_server.port), "--broker-url", recording_broker.url, "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "twin_service.agent",
+            "--north-port",
+            str(port),
+            "--mqtt-host",
+            mqtt_server.host,
+            "--mqtt-port",
+            str(mqtt_server.port),
+            "--broker-url",
+            recording_broker.url,
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for_port("127.0.0.1", port, timeout_s=15, proc=proc)

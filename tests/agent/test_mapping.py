@@ -27,7 +27,11 @@ METER = ResolvedDevice(
 
 
 def test_table_measures_get_attribute_name_unit_and_observed_at() -> None:
-    payload = {"v": {"L1": 230.1, "L2": 229.8, "L3": 231.0}, "f": 50.01, "TimeInstant": "2026-11-24T10:00:00Z"}
+    payload = {
+        "v": {"L1": 230.1, "L2": 229.8, "L3": 231.0},
+        "f": 50.01,
+        "TimeInstant": "2026-11-24T10:00:00Z",
+    }
     mapped = map_payload(METER, payload, ARRIVAL)
     assert mapped.rejections == []
     assert mapped.measures == 2
@@ -70,7 +74,13 @@ def test_timestamps_off_and_no_time_instant_means_no_observed_at() -> None:
 
 
 def test_bad_measures_are_dropped_and_counted_good_ones_pass() -> None:
-    payload = {"f": "fifty", "pf": {"L1": 1.5}, "v": {"L1": 230.0, "L4": 1.0}, "pt": 10, "TimeInstant": "2026-11-24T10:00:00Z"}
+    payload = {
+        "f": "fifty",
+        "pf": {"L1": 1.5},
+        "v": {"L1": 230.0, "L4": 1.0},
+        "pt": 10,
+        "TimeInstant": "2026-11-24T10:00:00Z",
+    }
     mapped = map_payload(METER, payload, ARRIVAL)
     assert [r.reason for r in mapped.rejections] == ["bad_value"] * 3
     assert "f: expected a number" in mapped.rejections[0].detail
@@ -94,10 +104,18 @@ def test_provisioned_attribute_wins_over_the_table() -> None:
         **{
             **METER.__dict__,
             "attributes": (
-                AttributeSpec(object_id="f", name="gridFrequency", type="Number",
-                              metadata={"unitCode": {"type": "Text", "value": "HTZ"}}),
-                AttributeSpec(object_id="t", name="temperature", type="Number",
-                              metadata={"unitCode": {"type": "Text", "value": "CEL"}}),
+                AttributeSpec(
+                    object_id="f",
+                    name="gridFrequency",
+                    type="Number",
+                    metadata={"unitCode": {"type": "Text", "value": "HTZ"}},
+                ),
+                AttributeSpec(
+                    object_id="t",
+                    name="temperature",
+                    type="Number",
+                    metadata={"unitCode": {"type": "Text", "value": "CEL"}},
+                ),
             ),
             "static_attributes": (StaticAttribute(name="site", type="Text", value="plant-A"),),
         }
@@ -105,11 +123,18 @@ def test_provisioned_attribute_wins_over_the_table() -> None:
     mapped = map_payload(device, {"f": 50.0, "t": "21.5", "TimeInstant": "2026-11-24T10:00:00Z"}, ARRIVAL)
     fragment = mapped.fragments[0]
     assert fragment["gridFrequency"] == {
-        "type": "Property", "value": 50.0, "unitCode": "HTZ", "observedAt": "2026-11-24T10:00:00.000Z",
+        "type": "Property",
+        "value": 50.0,
+        "unitCode": "HTZ",
+        "observedAt": "2026-11-24T10:00:00.000Z",
     }
     assert fragment["temperature"]["value"] == 21.5  # Number type parses numeric strings, as node-lib does
     assert fragment["temperature"]["unitCode"] == "CEL"
-    assert fragment["site"] == {"type": "Property", "value": "plant-A", "observedAt": "2026-11-24T10:00:00.000Z"}
+    assert fragment["site"] == {
+        "type": "Property",
+        "value": "plant-A",
+        "observedAt": "2026-11-24T10:00:00.000Z",
+    }
     assert "frequency" not in fragment
 
 
@@ -122,13 +147,19 @@ def test_array_becomes_fragments_sorted_by_time_instant() -> None:
     mapped = map_payload(METER, payload, ARRIVAL)
     assert [f["frequency"]["value"] for f in mapped.fragments] == [50.01, 50.02, 50.03]
     assert [f["frequency"]["observedAt"] for f in mapped.fragments] == [
-        "2026-11-24T10:00:01.000Z", "2026-11-24T10:00:02.000Z", "2026-11-24T10:00:03.000Z",
+        "2026-11-24T10:00:01.000Z",
+        "2026-11-24T10:00:02.000Z",
+        "2026-11-24T10:00:03.000Z",
     ]
     assert {f["id"] for f in mapped.fragments} == {METER.entity_id}
 
 
 def test_array_with_bad_elements_keeps_the_good_ones() -> None:
-    payload = [{"f": 50.0, "TimeInstant": "yesterday"}, 42, {"f": 50.1, "TimeInstant": "2026-11-24T10:00:00Z"}]
+    payload = [
+        {"f": 50.0, "TimeInstant": "yesterday"},
+        42,
+        {"f": 50.1, "TimeInstant": "2026-11-24T10:00:00Z"},
+    ]
     mapped = map_payload(METER, payload, ARRIVAL)
     assert [r.reason for r in mapped.rejections] == ["bad_timestamp", "not_an_object"]
     assert len(mapped.fragments) == 1
@@ -185,5 +216,7 @@ def test_topics(topic: str, expected: MeasureTopic | None) -> None:
 
 
 def test_entity_names_that_are_not_urns_are_rewritten() -> None:
-    assert entity_id_for("meter-7", "ThreePhaseAcMeasurement") == "urn:ngsi-ld:ThreePhaseAcMeasurement:meter-7"
+    assert (
+        entity_id_for("meter-7", "ThreePhaseAcMeasurement") == "urn:ngsi-ld:ThreePhaseAcMeasurement:meter-7"
+    )
     assert entity_id_for("urn:ngsi-ld:X:y", "ThreePhaseAcMeasurement") == "urn:ngsi-ld:X:y"

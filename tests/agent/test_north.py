@@ -13,7 +13,12 @@ from twin_service.agent.metrics import Metrics
 from twin_service.agent.north import create_north_app
 from twin_service.agent.registry import Registry, UnknownSender
 
-GROUP = {"apikey": "meterkey", "resource": "/iot/json", "entity_type": "ThreePhaseAcMeasurement", "timestamp": True}
+GROUP = {
+    "apikey": "meterkey",
+    "resource": "/iot/json",
+    "entity_type": "ThreePhaseAcMeasurement",
+    "timestamp": True,
+}
 DEVICE = {"device_id": "meter-001", "protocol": "IoTA-JSON", "transport": "MQTT"}
 
 
@@ -80,8 +85,16 @@ def test_group_put_without_query_is_missing_headers(api: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/iot/services"), ("GET", "/iot/services"), ("POST", "/iot/devices"), ("GET", "/iot/devices"),
-     ("GET", "/iot/devices/x"), ("PUT", "/iot/devices/x"), ("DELETE", "/iot/devices/x"), ("DELETE", "/iot/services")],
+    [
+        ("POST", "/iot/services"),
+        ("GET", "/iot/services"),
+        ("POST", "/iot/devices"),
+        ("GET", "/iot/devices"),
+        ("GET", "/iot/devices/x"),
+        ("PUT", "/iot/devices/x"),
+        ("DELETE", "/iot/devices/x"),
+        ("DELETE", "/iot/services"),
+    ],
 )
 def test_missing_headers(api: TestClient, method: str, path: str) -> None:
     response = api.request(method, path, json={}, headers={"fiware-service": "energytwin"})
@@ -110,7 +123,9 @@ def test_group_body_validation(api: TestClient, body: object, says: str) -> None
 
 
 def test_invalid_json_body_is_wrong_syntax(api: TestClient) -> None:
-    response = api.post("/iot/devices", content=b"{nope", headers={**HEADERS, "Content-Type": "application/json"})
+    response = api.post(
+        "/iot/devices", content=b"{nope", headers={**HEADERS, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and response.json()["name"] == "WRONG_SYNTAX"
 
 

@@ -15,7 +15,9 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     """Command-line flags -> AgentConfig (defaults: production ports, ./var)."""
     parser = argparse.ArgumentParser(prog="python -m twin_service.agent", description=__doc__)
     parser.add_argument("--north-host", default="127.0.0.1", help="provisioning API bind address")
-    parser.add_argument("--north-port", type=int, default=4041, help="provisioning API port (IOTA_NORTH_PORT)")
+    parser.add_argument(
+        "--north-port", type=int, default=4041, help="provisioning API port (IOTA_NORTH_PORT)"
+    )
     parser.add_argument("--mqtt-host", default="127.0.0.1")
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--broker-url", default="http://127.0.0.1:1026", help="NGSI-LD context broker")
@@ -23,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     parser.add_argument("--max-payload-bytes", type=int, default=MAX_PAYLOAD_BYTES)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return AgentConfig(
         data_dir=args.data_dir,
         north_host=args.north_host,

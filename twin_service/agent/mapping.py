@@ -72,7 +72,9 @@ def map_payload(
         where = f"element {index}: " if isinstance(payload, list) else ""
         if not isinstance(item, dict):
             result.rejections.append(
-                Rejection("not_an_object", f"{where}expected a JSON object of measures, got {_json_kind(item)}")
+                Rejection(
+                    "not_an_object", f"{where}expected a JSON object of measures, got {_json_kind(item)}"
+                )
             )
             continue
         time_value = item.get(TIME_INSTANT)
@@ -200,6 +202,11 @@ def _date_value(value: Any) -> str:
 
 
 def _json_kind(value: Any) -> str:
-    return {list: "array", str: "string", bool: "boolean", type(None): "null", int: "number", float: "number"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        type(None): "null",
+        int: "number",
+        float: "number",
+    }.get(type(value), type(value).__name__)

@@ -112,8 +112,11 @@ def create_north_app(registry: Registry, metrics: Metrics, north_port: int) -> S
 
     groups = {"POST": create_groups, "GET": list_groups, "PUT": update_group, "DELETE": delete_group}
     routes = [
-        *(Route(path, handler, methods=[method]) for path in ("/iot/services", "/iot/groups")
-          for method, handler in groups.items()),
+        *(
+            Route(path, handler, methods=[method])
+            for path in ("/iot/services", "/iot/groups")
+            for method, handler in groups.items()
+        ),
         Route("/iot/devices", create_devices, methods=["POST"]),
         Route("/iot/devices", list_devices, methods=["GET"]),
         Route("/iot/devices/{device_id}", get_device, methods=["GET"]),
@@ -143,7 +146,8 @@ def _validate(model: type[M], body: Any) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors()
         )
         raise errors.wrong_syntax(problems) from None
 

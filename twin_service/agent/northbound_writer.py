@@ -106,7 +106,9 @@ class NorthboundWriter:
                         return
                     self._send(client, item)
                 except Exception:  # a bug here must not end the thread: every later upsert would be lost
-                    log.exception("failed to send upsert for device %s; continuing", getattr(item, "device_id", "?"))
+                    log.exception(
+                        "failed to send upsert for device %s; continuing", getattr(item, "device_id", "?")
+                    )
                 finally:
                     self._queue.task_done()
 

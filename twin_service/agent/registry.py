@@ -105,7 +105,9 @@ class Registry:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def list_groups(self, service: str, subservice: str, limit: int | None = None, offset: int = 0) -> list[dict]:
+    def list_groups(
+        self, service: str, subservice: str, limit: int | None = None, offset: int = 0
+    ) -> list[dict]:
         """Groups of a service (all its servicepaths when `subservice` is `/*`), in API form."""
         sql = "SELECT service, subservice, body FROM service_group WHERE service=?"
         args: list[Any] = [service]
@@ -132,7 +134,8 @@ class Registry:
             body = {**json.loads(row[0]), **update.to_json(), "resource": resource, "apikey": apikey}
             ServiceGroup.model_validate(body)  # the merge must still be a valid group
             self._db.execute(
-                "UPDATE service_group SET body=? WHERE resource=? AND apikey=?", (json.dumps(body), resource, apikey)
+                "UPDATE service_group SET body=? WHERE resource=? AND apikey=?",
+                (json.dumps(body), resource, apikey),
             )
 
     def delete_group(self, service: str, subservice: str, resource: str, apikey: str) -> None:
@@ -294,7 +297,8 @@ class Registry:
             entity_type=entity_type,
             timestamp=timestamp,
             attributes=tuple(device.attributes) + (tuple(group.attributes) if group else ()),
-            static_attributes=(tuple(group.static_attributes) if group else ()) + tuple(device.static_attributes),
+            static_attributes=(tuple(group.static_attributes) if group else ())
+            + tuple(device.static_attributes),
         )
 
     def _group_for_device(
@@ -302,7 +306,8 @@ class Registry:
     ) -> dict | None:
         """The group whose defaults a new device inherits: by apikey, else by type, else the only one."""
         rows = self._db.execute(
-            "SELECT body FROM service_group WHERE service=? AND subservice=? ORDER BY rowid", (service, subservice)
+            "SELECT body FROM service_group WHERE service=? AND subservice=? ORDER BY rowid",
+            (service, subservice),
         ).fetchall()
         groups = [json.loads(body) for (body,) in rows]
         for key, value in (("apikey", apikey), ("entity_type", entity_type)):

@@ -45,7 +45,13 @@ class RejectionReporter:
         self._suppressed: dict[tuple[str, str, str], int] = {}
 
     def report(
-        self, reason: str, detail: str, topic: str, apikey: str = "-", device_id: str = "-", dropped: str = "message"
+        self,
+        reason: str,
+        detail: str,
+        topic: str,
+        apikey: str = "-",
+        device_id: str = "-",
+        dropped: str = "message",
     ) -> None:
         """Count one rejection and log it unless the same cause was logged less than `interval_s` ago.
 

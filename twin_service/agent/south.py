@@ -60,9 +60,7 @@ class MeasureHandler:
             return
         who = {"topic": topic, "apikey": parsed.apikey, "device_id": parsed.device_id}
         if len(payload) > self._max_payload_bytes:
-            self._reporter.report(
-                "oversize", f"{len(payload)} bytes, limit {self._max_payload_bytes}", **who
-            )
+            self._reporter.report("oversize", f"{len(payload)} bytes, limit {self._max_payload_bytes}", **who)
             return
         if parsed.object_id is not None:
             value: Any = _bare_value(payload)
@@ -79,7 +77,9 @@ class MeasureHandler:
             self._reporter.report(exc.reason, str(exc), **who)
             return
         if parsed.object_id is not None:
-            mapped = map_single_attribute(device, parsed.object_id, value, received_at, self._timestamp_default)
+            mapped = map_single_attribute(
+                device, parsed.object_id, value, received_at, self._timestamp_default
+            )
         else:
             mapped = map_payload(device, value, received_at, self._timestamp_default)
         for rejection in mapped.rejections:
@@ -137,20 +137,28 @@ class MqttSouth:
         """True once the broker has acknowledged the subscriptions (tests publish only after that)."""
         return self._subscribed.wait(timeout_s)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s; retrying", self._host, self._port, reason)
+            log.error(
+                "MQTT broker %s:%d refused the connection: %s; retrying", self._host, self._port, reason
+            )
             return
         log.info("connected to MQTT broker %s:%d; subscribing to %s", self._host, self._port, SUBSCRIPTIONS)
         client.subscribe([(topic, SUBSCRIBE_QOS) for topic in SUBSCRIPTIONS])
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
         refused = [str(code) for code in reasons if code.is_failure]
         if refused:
             log.error("MQTT broker refused some subscriptions: %s", refused)
         self._subscribed.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._subscribed.clear()
         if reason.is_failure:
             log.warning("lost MQTT broker %s:%d (%s); reconnecting", self._host, self._port, reason)

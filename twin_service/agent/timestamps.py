@@ -9,9 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-_ISO_8601 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$"
-)
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$")
 
 
 class BadTimestamp(ValueError):
