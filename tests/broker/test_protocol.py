@@ -96,7 +96,7 @@ class ContextServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 owner.fetches += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "application/ld+json")

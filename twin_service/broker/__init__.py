@@ -7,4 +7,4 @@ from ._app import ROUTES, create_app
 from ._errors import NgsiLdError
 from ._store import DATABASE_NAME, AttributeInstance, Store
 
-__all__ = ["ROUTES", "DATABASE_NAME", "AttributeInstance", "NgsiLdError", "Store", "create_app"]
+__all__ = ["DATABASE_NAME", "ROUTES", "AttributeInstance", "NgsiLdError", "Store", "create_app"]

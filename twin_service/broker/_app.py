@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,11 +23,20 @@ from starlette.routing import Route
 from datamodels.context import CORE_CONTEXT
 
 from . import _operations as ops
-from ._context import ContextResolver
+from ._context import ActiveContext, ContextResolver
 from ._errors import NgsiLdError, bad_request, nonexistent_tenant, not_found
-from ._context import ActiveContext
-from ._http import (JSON, body_context, bool_param, entity_response, int_param, link_context, list_param,
-                    negotiate, read_body, tenant_of)
+from ._http import (
+    JSON,
+    body_context,
+    bool_param,
+    entity_response,
+    int_param,
+    link_context,
+    list_param,
+    negotiate,
+    read_body,
+    tenant_of,
+)
 from ._model import Entity, RenderOptions, parse_entity, render_entity
 from ._store import EntityQuery, Store
 

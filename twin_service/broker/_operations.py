@@ -103,3 +103,4 @@ def _insert(store: Store, tenant: str, entity: Entity, now: str) -> None:
         attribute["createdAt"] = attribute["modifiedAt"] = now
     store.insert_entity(tenant, entity)
     store.record_instances(tenant, entity, entity.attrs, "create", now)
+    log.info("entity %s created in tenant %r", entity.id, tenant)
