@@ -13,8 +13,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -50,6 +52,7 @@ _OPTIONS = frozenset({"keyValues", "simplified", "normalized", "sysAttrs"})
 _NOT_YET = ("q", "georel", "geometry", "coordinates", "geoproperty", "csf", "scopeQ", "pick", "omit")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -113,8 +116,7 @@ async def create_entity(request: Request) -> Response:
         raise bad_request("Invalid Entity", "POST /entities takes one JSON object")
     ctx = await broker.contexts.activate(body_context(body, body.json))
     entity = parse_entity(body.json, ctx)
-    with broker.store.transaction() as store:
-        ops.create_entity(store, tenant, entity)
+    await _write(broker, ops.create_entity, tenant, entity)
     return Response(status_code=201, headers={"Location": f"{BASE}/entities/{entity.id}"})
 
 
@@ -173,8 +175,7 @@ async def delete_entity(request: Request) -> Response:
     """DELETE /entities/{id}: 204, 404 when absent."""
     broker = _broker(request)
     tenant = _existing_tenant(request, broker)
-    with broker.store.transaction() as store:
-        ops.delete_entity(store, tenant, request.path_params["entity_id"])
+    await _write(broker, ops.delete_entity, tenant, request.path_params["entity_id"])
     return Response(status_code=204)
 
 
@@ -200,8 +201,7 @@ async def batch_upsert(request: Request) -> Response:
             if exc.error_type == "LdContextNotAvailable":
                 raise  # the whole batch depends on the broker reaching the context, not on this entity
             fragments.append((item.get("id") if isinstance(item, dict) else None, exc))
-    with broker.store.transaction() as store:
-        result = ops.upsert_batch(store, tenant, fragments, mode)
+    result = await _write(broker, ops.upsert_batch, tenant, fragments, mode)
     if result.errors:
         for entity_id, exc in result.errors:
             log.warning("upsert of %s in tenant %r refused: %s %s; the other entities were applied",
@@ -253,6 +253,19 @@ async def library_versions(request: Request) -> Response:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+async def _write(broker: Broker, operation: Callable[..., T], *args: Any) -> T:
+    """Run one write operation in its own transaction on a worker thread.
+
+    Commits fsync (synchronous=FULL), which must not stall the event loop serving other clients.
+    """
+
+    def run() -> T:
+        with broker.store.transaction() as store:
+            return operation(store, *args)
+
+    return await run_in_threadpool(run)
+
+
 def _existing_tenant(request: Request, broker: Broker) -> str:
     tenant = tenant_of(request)
     if not broker.store.tenant_exists(tenant):

@@ -29,6 +29,7 @@ DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 # the terms an entity uses did not change between them, and the broker never fetches the core.
 _CORE_URL = re.compile(r"^https?://uri\.etsi\.org/ngsi-ld/(v1/)?ngsi-ld-core-context(-v\d+\.\d+)?\.jsonld$")
 _MAX_NESTING = 8  # contexts referencing contexts; deeper is surely a loop
+_MAX_ACTIVE_CONTEXTS = 256
 FETCH_TIMEOUT_S = 3.0  # a context server that slow would stall every request naming it; 503 instead
 
 
@@ -135,6 +136,8 @@ class ContextResolver:
         self._fetch_timeout_s = fetch_timeout_s
         self._by_url: dict[str, TermMap] = {}
         self._core: TermMap | None = None
+        # Contexts given by URL only (the usual case: Link header, SDM list) are built once, not per request.
+        self._active: dict[tuple[str, ...], ActiveContext] = {}
 
     def core(self) -> TermMap:
         """The core context's terms, loaded once from the vendored file."""
@@ -156,9 +159,16 @@ class ContextResolver:
         """The ActiveContext for a request's @context (None: the core context only)."""
         core = self.core()
         if context is None:
-            return ActiveContext(TermMap(), core, CORE_CONTEXT)
-        user = await self._load(context, depth=0)
-        return ActiveContext(user, core, context)
+            context = CORE_CONTEXT
+        key = tuple(context) if isinstance(context, list) else (context,)
+        if all(isinstance(part, str) for part in key):
+            active = self._active.get(key)
+            if active is None:
+                if len(self._active) >= _MAX_ACTIVE_CONTEXTS:
+                    self._active.clear()  # clients inventing context lists must not grow memory without bound
+                active = self._active[key] = ActiveContext(await self._load(context, depth=0), core, context)
+            return active
+        return ActiveContext(await self._load(context, depth=0), core, context)
 
     async def _load(self, context: Any, depth: int) -> TermMap:
         if depth > _MAX_NESTING:
