@@ -96,9 +96,7 @@ async def problem_details(request: Request, exc: Exception) -> Response:
         title = "Service Not Found" if exc.status_code == 404 else str(exc.detail)
         exc = NgsiLdError(error_type, title, f"{request.method} {request.url.path}", status=exc.status_code,
                           headers=dict(exc.headers or {}))
-    if not isinstance(exc, NgsiLdError):  # only reachable if something outside a handler failed
-        log.error("%s %s: unexpected %r", request.method, request.url.path, exc)
-        exc = NgsiLdError("InternalError", "Internal Error", type(exc).__name__)
+    assert isinstance(exc, NgsiLdError)  # registered for these two only; _endpoint converts everything else
     level = logging.WARNING if exc.status >= 500 else logging.INFO
     log.log(level, "%s %s -> %d %s: %s %s", request.method, request.url.path, exc.status, exc.error_type,
             exc.title, exc.detail)
