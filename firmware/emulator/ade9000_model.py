@@ -44,10 +44,25 @@ STATUS0, STATUS1, MASK0, MASK1, EVENT_MASK, VLEVEL = 0x402, 0x403, 0x405, 0x406,
 APERIOD, BPERIOD, CPERIOD, COM_PERIOD = 0x418, 0x419, 0x41A, 0x41B
 LAST_DATA_32, PART_ID = 0x423, 0x472
 RUN, CONFIG1 = 0x480, 0x481
-ANGL_VA_VB, ANGL_VB_VC, ANGL_VA_VC, ANGL_VA_IA, ANGL_VB_IB, ANGL_VC_IC = 0x482, 0x483, 0x484, 0x485, 0x486, 0x487
+ANGL_VA_VB, ANGL_VB_VC, ANGL_VA_VC, ANGL_VA_IA, ANGL_VB_IB, ANGL_VC_IC = (
+    0x482,
+    0x483,
+    0x484,
+    0x485,
+    0x486,
+    0x487,
+)
 ANGL_IA_IB, ANGL_IB_IC, ANGL_IA_IC = 0x488, 0x489, 0x48A
 ACCMODE, CONFIG3, ZX_LP_SEL, SEQ_CYC, PHSIGN, WFB_CFG = 0x492, 0x493, 0x49A, 0x49C, 0x49D, 0x4A0
-CONFIG5, LAST_DATA_16, LAST_CMD, CONFIG2, EP_CFG, PWR_TIME, EGY_TIME = 0x4A4, 0x4AC, 0x4AE, 0x4AF, 0x4B0, 0x4B1, 0x4B2
+CONFIG5, LAST_DATA_16, LAST_CMD, CONFIG2, EP_CFG, PWR_TIME, EGY_TIME = (
+    0x4A4,
+    0x4AC,
+    0x4AE,
+    0x4AF,
+    0x4B0,
+    0x4B1,
+    0x4B2,
+)
 TEMP_CFG, PGA_GAIN, VERSION = 0x4B6, 0x4B9, 0x4FE
 
 # Bits
@@ -98,7 +113,7 @@ def _known_registers() -> dict[int, int]:
     regs: dict[int, int] = {}
     for phase in range(3):
         base = phase * PHASE_STRIDE
-        for offset in range(0x000, 0x019):  # calibration block xIGAIN .. xIRMS1012OS
+        for offset in range(0x019):  # calibration block xIGAIN .. xIRMS1012OS
             regs[base + offset] = 0
         for addr in (AIRMS, AVRMS, AWATT, AVAR, AVA, APF, AVTHD, AITHD):
             regs[addr + base] = 0
@@ -126,8 +141,11 @@ _MEASUREMENT_READ_ONLY: frozenset[int] = frozenset(
     [a + p * PHASE_STRIDE for p in range(3) for a in range(0x20A, 0x21D)]
     + [a + p * ENERGY_PHASE_STRIDE for p in range(3) for a in range(0x2E5, 0x2E5 + 0x3C)]
     + [0x265, NIRMS, 0x267, 0x268, 0x269, VERSION2, 0x400, 0x401, 0x404, 0x40A, 0x40B, 0x40C, 0x40D]
-    + list(range(0x411, 0x414)) + list(range(0x415, 0x41C)) + [0x41F, LAST_DATA_32, PART_ID, 0x474]
-    + list(range(0x482, 0x48B)) + [0x48F, PHSIGN, CONFIG5, LAST_DATA_16, LAST_CMD, 0x4A8, 0x4A9, 0x4B7, VERSION]
+    + list(range(0x411, 0x414))
+    + list(range(0x415, 0x41C))
+    + [0x41F, LAST_DATA_32, PART_ID, 0x474]
+    + list(range(0x482, 0x48B))
+    + [0x48F, PHSIGN, CONFIG5, LAST_DATA_16, LAST_CMD, 0x4A8, 0x4A9, 0x4B7, VERSION]
 )
 
 
@@ -297,12 +315,19 @@ class ADE9000Model:
                 regs[STATUS0] |= STATUS0_REVRP[index]
             self._last_sign[index] = sign
         regs[PHSIGN] = sum(
-            ((1 << (2 * i)) if self._last_sign[i][0] < 0 else 0) | ((1 << (2 * i + 1)) if self._last_sign[i][1] < 0 else 0)
+            ((1 << (2 * i)) if self._last_sign[i][0] < 0 else 0)
+            | ((1 << (2 * i + 1)) if self._last_sign[i][1] < 0 else 0)
             for i in range(3)
         )
         g_n = self._pga(3) * self._gain_factor(NIGAIN)
         regs[NIRMS] = _clip_unsigned(
-            round(RMS_FULL_SCALE_CODE * math.sqrt(2) * cal.neutral_current_tf_v_per_a * self.neutral_current() * g_n)
+            round(
+                RMS_FULL_SCALE_CODE
+                * math.sqrt(2)
+                * cal.neutral_current_tf_v_per_a
+                * self.neutral_current()
+                * g_n
+            )
         )
         f_hz = self.effective_frequency_hz()
         period = period_code(f_hz)

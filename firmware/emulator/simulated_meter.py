@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from firmware.emulator.ade9000_model import ADE9000Model, BoardCalibration, PhaseInput
 from firmware.emulator.harness import FuelUse, MeterConfig, MeterHarness, PublishedMessage
@@ -68,7 +68,9 @@ class SimulatedMeter:
             self.model.phases[index] = load.as_phase_input()
         self.model.neutral_current_a = neutral_current_a
         self.published: deque[tuple[str, dict[str, Any]]] = deque(maxlen=max_published)
-        self.harness = MeterHarness(self.config, self.model, max_published=max_published, on_publish=self._record)
+        self.harness = MeterHarness(
+            self.config, self.model, max_published=max_published, on_publish=self._record
+        )
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -144,7 +146,9 @@ class SimulatedMeter:
                 return
             last = now
             next_due += self.period_s
-            if next_due < time.monotonic():  # fell behind (slow host): skip missed periods, energy still exact
+            if (
+                next_due < time.monotonic()
+            ):  # fell behind (slow host): skip missed periods, energy still exact
                 next_due = time.monotonic() + self.period_s
 
     def stop(self) -> None:
@@ -157,7 +161,7 @@ class SimulatedMeter:
             self.harness.close()
             self._booted = False
 
-    def __enter__(self) -> SimulatedMeter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,8 +9,16 @@ from firmware.emulator.harness import HarnessError, MeterConfig, MeterHarness
 
 
 def test_register_reads_through_driver_return_model_codes(meter: MeterHarness) -> None:
-    for addr in (m.AVRMS, m.AIRMS + m.PHASE_STRIDE, m.AWATT + 2 * m.PHASE_STRIDE, m.PART_ID, m.COM_PERIOD,
-                 m.ANGL_VA_VB, m.CONFIG5, m.VERSION):
+    for addr in (
+        m.AVRMS,
+        m.AIRMS + m.PHASE_STRIDE,
+        m.AWATT + 2 * m.PHASE_STRIDE,
+        m.PART_ID,
+        m.COM_PERIOD,
+        m.ANGL_VA_VB,
+        m.CONFIG5,
+        m.VERSION,
+    ):
         assert meter.eval(f"meter.chip.read({addr})") == meter.model.peek(addr), hex(addr)
     assert meter.eval(f"meter.chip.read({m.CONFIG5})") == 0x0063
 
@@ -58,7 +66,7 @@ def test_startup_refuses_a_missing_chip() -> None:
             harness.model.poke_physics_register(m.CONFIG5, 0xFFFF)
 
         harness.model._write = broken_write  # type: ignore[method-assign]
-        with pytest.raises(Exception, match="ADE9000 not found"):
+        with pytest.raises(HarnessError, match="ADE9000 not found"):
             harness.start()
         assert harness.model.peek(m.RUN) == 0
     finally:
@@ -66,8 +74,10 @@ def test_startup_refuses_a_missing_chip() -> None:
 
 
 def test_harness_reports_firmware_tracebacks(meter: MeterHarness) -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(HarnessError, match="TypeError"):
         meter.run("meter.chip.read(None)")
     with pytest.raises(HarnessError):
-        meter.run("import micropython\ndef _bad(_):\n    raise ValueError('boom')\nmicropython.schedule(_bad, 0)\n"
-                  "for _ in range(10):\n    pass\n")
+        meter.run(
+            "import micropython\ndef _bad(_):\n    raise ValueError('boom')\nmicropython.schedule(_bad, 0)\n"
+            "for _ in range(10):\n    pass\n"
+        )

@@ -6,7 +6,7 @@ import json
 import re
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -51,11 +51,11 @@ def test_one_period_publishes_hand_computed_values(meter: MeterHarness) -> None:
 
 
 def test_time_instant_is_iso_utc_with_milliseconds(meter: MeterHarness) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     meter.cycle(1.0)
     stamp = last_payload(meter)[TIME_INSTANT]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
-    taken = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    taken = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs((taken - before).total_seconds()) < 5
 
 
@@ -124,7 +124,7 @@ def test_firmware_object_ids_match_the_measure_table(meter: MeterHarness) -> Non
             assert set(value) == set(measure.shape.keys), object_id
 
 
-def test_publish_reaches_a_real_broker(mqtt_server) -> None:  # noqa: ANN001 - fixture from tests/conftest.py
+def test_publish_reaches_a_real_broker(mqtt_server) -> None:
     received: list[tuple[str, dict, int]] = []
     got = threading.Event()
     subscribed = threading.Event()
@@ -140,8 +140,12 @@ def test_publish_reaches_a_real_broker(mqtt_server) -> None:  # noqa: ANN001 - f
     sub.loop_start()
     sub.subscribe("/json/energytwin-demo/+/attrs", qos=1)
     assert subscribed.wait(5)
-    meter = SimulatedMeter(device_id="meter-e2e", mqtt_host=mqtt_server.host, mqtt_port=mqtt_server.port,
-                           loads=(PhaseLoad(), PhaseLoad(current_a=2.0, angle_deg=180.0), PhaseLoad(current_a=0.0)))
+    meter = SimulatedMeter(
+        device_id="meter-e2e",
+        mqtt_host=mqtt_server.host,
+        mqtt_port=mqtt_server.port,
+        loads=(PhaseLoad(), PhaseLoad(current_a=2.0, angle_deg=180.0), PhaseLoad(current_a=0.0)),
+    )
     try:
         assert meter.step(1.0) is True
         assert got.wait(5)
@@ -158,7 +162,7 @@ def test_publish_reaches_a_real_broker(mqtt_server) -> None:  # noqa: ANN001 - f
     assert meter.published[-1] == (topic, doc)
 
 
-def test_dead_broker_is_survived_and_retried(mqtt_server) -> None:  # noqa: ANN001
+def test_dead_broker_is_survived_and_retried(mqtt_server) -> None:
     from twin_service.mqtt_server import free_port
 
     meter = SimulatedMeter(device_id="meter-offline", mqtt_host="127.0.0.1", mqtt_port=free_port())
@@ -170,9 +174,10 @@ def test_dead_broker_is_survived_and_retried(mqtt_server) -> None:  # noqa: ANN0
         meter.stop()
 
 
-def test_simulated_meter_runs_in_real_time(mqtt_server) -> None:  # noqa: ANN001
-    meter = SimulatedMeter(device_id="meter-rt", mqtt_host=mqtt_server.host, mqtt_port=mqtt_server.port,
-                           period_s=0.2)
+def test_simulated_meter_runs_in_real_time(mqtt_server) -> None:
+    meter = SimulatedMeter(
+        device_id="meter-rt", mqtt_host=mqtt_server.host, mqtt_port=mqtt_server.port, period_s=0.2
+    )
     meter.start()
     try:
         deadline = time.monotonic() + 10
@@ -186,7 +191,7 @@ def test_simulated_meter_runs_in_real_time(mqtt_server) -> None:  # noqa: ANN001
         meter.stop()
     assert meter.last_error is None
     assert len(meter.published) >= 5
-    topic, doc = meter.published[-1]
+    _topic, doc = meter.published[-1]
     assert doc["p"]["L1"] == 0.0 and doc["p"]["L2"] == pytest.approx(2300.0, abs=0.02)
     # Energy follows real elapsed time: at least 3 periods of 2300 W on L2.
     assert doc["eai"]["L2"] >= 3 * 0.2 * 2300 / 3.6e6

@@ -107,20 +107,17 @@ class SPI:
 
     def write(self, buf):
         self._clock(buf)
-        return None
 
     def read(self, nbytes, write=0x00):
         return self._clock(bytes([write]) * nbytes)
 
     def readinto(self, buf, write=0x00):
         buf[:] = self._clock(bytes([write]) * len(buf))
-        return None
 
     def write_readinto(self, write_buf, read_buf):
         if len(write_buf) != len(read_buf):
             raise ValueError("buffers must have the same length")
         read_buf[:] = self._clock(write_buf)
-        return None
 
 
 class Timer:

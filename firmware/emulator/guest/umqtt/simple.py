@@ -23,7 +23,9 @@ def _text(value):
 
 class MQTTClient:
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
-                 ssl_params={}):
+                 ssl_params=None):
+        if ssl_params is None:
+            ssl_params = {}
         if port == 0:
             port = 8883 if ssl else 1883
         self.client_id = _text(client_id)
@@ -89,4 +91,3 @@ class MQTTClient:
         message = result.get("message")
         if message is not None and self.cb is not None:
             self.cb(message[0].encode(), message[1].encode())
-        return None
