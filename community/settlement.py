@@ -1,0 +1,82 @@
+"""Hourly settlement of collective self-consumption (Spain) and the household view (Netherlands).
+
+Pure array functions: rows are members, columns are hours. NaN (a missing hour) propagates, so a gap in a
+member's data shows up as a gap in its settlement instead of as zero consumption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def net_generation_kwh(export_kwh: np.ndarray, import_kwh: np.ndarray) -> np.ndarray:
+    """Net hourly generation G_h of an installation: exported minus its own auxiliary import, never below 0.
+
+    RD 244/2019 shares the *net* generation; at night the inverter draws a little from the grid, which is the
+    installation's own consumption, not negative generation to hand out (reference/community.md §1.1, §1.3).
+    """
+    return np.maximum(np.asarray(export_kwh, float) - np.asarray(import_kwh, float), 0.0)
+
+
+def assigned_kwh(beta: np.ndarray, generation_kwh: np.ndarray) -> np.ndarray:
+    """E_i,h = beta_i,h x G_h (reference/community.md §1.3)."""
+    return np.asarray(beta, float) * np.asarray(generation_kwh, float)[np.newaxis, :]
+
+
+def self_consumed_kwh(consumption_kwh: np.ndarray, assigned: np.ndarray) -> np.ndarray:
+    """A_i,h = min(C_i,h, E_i,h): "energía autoconsumida", pays no tolls or charges (§1.3)."""
+    return np.minimum(consumption_kwh, assigned)
+
+
+def grid_import_kwh(consumption_kwh: np.ndarray, assigned: np.ndarray) -> np.ndarray:
+    """I_i,h = max(0, C_i,h - E_i,h): bought from the retailer as usual (§1.3)."""
+    return np.maximum(consumption_kwh - assigned, 0.0)
+
+
+def surplus_kwh(consumption_kwh: np.ndarray, assigned: np.ndarray) -> np.ndarray:
+    """X_i,h = max(0, E_i,h - C_i,h): "excedentes", compensated or sold (§1.3)."""
+    return np.maximum(assigned - consumption_kwh, 0.0)
+
+
+def household_consumption_kwh(production_kwh: np.ndarray, delivered_kwh: np.ndarray, fed_back_kwh: np.ndarray):
+    """V = P + L - T: what a household with its own PV used (reference/community.md §3, Dutch netting)."""
+    return np.asarray(production_kwh, float) + np.asarray(delivered_kwh, float) - np.asarray(fed_back_kwh, float)
+
+
+def direct_self_use_kwh(production_kwh: np.ndarray, fed_back_kwh: np.ndarray) -> np.ndarray:
+    """P - T: the own production used at home without touching the grid (§3)."""
+    return np.asarray(production_kwh, float) - np.asarray(fed_back_kwh, float)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Per member and hour: consumption C, assigned E, self-consumed A, import I, surplus X (kWh)."""
+
+    consumption_kwh: np.ndarray
+    assigned_kwh: np.ndarray
+    self_consumed_kwh: np.ndarray
+    grid_import_kwh: np.ndarray
+    surplus_kwh: np.ndarray
+
+    @property
+    def community_self_consumption_ratio(self) -> float:
+        """Share of the generation the members used in the same hour: sum A / sum E over complete hours."""
+        ok = ~np.isnan(self.self_consumed_kwh)
+        total = float(self.assigned_kwh[ok].sum())
+        return float(self.self_consumed_kwh[ok].sum()) / total if total > 0 else 0.0
+
+
+def settle(beta: np.ndarray, generation_kwh: np.ndarray, consumption_kwh: np.ndarray) -> Settlement:
+    """Apply the §1.3 formulas to every member and hour."""
+    beta = np.asarray(beta, float)
+    consumption = np.asarray(consumption_kwh, float)
+    if beta.shape != consumption.shape:
+        raise ValueError(f"beta has shape {beta.shape} but consumption {consumption.shape} (members x hours)")
+    if np.asarray(generation_kwh).shape != (beta.shape[1],):
+        raise ValueError(f"generation has {np.asarray(generation_kwh).shape} values, expected {beta.shape[1]}")
+    e = assigned_kwh(beta, generation_kwh)
+    return Settlement(
+        consumption, e, self_consumed_kwh(consumption, e), grid_import_kwh(consumption, e), surplus_kwh(consumption, e)
+    )
