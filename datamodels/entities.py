@@ -8,7 +8,7 @@ unit codes cannot drift apart. Each entity renders two ways: normalized NGSI-LD 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +35,7 @@ def iso_utc(moment: Timestamp) -> str:
         return moment
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: give a timezone so observedAt is unambiguous")
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Values(BaseModel):

@@ -10,6 +10,7 @@ Unit codes are UN/CEFACT Rec 20 (reference/datamodels.md §1).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -149,7 +150,7 @@ def check_value(measure: Measure, value: object) -> None:
 def _check_number(measure: Measure, where: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ShapeError(f"{where}: expected a number, got {type(value).__name__}")
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ShapeError(f"{where}: not a finite number")
     if measure.minimum is not None and value < measure.minimum:
         raise ShapeError(f"{where}: {value} is below the minimum {measure.minimum}")

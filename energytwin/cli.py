@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import click
 
@@ -13,7 +14,7 @@ class _LazyGroup(click.Group):
     """Imports a subcommand's module only when it runs, so `--help` is instant and one broken part does not
     take the whole CLI down."""
 
-    _commands = {
+    _commands: ClassVar[dict[str, tuple[str, str, str]]] = {
         "up": ("twin_service.commands", "up", "Run the embedded stack on the production ports."),
         "demo": ("twin_service.commands", "demo", "Run the embedded stack with simulated meters (real firmware)."),
     }

@@ -6,6 +6,7 @@ Works against the embedded agent and the FIWARE IoT Agent JSON alike: same route
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 
@@ -46,7 +47,7 @@ class NorthClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> NorthClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -111,7 +111,7 @@ def start_mqtt_server(
     server = MqttServer(kind, host, port, proc, workdir)
     try:
         wait_for_port(host, port, timeout_s=15.0, proc=proc)
-    except Exception:
+    except (TimeoutError, RuntimeError):
         server.stop()
         raise RuntimeError(
             f"{kind} did not start on {host}:{port}; see {server.log_path}:\n"

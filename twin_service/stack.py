@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from energytwin import ports
 from twin_service.mqtt_server import MqttServer, start_mqtt_server, wait_for_port
@@ -163,7 +164,7 @@ class EmbeddedStack:
         if self.mqtt is not None:
             self.mqtt.stop()
 
-    def __enter__(self) -> EmbeddedStack:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

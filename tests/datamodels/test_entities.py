@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from datamodels.context import ENERGY_CONTEXT, DEVICE_CONTEXT, context_for
+from datamodels.context import DEVICE_CONTEXT, ENERGY_CONTEXT, context_for
 from datamodels.entities import Device, LineValues, PhaseValues, PhaseValuesN, ThreePhaseAcMeasurement
 from datamodels.measures import BY_ATTRIBUTE, MEASURES, Shape, ShapeError
 from datamodels.validation import EntityValidationError, validate_entity
