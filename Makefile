@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv system-deps clean
+.PHONY: demo test lint bench venv system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(STAMP)
 ## Install what the tests need and run them; fails on any failure and when no test ran.
 test: $(STAMP) system-deps
 	$(PY) -m pytest
+
+## Every benchmark in bench/, printing figures and writing JSON to bench/results/ (BENCH_ARGS=--quick for a smoke run).
+bench: $(STAMP) system-deps
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check energytwin datamodels twin_service firmware/emulator provisioning tests
