@@ -76,7 +76,11 @@ def settle(beta: np.ndarray, generation_kwh: np.ndarray, consumption_kwh: np.nda
         raise ValueError(f"beta has shape {beta.shape} but consumption {consumption.shape} (members x hours)")
     if np.asarray(generation_kwh).shape != (beta.shape[1],):
         raise ValueError(f"generation has {np.asarray(generation_kwh).shape} values, expected {beta.shape[1]}")
-    e = assigned_kwh(beta, generation_kwh)
-    return Settlement(
-        consumption, e, self_consumed_kwh(consumption, e), grid_import_kwh(consumption, e), surplus_kwh(consumption, e)
-    )
+    return settle_assigned(assigned_kwh(beta, generation_kwh), consumption)
+
+
+def settle_assigned(assigned: np.ndarray, consumption_kwh: np.ndarray) -> Settlement:
+    """The §1.3 formulas on an assignment already summed over installations (E_i = sum_k beta_k,i G_k)."""
+    c = np.asarray(consumption_kwh, float)
+    e = np.asarray(assigned, float)
+    return Settlement(c, e, self_consumed_kwh(c, e), grid_import_kwh(c, e), surplus_kwh(c, e))

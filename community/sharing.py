@@ -67,8 +67,8 @@ class SharingRules:
             fairness_tolerance=community.rules.fairness_tolerance,
         )
 
-    def violations(self, beta: np.ndarray, generation_kwh: np.ndarray | None = None, tol: float = 1e-9) -> list[str]:
-        """What in `beta` breaks the rules (empty when it respects them all)."""
+    def violations(self, beta: np.ndarray, generation_kwh: np.ndarray | None = None, tol: float = 1e-7) -> list[str]:
+        """What in `beta` breaks the rules beyond `tol` (the LP solver's feasibility tolerance); empty if nothing."""
         out = []
         sums = beta.sum(axis=0)
         if np.abs(sums - 1).max() > tol:

@@ -74,3 +74,20 @@ def read_hourly_prices(path: Path, hour_starts_utc: np.ndarray, fallback_eur_per
             raise PriceFileError(f"{path}: no price for the hour starting {when}Z and no flat price to fall back on")
         out[k] = value
     return out
+
+
+def price_file_mean(path: Path) -> float:
+    """Mean import price of a price file (used only to plan a period the file does not cover)."""
+    values = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for row in reader:
+            if len(row) >= 2 and row[1].strip():
+                try:
+                    values.append(float(row[1]))
+                except ValueError:
+                    continue
+    if not values:
+        raise PriceFileError(f"{path}: no prices")
+    return sum(values) / len(values)

@@ -1,0 +1,104 @@
+"""Expected hourly consumption and generation for a future period, from past data (ex-ante coefficients).
+
+Coefficients must be sent before the energy is used (Orden TED/1247/2021), so every method works on an
+expectation. Consumption: the member's own hour-of-week profile (mean of the same weekday and local hour over
+the history; reference/community.md §5 "seasonal naive by weekday/hour"). PV with a known location and peak
+power: the pvlib clear-sky output of the array scaled by the clear-sky index measured on the history (§5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+HOURS_PER_WEEK = 168
+
+
+def hour_of_week(hour_starts_utc: np.ndarray, tz: str) -> np.ndarray:
+    """0..167 for each hour: local weekday x 24 + local hour (Monday 00:00 = 0)."""
+    local = pd.DatetimeIndex(hour_starts_utc).tz_localize("UTC").tz_convert(tz)
+    return np.asarray(local.dayofweek * 24 + local.hour)
+
+
+def hour_of_week_profile(hour_starts_utc: np.ndarray, energy_kwh: np.ndarray, tz: str) -> np.ndarray:
+    """Mean energy per hour-of-week slot (rows x 168), ignoring missing hours.
+
+    A slot with no data falls back to the mean of the same local hour on any day; a row with no data at all
+    stays NaN, and the caller must refuse to plan with it.
+    """
+    energy = np.atleast_2d(np.asarray(energy_kwh, float))
+    slots = hour_of_week(hour_starts_utc, tz)
+    profile = np.full((energy.shape[0], HOURS_PER_WEEK), np.nan)
+    for s in range(HOURS_PER_WEEK):
+        cols = energy[:, slots == s]
+        if cols.shape[1]:
+            with np.errstate(all="ignore"):
+                profile[:, s] = _nanmean(cols)
+    hod = np.arange(HOURS_PER_WEEK) % 24
+    for hour in range(24):
+        same = hod == hour
+        fill = _nanmean(profile[:, same])
+        rows, slots_nan = np.nonzero(np.isnan(profile[:, same]))
+        idx = np.flatnonzero(same)[slots_nan]
+        profile[rows, idx] = fill[rows]
+    return profile
+
+
+def expected_from_profile(profile: np.ndarray, hour_starts_utc: np.ndarray, tz: str) -> np.ndarray:
+    """Lay an hour-of-week profile (rows x 168) onto target hours."""
+    return profile[:, hour_of_week(hour_starts_utc, tz)]
+
+
+@dataclass(frozen=True)
+class PvArray:
+    """What pvlib needs to model the clear-sky output of an installation."""
+
+    peak_power_kwp: float
+    latitude_deg: float
+    longitude_deg: float
+    tilt_deg: float = 30.0
+    azimuth_deg: float = 180.0
+    altitude_m: float = 0.0
+
+
+def clear_sky_energy_kwh(array: PvArray, hour_starts_utc: np.ndarray) -> np.ndarray:
+    """Clear-sky energy per hour: kWp x plane-of-array irradiance / 1000 W/m2 at mid-hour.
+
+    Irradiance from pvlib's Ineichen model with the Linke turbidity climatology pvlib ships, transposed to the
+    array plane (isotropic sky). Losses are left to the clear-sky index fitted on history, which absorbs them.
+    """
+    import pvlib
+
+    mid = pd.DatetimeIndex(hour_starts_utc).tz_localize("UTC") + pd.Timedelta(minutes=30)
+    location = pvlib.location.Location(array.latitude_deg, array.longitude_deg, tz="UTC", altitude=array.altitude_m)
+    solar = location.get_solarposition(mid)
+    clear = location.get_clearsky(mid, model="ineichen", solar_position=solar)
+    poa = pvlib.irradiance.get_total_irradiance(
+        array.tilt_deg,
+        array.azimuth_deg,
+        solar["apparent_zenith"],
+        solar["azimuth"],
+        clear["dni"],
+        clear["ghi"],
+        clear["dhi"],
+    )["poa_global"]
+    return np.clip(np.nan_to_num(poa.to_numpy()) * array.peak_power_kwp / 1000.0, 0, None)
+
+
+def clear_sky_index(measured_kwh: np.ndarray, clear_sky_kwh: np.ndarray) -> float:
+    """k = sum(measured) / sum(clear-sky) over the complete daylight hours of the history (§5)."""
+    measured = np.asarray(measured_kwh, float)
+    ok = ~np.isnan(measured) & (clear_sky_kwh > 0)
+    denominator = float(clear_sky_kwh[ok].sum())
+    if denominator <= 0:
+        raise ValueError("no complete daylight hour in the history to fit the clear-sky index on")
+    return float(measured[ok].sum()) / denominator
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(values)
+    count = ok.sum(axis=1)
+    total = np.where(ok, values, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
