@@ -45,6 +45,9 @@ def service_group(apikey: str, *, cb_host: str | None = None) -> dict:
         "timestamp": True,
         "transport": "MQTT",
         "protocol": "IoTA-JSON",
+        # The FIWARE default is to autoprovision unknown device ids; meters are registered from the inventory,
+        # so a typo'd or foreign device id must be rejected (and logged), not become a new entity.
+        "autoprovision": False,
         "attributes": measure_attributes(),
     }
     if cb_host:

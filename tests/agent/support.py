@@ -70,6 +70,7 @@ def provision_meter(
         "resource": "/iot/json",
         "entity_type": "ThreePhaseAcMeasurement",
         "timestamp": True,
+        "autoprovision": False,  # unknown devices must stay unknown in these tests (FIWARE default: true)
     }
     response = client.post("/iot/services", json={"services": [group]}, headers=HEADERS)
     assert response.status_code in (201, 409), response.text

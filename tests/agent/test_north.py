@@ -18,6 +18,7 @@ GROUP = {
     "resource": "/iot/json",
     "entity_type": "ThreePhaseAcMeasurement",
     "timestamp": True,
+    "autoprovision": False,
 }
 DEVICE = {"device_id": "meter-001", "protocol": "IoTA-JSON", "transport": "MQTT"}
 

@@ -48,6 +48,7 @@ class MappedMessage:
     fragments: list[dict[str, Any]] = field(default_factory=list)
     measures: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    ignored: int = 0  # measures left out by explicitAttrs (not an error: the FIWARE agent drops them silently)
 
 
 def entity_context(entity_type: str) -> list[str]:
@@ -114,6 +115,9 @@ def _fragment(
         key = _RENAMED_KEYS.get(key, key)
         spec = _provisioned(device, key)
         name = spec.name if spec else (BY_OBJECT_ID[key].attribute if key in BY_OBJECT_ID else key)
+        if not _explicitly_allowed(device.explicit_attrs, key, name, spec):
+            result.ignored += 1
+            continue
         try:
             attributes[name] = _ngsi_ld_attribute(
                 name, spec.type if spec else "Property", value, spec.unit_code() if spec else None, when
@@ -123,10 +127,15 @@ def _fragment(
             continue
         result.measures += 1
     if not attributes:
-        if not any(key != TIME_INSTANT for key in item):
+        if result.ignored:
+            result.rejections.append(Rejection("no_measures", f"{where}no measure left after explicitAttrs"))
+        elif not any(key != TIME_INSTANT for key in item):
             result.rejections.append(Rejection("no_measures", f"{where}no measures besides TimeInstant"))
         return None
     for static in device.static_attributes:
+        explicit = device.explicit_attrs
+        if isinstance(explicit, frozenset) and static.name not in explicit:
+            continue
         attributes.setdefault(static.name, _static(static, when))
     return {
         "id": device.entity_id,
@@ -134,6 +143,17 @@ def _fragment(
         **attributes,
         "@context": entity_context(device.entity_type),
     }
+
+
+def _explicitly_allowed(
+    explicit: bool | frozenset[str], key: str, name: str, spec: AttributeSpec | None
+) -> bool:
+    """explicitAttrs: false lets every measure through, true only provisioned ones, a list only those named."""
+    if explicit is False:
+        return True
+    if explicit is True:
+        return spec is not None
+    return key in explicit or name in explicit
 
 
 def _provisioned(device: ResolvedDevice, key: str) -> AttributeSpec | None:

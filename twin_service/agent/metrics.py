@@ -17,7 +17,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "measures_total": ("counter", "Measure values accepted and queued for the broker (one per attribute)"),
     "rejected_total": ("counter", "Messages or measures rejected, by reason"),
     "upserts_total": ("counter", "Batch upserts sent to the NGSI-LD broker, by HTTP status or error"),
-    "upsert_queue_depth": ("gauge", "Upserts waiting to be sent to the broker"),
+    "upserted_messages_total": ("counter", "MQTT messages whose upsert the broker accepted (batched)"),
+    "upsert_dropped_total": ("counter", "Upserts the broker refused for good (4xx, or the failed part of a 207)"),
+    "acked_total": ("counter", "QoS 1 messages acknowledged to MQTT (after they were stored on disk)"),
+    "autoprovisioned_total": ("counter", "Unknown devices registered on their first message (group autoprovision)"),
+    "upsert_queue_depth": ("gauge", "MQTT messages stored on disk, waiting to be sent to the broker"),
+    "broker_up": ("gauge", "1 when the last upsert reached the NGSI-LD broker, 0 while it is down"),
     "devices": ("gauge", "Devices provisioned in the registry"),
     "groups": ("gauge", "Service groups provisioned in the registry"),
 }

@@ -132,3 +132,20 @@ class DevicesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     devices: list[Device] = Field(min_length=1)
+
+
+class DeviceKey(BaseModel):
+    """One entry of `POST /iot/op/delete`: which device (and apikey, optional) to remove."""
+
+    model_config = ConfigDict(extra="allow")
+
+    deviceId: str = Field(min_length=1)
+    apikey: str | None = None
+
+
+class OpDeleteRequest(BaseModel):
+    """`POST /iot/op/delete`: `{"devices": [{"deviceId": …, "apikey": …}]}` (node-lib bulk delete)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    devices: list[DeviceKey] = Field(min_length=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -19,7 +20,7 @@ from starlette.routing import Route
 
 from . import errors
 from .metrics import Metrics
-from .models import DevicesRequest, DeviceUpdate, GroupUpdate, ServicesRequest
+from .models import DevicesRequest, DeviceUpdate, GroupUpdate, OpDeleteRequest, ServicesRequest
 from .registry import Registry
 
 M = TypeVar("M", bound=BaseModel)
@@ -28,8 +29,13 @@ MANDATORY_HEADERS = ("fiware-service", "fiware-servicepath")
 COMPATIBLE_WITH = {"libVersion": "4.14.0", "version": "3.14.0-next"}  # the iotagent-json this agent mirrors
 
 
-def create_north_app(registry: Registry, metrics: Metrics, north_port: int) -> Starlette:
-    """The Starlette app serving /iot/* , /metrics and /iot/about over `registry`."""
+def create_north_app(
+    registry: Registry,
+    metrics: Metrics,
+    north_port: int,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> Starlette:
+    """The Starlette app serving /iot/* , /metrics, /iot/about and /version over `registry`."""
 
     def tenant(request: Request) -> tuple[str, str]:
         missing = [name for name in MANDATORY_HEADERS if name not in request.headers]
@@ -90,7 +96,19 @@ def create_north_app(registry: Registry, metrics: Metrics, north_port: int) -> S
 
     async def delete_device(request: Request) -> Response:
         service, subservice = tenant(request)
-        registry.delete_device(service, subservice, request.path_params["device_id"])
+        apikey = request.query_params.get("apikey")
+        registry.delete_device(service, subservice, request.path_params["device_id"], apikey)
+        return Response(status_code=204)
+
+    async def op_delete(request: Request) -> Response:
+        """Bulk delete; like node-lib, every device found is deleted and 404 reports the first one missing."""
+        service, subservice = tenant(request)
+        body = _validate(OpDeleteRequest, await _json_body(request))
+        missing = registry.delete_devices(
+            service, subservice, [(item.deviceId, item.apikey) for item in body.devices]
+        )
+        if missing:
+            raise errors.device_not_found(missing[0])
         return Response(status_code=204)
 
     async def about(request: Request) -> Response:
@@ -100,6 +118,7 @@ def create_north_app(registry: Registry, metrics: Metrics, north_port: int) -> S
                 "port": north_port,
                 "baseRoot": "/",
                 "energytwin": _package_version(),
+                **({"health": health()} if health is not None else {}),
             }
         )
 
@@ -122,6 +141,7 @@ def create_north_app(registry: Registry, metrics: Metrics, north_port: int) -> S
         Route("/iot/devices/{device_id}", get_device, methods=["GET"]),
         Route("/iot/devices/{device_id}", update_device, methods=["PUT"]),
         Route("/iot/devices/{device_id}", delete_device, methods=["DELETE"]),
+        Route("/iot/op/delete", op_delete, methods=["POST"]),
         Route("/iot/about", about, methods=["GET"]),
         Route("/version", about, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),

@@ -8,6 +8,7 @@ the API accepted; the columns are only the keys lookups need.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ class ResolvedDevice:
     entity_type: str
     timestamp: bool | None  # None: neither device nor group set it; the agent default applies
     attributes: tuple[AttributeSpec, ...]  # device entries first, so they win over the group's
-    static_attributes: tuple[StaticAttribute, ...]
+    static_attributes: tuple[StaticAttribute, ...]  # device entries first, so they win over the group's
+    explicit_attrs: bool | frozenset[str] = False  # True: provisioned only; a set: those names / object ids
+    autoprovisioned: bool = False  # this very lookup created the device (the group allowed it)
 
 
 class UnknownSender(Exception):
@@ -63,16 +66,58 @@ def entity_id_for(entity_name: str, entity_type: str) -> str:
     return f"{NGSI_LD_URN}{entity_type}:{entity_name}"
 
 
+def parse_explicit_attrs(value: bool | str | None) -> bool | frozenset[str]:
+    """`explicitAttrs` as the mapper uses it: False, True, or the set of names / object ids a JEXL array lists.
+
+    The FIWARE agent evaluates the string as a JEXL expression; the form used in practice is a literal array,
+    e.g. `"['v', {object_id:'f'}]"`, which is what this accepts. Any other expression is read as `true`
+    (only provisioned attributes pass), the safe side of "explicit".
+    """
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    text = value.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    as_json = re.sub(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:", r'\1"\2":', text.replace("'", '"'))
+    try:
+        items = json.loads(as_json)
+    except json.JSONDecodeError:
+        return True
+    if not isinstance(items, list):
+        return True
+    names: set[str] = set()
+    for item in items:
+        if isinstance(item, str):
+            names.add(item)
+        elif isinstance(item, dict) and isinstance(item.get("object_id"), str):
+            names.add(item["object_id"])
+    return frozenset(names)
+
+
 class Registry:
-    """Service groups and devices, keyed like the FIWARE agent keys them."""
+    """Service groups and devices, keyed like the FIWARE agent keys them.
+
+    `resolve()` runs once per MQTT message, so its answers are cached in memory; every write through this class
+    clears the cache (the registry is the only writer of its file), so a provisioning change applies to the next
+    message.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[tuple[str, str], ResolvedDevice | UnknownSender] = {}
+        self._generation = 0
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    def _invalidate(self) -> None:
+        """Called under the lock by every write: cached answers may be stale now."""
+        self._cache.clear()
+        self._generation += 1
 
     def close(self) -> None:
         """Close the database; the registry must not be used afterwards."""
@@ -84,6 +129,7 @@ class Registry:
     def create_groups(self, service: str, subservice: str, groups: list[ServiceGroup]) -> None:
         """Store groups atomically; DUPLICATE_GROUP if any (resource, apikey) exists or repeats in the request."""
         with self._lock:
+            self._invalidate()
             seen: set[tuple[str, str]] = set()
             for group in groups:
                 key = (group.resource, group.apikey)
@@ -125,6 +171,7 @@ class Registry:
     ) -> None:
         """Merge `update` into the group; DEVICE_GROUP_NOT_FOUND when it is not in this service/servicepath."""
         with self._lock:
+            self._invalidate()
             row = self._db.execute(
                 "SELECT body FROM service_group WHERE service=? AND subservice=? AND resource=? AND apikey=?",
                 (service, subservice, resource, apikey),
@@ -141,6 +188,7 @@ class Registry:
     def delete_group(self, service: str, subservice: str, resource: str, apikey: str) -> None:
         """Remove a group (its devices stay, as in the FIWARE agent); DEVICE_GROUP_NOT_FOUND if absent."""
         with self._lock:
+            self._invalidate()
             cursor = self._db.execute(
                 "DELETE FROM service_group WHERE service=? AND subservice=? AND resource=? AND apikey=?",
                 (service, subservice, resource, apikey),
@@ -158,6 +206,7 @@ class Registry:
     def create_devices(self, service: str, subservice: str, devices: list[Device]) -> None:
         """Store devices atomically, filling entity_type / entity_name defaults as the FIWARE agent does."""
         with self._lock:
+            self._invalidate()
             seen: set[str] = set()
             for device in devices:
                 exists = self._db.execute(
@@ -221,6 +270,7 @@ class Registry:
         if update.device_id is not None:
             raise errors.bad_request("Can't change the ID of a preprovisioned device")
         with self._lock:
+            self._invalidate()
             row = self._db.execute(
                 "SELECT body FROM device WHERE service=? AND subservice=? AND device_id=?",
                 (service, subservice, device_id),
@@ -234,15 +284,28 @@ class Registry:
                 (json.dumps(body), body.get("apikey"), service, subservice, device_id),
             )
 
-    def delete_device(self, service: str, subservice: str, device_id: str) -> None:
-        """Remove a device; DEVICE_NOT_FOUND when absent."""
+    def delete_device(self, service: str, subservice: str, device_id: str, apikey: str | None = None) -> None:
+        """Remove a device (only the one with `apikey` when given); DEVICE_NOT_FOUND when absent."""
+        sql = "DELETE FROM device WHERE service=? AND subservice=? AND device_id=?"
+        args: list[Any] = [service, subservice, device_id]
+        if apikey is not None:
+            sql += " AND (apikey=? OR apikey IS NULL)"
+            args.append(apikey)
         with self._lock:
-            cursor = self._db.execute(
-                "DELETE FROM device WHERE service=? AND subservice=? AND device_id=?",
-                (service, subservice, device_id),
-            )
+            self._invalidate()
+            cursor = self._db.execute(sql, args)
         if cursor.rowcount == 0:
             raise errors.device_not_found(device_id)
+
+    def delete_devices(self, service: str, subservice: str, keys: list[tuple[str, str | None]]) -> list[str]:
+        """`/iot/op/delete`: remove every (device_id, apikey) found; return the ids that were not found."""
+        missing = []
+        for device_id, apikey in keys:
+            try:
+                self.delete_device(service, subservice, device_id, apikey)
+            except errors.ProvisioningError:
+                missing.append(device_id)
+        return missing
 
     def count_devices(self) -> int:
         """Number of devices across all services (a gauge on /metrics)."""
@@ -255,32 +318,60 @@ class Registry:
         """The device a measure on `/json/<apikey>/<device_id>/attrs` belongs to, merged with its group.
 
         A device provisioned with this apikey matches directly; a device provisioned without one belongs to the
-        group holding the apikey when both share service and servicepath (how FIWARE tutorials provision).
+        group holding the apikey when both share service and servicepath (how FIWARE tutorials provision). An
+        unknown device of a group on the default resource is autoprovisioned unless the group says
+        `autoprovision: false` (the FIWARE agent's default is to autoprovision).
         Raises UnknownSender with reason `unknown_apikey` or `unknown_device`.
         """
-        with self._lock:
-            group_row = self._db.execute(
-                "SELECT service, subservice, body FROM service_group WHERE apikey=? "
-                "ORDER BY resource != ?, rowid LIMIT 1",
-                (apikey, DEFAULT_RESOURCE),
-            ).fetchone()
+        key = (apikey, device_id)
+        cached = self._cache.get(key)
+        if cached is None:
+            with self._lock:
+                generation = self._generation
+                cached = self._lookup(apikey, device_id)
+                if generation == self._generation and not (
+                    isinstance(cached, ResolvedDevice) and cached.autoprovisioned
+                ):
+                    if len(self._cache) > 200_000:  # random device ids must not grow memory without end
+                        self._cache.clear()
+                    self._cache[key] = cached
+        if isinstance(cached, UnknownSender):
+            raise cached
+        return cached
+
+    def _lookup(self, apikey: str, device_id: str) -> ResolvedDevice | UnknownSender:
+        """resolve() without the cache; called under the lock."""
+        group_row = self._db.execute(
+            "SELECT service, subservice, body FROM service_group WHERE apikey=? "
+            "ORDER BY resource != ?, rowid LIMIT 1",
+            (apikey, DEFAULT_RESOURCE),
+        ).fetchone()
+        row = self._db.execute(
+            "SELECT service, subservice, body FROM device WHERE device_id=? AND apikey=? LIMIT 1",
+            (device_id, apikey),
+        ).fetchone()
+        if row is None and group_row is not None:
             row = self._db.execute(
-                "SELECT service, subservice, body FROM device WHERE device_id=? AND apikey=? LIMIT 1",
-                (device_id, apikey),
+                "SELECT service, subservice, body FROM device "
+                "WHERE device_id=? AND apikey IS NULL AND service=? AND subservice=? LIMIT 1",
+                (device_id, group_row[0], group_row[1]),
             ).fetchone()
-            if row is None and group_row is not None:
-                row = self._db.execute(
-                    "SELECT service, subservice, body FROM device "
-                    "WHERE device_id=? AND apikey IS NULL AND service=? AND subservice=? LIMIT 1",
-                    (device_id, group_row[0], group_row[1]),
-                ).fetchone()
+        autoprovisioned = False
         if row is None:
             if group_row is None:
-                raise UnknownSender("unknown_apikey", f"no service group or device has apikey {apikey!r}")
-            raise UnknownSender(
-                "unknown_device",
-                f"device {device_id!r} is not provisioned in service {group_row[0]!r} {group_row[1]!r}",
-            )
+                return UnknownSender("unknown_apikey", f"no service group or device has apikey {apikey!r}")
+            group_body = json.loads(group_row[2])
+            if group_body.get("autoprovision") is False or group_body.get("resource") != DEFAULT_RESOURCE:
+                return UnknownSender(
+                    "unknown_device",
+                    f"device {device_id!r} is not provisioned in service {group_row[0]!r} {group_row[1]!r} "
+                    "and its group does not autoprovision",
+                )
+            try:
+                row = self._autoprovision(group_row[0], group_row[1], group_body, device_id)
+            except ValueError as exc:
+                return UnknownSender("unknown_device", f"device {device_id!r} cannot be autoprovisioned: {exc}")
+            autoprovisioned = True
         service, subservice, body_text = row
         device = Device.model_validate(json.loads(body_text))
         group = ServiceGroup.model_validate(json.loads(group_row[2])) if group_row is not None else None
@@ -289,6 +380,9 @@ class Registry:
         entity_type = device.entity_type or (group.entity_type if group else None) or DEFAULT_ENTITY_TYPE
         entity_name = device.entity_name or f"{NGSI_LD_URN}{entity_type}:{device_id}"
         timestamp = device.timestamp if device.timestamp is not None else (group.timestamp if group else None)
+        explicit = device.explicitAttrs if device.explicitAttrs is not None else (
+            group.explicitAttrs if group else None
+        )
         return ResolvedDevice(
             service=service,
             subservice=subservice,
@@ -297,9 +391,33 @@ class Registry:
             entity_type=entity_type,
             timestamp=timestamp,
             attributes=tuple(device.attributes) + (tuple(group.attributes) if group else ()),
-            static_attributes=(tuple(group.static_attributes) if group else ())
-            + tuple(device.static_attributes),
+            static_attributes=tuple(device.static_attributes)
+            + (tuple(group.static_attributes) if group else ()),
+            explicit_attrs=parse_explicit_attrs(explicit),
+            autoprovisioned=autoprovisioned,
         )
+
+    def _autoprovision(
+        self, service: str, subservice: str, group: dict[str, Any], device_id: str
+    ) -> tuple[str, str, str]:
+        """Register an unknown device of an autoprovisioning group, as node-lib does on its first measure."""
+        entity_type = group.get("entity_type") or DEFAULT_ENTITY_TYPE
+        body = {
+            "device_id": device_id,
+            "apikey": group["apikey"],
+            "entity_name": f"{NGSI_LD_URN}{entity_type}:{device_id}",
+            "entity_type": entity_type,
+            "protocol": "IoTA-JSON",
+            "transport": "MQTT",
+        }
+        Device.model_validate(body)  # a device id with topic characters cannot get here, but check anyway
+        text = json.dumps(body)
+        self._db.execute(
+            "INSERT INTO device VALUES (?,?,?,?,?,(SELECT coalesce(max(created),0)+1 FROM device))",
+            (service, subservice, device_id, group["apikey"], text),
+        )
+        self._invalidate()  # negative answers for this device are cached
+        return service, subservice, text
 
     def _group_for_device(
         self, service: str, subservice: str, apikey: str | None, entity_type: str | None

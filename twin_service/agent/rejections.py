@@ -22,11 +22,12 @@ REASONS: dict[str, str] = {
     "invalid_json": "payload is not JSON (or is empty)",
     "not_an_object": "payload (or an array element) is not a JSON object of measures",
     "unknown_apikey": "no service group or device has the topic's apikey",
-    "unknown_device": "the apikey's group has no such device (autoprovision is not supported yet)",
+    "unknown_device": "the apikey's group has no such device and does not autoprovision (autoprovision: false)",
+    "flood": "the device sent more messages than the per-device limit (a token bucket) allows",
     "bad_timestamp": "TimeInstant is not strict ISO 8601 with a zone (the FIWARE agent's BadTimestamp)",
     "bad_value": "a measure's value has the wrong type, shape or range for its attribute",
     "no_measures": "payload holds no measure (empty object or array, or only TimeInstant)",
-    "queue_full": "the upsert queue to the broker is full; the message was dropped",
+    "queue_full": "the on-disk queue to the broker is full (broker down for long); the message was dropped",
     "internal_error": "the agent failed on this message (a bug: see the traceback in the log)",
 }
 
