@@ -148,7 +148,12 @@ def apply_rules(beta: np.ndarray, rules: SharingRules) -> np.ndarray:
 
 
 def _fit_to_total(beta: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Clip each column into [lo, hi] and rescale the free members so the column adds up to `total`."""
+    """Per column, beta_i = clip(lambda x wish_i, lo_i, hi_i) with the one lambda that makes it add up to `total`.
+
+    Scaling everyone's wish by the same factor keeps the proportions among the members no bound touches, which
+    is what "take the deficit (hand the excess) proportionally from (to) the others" means. A tiny equal wish
+    (1e-9) lets members who wished for nothing absorb what is left only once everyone else is capped.
+    """
     if beta.shape[0] == 0:
         return beta
     if lo.sum() > total.min() + _TOL or hi.sum() < total.max() - _TOL:
@@ -156,21 +161,22 @@ def _fit_to_total(beta: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: np.nd
             f"{beta.shape[0]} members with minimums adding to {lo.sum():.6f} and caps adding to {hi.sum():.6f} "
             f"cannot share a total of {total.min():.6f}..{total.max():.6f}"
         )
-    b = beta.copy()
+    wish = np.clip(beta, 0, None) + 1e-9
     lo_c, hi_c = lo[:, None], hi[:, None]
-    for _ in range(b.shape[0] + 2):
-        b = np.clip(b, lo_c, hi_c)
-        diff = total - b.sum(axis=0)
-        if np.abs(diff).max() <= 1e-13:
-            break
-        free = np.where(diff > 0, b < hi_c - 1e-15, b > lo_c + 1e-15)
-        # Move in proportion to what each free member already has (its "room" when it has nothing yet).
-        room = np.where(diff > 0, hi_c - b, b - lo_c)
-        weights = np.where(free, np.where(diff > 0, np.maximum(b, 0), b - lo_c), 0.0)
-        wsum = weights.sum(axis=0)
-        weights = np.where(wsum > 0, weights, np.where(free, room, 0.0))
-        wsum = weights.sum(axis=0)
-        b = b + diff * weights / np.where(wsum > 0, wsum, 1.0)
+    log_lo = np.full(beta.shape[1], -12.0)  # log10 lambda brackets: 1e-12 x wish is below any minimum,
+    log_hi = np.full(beta.shape[1], 13.0)  # 1e13 x 1e-9 is above any cap
+    for _ in range(90):
+        mid = (log_lo + log_hi) / 2
+        too_much = np.clip(10.0**mid * wish, lo_c, hi_c).sum(axis=0) > total
+        log_hi = np.where(too_much, mid, log_hi)
+        log_lo = np.where(too_much, log_lo, mid)
+    b = np.clip(10.0**log_lo * wish, lo_c, hi_c)
+    # The bisection leaves ~1e-15 relative; put that residue on members strictly inside their bounds.
+    diff = total - b.sum(axis=0)
+    inside = (b > lo_c + 1e-12) & (b < hi_c - 1e-12)
+    weights = np.where(inside, b, 0.0)
+    wsum = weights.sum(axis=0)
+    b = b + np.where(wsum > 0, diff / np.where(wsum > 0, wsum, 1.0), 0.0) * weights
     return np.clip(b, lo_c, hi_c)
 
 
