@@ -8,15 +8,11 @@ import platform
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,8 +21,10 @@ from starlette.routing import Route
 from datamodels.context import CORE_CONTEXT
 
 from . import _operations as ops
+from . import _temporal as temporal
+from ._api import BASE, Broker, Handler, broker_of, endpoint, existing_tenant, write
 from ._context import ActiveContext, ContextResolver
-from ._errors import NgsiLdError, bad_request, nonexistent_tenant, not_found
+from ._errors import NgsiLdError, bad_request, not_found
 from ._http import (
     JSON,
     body_context,
@@ -44,50 +42,11 @@ from ._store import EntityQuery, Store
 
 log = logging.getLogger(__name__)
 
-BASE = "/ngsi-ld/v1"
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000  # Orion-LD's cap; above it is 400, not a silently shortened page
 _OPTIONS = frozenset({"keyValues", "simplified", "normalized", "sysAttrs"})
 # Query features of the next issue; refused loudly now rather than ignored (an ignored filter returns too much).
 _NOT_YET = ("q", "georel", "geometry", "coordinates", "geoproperty", "csf", "scopeQ", "pick", "omit")
-
-Handler = Callable[[Request], Awaitable[Response]]
-T = TypeVar("T")
-
-
-@dataclass
-class Broker:
-    """What handlers share: the store and the context resolver (on `app.state.broker`)."""
-
-    store: Store
-    contexts: ContextResolver
-    started_at: float
-
-
-def _broker(request: Request) -> Broker:
-    return request.app.state.broker
-
-
-def _endpoint(handler: Handler) -> Handler:
-    """Turn any unexpected exception in a handler into InternalError for the one exception handler.
-
-    Starlette sends unhandled exceptions to ServerErrorMiddleware, which answers and then re-raises them;
-    converting them here keeps one code path (and one log line) for every failure.
-    """
-
-    @functools.wraps(handler)
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except (NgsiLdError, HTTPException):
-            raise
-        except Exception as exc:
-            log.exception("%s %s failed with an internal error; the request was not applied, the broker "
-                          "keeps serving", request.method, request.url.path)
-            raise NgsiLdError("InternalError", "Internal Error", f"{type(exc).__name__}: {exc}") from exc
-
-    return guarded
-
 
 async def problem_details(request: Request, exc: Exception) -> Response:
     """The one exception handler: every refusal becomes NGSI-LD ProblemDetails."""
@@ -104,25 +63,25 @@ async def problem_details(request: Request, exc: Exception) -> Response:
 
 
 # -- handlers -------------------------------------------------------------------------------------------
-@_endpoint
+@endpoint
 async def create_entity(request: Request) -> Response:
     """POST /entities: 201 + Location, 409 when the id exists."""
-    broker = _broker(request)
+    broker = broker_of(request)
     tenant = tenant_of(request)
     body = await read_body(request)
     if not isinstance(body.json, dict):
         raise bad_request("Invalid Entity", "POST /entities takes one JSON object")
     ctx = await broker.contexts.activate(body_context(body, body.json))
     entity = parse_entity(body.json, ctx)
-    await _write(broker, ops.create_entity, tenant, entity)
+    await write(broker, ops.create_entity, tenant, entity)
     return Response(status_code=201, headers={"Location": f"{BASE}/entities/{entity.id}"})
 
 
-@_endpoint
+@endpoint
 async def retrieve_entity(request: Request) -> Response:
     """GET /entities/{id}: one entity, compacted with the request's context."""
-    broker = _broker(request)
-    tenant = _existing_tenant(request, broker)
+    broker = broker_of(request)
+    tenant = existing_tenant(request, broker)
     media = negotiate(request)
     ctx = await broker.contexts.activate(link_context(request))
     options = _render_options(request, ctx)
@@ -134,10 +93,10 @@ async def retrieve_entity(request: Request) -> Response:
     return entity_response(render_entity(entity, ctx, options), media, ctx)
 
 
-@_endpoint
+@endpoint
 async def query_entities(request: Request) -> Response:
     """GET /entities: filter by type/id/idPattern/attrs, page with limit/offset, count on request."""
-    broker = _broker(request)
+    broker = broker_of(request)
     params = request.query_params
     for name in _NOT_YET:
         if name in params:
@@ -155,7 +114,7 @@ async def query_entities(request: Request) -> Response:
             re.compile(id_pattern)
         except re.error as exc:
             raise bad_request("Invalid idPattern", f"{id_pattern!r}: {exc}") from None
-    tenant = _existing_tenant(request, broker)
+    tenant = existing_tenant(request, broker)
     media = negotiate(request)
     ctx = await broker.contexts.activate(link_context(request))
     options = _render_options(request, ctx)
@@ -168,19 +127,19 @@ async def query_entities(request: Request) -> Response:
     return entity_response([render_entity(e, ctx, options) for e in entities], media, ctx, headers)
 
 
-@_endpoint
+@endpoint
 async def delete_entity(request: Request) -> Response:
     """DELETE /entities/{id}: 204, 404 when absent."""
-    broker = _broker(request)
-    tenant = _existing_tenant(request, broker)
-    await _write(broker, ops.delete_entity, tenant, request.path_params["entity_id"])
+    broker = broker_of(request)
+    tenant = existing_tenant(request, broker)
+    await write(broker, ops.delete_entity, tenant, request.path_params["entity_id"])
     return Response(status_code=204)
 
 
-@_endpoint
+@endpoint
 async def batch_upsert(request: Request) -> Response:
     """POST /entityOperations/upsert: fragments applied in order; 201 created ids, 204, or 207."""
-    broker = _broker(request)
+    broker = broker_of(request)
     tenant = tenant_of(request)
     raw_mode = request.query_params.get("options", ops.UpsertMode.REPLACE.value)
     try:
@@ -199,7 +158,7 @@ async def batch_upsert(request: Request) -> Response:
             if exc.error_type == "LdContextNotAvailable":
                 raise  # the whole batch depends on the broker reaching the context, not on this entity
             fragments.append((item.get("id") if isinstance(item, dict) else None, exc))
-    result = await _write(broker, ops.upsert_batch, tenant, fragments, mode)
+    result = await write(broker, ops.upsert_batch, tenant, fragments, mode)
     if result.errors:
         for entity_id, exc in result.errors:
             log.warning("upsert of %s in tenant %r refused: %s %s; the other entities were applied",
@@ -213,10 +172,10 @@ async def batch_upsert(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@_endpoint
+@endpoint
 async def version(request: Request) -> Response:
     """GET /version: Orion-LD's shape, which health checks and tools read."""
-    broker = _broker(request)
+    broker = broker_of(request)
     uptime_s = int(time.monotonic() - broker.started_at)
     days, rest = divmod(uptime_s, 86400)
     hours, rest = divmod(rest, 3600)
@@ -236,7 +195,7 @@ async def version(request: Request) -> Response:
     })
 
 
-@_endpoint
+@endpoint
 async def library_versions(request: Request) -> Response:
     """GET /ngsi-ld/ex/v1/version: the libraries this broker runs on, as Orion-LD lists its own."""
     return JSONResponse({
@@ -251,26 +210,6 @@ async def library_versions(request: Request) -> Response:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-async def _write(broker: Broker, operation: Callable[..., T], *args: Any) -> T:
-    """Run one write operation in its own transaction on a worker thread.
-
-    Commits fsync (synchronous=FULL), which must not stall the event loop serving other clients.
-    """
-
-    def run() -> T:
-        with broker.store.transaction() as store:
-            return operation(store, *args)
-
-    return await run_in_threadpool(run)
-
-
-def _existing_tenant(request: Request, broker: Broker) -> str:
-    tenant = tenant_of(request)
-    if not broker.store.tenant_exists(tenant):
-        raise nonexistent_tenant(tenant)
-    return tenant
-
-
 def _render_options(request: Request, ctx: ActiveContext) -> RenderOptions:
     params = request.query_params
     options = set(list_param(params, "options") or [])
@@ -313,6 +252,9 @@ ROUTES = [
           methods=["GET", "DELETE"]),
     Route(f"{BASE}/entityOperations/upsert", batch_upsert, methods=["POST"]),
     Route(f"{BASE}/entityOperations/upsert/", batch_upsert, methods=["POST"]),  # what the IoT Agent sends
+    Route(f"{BASE}/temporal/entities", temporal.query_temporal_entities, methods=["GET"]),
+    Route(f"{BASE}/temporal/entities/", temporal.query_temporal_entities, methods=["GET"]),
+    Route(f"{BASE}/temporal/entities/{{entity_id}}", temporal.retrieve_temporal_entity, methods=["GET"]),
 ]
 
 

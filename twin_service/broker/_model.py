@@ -192,11 +192,12 @@ def render_entity(entity: Entity, ctx: ActiveContext, options: RenderOptions) ->
         if options.key_values:
             out[short] = attribute["object"] if attribute["type"] == "Relationship" else attribute["value"]
         else:
-            out[short] = _render_attribute(attribute, ctx, options.sys_attrs)
+            out[short] = render_attribute(attribute, ctx, options.sys_attrs)
     return out
 
 
-def _render_attribute(attribute: dict[str, Any], ctx: ActiveContext, sys_attrs: bool) -> dict[str, Any]:
+def render_attribute(attribute: dict[str, Any], ctx: ActiveContext, sys_attrs: bool) -> dict[str, Any]:
+    """One normalized attribute compacted with the reader's context (system times only with sysAttrs)."""
     out: dict[str, Any] = {}
     for key, value in attribute.items():
         if key in _ATTRIBUTE_KEYWORDS:
@@ -204,5 +205,5 @@ def _render_attribute(attribute: dict[str, Any], ctx: ActiveContext, sys_attrs: 
                 continue
             out[key] = value
         else:
-            out[ctx.compact(key)] = _render_attribute(value, ctx, sys_attrs)
+            out[ctx.compact(key)] = render_attribute(value, ctx, sys_attrs)
     return out
