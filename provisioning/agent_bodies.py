@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datamodels.measures import MEASUREMENT_TYPE, MEASURES, measurement_id
+from datamodels.measures import MEASUREMENT_TYPE, MEASURES, device_entity_id, measurement_id
 
 DEFAULT_RESOURCE = "/iot/json"  # IOTA_DEFAULT_RESOURCE of iotagent-json; MQTT autoprovisioning keys on it
 
@@ -65,4 +65,8 @@ def meter_device(device_id: str, apikey: str) -> dict:
         "protocol": "IoTA-JSON",
         "transport": "MQTT",
         "timestamp": True,
+        # The measurement points to the meter's SDM Device; the embedded agent keeps that Device current.
+        "static_attributes": [
+            {"name": "refDevice", "type": "Relationship", "value": device_entity_id(device_id)},
+        ],
     }

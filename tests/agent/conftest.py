@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +27,13 @@ def recording_broker() -> Iterator[RecordingBroker]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if recorder.delay_s:
+                time.sleep(recorder.delay_s)
+            if recorder.status >= 500:  # a failing broker: answer without recording, as if nothing was stored
+                self.send_response(recorder.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             recorder.requests.append(
                 RecordedRequest(
                     "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw)

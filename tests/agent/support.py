@@ -34,6 +34,7 @@ class RecordingBroker:
     requests: list[RecordedRequest] = field(default_factory=list)
     status: int = 204
     answer: dict | None = None
+    delay_s: float = 0.0  # answer this late (a slow broker)
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> list[RecordedRequest]:
         """Block until `count` requests arrived; fail the test otherwise."""

@@ -8,8 +8,8 @@ unchanged against either agent. Each handler is short: validate at the edge, cal
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
