@@ -1,0 +1,304 @@
+"""Make the IoT Agent and the NGSI-LD broker match an inventory: plan (what differs), then apply.
+
+Only the public APIs are used (agent north API on 4041, NGSI-LD `/subscriptions` on 1026), so the same plan runs
+against the embedded stack and the FIWARE one. Read everything first, compare, then write only what differs:
+a second run finds nothing to do. What the agent cannot change in place (a device's entity name or type, as the
+FIWARE agent refuses) is deleted and created again.
+
+Ownership: `--prune` removes groups and devices of the inventory's tenants that the inventory does not list, and
+subscriptions whose id starts with `SUBSCRIPTION_PREFIX` (ours); other subscriptions are never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from datamodels.context import context_for
+from datamodels.measures import device_entity_id
+from provisioning.agent_bodies import DEFAULT_RESOURCE, meter_device, service_group
+from provisioning.inventory import Inventory, Meter, Site, Tenant
+
+SUBSCRIPTION_PREFIX = "urn:ngsi-ld:Subscription:energytwin:"
+DEVICE_PAGE = 500  # GET /iot/devices page size
+CREATE_CHUNK = 250  # devices per POST /iot/devices: one request per chunk, all-or-nothing on the agent
+_IDENTITY = ("entity_name", "entity_type")  # the FIWARE agent cannot change these with PUT
+
+
+class ApiError(RuntimeError):
+    """A request was refused; says which, and what the server answered."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(
+            f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text[:500]}"
+        )
+        self.response = response
+
+
+@dataclass
+class Action:
+    """One change (or the finding that nothing needs changing) for one resource."""
+
+    verb: str  # create | update | replace | delete | unchanged
+    kind: str  # group | device | subscription
+    tenant: str
+    key: str
+    detail: str = ""
+    run: Callable[[], None] | None = None
+    weight: int = 1  # progress units (a chunk of device creations counts each device)
+
+
+@dataclass
+class Plan:
+    """Every action for an inventory, in the order they must run (groups before their devices)."""
+
+    actions: list[Action] = field(default_factory=list)
+
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.verb != "unchanged"]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(kind, verb) -> number of resources."""
+        out: dict[tuple[str, str], int] = {}
+        for action in self.actions:
+            out[(action.kind, action.verb)] = out.get((action.kind, action.verb), 0) + action.weight
+        return out
+
+
+class Provisioner:
+    """Reads the live state of the agent and broker and plans the changes an inventory asks for."""
+
+    def __init__(self, agent_url: str, broker_url: str, timeout_s: float = 30.0) -> None:
+        self._agent = httpx.Client(base_url=agent_url.rstrip("/"), timeout=timeout_s)
+        self._broker = httpx.Client(base_url=broker_url.rstrip("/"), timeout=timeout_s)
+
+    def close(self) -> None:
+        self._agent.close()
+        self._broker.close()
+
+    def __enter__(self) -> Provisioner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- planning --------------------------------------------------------------------------------------------
+
+    def plan(self, inventory: Inventory, prune: bool = False) -> Plan:
+        """Compare the inventory with what the agent and broker hold now."""
+        plan = Plan()
+        for tenant in inventory.tenants:
+            plan.actions += list(self._plan_groups(tenant, prune))
+            plan.actions += list(self._plan_devices(tenant, prune))
+            plan.actions += list(self._plan_subscriptions(tenant, prune))
+        return plan
+
+    def _plan_groups(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
+        headers = _agent_headers(tenant)
+        existing = {g["apikey"]: g for g in self._get(self._agent, "/iot/services", headers)["services"]
+                    if g.get("resource") == DEFAULT_RESOURCE}
+        for group in tenant.groups:
+            body = service_group(group.apikey)
+            body.update(entity_type=group.entity_type, autoprovision=group.autoprovision,
+                        explicitAttrs=group.explicitAttrs)
+            current = existing.pop(group.apikey, None)
+            label = f"apikey={group.apikey}"
+            if current is None:
+                yield Action("create", "group", tenant.service, label, "",
+                             self._call(self._agent, "POST", "/iot/services", headers, {"services": [body]}))
+                continue
+            differs = _differences(body, current)
+            if not differs:
+                yield Action("unchanged", "group", tenant.service, label)
+                continue
+            update = {k: v for k, v in body.items() if k not in ("apikey", "resource")}
+            yield Action("update", "group", tenant.service, label, ", ".join(differs),
+                         self._call(self._agent, "PUT", "/iot/services", headers, update,
+                                    {"resource": DEFAULT_RESOURCE, "apikey": group.apikey}))
+        if prune:
+            for apikey in existing:
+                yield Action("delete", "group", tenant.service, f"apikey={apikey}", "not in the inventory",
+                             self._call(self._agent, "DELETE", "/iot/services", headers, None,
+                                        {"resource": DEFAULT_RESOURCE, "apikey": apikey}))
+
+    def _plan_devices(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
+        headers = _agent_headers(tenant)
+        existing = {d["device_id"]: d for d in self._all_devices(headers)}
+        to_create: list[dict[str, Any]] = []
+        for site, meter in tenant.meters():
+            body = device_body(tenant, site, meter)
+            current = existing.pop(meter.device_id, None)
+            if current is None:
+                to_create.append(body)
+                continue
+            differs = _differences(body, current)
+            if not differs:
+                yield Action("unchanged", "device", tenant.service, meter.device_id)
+            elif any(name in _IDENTITY for name in differs):
+                yield Action("replace", "device", tenant.service, meter.device_id, ", ".join(differs),
+                             self._replace_device(headers, body))
+            else:
+                update = {k: v for k, v in body.items() if k != "device_id"}
+                yield Action("update", "device", tenant.service, meter.device_id, ", ".join(differs),
+                             self._call(self._agent, "PUT", f"/iot/devices/{meter.device_id}", headers, update))
+        for start in range(0, len(to_create), CREATE_CHUNK):
+            chunk = to_create[start:start + CREATE_CHUNK]
+            ids = [d["device_id"] for d in chunk]
+            key = ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]} ({len(ids)} devices)"
+            yield Action("create", "device", tenant.service, key, "",
+                         self._call(self._agent, "POST", "/iot/devices", headers, {"devices": chunk}),
+                         weight=len(chunk))
+        if prune:
+            for device_id in existing:
+                yield Action("delete", "device", tenant.service, device_id, "not in the inventory",
+                             self._call(self._agent, "DELETE", f"/iot/devices/{device_id}", headers))
+
+    def _plan_subscriptions(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
+        if not tenant.subscribers and not prune:
+            return
+        headers = {"NGSILD-Tenant": tenant.service, "Accept": "application/json"}
+        response = self._broker.get("/ngsi-ld/v1/subscriptions", headers=headers, params={"limit": 1000})
+        if response.status_code in (404, 405, 501) and not tenant.subscribers:
+            return  # a broker without subscriptions has none of ours to prune
+        if response.status_code != 200:
+            raise ApiError(response)
+        existing = {s["id"]: s for s in response.json() if str(s.get("id", "")).startswith(SUBSCRIPTION_PREFIX)}
+        for subscriber in tenant.subscribers:
+            body = subscription_body(tenant, subscriber.name, subscriber.url, subscriber.entity_type,
+                                     subscriber.attributes, subscriber.format, subscriber.accept)
+            current = existing.pop(body["id"], None)
+            label = subscriber.name
+            if current is None:
+                yield Action("create", "subscription", tenant.service, label, subscriber.url,
+                             self._create_subscription(tenant, body))
+                continue
+            differs = _subscription_differences(body, current)
+            if not differs:
+                yield Action("unchanged", "subscription", tenant.service, label)
+                continue
+            delete = self._call(self._broker, "DELETE", f"/ngsi-ld/v1/subscriptions/{body['id']}",
+                                {"NGSILD-Tenant": tenant.service})
+            create = self._create_subscription(tenant, body)
+            yield Action("replace", "subscription", tenant.service, label, ", ".join(differs),
+                         lambda d=delete, c=create: (d(), c()) and None)
+        if prune:
+            for sub_id in existing:
+                yield Action("delete", "subscription", tenant.service, sub_id.removeprefix(SUBSCRIPTION_PREFIX),
+                             "not in the inventory",
+                             self._call(self._broker, "DELETE", f"/ngsi-ld/v1/subscriptions/{sub_id}",
+                                        {"NGSILD-Tenant": tenant.service}))
+
+    # ---- requests --------------------------------------------------------------------------------------------
+
+    def _all_devices(self, headers: dict[str, str]) -> list[dict[str, Any]]:
+        devices: list[dict[str, Any]] = []
+        while True:
+            page = self._get(self._agent, "/iot/devices", headers, {"limit": DEVICE_PAGE, "offset": len(devices)})
+            devices += page["devices"]
+            if not page["devices"] or len(devices) >= page["count"]:
+                return devices
+
+    def _get(self, client: httpx.Client, path: str, headers: dict[str, str],
+             params: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = client.get(path, headers=headers, params=params)
+        if response.status_code != 200:
+            raise ApiError(response)
+        return response.json()
+
+    def _call(self, client: httpx.Client, method: str, path: str, headers: dict[str, str],
+              body: Any = None, params: dict[str, Any] | None = None) -> Callable[[], None]:
+        def run() -> None:
+            response = client.request(method, path, headers=headers, json=body, params=params)
+            if response.status_code not in (200, 201, 204):
+                raise ApiError(response)
+
+        return run
+
+    def _replace_device(self, headers: dict[str, str], body: dict[str, Any]) -> Callable[[], None]:
+        delete = self._call(self._agent, "DELETE", f"/iot/devices/{body['device_id']}", headers)
+        create = self._call(self._agent, "POST", "/iot/devices", headers, {"devices": [body]})
+        return lambda: (delete(), create()) and None
+
+    def _create_subscription(self, tenant: Tenant, body: dict[str, Any]) -> Callable[[], None]:
+        headers = {"NGSILD-Tenant": tenant.service, "Content-Type": "application/ld+json"}
+        return self._call(self._broker, "POST", "/ngsi-ld/v1/subscriptions", headers, body)
+
+
+def _agent_headers(tenant: Tenant) -> dict[str, str]:
+    return {"fiware-service": tenant.service, "fiware-servicepath": tenant.service_path}
+
+
+def device_body(tenant: Tenant, site: Site, meter: Meter) -> dict[str, Any]:
+    """The agent device for a meter: the project's meter body plus its installation facts as static attributes.
+
+    Nominal values and CT ratings go on the measurement entity (with units) because whoever reads the
+    measurement (power-quality limits, dashboards) needs them next to the values.
+    """
+    body = meter_device(meter.device_id, tenant.apikey_of(meter))
+    statics: list[dict[str, Any]] = list(body["static_attributes"])
+    location = meter.location or site.location
+    if location is not None:
+        statics.append({"name": "location", "type": "geo:json", "value": location.geojson()})
+    statics.append(_number("nominalVoltage", meter.nominal_voltage_v, "VLT"))
+    statics.append(_number("nominalFrequency", float(meter.nominal_frequency_hz), "HTZ"))
+    statics.append(_number("ctPrimaryCurrent", meter.ct_primary_a, "AMP"))
+    if meter.ct_secondary_a is not None:
+        statics.append(_number("ctSecondaryCurrent", meter.ct_secondary_a, "AMP"))
+    statics.append({"name": "wiring", "type": "Text", "value": meter.wiring})
+    statics.append({"name": "site", "type": "Text", "value": site.id})
+    if meter.name:
+        statics.append({"name": "name", "type": "Text", "value": meter.name})
+    if meter.model:
+        statics.append({"name": "refDeviceModel", "type": "Relationship", "value": meter.model})
+    if meter.firmware_version:
+        statics.append({"name": "firmwareVersion", "type": "Text", "value": meter.firmware_version})
+    body["static_attributes"] = statics
+    assert body["static_attributes"][0]["value"] == device_entity_id(meter.device_id)
+    return body
+
+
+def _number(name: str, value: float, unit: str) -> dict[str, Any]:
+    return {"name": name, "type": "Number", "value": value, "metadata": {"unitCode": {"type": "Text", "value": unit}}}
+
+
+def subscription_body(tenant: Tenant, name: str, url: str, entity_type: str, attributes: list[str],
+                      notify_format: str, accept: str) -> dict[str, Any]:
+    """An NGSI-LD subscription as FIWARE's time-series tutorial creates it for QuantumLeap."""
+    notification: dict[str, Any] = {"format": notify_format, "endpoint": {"uri": url, "accept": accept}}
+    if attributes:
+        notification["attributes"] = attributes
+    if accept == "application/json":  # QuantumLeap reads the tenant from here when it gets no Link
+        notification["endpoint"]["receiverInfo"] = [{"key": "fiware-service", "value": tenant.service}]
+    return {
+        "id": f"{SUBSCRIPTION_PREFIX}{tenant.service}:{name}",
+        "type": "Subscription",
+        "description": f"energytwin provisioning: notify {name}",
+        "entities": [{"type": entity_type}],
+        "notification": notification,
+        "@context": context_for(entity_type),
+    }
+
+
+def _differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Fields of `desired` the live resource does not have with the same value."""
+    return [key for key, value in desired.items() if current.get(key) != value]
+
+
+def _subscription_differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    differs = []
+    endpoint = (current.get("notification") or {}).get("endpoint") or {}
+    if endpoint.get("uri") != desired["notification"]["endpoint"]["uri"]:
+        differs.append("url")
+    if (current.get("notification") or {}).get("format", "normalized") != desired["notification"]["format"]:
+        differs.append("format")
+    types = sorted(str(e.get("type", "")).rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+                   for e in current.get("entities") or [])
+    if types != sorted(e["type"] for e in desired["entities"]):
+        differs.append("entities")
+    if sorted((current.get("notification") or {}).get("attributes") or []) != sorted(
+            desired["notification"].get("attributes", [])):
+        differs.append("attributes")
+    return differs
