@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -37,7 +38,7 @@ def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, p
       energytwin provision provisioning/examples/site.yaml --dry-run
       energytwin provision site.yaml --agent-url http://iot-agent:4041 --broker-url http://orion:1026
     """
-    console = Console(stderr=False)
+    console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: no wrapped ids
     try:
         wanted = load_inventory(inventory)
     except InventoryError as exc:
@@ -55,7 +56,7 @@ def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, p
     except ApiError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
-    except OSError as exc:  # httpx.ConnectError is one
+    except (httpx.TransportError, OSError) as exc:
         click.echo(f"error: cannot reach the agent ({agent_url}) or broker ({broker_url}): {exc}", err=True)
         raise SystemExit(1) from None
     console.print(summary_table(plan, failures=failures))

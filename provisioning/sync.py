@@ -241,7 +241,7 @@ def device_body(tenant: Tenant, site: Site, meter: Meter) -> dict[str, Any]:
     statics: list[dict[str, Any]] = list(body["static_attributes"])
     location = meter.location or site.location
     if location is not None:
-        statics.append({"name": "location", "type": "geo:json", "value": location.geojson()})
+        statics.append({"name": "location", "type": "GeoProperty", "value": location.geojson()})
     statics.append(_number("nominalVoltage", meter.nominal_voltage_v, "VLT"))
     statics.append(_number("nominalFrequency", float(meter.nominal_frequency_hz), "HTZ"))
     statics.append(_number("ctPrimaryCurrent", meter.ct_primary_a, "AMP"))

@@ -101,3 +101,20 @@ def agent_for(tmp_path: Path, mqtt_server: Any) -> Iterator[Any]:
     yield make
     for agent in started:
         agent.stop()
+
+
+@pytest.fixture
+def publish_meter(mqtt_server: Any) -> Iterator[Any]:
+    """Publish at QoS 1 like the meter firmware (the agent tests' `publish`)."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"prov-meter-{free_port()}")
+    client.connect(mqtt_server.host, mqtt_server.port)
+    client.loop_start()
+
+    def send(topic: str, payload: str) -> None:
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    yield send
+    client.loop_stop()
+    client.disconnect()
