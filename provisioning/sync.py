@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -79,7 +79,7 @@ class Provisioner:
         self._agent.close()
         self._broker.close()
 
-    def __enter__(self) -> Provisioner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,7 +183,7 @@ class Provisioner:
                                 {"NGSILD-Tenant": tenant.service})
             create = self._create_subscription(tenant, body)
             yield Action("replace", "subscription", tenant.service, label, ", ".join(differs),
-                         lambda d=delete, c=create: (d(), c()) and None)
+                         _in_order(delete, create))
         if prune:
             for sub_id in existing:
                 yield Action("delete", "subscription", tenant.service, sub_id.removeprefix(SUBSCRIPTION_PREFIX),
@@ -220,11 +220,21 @@ class Provisioner:
     def _replace_device(self, headers: dict[str, str], body: dict[str, Any]) -> Callable[[], None]:
         delete = self._call(self._agent, "DELETE", f"/iot/devices/{body['device_id']}", headers)
         create = self._call(self._agent, "POST", "/iot/devices", headers, {"devices": [body]})
-        return lambda: (delete(), create()) and None
+        return _in_order(delete, create)
 
     def _create_subscription(self, tenant: Tenant, body: dict[str, Any]) -> Callable[[], None]:
         headers = {"NGSILD-Tenant": tenant.service, "Content-Type": "application/ld+json"}
         return self._call(self._broker, "POST", "/ngsi-ld/v1/subscriptions", headers, body)
+
+
+def _in_order(*steps: Callable[[], None]) -> Callable[[], None]:
+    """One action made of several requests (delete, then create again)."""
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
 
 
 def _agent_headers(tenant: Tenant) -> dict[str, str]:

@@ -35,14 +35,14 @@ def test_the_example_inventory_is_valid() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("nominal_frequency_hz: 50", "nominal_frequency_hz: 55", "x.yaml:10: tenants[0].sites[0].meters[0]"
-                                                                  ".nominal_frequency_hz: Input should be 50 or 60"),
-        ("ct_primary_a: 100", "ct_primary_a: 0", "x.yaml:11: tenants[0].sites[0].meters[0].ct_primary_a: "
-                                                 "Input should be greater than 0"),
+        ("nominal_frequency_hz: 50", "nominal_frequency_hz: 55", ("x.yaml:10: tenants[0].sites[0].meters[0]"
+                                                                  ".nominal_frequency_hz: Input should be 50 or 60")),
+        ("ct_primary_a: 100", "ct_primary_a: 0", ("x.yaml:11: tenants[0].sites[0].meters[0].ct_primary_a: "
+                                                 "Input should be greater than 0")),
         ("device_id: m1", "device_id: m/1", "x.yaml:8: tenants[0].sites[0].meters[0].device_id: use letters"),
         ("apikey: meterkey", "apikey: meter key", "x.yaml:4: tenants[0].groups[0].apikey: use letters"),
-        ("            ct_primary_a: 100\n", "", "x.yaml:8: tenants[0].sites[0].meters[0].ct_primary_a: "
-                                              "Field required"),
+        ("            ct_primary_a: 100\n", "", ("x.yaml:8: tenants[0].sites[0].meters[0].ct_primary_a: "
+                                              "Field required")),
         ("ct_primary_a: 100", "ct_primary_a: 100\n            colour: red",
          "x.yaml:12: tenants[0].sites[0].meters[0].colour: Extra inputs are not permitted"),
         ("device_id: m1", "device_id: m1\n            group: other",
@@ -64,8 +64,8 @@ def test_duplicates_across_the_file_are_reported() -> None:
                    "            nominal_frequency_hz: 50\n            ct_primary_a: 5\n"
     with pytest.raises(InventoryError) as error:
         parse_inventory(twice, "x.yaml")
-    assert error.value.problems == ["x.yaml:12: tenants[0].sites[0].meters[1].device_id: "
-                                    "device_id 'm1' appears twice in this tenant"]
+    assert error.value.problems == [("x.yaml:12: tenants[0].sites[0].meters[1].device_id: "
+                                    "device_id 'm1' appears twice in this tenant")]
     shared_key = GOOD + "  - service: other\n    groups:\n      - apikey: meterkey\n"
     with pytest.raises(InventoryError) as error:
         parse_inventory(shared_key, "x.yaml")
