@@ -62,15 +62,17 @@ def test_malformed_json_and_oversize_bodies(client: TestClient) -> None:
 
 def test_unknown_routes_and_methods(client: TestClient) -> None:
     assert_problem(client.get("/ngsi-ld/v1/nothing"), 404, "ResourceNotFound")
-    assert_problem(client.get(f"{ENTITIES}/{MEASUREMENT_ID}/attrs/x"), 404, "ResourceNotFound")
+    assert_problem(client.get(f"{ENTITIES}/{MEASUREMENT_ID}/attrs/x/y"), 404, "ResourceNotFound")
+    assert_problem(client.get(f"{ENTITIES}/{MEASUREMENT_ID}/attrs/x"), 405, "InvalidRequest")
     wrong = client.put(ENTITIES, json=[])
     assert_problem(wrong, 405, "InvalidRequest")
     assert set(wrong.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
 def test_not_yet_supported_query_features_are_refused(client: TestClient) -> None:
-    answer = client.get(ENTITIES, params={"type": "ThreePhaseAcMeasurement", "q": "frequency>50"})
-    assert_problem(answer, 501, "OperationNotSupported")
+    for param in ("georel", "csf", "scopeQ"):
+        answer = client.get(ENTITIES, params={"type": "ThreePhaseAcMeasurement", param: "x"})
+        assert_problem(answer, 501, "OperationNotSupported")
 
 
 def test_internal_errors_become_problem_details(client: TestClient, monkeypatch: pytest.MonkeyPatch,

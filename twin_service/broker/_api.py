@@ -20,6 +20,7 @@ from starlette.responses import Response
 from ._context import ContextResolver
 from ._errors import NgsiLdError, nonexistent_tenant
 from ._http import tenant_of
+from ._operations import Change, Tx
 from ._store import Store
 
 if TYPE_CHECKING:
@@ -81,14 +82,19 @@ def existing_tenant(request: Request, broker: Broker) -> str:
 async def write(broker: Broker, operation: Callable[..., T], *args: Any) -> T:
     """Run one write operation in its own transaction on a worker thread.
 
-    Commits fsync (synchronous=FULL), which must not stall the event loop serving other clients.
+    Commits fsync (synchronous=FULL), which must not stall the event loop serving other clients. The changes
+    go to the subscription manager only after COMMIT: a notification never announces a write that was undone.
     """
 
-    def run() -> T:
+    def run() -> tuple[T, list[Change]]:
         with broker.store.transaction() as store:
-            return operation(store, *args)
+            tx = Tx(store)
+            return operation(tx, *args), tx.changes
 
-    return await run_in_threadpool(run)
+    result, changes = await run_in_threadpool(run)
+    if changes and broker.subscriptions is not None:
+        broker.subscriptions.publish(changes)
+    return result
 
 
 async def read(function: Callable[..., T], *args: Any) -> T:

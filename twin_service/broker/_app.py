@@ -20,13 +20,14 @@ from starlette.routing import Route
 
 from datamodels.context import CORE_CONTEXT
 
+from . import _entity_api as entity_api
 from . import _operations as ops
 from . import _temporal as temporal
-from ._api import BASE, Broker, Handler, broker_of, endpoint, existing_tenant, write
+from . import _types as types
+from ._api import BASE, Broker, Handler, broker_of, endpoint, existing_tenant, read, write
 from ._context import ActiveContext, ContextResolver
 from ._errors import NgsiLdError, bad_request, not_found
 from ._http import (
-    JSON,
     body_context,
     bool_param,
     entity_response,
@@ -37,16 +38,17 @@ from ._http import (
     read_body,
     tenant_of,
 )
-from ._model import Entity, RenderOptions, parse_entity, render_entity
+from ._model import RenderOptions, parse_entity, render_entity
+from ._query import compile_q
 from ._store import EntityQuery, Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000  # Orion-LD's cap; above it is 400, not a silently shortened page
-_OPTIONS = frozenset({"keyValues", "simplified", "normalized", "sysAttrs"})
-# Query features of the next issue; refused loudly now rather than ignored (an ignored filter returns too much).
-_NOT_YET = ("q", "georel", "geometry", "coordinates", "geoproperty", "csf", "scopeQ", "pick", "omit")
+_OPTIONS = frozenset({"keyValues", "simplified", "normalized", "sysAttrs", "concise"})
+# Query features not implemented; refused loudly rather than ignored (an ignored filter returns too much).
+_NOT_SUPPORTED = ("georel", "geometry", "coordinates", "geoproperty", "csf", "scopeQ", "lang", "datasetId")
 
 async def problem_details(request: Request, exc: Exception) -> Response:
     """The one exception handler: every refusal becomes NGSI-LD ProblemDetails."""
@@ -98,12 +100,12 @@ async def query_entities(request: Request) -> Response:
     """GET /entities: filter by type/id/idPattern/attrs, page with limit/offset, count on request."""
     broker = broker_of(request)
     params = request.query_params
-    for name in _NOT_YET:
+    for name in _NOT_SUPPORTED:
         if name in params:
-            raise NgsiLdError("OperationNotSupported", f"URI parameter {name} is not supported yet",
-                              "the embedded broker filters by type, id, idPattern and attrs", status=501)
-    types, attrs = list_param(params, "type"), list_param(params, "attrs")
-    if types is None and attrs is None:
+            raise NgsiLdError("OperationNotSupported", f"URI parameter {name} is not supported",
+                              "the embedded broker filters by type, id, idPattern, attrs and q", status=501)
+    types, attrs, q_text = list_param(params, "type"), list_param(params, "attrs"), params.get("q")
+    if types is None and attrs is None and q_text is None:
         raise bad_request("Too broad query", "give at least one of type, attrs or q")
     limit = int_param(params, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT)
     offset = int_param(params, "offset", 0)
@@ -122,7 +124,11 @@ async def query_entities(request: Request) -> Response:
     query = EntityQuery(types=tuple(ctx.expand(t) for t in types) if types else None,
                         ids=tuple(ids) if ids else None, id_pattern=id_pattern,
                         attrs=tuple(sorted(options.attrs)) if options.attrs is not None else None)
-    entities, total = broker.store.query_entities(tenant, query, limit, offset)
+    q = compile_q(q_text, ctx) if q_text is not None else None
+    if q is None:
+        entities, total = broker.store.query_entities(tenant, query, limit, offset)
+    else:
+        entities, total = await read(broker.store.query_entities, tenant, query, limit, offset, q.matches)
     headers = {"NGSILD-Results-Count": str(total)} if count else {}
     return entity_response([render_entity(e, ctx, options) for e in entities], media, ctx, headers)
 
@@ -146,30 +152,9 @@ async def batch_upsert(request: Request) -> Response:
         mode = ops.UpsertMode(raw_mode)
     except ValueError:
         raise bad_request("Invalid value for URI parameter options", f"{raw_mode!r}: use update or replace") from None
-    body = await read_body(request)
-    if not isinstance(body.json, list) or not body.json:
-        raise bad_request("Invalid payload", "a batch upsert takes a non-empty JSON array of entities")
-    fragments: list[Entity | tuple[str, NgsiLdError]] = []
-    for item in body.json:
-        try:
-            ctx = await broker.contexts.activate(body_context(body, item))
-            fragments.append(parse_entity(item, ctx))
-        except NgsiLdError as exc:
-            if exc.error_type == "LdContextNotAvailable":
-                raise  # the whole batch depends on the broker reaching the context, not on this entity
-            fragments.append((item.get("id") if isinstance(item, dict) else None, exc))
+    fragments = await entity_api.parse_batch(request)
     result = await write(broker, ops.upsert_batch, tenant, fragments, mode)
-    if result.errors:
-        for entity_id, exc in result.errors:
-            log.warning("upsert of %s in tenant %r refused: %s %s; the other entities were applied",
-                        entity_id, tenant, exc.title, exc.detail)
-        return JSONResponse({"success": result.success,
-                             "errors": [{"entityId": entity_id, "error": exc.problem()}
-                                        for entity_id, exc in result.errors]},
-                            status_code=207, media_type=JSON)
-    if result.created:
-        return JSONResponse(result.created, status_code=201, media_type=JSON)
-    return Response(status_code=204)
+    return entity_api.batch_response(result, tenant, created_status=True)
 
 
 @endpoint
@@ -220,9 +205,20 @@ def _render_options(request: Request, ctx: ActiveContext) -> RenderOptions:
     if unknown:
         raise bad_request("Invalid value for URI parameter options",
                           f"{', '.join(sorted(unknown))}: supported are {', '.join(sorted(_OPTIONS))}")
-    attrs = list_param(params, "attrs")
+    shapes = {"keyValues" if o == "simplified" else o for o in options & {"keyValues", "simplified", "concise",
+                                                                            "normalized"}}
+    if len(shapes) > 1:
+        raise bad_request("Conflicting options", "choose one of normalized, concise and keyValues/simplified")
+    attrs, pick, omit = list_param(params, "attrs"), list_param(params, "pick"), list_param(params, "omit")
+    if pick and omit:
+        raise bad_request("Conflicting URI parameters", "pick and omit exclude each other")
+
+    def names(items: list[str] | None) -> frozenset[str] | None:
+        return frozenset(i if i in ("id", "type") else ctx.expand(i) for i in items) if items else None
+
     return RenderOptions(key_values=bool(options & {"keyValues", "simplified"}), sys_attrs="sysAttrs" in options,
-                         attrs=frozenset(ctx.expand(a) for a in attrs) if attrs else None)
+                         attrs=frozenset(ctx.expand(a) for a in attrs) if attrs else None,
+                         concise="concise" in options, pick=names(pick), omit=names(omit))
 
 
 @functools.cache
@@ -238,7 +234,7 @@ def _by_method(**handlers: Handler) -> Handler:
 
     async def dispatch(request: Request) -> Response:
         # Starlette adds HEAD wherever GET is allowed; it is answered like GET (the server drops the body).
-        return await handlers.get(request.method, handlers["GET"])(request)
+        return await handlers.get(request.method, handlers.get("GET") or next(iter(handlers.values())))(request)
 
     return dispatch
 
@@ -248,10 +244,25 @@ ROUTES = [
     Route("/ngsi-ld/ex/v1/version", library_versions, methods=["GET"]),
     Route(f"{BASE}/entities", _by_method(GET=query_entities, POST=create_entity), methods=["GET", "POST"]),
     Route(f"{BASE}/entities/", query_entities, methods=["GET"]),  # FiLiP queries with the trailing slash
-    Route(f"{BASE}/entities/{{entity_id}}", _by_method(GET=retrieve_entity, DELETE=delete_entity),
-          methods=["GET", "DELETE"]),
+    Route(f"{BASE}/entities/{{entity_id}}",
+          _by_method(GET=retrieve_entity, DELETE=delete_entity, PATCH=entity_api.merge_entity,
+                     PUT=entity_api.replace_entity), methods=["GET", "DELETE", "PATCH", "PUT"]),
+    Route(f"{BASE}/entities/{{entity_id}}/attrs",
+          _by_method(POST=entity_api.append_attributes, PATCH=entity_api.update_attributes),
+          methods=["POST", "PATCH"]),
+    Route(f"{BASE}/entities/{{entity_id}}/attrs/", entity_api.append_attributes, methods=["POST"]),  # FiLiP
+    Route(f"{BASE}/entities/{{entity_id}}/attrs/{{attr}}",
+          _by_method(PATCH=entity_api.partial_attribute_update, DELETE=entity_api.delete_attribute),
+          methods=["PATCH", "DELETE"]),
+    Route(f"{BASE}/entityOperations/create", entity_api.batch_create, methods=["POST"]),
+    Route(f"{BASE}/entityOperations/update", entity_api.batch_update, methods=["POST"]),
+    Route(f"{BASE}/entityOperations/delete", entity_api.batch_delete, methods=["POST"]),
     Route(f"{BASE}/entityOperations/upsert", batch_upsert, methods=["POST"]),
     Route(f"{BASE}/entityOperations/upsert/", batch_upsert, methods=["POST"]),  # what the IoT Agent sends
+    Route(f"{BASE}/types", types.list_types, methods=["GET"]),
+    Route(f"{BASE}/types/{{type:path}}", types.type_info, methods=["GET"]),
+    Route(f"{BASE}/attributes", types.list_attributes, methods=["GET"]),
+    Route(f"{BASE}/attributes/{{attr:path}}", types.attribute_info, methods=["GET"]),
     Route(f"{BASE}/temporal/entities", temporal.query_temporal_entities, methods=["GET"]),
     Route(f"{BASE}/temporal/entities/", temporal.query_temporal_entities, methods=["GET"]),
     Route(f"{BASE}/temporal/entities/{{entity_id}}", temporal.retrieve_temporal_entity, methods=["GET"]),

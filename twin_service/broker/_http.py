@@ -21,6 +21,7 @@ from ._store import DEFAULT_TENANT
 
 JSON = "application/json"
 JSON_LD = "application/ld+json"
+MERGE_PATCH = "application/merge-patch+json"
 LINK_REL = "http://www.w3.org/ns/json-ld#context"
 # Largest request body accepted. Orion-LD's default is larger, but a meter update is ~2 KiB and a 1000-entity
 # batch of them fits; beyond this a client is misbehaving and reading it only costs memory.
@@ -70,6 +71,8 @@ def media_type_of(request: Request) -> str:
     """The request body's media type, JSON or JSON-LD; anything else is 415."""
     raw = request.headers.get("content-type", "")
     media = raw.split(";", 1)[0].strip().lower()
+    if media == MERGE_PATCH and request.method == "PATCH":
+        return JSON  # merge-patch documents follow the application/json rules (context in a Link header)
     if media not in (JSON, JSON_LD):
         raise NgsiLdError("InvalidRequest", "Unsupported Media Type",
                           f"Content-Type {raw or '(none)'!r}: use {JSON} or {JSON_LD}", status=415)

@@ -172,27 +172,51 @@ def _geometry(name: str, value: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """How a client asked to see entities: `options=keyValues|sysAttrs` and `attrs=` (expanded names)."""
+    """How a client asked to see entities: keyValues/concise/sysAttrs, `attrs=`/`pick=`/`omit=` (expanded)."""
 
     key_values: bool = False
     sys_attrs: bool = False
     attrs: frozenset[str] | None = None
+    concise: bool = False
+    pick: frozenset[str] | None = None  # may hold "id" and "type" as well
+    omit: frozenset[str] | None = None
 
 
 def render_entity(entity: Entity, ctx: ActiveContext, options: RenderOptions) -> dict[str, Any]:
-    """An entity as a client sees it: compacted with its context, normalized or keyValues."""
-    out: dict[str, Any] = {"id": entity.id, "type": ctx.compact(entity.type)}
+    """An entity as a client sees it: compacted with its context, normalized, concise or keyValues."""
+    out: dict[str, Any] = {}
+    for member, value in (("id", entity.id), ("type", ctx.compact(entity.type))):
+        if _shown(member, options):
+            out[member] = value
     if options.sys_attrs and not options.key_values:
         out["createdAt"] = entity.created_at
         out["modifiedAt"] = entity.modified_at
     for name, attribute in entity.attrs.items():
-        if options.attrs is not None and name not in options.attrs:
+        if (options.attrs is not None and name not in options.attrs) or not _shown(name, options):
             continue
         short = ctx.compact(name)
         if options.key_values:
             out[short] = attribute["object"] if attribute["type"] == "Relationship" else attribute["value"]
+        elif options.concise:
+            out[short] = concise_attribute(render_attribute(attribute, ctx, options.sys_attrs))
         else:
             out[short] = render_attribute(attribute, ctx, options.sys_attrs)
+    return out
+
+
+def _shown(name: str, options: RenderOptions) -> bool:
+    return (options.pick is None or name in options.pick) and (options.omit is None or name not in options.omit)
+
+
+def concise_attribute(attribute: dict[str, Any]) -> Any:
+    """The concise form (NGSI-LD 1.6+): no `type`; a Property with nothing but a non-object value is that value.
+
+    An object value keeps its `{"value": …}` wrapper, otherwise a reader could not tell it from sub-attributes.
+    """
+    out = {k: (concise_attribute(v) if isinstance(v, dict) and "type" in v and k not in ("value", "object") else v)
+           for k, v in attribute.items() if k != "type"}
+    if attribute.get("type") == "Property" and set(out) == {"value"} and not isinstance(out["value"], dict | list):
+        return out["value"]
     return out
 
 

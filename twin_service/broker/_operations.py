@@ -1,7 +1,8 @@
-"""What each write means: create, upsert (update or replace), delete, with system timestamps and history.
+"""What each write means: create, upsert, append, update, partial update, merge, replace, delete, batches.
 
-Kept apart from HTTP so the next issue's PATCH/append and notifications reuse the same steps, and apart from
-SQL so the semantics read in one place. Every function runs inside the caller's store transaction.
+Kept apart from HTTP so the semantics read in one place, and apart from SQL. Every function runs inside the
+caller's transaction (`Tx`), records history for the attributes it changes and notes a `Change` that the
+subscription manager turns into notifications once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
+from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request, not_found
-from ._model import Entity, now_iso
+from ._model import Entity, now_iso, parse_attribute, parse_entity
 from ._store import Store
 
 log = logging.getLogger(__name__)
+
+NULL = "urn:ngsi-ld:null"  # merge-patch: this value deletes the attribute
+_SYSTEM = ("createdAt", "modifiedAt")
 
 
 class UpsertMode(str, Enum):
@@ -22,6 +28,24 @@ class UpsertMode(str, Enum):
 
     REPLACE = "replace"
     UPDATE = "update"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed change of one entity: what subscriptions are matched against."""
+
+    tenant: str
+    entity: Entity  # the state after the write
+    attrs: frozenset[str]  # expanded names of the attributes written
+    created: bool = False
+
+
+@dataclass
+class Tx:
+    """A write transaction: the store and the changes it made (published after COMMIT)."""
+
+    store: Store
+    changes: list[Change] = field(default_factory=list)
 
 
 @dataclass
@@ -33,51 +57,116 @@ class BatchResult:
     errors: list[tuple[str, NgsiLdError]] = field(default_factory=list)
 
 
-def create_entity(store: Store, tenant: str, entity: Entity) -> None:
-    """Create an entity; 409 AlreadyExists when the id is taken in this tenant."""
-    if store.get_entity(tenant, entity.id) is not None:
-        raise NgsiLdError("AlreadyExists", "Entity already exists", entity.id)
-    store.ensure_tenant(tenant)
-    _insert(store, tenant, entity, now_iso())
+@dataclass
+class UpdateResult:
+    """Outcome of append/update: attributes updated and those not updated with the reason."""
+
+    updated: list[str] = field(default_factory=list)
+    not_updated: list[tuple[str, str]] = field(default_factory=list)
 
 
-def upsert_entity(store: Store, tenant: str, fragment: Entity, mode: UpsertMode) -> bool:
-    """Create the entity or apply a fragment to it; True when it was created."""
-    store.ensure_tenant(tenant)
-    now = now_iso()
-    current = store.get_entity(tenant, fragment.id)
+def _existing(tx: Tx, tenant: str, entity_id: str) -> Entity:
+    current = tx.store.get_entity(tenant, entity_id)
     if current is None:
-        _insert(store, tenant, fragment, now)
+        raise not_found(entity_id)
+    return current
+
+
+def _commit(tx: Tx, tenant: str, entity: Entity, written: dict[str, dict[str, Any]], operation: str,
+            now: str) -> None:
+    """Stamp, store and record the attributes written into an existing entity."""
+    for name, attribute in written.items():
+        previous = entity.attrs.get(name)
+        attribute["createdAt"] = (previous["createdAt"] if previous and "createdAt" in previous
+                                  else attribute.get("createdAt", now))
+        attribute["modifiedAt"] = now
+        entity.attrs[name] = attribute
+    entity.modified_at = now
+    tx.store.update_entity(tenant, entity)
+    tx.store.record_instances(tenant, entity, written, operation, now)
+    tx.changes.append(Change(tenant, entity, frozenset(written)))
+
+
+def create_entity(tx: Tx, tenant: str, entity: Entity) -> None:
+    """Create an entity; 409 AlreadyExists when the id is taken in this tenant."""
+    if tx.store.get_entity(tenant, entity.id) is not None:
+        raise NgsiLdError("AlreadyExists", "Entity already exists", entity.id)
+    tx.store.ensure_tenant(tenant)
+    _insert(tx, tenant, entity, now_iso())
+
+
+def upsert_entity(tx: Tx, tenant: str, fragment: Entity, mode: UpsertMode) -> bool:
+    """Create the entity or apply a fragment to it; True when it was created."""
+    tx.store.ensure_tenant(tenant)
+    now = now_iso()
+    current = tx.store.get_entity(tenant, fragment.id)
+    if current is None:
+        _insert(tx, tenant, fragment, now)
         return True
     if current.type != fragment.type:
         raise bad_request("Entity type mismatch",
                           f"{fragment.id} is of type {current.type}, the fragment says {fragment.type}")
     if mode is UpsertMode.REPLACE:
+        kept = {name: a["createdAt"] for name, a in current.attrs.items() if "createdAt" in a}
         current.attrs = {}
-    for name, attribute in fragment.attrs.items():
-        previous = current.attrs.get(name)
-        attribute["createdAt"] = previous["createdAt"] if previous else now
-        attribute["modifiedAt"] = now
-        current.attrs[name] = attribute
-    current.modified_at = now
-    store.update_entity(tenant, current)
-    store.record_instances(tenant, current, fragment.attrs, mode.value, now)
+        for name, attribute in fragment.attrs.items():
+            if name in kept:
+                attribute["createdAt"] = kept[name]
+    _commit(tx, tenant, current, fragment.attrs, mode.value, now)
     return False
 
 
-def upsert_batch(store: Store, tenant: str, fragments: list[Entity | tuple[str, NgsiLdError]],
+def upsert_batch(tx: Tx, tenant: str, fragments: list[Entity | tuple[str, NgsiLdError]],
                  mode: UpsertMode) -> BatchResult:
-    """Apply fragments in order (an offline replay of one entity arrives as several); collect the outcome.
+    """Apply fragments in order (an offline replay of one entity arrives as several); collect the outcome."""
+    return _batch(fragments, lambda entity: upsert_entity(tx, tenant, entity, mode))
 
-    Items already refused at the edge come as (entity id, error) and are reported in order with the rest.
-    """
+
+def create_batch(tx: Tx, tenant: str, fragments: list[Entity | tuple[str, NgsiLdError]]) -> BatchResult:
+    """Create each entity; the ones that exist already are errors (AlreadyExists), the others are created."""
+
+    def create(entity: Entity) -> bool:
+        create_entity(tx, tenant, entity)
+        return True
+
+    return _batch(fragments, create)
+
+
+def update_batch(tx: Tx, tenant: str, fragments: list[Entity | tuple[str, NgsiLdError]],
+                 no_overwrite: bool) -> BatchResult:
+    """Append the attributes of each fragment to its existing entity (404 per entity that does not exist)."""
+
+    def update(entity: Entity) -> bool:
+        current = _existing(tx, tenant, entity.id)
+        if current.type != entity.type:
+            raise bad_request("Entity type mismatch", f"{entity.id} is of type {current.type}")
+        append_attributes(tx, tenant, current, entity.attrs, no_overwrite)
+        return False
+
+    return _batch(fragments, update)
+
+
+def delete_batch(tx: Tx, tenant: str, ids: list[str]) -> BatchResult:
+    """Delete each entity; the ones that do not exist are errors (ResourceNotFound)."""
+    result = BatchResult()
+    for entity_id in ids:
+        try:
+            delete_entity(tx, tenant, entity_id)
+        except NgsiLdError as exc:
+            result.errors.append((entity_id, exc))
+            continue
+        result.success.append(entity_id)
+    return result
+
+
+def _batch(fragments: list[Entity | tuple[str, NgsiLdError]], apply: Any) -> BatchResult:
     result = BatchResult()
     for item in fragments:
         if isinstance(item, tuple):
-            result.errors.append(item)
+            result.errors.append(item)  # refused at the edge; reported in order with the rest
             continue
         try:
-            if upsert_entity(store, tenant, item, mode):
+            if apply(item):
                 result.created.append(item.id)
         except NgsiLdError as exc:
             result.errors.append((item.id, exc))
@@ -87,20 +176,144 @@ def upsert_batch(store: Store, tenant: str, fragments: list[Entity | tuple[str, 
     return result
 
 
-def delete_entity(store: Store, tenant: str, entity_id: str) -> None:
+def append_attributes(tx: Tx, tenant: str, current: Entity, attrs: dict[str, dict[str, Any]],
+                      no_overwrite: bool) -> UpdateResult:
+    """POST /entities/{id}/attrs: add attributes, overwriting existing ones unless `noOverwrite`."""
+    result = UpdateResult()
+    written: dict[str, dict[str, Any]] = {}
+    for name, attribute in attrs.items():
+        if no_overwrite and name in current.attrs:
+            result.not_updated.append((name, "attribute exists and options=noOverwrite"))
+            continue
+        written[name] = attribute
+        result.updated.append(name)
+    if written:
+        _commit(tx, tenant, current, written, "append", now_iso())
+    return result
+
+
+def append_to(tx: Tx, tenant: str, entity_id: str, attrs: dict[str, dict[str, Any]],
+              no_overwrite: bool) -> UpdateResult:
+    """Append to an entity by id (404 when it does not exist)."""
+    return append_attributes(tx, tenant, _existing(tx, tenant, entity_id), attrs, no_overwrite)
+
+
+def update_attributes(tx: Tx, tenant: str, entity_id: str, attrs: dict[str, dict[str, Any]]) -> UpdateResult:
+    """PATCH /entities/{id}/attrs: replace existing attributes only; absent ones are reported, not added."""
+    current = _existing(tx, tenant, entity_id)
+    result = UpdateResult()
+    written: dict[str, dict[str, Any]] = {}
+    for name, attribute in attrs.items():
+        if name not in current.attrs:
+            result.not_updated.append((name, "attribute does not exist"))
+            continue
+        written[name] = attribute
+        result.updated.append(name)
+    if written:
+        _commit(tx, tenant, current, written, "update", now_iso())
+    return result
+
+
+def merge_attribute(name: str, existing: dict[str, Any], partial: dict[str, Any],
+                    ctx: ActiveContext) -> dict[str, Any]:
+    """An attribute with the members of a partial one merged in (what PATCH .../attrs/{attr} means)."""
+    merged: dict[str, Any] = {k: v for k, v in existing.items() if k not in _SYSTEM}
+    if "object" in partial:
+        merged.pop("value", None)
+    if "value" in partial:
+        merged.pop("object", None)
+    for key, value in partial.items():
+        if key in ("createdAt", "modifiedAt", "@context", "instanceId"):
+            continue
+        if key in ("type", "value", "object", "unitCode", "observedAt", "datasetId", "objectType"):
+            merged[key] = value
+        else:
+            merged[ctx.expand(key)] = value
+    if merged.get("value") == NULL or merged.get("object") == NULL:
+        raise bad_request("Invalid attribute", f"{name}: use DELETE to remove an attribute")
+    return parse_attribute(ctx.compact(name), merged, ctx)
+
+
+def partial_update(tx: Tx, tenant: str, entity_id: str, name: str, partial: dict[str, Any],
+                   ctx: ActiveContext) -> None:
+    """PATCH /entities/{id}/attrs/{attr}: merge members into one existing attribute (404 when absent)."""
+    current = _existing(tx, tenant, entity_id)
+    if name not in current.attrs:
+        raise NgsiLdError("ResourceNotFound", "Attribute Not Found", f"{entity_id} has no {ctx.compact(name)}")
+    _commit(tx, tenant, current, {name: merge_attribute(name, current.attrs[name], partial, ctx)}, "update",
+            now_iso())
+
+
+def merge_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ctx: ActiveContext) -> None:
+    """PATCH /entities/{id} (merge-patch): merge attributes in, add new ones, delete those set to urn:ngsi-ld:null."""
+    current = _existing(tx, tenant, entity_id)
+    if "id" in body and body["id"] != entity_id:
+        raise bad_request("Entity id mismatch", f"the body is about {body['id']}, the URL about {entity_id}")
+    if "type" in body and ctx.expand(str(body["type"])) != current.type:
+        raise bad_request("Entity type mismatch", f"{entity_id} is of type {ctx.compact(current.type)}")
+    written: dict[str, dict[str, Any]] = {}
+    removed: list[str] = []
+    now = now_iso()
+    for key, raw in body.items():
+        if key in ("id", "type", "@context", "createdAt", "modifiedAt"):
+            continue
+        name = ctx.expand(key)
+        if raw == NULL or (isinstance(raw, dict) and NULL in (raw.get("value"), raw.get("object"))):
+            if name in current.attrs:
+                removed.append(name)
+            continue
+        if name in current.attrs:
+            if not isinstance(raw, dict):
+                raw = {"value": raw}  # merge-patch of a bare value: the value of the Property
+            written[name] = merge_attribute(name, current.attrs[name], raw, ctx)
+        else:
+            written[name] = parse_attribute(key, raw, ctx)
+    for name in removed:
+        del current.attrs[name]
+        tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
+    _commit(tx, tenant, current, written, "merge", now)
+
+
+def replace_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ctx: ActiveContext) -> None:
+    """PUT /entities/{id}: the entity gets exactly the body's attributes (and type); id and createdAt stay."""
+    current = _existing(tx, tenant, entity_id)
+    raw = {**body, "id": body.get("id", entity_id), "type": body.get("type", ctx.compact(current.type))}
+    if raw["id"] != entity_id:
+        raise bad_request("Entity id mismatch", f"the body is about {raw['id']}, the URL about {entity_id}")
+    replacement = parse_entity(raw, ctx)
+    now = now_iso()
+    for name in set(current.attrs) - set(replacement.attrs):
+        tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
+    current.type = replacement.type
+    current.attrs = {}
+    _commit(tx, tenant, current, replacement.attrs, "replace", now)
+
+
+def delete_attribute(tx: Tx, tenant: str, entity_id: str, name: str, ctx: ActiveContext) -> None:
+    """DELETE /entities/{id}/attrs/{attr}: 404 when the entity or the attribute does not exist."""
+    current = _existing(tx, tenant, entity_id)
+    if name not in current.attrs:
+        raise NgsiLdError("ResourceNotFound", "Attribute Not Found", f"{entity_id} has no {ctx.compact(name)}")
+    now = now_iso()
+    del current.attrs[name]
+    current.modified_at = now
+    tx.store.update_entity(tenant, current)
+    tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
+
+
+def delete_entity(tx: Tx, tenant: str, entity_id: str) -> None:
     """Delete an entity; its history stays, ended by a deletion mark."""
-    current = store.get_entity(tenant, entity_id)
-    if current is None:
-        raise not_found(entity_id)
-    store.delete_entity(tenant, entity_id)
-    store.record_deletion(tenant, entity_id, current.type, now_iso())
+    current = _existing(tx, tenant, entity_id)
+    tx.store.delete_entity(tenant, entity_id)
+    tx.store.record_deletion(tenant, entity_id, current.type, now_iso())
     log.info("entity %s deleted from tenant %r", entity_id, tenant)
 
 
-def _insert(store: Store, tenant: str, entity: Entity, now: str) -> None:
+def _insert(tx: Tx, tenant: str, entity: Entity, now: str) -> None:
     entity.created_at = entity.modified_at = now
     for attribute in entity.attrs.values():
         attribute["createdAt"] = attribute["modifiedAt"] = now
-    store.insert_entity(tenant, entity)
-    store.record_instances(tenant, entity, entity.attrs, "create", now)
-    log.info("entity %s created in tenant %r", entity.id, tenant)
+    tx.store.insert_entity(tenant, entity)
+    tx.store.record_instances(tenant, entity, entity.attrs, "create", now)
+    tx.changes.append(Change(tenant, entity, frozenset(entity.attrs), created=True))
+    log.debug("entity %s created in tenant %r", entity.id, tenant)
