@@ -50,6 +50,7 @@ RETRYABLE = (408, 429)  # besides 5xx and connection failures: the broker may ta
 BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)  # then 5 s between attempts until the broker is back
 DEFAULT_MAX_MESSAGES = 1_000_000
 DEFAULT_BATCH_MESSAGES = 500
+BATCH_MAX_BYTES = 512 * 1024  # below Orion-LD's and the embedded broker's 1 MiB request limit (413 otherwise)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -315,6 +316,12 @@ class Sender:
 
     def _deliver(self, client: httpx.Client, rows: list[_Row]) -> bool:
         """Send rows grouped per tenant; False when the broker is unreachable (nothing after it is removed)."""
+        size = 0
+        for index, row in enumerate(rows):
+            size += len(row.fragments) + 1
+            if size > BATCH_MAX_BYTES and index > 0:
+                rows = rows[:index]
+                break
         groups: dict[tuple[str, str], list[_Row]] = {}
         for row in rows:  # dicts keep insertion order and rows are in seq order: per-device order holds
             groups.setdefault((row.service, row.subservice), []).append(row)
