@@ -17,8 +17,9 @@ from datamodels.measures import MEASUREMENT_TYPE, MEASURES, PQ_FLAGS, Shape
 
 METADATA_TABLE = "md_ets_metadata"  # QuantumLeap's own, in CrateDB's default schema `doc`
 ANOMALY_TYPE = "Anomaly"
-# The attribute the power-quality service sets when it closes an Anomaly (docs/dashboards.md, "Open events").
-ANOMALY_CLOSED_ATTRIBUTE = "dateClosed"
+# datamodels/anomaly.py: `status` is "open" until the power-quality service closes the condition.
+ANOMALY_STATUS_COLUMN = "status"
+ANOMALY_OPEN = "open"
 TENANT_PLACEHOLDER = "__tenant__"  # lowercase: schema names are the tenant lowercased
 
 
@@ -64,15 +65,23 @@ def _measure_column(measure) -> Column:
 
 MEASUREMENT_COLUMNS: tuple[Column, ...] = _BASE + tuple(_measure_column(m) for m in MEASURES)
 
+_TIMESTAMPTZ = "timestamp with time zone"
+
+# As datamodels/anomaly.py writes it. `thresholdBreach` is a list of objects: QuantumLeap would make it
+# array(text) in CrateDB, which rejects objects, so it is created as an array of objects.
 ANOMALY_COLUMNS: tuple[Column, ...] = _BASE + (
     Column("anomalousproperty", "Text", "text", "text", "anomalousProperty"),
+    Column("datedetected", "DateTime", _TIMESTAMPTZ, _TIMESTAMPTZ, "dateDetected"),
     Column("detectedby", "Relationship", "text", "text", "detectedBy"),
-    Column("datedetected", "DateTime", "timestamp with time zone", "timestamp with time zone", "dateDetected"),
-    Column(ANOMALY_CLOSED_ATTRIBUTE.lower(), "DateTime", "timestamp with time zone", "timestamp with time zone",
-           ANOMALY_CLOSED_ATTRIBUTE),
-    Column("phase", "Text", "text", "text", "phase"),
+    Column("thresholdbreach", "Array", "array(object(dynamic))", "jsonb", "thresholdBreach"),
     Column("severity", "Text", "text", "text", "severity"),
     Column("description", "Text", "text", "text", "description"),
+    Column("phase", "Text", "text", "text", "phase"),
+    Column(ANOMALY_STATUS_COLUMN, "Text", "text", "text", "status"),
+    Column("validfrom", "DateTime", _TIMESTAMPTZ, _TIMESTAMPTZ, "validFrom"),
+    Column("validto", "DateTime", _TIMESTAMPTZ, _TIMESTAMPTZ, "validTo"),
+    Column("name", "Text", "text", "text", "name"),
+    Column("source", "Text", "text", "text", "source"),
 )
 
 TABLES: dict[str, tuple[Column, ...]] = {MEASUREMENT_TYPE: MEASUREMENT_COLUMNS, ANOMALY_TYPE: ANOMALY_COLUMNS}

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from datamodels.measures import MEASUREMENT_TYPE
 
-from grafana.quantumleap import ANOMALY_CLOSED_ATTRIBUTE, ANOMALY_TYPE, table_name
+from grafana.quantumleap import ANOMALY_OPEN, ANOMALY_STATUS_COLUMN, ANOMALY_TYPE, table_name
 
 MEASUREMENTS = f'"mt${{tenant}}"."{table_name(MEASUREMENT_TYPE)}"'
 ANOMALIES = f'"mt${{tenant}}"."{table_name(ANOMALY_TYPE)}"'
 METER_FILTER = "entity_id = '${meter}' AND $__timeFilter(time_index)"
 BUCKET = "$__timeGroupAlias(time_index, $__interval)"
 DAY_BUCKET = "$__timeGroupAlias(time_index, 1d)"
-CLOSED = ANOMALY_CLOSED_ATTRIBUTE.lower()
 
 
 def part(column: str, key: str, table: str = "") -> str:
@@ -85,7 +84,7 @@ ORDER BY 1"""
 
 
 def open_events(meter_only: bool) -> str:
-    """The latest state of each Anomaly that is not closed (no time filter: an old open event is still open)."""
+    """The latest state of each Anomaly whose latest status is open (no time filter: an old open event is still open)."""
     where = "WHERE detectedby = replace('${meter}', 'ThreePhaseAcMeasurement', 'Device')\n  " if meter_only else ""
     return f"""SELECT a.entity_id AS "event", a.detectedby AS "device", a.anomalousproperty AS "property",
   a.phase AS "phase", a.severity AS "severity", a.datedetected AS "since", a.time_index AS "last update",
@@ -96,7 +95,7 @@ JOIN (
   FROM {ANOMALIES}
   {where}GROUP BY entity_id
 ) AS l ON a.entity_id = l.entity_id AND a.time_index = l.last_time
-WHERE a.{CLOSED} IS NULL
+WHERE a.{ANOMALY_STATUS_COLUMN} = '{ANOMALY_OPEN}'
 ORDER BY a.datedetected DESC"""
 
 
