@@ -24,6 +24,10 @@ from .limits import SiteLimits
 from .readings import PHASES, Reading
 
 ConditionKey = tuple[str, str]  # (kind, phase)
+
+# Conditions on the rms voltage itself, and those held (neither judged nor closed) while one of them is active.
+VOLTAGE_KINDS = frozenset({"voltageLow", "voltageHigh", "interruption"})
+HELD_DURING_VOLTAGE_EVENTS = frozenset({"thdVoltage", "voltageUnbalance", "currentUnbalance", "neutralCurrent"})
 ThresholdType = Literal["UPPER", "LOWER"]
 
 # kind -> (anomalousProperty, UPPER/LOWER)
@@ -171,16 +175,21 @@ def evaluate(reading: Reading, limits: SiteLimits, open_keys: frozenset[Conditio
             active.append(Observation("frequencyLow", "all", f, limits.frequency_lower_hz,
                                       frequency_severity(f, en)))
 
+    # IEC 61000-4-30 flagging applied live: while an rms voltage condition is active, the unbalance and THD it
+    # drags along are not judged (a one-phase dip to 50 % is a 20 % unbalance), so one disturbance is one record.
+    if any(o.kind in VOLTAGE_KINDS for o in active):
+        return active
+
     for phase in PHASES:
         thd = reading.thd_voltage.get(phase)
-        if thd is None or interrupted:
+        if thd is None:
             continue
         if thd > limits.thd_voltage_max or (("thdVoltage", phase) in open_keys
                                             and thd > limits.thd_voltage_max - limits.thd_hysteresis):
             active.append(Observation("thdVoltage", phase, thd, limits.thd_voltage_max,
                                       ratio_severity(thd, en.thd_voltage_max)))
 
-    u2 = reading.voltage_unbalance() if not interrupted else None
+    u2 = reading.voltage_unbalance()
     if u2 is not None and (u2 > limits.unbalance_max or (("voltageUnbalance", "all") in open_keys
                                                          and u2 > limits.unbalance_max - limits.unbalance_hysteresis)):
         active.append(Observation("voltageUnbalance", "all", u2, limits.unbalance_max,
@@ -359,8 +368,11 @@ class QualityTracker:
         self.last_seen[device] = at
         self.evaluations += 1
         active = {o.key: o for o in evaluate(reading, self.limits, self.open_keys(device))}
+        flagged = any(kind in VOLTAGE_KINDS for kind, _ in active)
         out: list[Anomaly] = []
         for key in sorted(self.open_keys(device) - set(active)):
+            if flagged and key[0] in HELD_DURING_VOLTAGE_EVENTS:
+                continue  # not judged during a voltage event: stays as it was
             condition = self.open.pop((device, *key))
             out.append(condition.to_anomaly(self.limits, ended_at=at))
         for key, observation in active.items():
