@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from twin_service.mqtt_server import free_port, wait_for_port
 
@@ -20,7 +21,7 @@ class MosquittoWithPassword:
         self._password = password
         self._proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> MosquittoWithPassword:
+    def __enter__(self) -> Self:
         passwd = self._workdir / "passwd"
         subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), self._user, self._password], check=True,
                        capture_output=True)
