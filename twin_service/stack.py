@@ -1,4 +1,4 @@
-"""The embedded stack: MQTT broker, NGSI-LD broker and IoT Agent as one supervised process tree.
+"""The embedded stack: MQTT broker, NGSI-LD broker, IoT Agent and power-quality analytics as one process tree.
 
 Each service is its own child process on the production port (DESIGN.md §4), so a meter, a provisioning script
 or a FIWARE app cannot tell it from the Docker stack. A supervisor thread restarts a child that dies (with
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Self
 
 from energytwin import ports
-from twin_service.mqtt_server import MqttServer, start_mqtt_server, wait_for_port
+from twin_service.mqtt_server import MqttServer, free_port, start_mqtt_server, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ class StackConfig:
     broker_port: int = ports.BROKER_PORT
     agent_port: int = ports.AGENT_NORTH_PORT
     mqtt_prefer: str = "auto"  # "auto" (Mosquitto if installed), "mosquitto" or "amqtt"
+    quality_port: int = 8070  # power-quality analytics (twin_service.quality.QUALITY_PORT); 0: a free port
+    quality_tenant: str = "energytwin"  # the tenant the analytics watch (the demo site's)
 
     @property
     def broker_url(self) -> str:
@@ -96,6 +98,7 @@ class EmbeddedStack:
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         self.mqtt = start_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, prefer=cfg.mqtt_prefer)
         python = sys.executable
+        quality_port = cfg.quality_port or free_port()
         self.children = [
             _Child(
                 "broker",
@@ -112,6 +115,14 @@ class EmbeddedStack:
                 cfg.agent_port,
                 cfg.log_dir / "agent.log",
             ),
+            _Child(
+                "quality",
+                [python, "-m", "twin_service.quality", "--broker-url", cfg.broker_url,
+                 "--tenant", cfg.quality_tenant, "--listen-host", cfg.host, "--listen-port", str(quality_port),
+                 "--data-dir", str(cfg.data_dir / "quality")],
+                quality_port,
+                cfg.log_dir / "quality.log",
+            ),
         ]
         try:
             for child in self.children:
@@ -127,6 +138,12 @@ class EmbeddedStack:
             raise
         self._supervisor = threading.Thread(target=self._supervise, name="stack-supervisor", daemon=True)
         self._supervisor.start()
+
+    @property
+    def quality_url(self) -> str:
+        """Base URL of the power-quality analytics (its port is chosen at start when quality_port is 0)."""
+        port = next((c.port for c in self.children if c.name == "quality"), self.config.quality_port)
+        return f"http://{self.config.host}:{port}"
 
     def _supervise(self) -> None:
         """Restart a child that exits on its own; back off when it keeps dying."""
