@@ -1,21 +1,34 @@
 # ADE9000 three-phase energy metering IC: SPI driver for MicroPython (ESP32, MicroPython >= 1.22).
 #
-# Facts from shared/reference/ade9000.md (cited "ref §n"): SPI framing §1, registers §2, transfer functions §3,
-# start-up §4. Buffers are allocated once; sample() reads every measurement register into one preallocated
-# receive buffer and folds the read-with-reset energy registers into per-phase import/export counters, so the
-# sampling path creates no objects (while the counters stay below 2**30 LSB = 1447 kWh per phase with ADI's
-# example board; beyond that MicroPython promotes them to long ints, which is fine outside an interrupt).
+# Facts from shared/reference/ade9000.md (cited "ref §n"): SPI framing and CRC §1, registers §2, transfer
+# functions §3, start-up §4, power-quality status §5. Buffers are allocated once; sample() reads every measurement
+# register into one preallocated receive buffer, checks the CRC-16 the chip appends to every read, and folds the
+# energy registers into per-phase import/export counters without creating objects (while a delta and the
+# counters stay below 2**30: 1447 kWh per phase with ADI's example board; beyond that MicroPython promotes them to
+# long ints, which is fine: sample() runs from micropython.schedule, never in the interrupt).
+#
+# Energy: the chip accumulates signed energy into 45-bit registers whose 32 MSBs are xHR_HI (ref §2b). The driver
+# does NOT use read-with-reset: it keeps the previous HI value and adds the difference modulo 2**32, so
+#   * a read that fails its CRC is simply read again (a read-with-reset would have cleared the lost value),
+#   * the accumulator rolling over 2**45 is invisible (HI wraps modulo 2**32 consistently),
+#   * no count is used twice (each difference starts where the previous one ended).
+# The only limit: less than 2**31 HI LSB may pass between two reads (max_period_s() gives the longest safe period).
 from micropython import const
-import struct
+from array import array
 import time
 
 # --- Calibration registers, 32-bit signed; phase B = A + 0x20, C = A + 0x40 (ref §2e)
 _AIGAIN = const(0x000)  # 32
+_APHCAL0 = const(0x006)  # 32
 _AVGAIN = const(0x00B)  # 32
+_AIRMSOS = const(0x00C)  # 32
+_AVRMSOS = const(0x00D)  # 32
 _APGAIN = const(0x00E)  # 32
+_AWATTOS = const(0x00F)  # 32
 _PHASE_STRIDE = const(0x20)
 # --- Configuration, 32-bit (ref §2d)
 _CONFIG0 = const(0x060)  # 32
+_NIRMSOS = const(0x06B)  # 32
 _NIGAIN = const(0x06D)  # 32
 _DICOEFF = const(0x072)  # 32
 # --- Per-phase measurements, 32-bit two's complement (ref §2a)
@@ -31,6 +44,7 @@ _NIRMS = const(0x266)  # 32
 # --- Energy, 32 MSBs of the 45-bit accumulators; phase B = A + 0x3C, C = A + 0x78 (ref §2b)
 _AWATTHR_HI = const(0x2E7)  # 32
 _AVARHR_HI = const(0x2F1)  # 32
+_AVAHR_HI = const(0x2FB)  # 32
 _ENERGY_STRIDE = const(0x3C)
 # --- Status, identification, levels, 32-bit (ref §2c)
 _STATUS0 = const(0x402)  # 32, write-1-to-clear
@@ -38,7 +52,10 @@ _STATUS1 = const(0x403)  # 32, write-1-to-clear
 _MASK0 = const(0x405)  # 32
 _MASK1 = const(0x406)  # 32
 _EVENT_MASK = const(0x407)  # 32
+_OILVL = const(0x409)  # 32 (24 used)
 _VLEVEL = const(0x40F)  # 32
+_DIP_LVL = const(0x410)  # 32 (24 used)
+_SWELL_LVL = const(0x414)  # 32 (24 used)
 _COM_PERIOD = const(0x41B)  # 32, unsigned
 _PART_ID = const(0x472)  # 32
 # --- 16-bit registers 0x480-0x4FE (ref §1, §2c, §2d)
@@ -50,9 +67,12 @@ _ANGL_VA_VC = const(0x484)  # 16
 _ANGL_VA_IA = const(0x485)  # 16
 _ANGL_VB_IB = const(0x486)  # 16
 _ANGL_VC_IC = const(0x487)  # 16
+_DIP_CYC = const(0x48B)  # 16
+_SWELL_CYC = const(0x48C)  # 16
 _ACCMODE = const(0x492)  # 16
 _CONFIG3 = const(0x493)  # 16
 _ZX_LP_SEL = const(0x49A)  # 16
+_SEQ_CYC = const(0x49C)  # 16
 _WFB_CFG = const(0x4A0)  # 16
 _CONFIG5 = const(0x4A4)  # 16, reset value 0x0063
 _CONFIG2 = const(0x4AF)  # 16
@@ -68,9 +88,18 @@ _SWRST = const(0x0001)  # CONFIG1 bit 0
 _PART_ID_ADE9000 = const(0x100000)  # PART_ID bit 20
 _CONFIG5_RESET = const(0x0063)
 _SELFREQ_60HZ = const(0x0100)  # ACCMODE bit 8 (0 = 50 Hz, ref §7 #1)
-_EP_CFG_READ_WITH_RESET = const(0x0021)  # EGY_PWR_EN + RD_RST_EN: xHR_HI accumulates, clears when read
-_EGY_TIME_READ_WITH_RESET = const(0x0001)
+_VCONSEL_3W_DELTA = const(0x0010)  # ACCMODE VCONSEL 001: 3-wire delta, VB = VA - VC
+_ICONSEL = const(0x0080)  # ACCMODE bit 7: IB = -IA - IC (no CT on phase B)
+_EP_CFG_ACCUMULATE = const(0x0001)  # EGY_PWR_EN, add every interval into xHR (no read-with-reset)
+_EGY_TIME_2_SAMPLES = const(0x0001)  # user registers follow the internal accumulator every 2 samples (0.25 ms)
 _VLEVEL_X2 = const(0x0022EA28)  # nominal voltage at half of full scale (ref §4.7)
+_OC_EN_ALL = const(0xF000)  # CONFIG3 OC_EN for A, B, C, N (bit order [?], all enabled)
+# STATUS1 power-quality bits (ref §5)
+_OI = const(17)
+_SEQERR = const(18)
+_SWELLA = const(20)
+_DIPA = const(23)
+PQ_STATUS_MASK = const(0x03F60000)  # OI, SEQERR, SWELLA..C, DIPA..C
 
 # --- Full-scale codes (ref §3)
 _RMS_FS = const(52702092)
@@ -78,34 +107,75 @@ _POWER_FS = const(20694066)
 _F_DSP_HZ = const(8000)
 _ANGLE_CLOCK_HZ = const(1024000)
 
-# --- Sample slots: one SPI transaction each, laid out back to back in _tx/_rx. A slot is the 2-byte command
-# followed by the data (4 bytes for 32-bit registers, 2 for 16-bit), so the data of slot k starts at off[k] + 2.
-VRMS = const(0)  # per-phase slots: PHASE * 8 + quantity
-IRMS = const(1)
-WATT = const(2)
-VAR = const(3)
-VA = const(4)
-PF = const(5)
-VTHD = const(6)
-ITHD = const(7)
+# --- Fault reasons: what the Device entity's deviceState says (payload.py)
+NO_RESPONSE = "no-response"  # MISO stays high: chip unpowered, unplugged or held in reset
+CHIP_ID = "chip-id"  # something answers but it is not an ADE9000 (PART_ID / CONFIG5)
+SPI_CRC = "spi-crc"  # a read failed its CRC-16 _RETRIES times in a row: noise on the bus
+CHIP_RESET = "chip-reset"  # STATUS1.RSTDONE came back: the chip reset itself and lost its configuration
+CONFIG = "config"  # configuration did not read back
+_RETRIES = const(3)
+
+# --- Sample slots: one SPI transaction each, laid out back to back in _tx/_rx. A slot is the 2-byte command, the
+# data (4 bytes for 32-bit registers, 2 for 16-bit) and the 2-byte CRC the chip appends, so the data of slot k
+# starts at off[k] + 2. The first _N_FAST slots are what an offline tick needs (status and energy).
+STATUS1 = const(0)
+ENERGY = const(1)  # 9 slots: phase * 3 + (0 active, 1 reactive, 2 apparent)
+_N_FAST = const(10)
+VRMS = const(10)  # per-phase slots: VRMS + phase * PER_PHASE + quantity
+IRMS = const(11)
+WATT = const(12)
+VAR = const(13)
+VA = const(14)
+PF = const(15)
+VTHD = const(16)
+ITHD = const(17)
 PER_PHASE = const(8)
-NIRMS = const(24)
-PERIOD = const(25)
-ANGL_VV = const(26)  # VA-VB, VB-VC, VA-VC
-ANGL_VI = const(29)  # VA-IA, VB-IB, VC-IC
-_N_SLOTS = const(32)
-_N_SLOTS_32 = const(26)  # slots 0..25 are 32-bit, 26..31 16-bit
-_SAMPLE_BYTES = const(180)  # 26 * 6 + 6 * 4
-_N_ENERGY = const(6)  # WATTHR_HI and VARHR_HI for three phases, read with reset
-# Energy counters, in xHR_HI LSBs: index = kind * 3 + phase
+NIRMS = const(34)
+PERIOD = const(35)
+ANGL_VV = const(36)  # VA-VB, VB-VC, VA-VC
+ANGL_VI = const(39)  # VA-IA, VB-IB, VC-IC
+_N_SLOTS = const(42)
+_N_SLOTS_32 = const(36)  # slots 0..35 are 32-bit (8 bytes with CRC), 36..41 16-bit (6 bytes)
+SNAPSHOT_BYTES = const(324)  # 36 * 8 + 6 * 6: bytes clocked for one full snapshot
+_FAST_BYTES = const(80)  # 10 * 8
+# Energy counters, in xHR_HI LSBs: index = kind + phase
 EAI = const(0)  # active import
 EAE = const(3)  # active export
-ERI = const(6)  # reactive import
+ERI = const(6)  # reactive import (reactive energy while its sign is positive)
 ERE = const(9)  # reactive export
+ESI = const(12)  # apparent energy while importing active power
+ESE = const(15)  # apparent energy while exporting
+N_COUNTERS = const(18)
 
 
 def _is16(addr):
     return 0x480 <= addr <= 0x4FE
+
+
+def _crc_table():
+    t = array("H", bytes(512))
+    for b in range(256):
+        crc = b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        t[b] = crc & 0xFFFF
+    return t
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16(buf, start, n):
+    """CRC-16-CCITT (poly 0x1021, seed 0xFFFF, MSB first) of buf[start:start+n], as the chip appends (ref §1)."""
+    crc = 0xFFFF
+    t = _CRC_TABLE
+    for k in range(start, start + n):
+        crc = ((crc << 8) & 0xFFFF) ^ t[(crc >> 8) ^ buf[k]]
+    return crc
+
+
+class ChipError(OSError):
+    """The ADE9000 failed in a way the meter reports as its device state; args[0] is one of the reasons above."""
 
 
 class Scale:
@@ -126,6 +196,17 @@ class Scale:
         self.hz_times_period = _F_DSP_HZ * 65536.0  # f = 8000 * 2**16 / (PERIOD + 1)
         self.deg_per_angle_count_hz = 360.0 / _ANGLE_CLOCK_HZ  # deg = ANGL * 360 * f / 1,024,000
 
+    def max_period_s(self, max_power_w):
+        """Longest sampling period for which the energy difference between two reads stays below 2**31 HI LSB
+        at `max_power_w` per phase, halved for margin (the 45-bit accumulator overflows after 2**44 codes)."""
+        codes = max_power_w / self.w_per_code
+        return (2147483648 * 8192 / (codes * _F_DSP_HZ)) / 2
+
+    def rms_half_level(self, volts, tf, pga):
+        """DIP_LVL / SWELL_LVL / OILVL code for an RMS1/2 value: RMS code * 2**-5 (ref §5; RMS1/2 full scale
+        assumed equal to the RMS full scale, ref §7 #8)."""
+        return int(volts * tf * pga * _RMS_FS * 1.4142135623730951) >> 5
+
 
 def pga_code(gain):
     """PGA_GAIN field for a gain of 1, 2 or 4 (ref §2d)."""
@@ -139,138 +220,189 @@ def pga_code(gain):
 
 
 class ADE9000:
-    """One ADE9000 on an SPI bus: register access, start-up, sampling into preallocated buffers."""
+    """One ADE9000 on an SPI bus: checked register access, start-up, sampling into preallocated buffers."""
 
     def __init__(self, spi, cs, reset=None):
         self._spi = spi
         self._cs = cs
         self._reset = reset
         cs.value(1)
-        # Single-register access: command + up to 4 data bytes.
-        self._buf_tx = bytearray(6)
-        self._buf_rx = bytearray(6)
-        self._tx16 = memoryview(self._buf_tx)[:4]
-        self._rx16 = memoryview(self._buf_rx)[:4]
-        # Sampling: all slots' commands prebuilt once.
-        addrs = []
+        # Single-register access: command + up to 4 data bytes + CRC.
+        self._buf_tx = bytearray(8)
+        self._buf_rx = bytearray(8)
+        self._tx16 = memoryview(self._buf_tx)[:6]
+        self._rx16 = memoryview(self._buf_rx)[:6]
+        self._tx16w = memoryview(self._buf_tx)[:4]
+        self._rx16w = memoryview(self._buf_rx)[:4]
+        self._tx32w = memoryview(self._buf_tx)[:6]
+        self._rx32w = memoryview(self._buf_rx)[:6]
+        addrs = [_STATUS1]
+        for phase in range(3):
+            e = phase * _ENERGY_STRIDE
+            addrs += [_AWATTHR_HI + e, _AVARHR_HI + e, _AVAHR_HI + e]
         for phase in range(3):
             b = phase * _PHASE_STRIDE
             addrs += [_AVRMS + b, _AIRMS + b, _AWATT + b, _AVAR + b, _AVA + b, _APF + b, _AVTHD + b, _AITHD + b]
         addrs += [_NIRMS, _COM_PERIOD, _ANGL_VA_VB, _ANGL_VB_VC, _ANGL_VA_VC, _ANGL_VA_IA, _ANGL_VB_IB, _ANGL_VC_IC]
-        self._tx = bytearray(_SAMPLE_BYTES)
-        self._rx = bytearray(_SAMPLE_BYTES)
-        self._off = self._prebuild(addrs, self._tx)
-        self._txv = [memoryview(self._tx)[o:o + (4 if _is16(a) else 6)] for o, a in zip(self._off, addrs)]
-        self._rxv = [memoryview(self._rx)[o:o + (4 if _is16(a) else 6)] for o, a in zip(self._off, addrs)]
-        e_addrs = []
-        for phase in range(3):
-            e_addrs += [_AWATTHR_HI + phase * _ENERGY_STRIDE, _AVARHR_HI + phase * _ENERGY_STRIDE]
-        self._etx = bytearray(6 * _N_ENERGY)
-        self._erx = bytearray(6 * _N_ENERGY)
-        self._eoff = self._prebuild(e_addrs, self._etx)
-        self._etxv = [memoryview(self._etx)[o:o + 6] for o in self._eoff]
-        self._erxv = [memoryview(self._erx)[o:o + 6] for o in self._eoff]
-        self.energy = [0] * 12  # EAI, EAE, ERI, ERE blocks of three phases, xHR_HI LSBs
-        self.samples = 0
-
-    @staticmethod
-    def _prebuild(addrs, tx):
-        offsets = []
+        self._tx = bytearray(SNAPSHOT_BYTES)
+        self._rx = bytearray(SNAPSHOT_BYTES)
+        off = []
         o = 0
         for a in addrs:
             cmd = (a << 4) | _READ
-            tx[o] = cmd >> 8
-            tx[o + 1] = cmd & 0xFF
-            offsets.append(o)
-            o += 4 if _is16(a) else 6
-        return offsets
+            self._tx[o] = cmd >> 8
+            self._tx[o + 1] = cmd & 0xFF
+            off.append(o)
+            o += 6 if _is16(a) else 8
+        self._off = off
+        self._txv = [memoryview(self._tx)[o:o + (6 if _is16(a) else 8)] for o, a in zip(off, addrs)]
+        self._rxv = [memoryview(self._rx)[o:o + (6 if _is16(a) else 8)] for o, a in zip(off, addrs)]
+        self._prev_hi = bytearray(36)  # last xHR_HI bytes of the 9 energy slots
+        self.energy = [0] * N_COUNTERS  # EAI, EAE, ERI, ERE, ESI, ESE blocks of three phases, xHR_HI LSBs
+        self.pq = 0  # STATUS1 power-quality bits seen since the caller last cleared this
+        self.samples = 0
+        self.crc_errors = 0  # reads that failed their CRC (retried)
+        self.resets_seen = 0
 
     # ------------------------------------------------------------------ register access (ref §1)
-    def _transfer(self, tx, rx):
-        self._cs.value(0)
-        try:
-            self._spi.write_readinto(tx, rx)
-        finally:
-            self._cs.value(1)
+    def _checked(self, tx, rx, n):
+        """One read transaction, retried until the CRC of its n data bytes matches; raises ChipError."""
+        cs = self._cs
+        spi = self._spi
+        for _ in range(_RETRIES):
+            cs.value(0)
+            spi.write_readinto(tx, rx)
+            cs.value(1)
+            c = (rx[2 + n] << 8) | rx[3 + n]
+            if crc16(rx, 2, n) == c:
+                return
+            self.crc_errors += 1
+        # All ones, CRC included: nothing drives MISO (the pull-up answers).
+        for k in range(2, 4 + n):
+            if rx[k] != 0xFF:
+                raise ChipError(SPI_CRC)
+        raise ChipError(NO_RESPONSE)
 
     def read(self, addr):
-        """Read a register (16 or 32 bits by address); 32-bit values are returned unsigned."""
+        """Read a register (16 or 32 bits by address), CRC-checked; 32-bit values are returned unsigned."""
         cmd = (addr << 4) | _READ
         tx = self._buf_tx
         tx[0] = cmd >> 8
         tx[1] = cmd & 0xFF
-        for k in range(2, 6):
-            tx[k] = 0
         rx = self._buf_rx
         if _is16(addr):
-            self._transfer(self._tx16, self._rx16)
+            self._checked(self._tx16, self._rx16, 2)
             return (rx[2] << 8) | rx[3]
-        self._transfer(self._buf_tx, self._buf_rx)
-        return struct.unpack_from(">I", rx, 2)[0]
+        self._checked(tx, rx, 4)
+        return (rx[2] << 24) | (rx[3] << 16) | (rx[4] << 8) | rx[5]
 
     def write(self, addr, value):
-        """Write a register; negative values are written as two's complement."""
+        """Write a register; negative values are written as two's complement. Writes carry no CRC (ref §1)."""
         cmd = addr << 4
         tx = self._buf_tx
         tx[0] = cmd >> 8
         tx[1] = cmd & 0xF0
+        cs = self._cs
+        cs.value(0)
         if _is16(addr):
             tx[2] = (value >> 8) & 0xFF
             tx[3] = value & 0xFF
-            self._transfer(self._tx16, self._rx16)
+            self._spi.write_readinto(self._tx16w, self._rx16w)
         else:
-            struct.pack_into(">I", tx, 2, value & 0xFFFFFFFF)
-            self._transfer(self._buf_tx, self._buf_rx)
+            value &= 0xFFFFFFFF
+            tx[2] = value >> 24
+            tx[3] = (value >> 16) & 0xFF
+            tx[4] = (value >> 8) & 0xFF
+            tx[5] = value & 0xFF
+            self._spi.write_readinto(self._tx32w, self._rx32w)
+        cs.value(1)
+
+    def _write_checked(self, addr, value):
+        self.write(addr, value)
+        mask = 0xFFFF if _is16(addr) else 0xFFFFFFFF
+        if self.read(addr) != value & mask:
+            raise ChipError(CONFIG)
 
     # ------------------------------------------------------------------ start-up (ref §4)
-    def begin(self, nominal_hz=50, pga=(1, 1, 1), gains=None, timeout_ms=1000):
-        """Reset, check the chip, configure for 3-phase 4-wire wye and start the DSP (RUN=1).
+    def identify(self):
+        """Raise ChipError unless an ADE9000 answers (PART_ID bit 20 and CONFIG5 reset value, ref §4.3)."""
+        if not self.read(_PART_ID) & _PART_ID_ADE9000:
+            raise ChipError(CHIP_ID)
 
-        pga: (current, neutral, voltage) PGA gains. gains: dict of per-phase lists "igain", "vgain", "pgain"
-        and "nigain" (register codes, factor 1 + code/2**27) from the board calibration.
-        Raises OSError when no ADE9000 answers or the configuration does not read back.
+    def configured(self, cfg):
+        """True when the chip runs with exactly the configuration begin() writes (used for a warm start)."""
+        return (self.read(_RUN) == 1 and self.read(_EP_CFG) == _EP_CFG_ACCUMULATE
+                and self.read(_ACCMODE) == self._accmode(cfg) and not self.read(_STATUS1) & _RSTDONE)
+
+    @staticmethod
+    def _accmode(cfg):
+        mode = _SELFREQ_60HZ if cfg.NOMINAL_HZ == 60 else 0
+        if cfg.WIRING == "3P3W":
+            mode |= _VCONSEL_3W_DELTA | _ICONSEL
+        elif cfg.WIRING != "3P4W":
+            raise ValueError("WIRING must be 3P4W or 3P3W")
+        return mode
+
+    def begin(self, cfg, scale, timeout_ms=1000):
+        """Reset, identify, configure (ref §4 order) and start the DSP; energy counters continue from their values.
+
+        cfg: the config module (NOMINAL_HZ, WIRING, PGA_*, gains, offsets, PHCAL, PQ thresholds).
+        Raises ChipError (reason in args[0]) when no ADE9000 answers or the configuration does not read back.
         """
         self._do_reset(timeout_ms)
-        if self.read(_CONFIG5) != _CONFIG5_RESET or not self.read(_PART_ID) & _PART_ID_ADE9000:
-            raise OSError("ADE9000 not found: CONFIG5/PART_ID mismatch; check SPI wiring and power")
+        self.identify()
+        if self.read(_CONFIG5) != _CONFIG5_RESET:
+            raise ChipError(CHIP_ID)
         self.write(_STATUS1, _RSTDONE)  # clear RSTDONE (write-1-to-clear)
         self.write(_RUN, 0)
-        gi, gn, gv = pga_code(pga[0]), pga_code(pga[1]), pga_code(pga[2])
-        self.write(_PGA_GAIN, gi | gi << 2 | gi << 4 | gn << 6 | gv << 8 | gv << 10 | gv << 12)
+        gi, gn, gv = pga_code(cfg.PGA_CURRENT), pga_code(cfg.PGA_NEUTRAL), pga_code(cfg.PGA_VOLTAGE)
+        self._write_checked(_PGA_GAIN, gi | gi << 2 | gi << 4 | gn << 6 | gv << 8 | gv << 10 | gv << 12)
         self.write(_CONFIG0, 0)
         self.write(_CONFIG1, 0x0002)  # ZX on CF3
         self.write(_CONFIG2, 0x0C00)  # HPF corner 1.25 Hz
-        self.write(_CONFIG3, 0)
-        accmode = _SELFREQ_60HZ if nominal_hz == 60 else 0  # 4-wire wye, signed accumulation
-        self.write(_ACCMODE, accmode)
+        self.write(_CONFIG3, _OC_EN_ALL if cfg.OVERCURRENT_A else 0)
+        accmode = self._accmode(cfg)
+        self._write_checked(_ACCMODE, accmode)
         self.write(_TEMP_CFG, 0x000C)
         self.write(_ZX_LP_SEL, 0x001E)  # combined zero crossing, COM_PERIOD
         self.write(_MASK0, 0)
-        self.write(_MASK1, 0)
+        self.write(_MASK1, 0)  # status bits are polled every sample; they latch in STATUS1 meanwhile
         self.write(_EVENT_MASK, 0)
         self.write(_WFB_CFG, 0x1000)
         self.write(_VLEVEL, _VLEVEL_X2)
         self.write(_DICOEFF, 0)
-        if gains:
-            for phase in range(3):
-                b = phase * _PHASE_STRIDE
-                self.write(_AIGAIN + b, gains.get("igain", (0, 0, 0))[phase])
-                self.write(_AVGAIN + b, gains.get("vgain", (0, 0, 0))[phase])
-                self.write(_APGAIN + b, gains.get("pgain", (0, 0, 0))[phase])
-            self.write(_NIGAIN, gains.get("nigain", 0))
-        self.write(_EGY_TIME, _EGY_TIME_READ_WITH_RESET)
-        self.write(_EP_CFG, _EP_CFG_READ_WITH_RESET)
-        if self.read(_ACCMODE) != accmode or self.read(_EP_CFG) != _EP_CFG_READ_WITH_RESET:
-            raise OSError("ADE9000 configuration did not read back; check SPI signal integrity")
+        for phase in range(3):
+            b = phase * _PHASE_STRIDE
+            self._write_checked(_AIGAIN + b, cfg.IGAIN[phase])
+            self._write_checked(_AVGAIN + b, cfg.VGAIN[phase])
+            self._write_checked(_APGAIN + b, cfg.PGAIN[phase])
+            self.write(_APHCAL0 + b, cfg.PHCAL[phase])
+            self.write(_AIRMSOS + b, cfg.IRMSOS[phase])
+            self.write(_AVRMSOS + b, cfg.VRMSOS[phase])
+            self.write(_AWATTOS + b, cfg.WATTOS[phase])
+        self._write_checked(_NIGAIN, cfg.NIGAIN)
+        self.write(_NIRMSOS, cfg.NIRMSOS)
+        # Power-quality monitors (ref §5): levels are RMS1/2 codes * 2**-5.
+        tf_v, tf_i = cfg.VOLTAGE_TF_V_PER_V, cfg.CURRENT_TF_V_PER_A
+        nominal = cfg.NOMINAL_V if cfg.WIRING == "3P4W" else cfg.NOMINAL_V * 1.7320508
+        self.write(_DIP_LVL, scale.rms_half_level(nominal * cfg.DIP_PCT / 100, tf_v, cfg.PGA_VOLTAGE))
+        self.write(_SWELL_LVL, scale.rms_half_level(nominal * cfg.SWELL_PCT / 100, tf_v, cfg.PGA_VOLTAGE))
+        self.write(_DIP_CYC, cfg.PQ_CYCLES)
+        self.write(_SWELL_CYC, cfg.PQ_CYCLES)
+        if cfg.OVERCURRENT_A:
+            self.write(_OILVL, scale.rms_half_level(cfg.OVERCURRENT_A, tf_i, cfg.PGA_CURRENT))
+        self.write(_SEQ_CYC, 1)  # ADI recommends 1 line cycle for the phase-sequence check
+        self.write(_EGY_TIME, _EGY_TIME_2_SAMPLES)
+        self._write_checked(_EP_CFG, _EP_CFG_ACCUMULATE)
         self.write(_STATUS0, 0xFFFFFFFF)
         self.write(_STATUS1, 0xFFFFFFFF)
-        self.write(_RUN, 1)
-        if self.read(_RUN) != 1:
-            raise OSError("ADE9000 did not start (RUN reads 0)")
-        # Discard energy accumulated before the counters are ours.
-        self.sample()
-        for k in range(12):
-            self.energy[k] = 0
+        self._write_checked(_RUN, 1)
+        self.resume()
+
+    def resume(self):
+        """Take the chip's current energy registers as the starting point of the counters (after begin or a
+        warm start); raises ChipError."""
+        self.sample(False, True)
 
     def _do_reset(self, timeout_ms):
         if self._reset is not None:
@@ -280,44 +412,77 @@ class ADE9000:
         else:
             self.write(_CONFIG1, _SWRST)
         start = time.ticks_ms()
-        while not self.read(_STATUS1) & _RSTDONE:  # ref §7 #7: poll RSTDONE rather than trust a fixed wait
+        while True:  # ref §7 #7: poll RSTDONE rather than trust a fixed wait
+            try:
+                if self.read(_STATUS1) & _RSTDONE:
+                    return
+            except ChipError:
+                pass
             if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
-                raise OSError("ADE9000 reset did not complete (STATUS1.RSTDONE never set)")
-            time.sleep_ms(1)
+                self.read(_PART_ID)  # raises NO_RESPONSE / SPI_CRC when that is why
+                raise ChipError(CHIP_ID)  # answers but never signals RSTDONE: not an ADE9000
+            time.sleep_ms(10)
 
-    # ------------------------------------------------------------------ sampling (no allocation)
-    def sample(self):
-        """Read all measurement registers into the receive buffer and fold the energy deltas into counters."""
-        cs = self._cs
-        spi = self._spi
+    # ------------------------------------------------------------------ sampling (no objects created)
+    def sample(self, full=True, baseline=False):
+        """Read status, energy and (full=True) every measurement register, CRC-checked.
+
+        Energy differences since the previous read go to the import/export counters; baseline=True only records
+        the starting point. Raises ChipError: CHIP_RESET when the chip reset itself (configuration and energy
+        since the last read are lost; the caller runs begin() again), NO_RESPONSE, SPI_CRC.
+        """
         txv = self._txv
         rxv = self._rxv
-        for k in range(_N_SLOTS):
-            cs.value(0)
-            spi.write_readinto(txv[k], rxv[k])
-            cs.value(1)
-        etxv = self._etxv
-        erxv = self._erxv
-        erx = self._erx
+        rx = self._rx
+        n = _N_SLOTS if full else _N_FAST
+        for k in range(n):
+            self._checked(txv[k], rxv[k], 4 if k < _N_SLOTS_32 else 2)
+        # STATUS1 first: after a reset the energy registers restarted from zero and must not be differenced.
+        if rx[3] & 0x01:  # bit 16 RSTDONE
+            self.resets_seen += 1
+            raise ChipError(CHIP_RESET)
+        pq = ((rx[2] << 8 | rx[3]) << 16) & PQ_STATUS_MASK  # bits 31..16 hold all PQ bits
+        if pq:
+            self.pq |= pq
+            self.write(_STATUS1, pq)  # write-1-to-clear what we saw
+        prev = self._prev_hi
         energy = self.energy
-        for k in range(_N_ENERGY):
-            cs.value(0)
-            spi.write_readinto(etxv[k], erxv[k])
-            cs.value(1)
-            o = k * 6 + 2
-            # Signed 32-bit delta built from a signed top byte so it stays a small int for realistic deltas.
-            d = ((((erx[o] ^ 0x80) - 0x80) << 8 | erx[o + 1]) << 8 | erx[o + 2]) << 8 | erx[o + 3]
-            phase = k >> 1
-            base = 6 if k & 1 else 0  # active -> EAI/EAE, reactive -> ERI/ERE
-            if d >= 0:
-                energy[base + phase] += d
-            else:
-                energy[base + 3 + phase] -= d
+        for k in range(9):
+            o = k * 8 + 10  # data of energy slot k: slot offset 8 * (k + 1) plus the 2 command bytes
+            p = k * 4
+            if not baseline:
+                # Difference modulo 2**32, signed, from 16-bit halves so that it stays a small int.
+                dh = ((rx[o] << 8 | rx[o + 1]) - (prev[p] << 8 | prev[p + 1])) & 0xFFFF
+                if dh & 0x8000:
+                    dh -= 0x10000
+                d = (dh << 16) + ((rx[o + 2] << 8 | rx[o + 3]) - (prev[p + 2] << 8 | prev[p + 3]))
+                phase = k // 3
+                kind = k - phase * 3
+                if kind == 0:
+                    if d >= 0:
+                        energy[EAI + phase] += d
+                    else:
+                        energy[EAE + phase] -= d
+                    exporting = d < 0
+                elif kind == 1:
+                    if d >= 0:
+                        energy[ERI + phase] += d
+                    else:
+                        energy[ERE + phase] -= d
+                elif exporting:  # apparent energy follows the direction of the active energy
+                    energy[ESE + phase] += d if d >= 0 else -d
+                else:
+                    energy[ESI + phase] += d if d >= 0 else -d
+            prev[p] = rx[o]
+            prev[p + 1] = rx[o + 1]
+            prev[p + 2] = rx[o + 2]
+            prev[p + 3] = rx[o + 3]
         self.samples += 1
 
     def raw(self, slot):
         """Signed code of a sampled 32-bit slot, or the unsigned count of a 16-bit angle slot."""
         o = self._off[slot] + 2
+        rx = self._rx
         if slot >= _N_SLOTS_32:
-            return (self._rx[o] << 8) | self._rx[o + 1]
-        return struct.unpack_from(">i", self._rx, o)[0]
+            return (rx[o] << 8) | rx[o + 1]
+        return (((rx[o] ^ 0x80) - 0x80) << 24) | (rx[o + 1] << 16) | (rx[o + 2] << 8) | rx[o + 3]

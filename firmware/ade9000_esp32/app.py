@@ -1,16 +1,27 @@
-# The meter application: wires the ADE9000 driver, the timer-driven sampler and the MQTT uplink together.
+# The meter application: ADE9000 driver, timer-driven sampler, offline buffer, clock and MQTT uplink.
 # main.py runs `Meter.step()` forever; the emulator harness calls start()/step() itself.
+#
+# Each sample ends in exactly one place: published live (online, buffer empty), or written into the offline
+# buffer (which replays it, oldest first, as soon as the link and the clock allow). Energy is cumulative, so a
+# sample that never travels alone still arrives inside the counters of the next one.
 import time
 
 import machine
 import network
 
 import payload
-from ade9000 import ADE9000, Scale
+import wire
+from ade9000 import ADE9000, CHIP_RESET, EAE, EAI, ChipError, Scale
+from clock import Clock, iso
+from offline import FAULT, UNSYNCED, OfflineBuffer
+from persist import Persisted
 from sampler import Sampler
 from uplink import Uplink
 
 _WIFI_RETRY_MS = 30000
+_REINIT_RETRY_MS = 10000
+_MAX_OFFLINE_PERIOD_MS = 3600000  # never sample less than once an hour, whatever the current rating allows
+OK = "ok"
 
 
 class Meter:
@@ -28,44 +39,204 @@ class Meter:
         self.chip = ADE9000(spi, cs, reset)
         self.scale = Scale(cfg.CURRENT_TF_V_PER_A, cfg.NEUTRAL_TF_V_PER_A, cfg.VOLTAGE_TF_V_PER_V,
                            cfg.PGA_CURRENT, cfg.PGA_NEUTRAL, cfg.PGA_VOLTAGE)
-        self.sampler = Sampler(self.chip, int(cfg.PERIOD_S * 1000), cfg.TIMER_ID)
+        self.period_ms = int(cfg.PERIOD_S * 1000)
+        # Offline the period stretches, but never so far that the chip's energy register could wrap between two
+        # reads at the rated current (+20 %): see Scale.max_period_s.
+        safe_ms = int(self.scale.max_period_s(cfg.NOMINAL_V * cfg.RATED_CURRENT_A * 1.2) * 1000)
+        self.max_period_ms = max(self.period_ms, min(safe_ms, _MAX_OFFLINE_PERIOD_MS))
+        self.sampler = Sampler(self.chip, self.period_ms, cfg.TIMER_ID)
         self.wlan = network.WLAN(network.STA_IF)
-        self.uplink = Uplink(cfg.DEVICE_ID, cfg.APIKEY, cfg.MQTT_HOST, cfg.MQTT_PORT, cfg.MQTT_KEEPALIVE_S)
-        self.dropped = 0  # samples not delivered (the offline buffer of the next issue will keep them)
-        self._wifi_attempt_ms = 0
+        self.uplink = Uplink(cfg)
+        self.clock = Clock(cfg.NTP_HOST)
+        self.buffer = OfflineBuffer(cfg.PERIOD_S)
+        self.persisted = Persisted()
+        self.base = [0] * 6  # full EAI L1..3, EAE L1..3 counters of the last delivered reading
+        self.base_t = [0, 0]  # its (t_s, t_ms)
+        self._base_unsynced = True
+        self.state = "starting"  # "ok" or "fault:<reason>": the Device entity's deviceState
+        self.chip_up = False
+        self.restored = False  # state came back from RTC memory (soft reset)
+        self.warm_start = False  # ...and the chip kept running, so not a single count was lost
+        self.replayed = 0
+        self.live_sent = 0
+        self._pq = 0  # PQ flags (wire 8-bit form) not delivered yet
+        self._fault_flag = 0
+        self._wifi_retry_at_ms = time.ticks_ms()
+        self._reinit_at_ms = time.ticks_ms()
 
+    # ------------------------------------------------------------------ start-up
     def start(self):
-        """Join WiFi (without waiting), start the ADE9000 and the sampling timer."""
+        """Join WiFi (without waiting), restore what survived a reboot, start the ADE9000 and the timer."""
         self.wlan.active(True)
         self._join_wifi()
-        cfg = self.cfg
-        self.chip.begin(nominal_hz=cfg.NOMINAL_HZ, pga=(cfg.PGA_CURRENT, cfg.PGA_NEUTRAL, cfg.PGA_VOLTAGE),
-                        gains={"igain": cfg.IGAIN, "vgain": cfg.VGAIN, "pgain": cfg.PGAIN, "nigain": cfg.NIGAIN})
+        self.restored = self.persisted.restore(self.chip, self.base, self.base_t, self.buffer)
+        if self.restored:
+            self._base_unsynced = False
+        else:
+            self.base_t[0], self.base_t[1] = Clock.now()
+        try:
+            self.chip.identify()
+            if self.restored and self.chip.configured(self.cfg):
+                self.warm_start = True  # the chip kept accumulating: continue from the saved readings
+            else:
+                self.chip.begin(self.cfg, self.scale)
+            self._chip_ok()
+        except ChipError as exc:
+            self._fault(exc.args[0])
+        if self.wlan.isconnected():
+            self._online()  # NTP now, so that the first reading already has a true time
+        self._set_period()
         self.sampler.start()
-        print("meter %s: ADE9000 running, sampling every %s s" % (cfg.DEVICE_ID, cfg.PERIOD_S))
+        print("meter %s: %s, sampling every %d ms%s" % (
+            self.cfg.DEVICE_ID, self.state, self.sampler.period_ms, " (state restored)" if self.restored else ""))
 
+    def _chip_ok(self):
+        self.state = OK
+        self.chip_up = True
+        self.sampler.enabled = True
+
+    def _fault(self, reason):
+        state = "fault:" + reason
+        if state != self.state:
+            print("meter %s: ADE9000 %s; values withheld, %s" % (
+                self.cfg.DEVICE_ID, reason, "re-initialising" if not self.chip_up or reason == CHIP_RESET
+                else "retrying every sample"))
+        self.state = state
+        if reason == CHIP_RESET or not self.chip_up:
+            self.chip_up = False
+            self.sampler.enabled = False
+            if reason == CHIP_RESET:
+                self._fault_flag = FAULT
+
+    def _try_reinit(self):
+        if time.ticks_diff(time.ticks_ms(), self._reinit_at_ms) < 0:
+            return
+        try:
+            self.chip.begin(self.cfg, self.scale)
+            self._chip_ok()
+            print("meter %s: ADE9000 re-initialised" % self.cfg.DEVICE_ID)
+        except ChipError as exc:
+            self._fault(exc.args[0])
+            self._reinit_at_ms = time.ticks_add(time.ticks_ms(), _REINIT_RETRY_MS)
+
+    # ------------------------------------------------------------------ links
     def _join_wifi(self):
-        self._wifi_attempt_ms = time.ticks_ms()
+        self._wifi_retry_at_ms = time.ticks_add(time.ticks_ms(), _WIFI_RETRY_MS)
         if not self.wlan.isconnected():
             self.wlan.connect(self.cfg.WIFI_SSID, self.cfg.WIFI_PASSWORD)
 
-    def step(self):
-        """One main-loop iteration: publish the newest sample if there is one; True when it was delivered."""
-        sampler = self.sampler
-        if not sampler.ready:
-            return False
-        sampler.ready = False
-        age_ms = time.ticks_diff(time.ticks_ms(), sampler.taken_ms)
+    def _online(self):
+        """WiFi up (rejoined every 30 s otherwise), clock synced when due, MQTT allowed by its backoff."""
         if not self.wlan.isconnected():
-            self.dropped += 1
-            if time.ticks_diff(time.ticks_ms(), self._wifi_attempt_ms) > _WIFI_RETRY_MS:
+            self.uplink.connected = False
+            if time.ticks_diff(time.ticks_ms(), self._wifi_retry_at_ms) >= 0:
                 self._join_wifi()
             return False
-        message = payload.build(self.chip, self.scale, payload.time_instant(age_ms))
-        if not self.uplink.send(message):
-            self.dropped += 1
+        if self.clock.due():
+            delta = self.clock.sync()
+            if delta is not None:
+                self.buffer.shift_unsynced(delta)
+                if self._base_unsynced:
+                    self.base_t[0] += delta
+                    self._base_unsynced = False
+        return self.uplink.may_try()
+
+    # ------------------------------------------------------------------ main loop
+    def step(self):
+        """One main-loop iteration: deliver or buffer the newest sample; True when something was delivered."""
+        sampler = self.sampler
+        self.uplink.keep_alive()
+        if not sampler.ready:
+            if not self.chip_up:
+                self._try_reinit()
             return False
+        sampler.ready = False
+        if sampler.fault is not None:
+            self._fault(sampler.fault)
+            delivered = False
+            if self._online():
+                t_s, t_ms = Clock.now()
+                delivered = self.uplink.send(payload.state_only(iso(t_s, t_ms) if self.clock.synced else None,
+                                                                self.state))
+            if not self.chip_up:
+                self._reinit_at_ms = time.ticks_ms()
+                self._try_reinit()
+            return delivered
+        self.state = OK
+        chip = self.chip
+        if chip.pq:
+            self._pq |= wire.pq_byte(chip.pq)
+            chip.pq = 0
+        online = self._online()
+        # The reading's time is when the timer tick read the chip, from the clock as it is now (after a sync).
+        synced = self.clock.synced
+        t_s, t_ms = Clock.now()
+        age_ms = time.ticks_diff(time.ticks_ms(), sampler.taken_ms)
+        t_ms -= age_ms
+        t_s += t_ms // 1000
+        t_ms %= 1000
+        delivered = False
+        if online and not self.buffer.count and sampler.full:
+            message = payload.live(chip, self.scale, iso(t_s, t_ms) if synced else None, self.state, self._pq,
+                                   self.cfg.WIRING)
+            if self.uplink.send(message):
+                self._delivered(t_s, t_ms, chip.energy, synced)
+                self.live_sent += 1
+                delivered = True
+        if not delivered:
+            self.buffer.add(t_s, t_ms, self._pq, (0 if synced else UNSYNCED) | self._fault_flag, chip.energy)
+            self._pq = 0
+            self._fault_flag = 0
+            if online:
+                delivered = self._replay()
+        self._set_period()
+        self.persisted.save(chip, self.base, self.base_t, self.buffer)
+        return delivered
+
+    def _delivered(self, t_s, t_ms, counters, synced=True):
+        base = self.base
+        base[0], base[1], base[2] = counters[EAI], counters[EAI + 1], counters[EAI + 2]
+        base[3], base[4], base[5] = counters[EAE], counters[EAE + 1], counters[EAE + 2]
+        self.base_t[0] = t_s
+        self.base_t[1] = t_ms
+        self._base_unsynced = not synced
+        self._pq = 0
+
+    def _replay(self):
+        """Publish buffered records oldest-first in batches; stops at the first failure (kept for later)."""
+        buf = self.buffer
+        if not buf.count or buf.unsynced():
+            return False  # wait for NTP: a record is never sent with a time that is not true
+        kwh = self.scale.kwh_per_energy_lsb
+        while buf.count:
+            n = min(payload.REPLAY_BATCH, buf.count)
+            docs = []
+            prev = list(self.base)
+            prev_t = self.base_t
+            last = None
+            for i in range(n):
+                t_s, t_ms, pq, flags, c = buf.get(i, prev)
+                dt = (t_s - prev_t[0]) + (t_ms - prev_t[1]) / 1000
+                state = "fault:" + CHIP_RESET if flags & FAULT else OK
+                docs.append(payload.record(iso(t_s, t_ms), pq, c, prev, dt, kwh, state))
+                prev = list(c)
+                prev_t = (t_s, t_ms)
+                last = (t_s, t_ms)
+            if not self.uplink.send(payload.batch(docs)):
+                return False
+            buf.drop(n)
+            self._delivered(last[0], last[1], prev)  # prev: EAI L1..3, EAE L1..3, the positions _delivered reads
+            self.replayed += n
         return True
+
+    def _set_period(self):
+        sampler = self.sampler
+        if self.buffer.count:
+            sampler.full = False
+            sampler.set_period(int(min(self.buffer.interval_s * 1000, self.max_period_ms)))
+        else:
+            sampler.full = True
+            sampler.set_period(self.period_ms)
 
     def stop(self):
         self.sampler.stop()

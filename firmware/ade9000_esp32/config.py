@@ -1,6 +1,7 @@
 # Meter configuration. The flashing tool writes a per-meter copy of this file; these are the defaults.
 # Calibration defaults are ADI's example board (shared/reference/ade9000.md §3): CT 2500:1 with a 10.2 ohm burden
 # (0.00408 V/A) and a divider giving 0.00125 V per line volt, PGA x1 -> 10.73364 uV, 3.28849 uA, 4.73755 mW per code.
+# docs/firmware.md explains every setting; `energytwin meter calibrate` prints the gain lines below.
 
 DEVICE_ID = "meter-001"
 APIKEY = "energytwin-demo"
@@ -9,13 +10,24 @@ APIKEY = "energytwin-demo"
 WIFI_SSID = "energytwin"
 WIFI_PASSWORD = ""
 MQTT_HOST = "192.168.1.10"
-MQTT_PORT = 1883
+MQTT_PORT = 1883  # 8883 with MQTT_TLS
+MQTT_USER = None
+MQTT_PASSWORD = None
+MQTT_TLS = False
+MQTT_TLS_PARAMS = {}  # passed to umqtt as ssl_params, e.g. {"server_hostname": "broker.example.org"}
 MQTT_KEEPALIVE_S = 60
+NTP_HOST = "pool.ntp.org"
 
 # Measurement
-PERIOD_S = 10  # one sample and one IoT Agent JSON message per period
+PERIOD_S = 1  # sampling and publishing period while online
 NOMINAL_HZ = 50  # ACCMODE.SELFREQ: 50 or 60
-WIRING = "3P4W"  # 3-phase 4-wire wye (ACCMODE.VCONSEL = 000); the only wiring this firmware configures
+NOMINAL_V = 230  # phase-to-neutral nominal voltage (EN 50160 Un)
+WIRING = "3P4W"  # "3P4W": 4-wire wye; "3P3W": 3-wire delta (VCONSEL 001, IB = -IA - IC)
+RATED_CURRENT_A = 63  # largest current per phase the installation can carry: bounds the offline period
+DIP_PCT = 90  # dip below 90 % of nominal (EN 50160), swell above 110 %, for PQ_CYCLES line cycles
+SWELL_PCT = 110
+PQ_CYCLES = 2
+OVERCURRENT_A = 80  # overcurrent monitor on RMS1/2 current; 0 disables it
 
 # Board calibration
 CURRENT_TF_V_PER_A = 0.00408
@@ -27,7 +39,12 @@ PGA_VOLTAGE = 1
 IGAIN = (0, 0, 0)  # xIGAIN register codes per phase: factor 1 + code / 2**27
 VGAIN = (0, 0, 0)
 PGAIN = (0, 0, 0)
+PHCAL = (0, 0, 0)  # xPHCAL0 register codes
+IRMSOS = (0, 0, 0)  # RMS and power offsets, register codes
+VRMSOS = (0, 0, 0)
+WATTOS = (0, 0, 0)
 NIGAIN = 0
+NIRMSOS = 0
 
 # Wiring of the ESP32 to the ADE9000 (pins of the 3P_nrj_monitor board; ref §6)
 SPI_ID = 2

@@ -1,81 +1,113 @@
-# IoT Agent JSON payload of one sample (DESIGN.md §3.1): register codes -> the data model's units.
-# Object ids and shapes must match datamodels/measures.py (a test checks SHAPES and real payloads against it).
+# IoT Agent JSON payloads (DESIGN.md §3.1): register codes -> the data model's units, converted here once per
+# publish (never per sample). Keys are listed in wire.py, which a test holds against datamodels/measures.py.
 import json
-import time
 from math import cos, sqrt
 
-from ade9000 import ANGL_VI, ANGL_VV, EAE, EAI, ERE, ERI, IRMS, ITHD, NIRMS, PER_PHASE, PERIOD, PF, VA, VAR
-from ade9000 import VRMS, VTHD, WATT
+from ade9000 import ANGL_VI, ANGL_VV, EAE, EAI, ERE, ERI, ESE, ESI, IRMS, ITHD, NIRMS, PER_PHASE, PERIOD, PF
+from ade9000 import VA, VAR, VRMS, VTHD, WATT
+from wire import CLOCK_SYNCED, DEVICE_STATE, TIME_INSTANT, pq_flags
 
-SHAPES = (
-    ("v", "phases"), ("vll", "line"), ("i", "phases_n"), ("p", "phases"), ("q", "phases"), ("s", "phases"),
-    ("pt", "scalar"), ("qt", "scalar"), ("st", "scalar"), ("pf", "phases"), ("pft", "scalar"),
-    ("thdv", "phases"), ("thdi", "phases"), ("f", "scalar"), ("eai", "phases"), ("eae", "phases"),
-    ("eait", "scalar"), ("eaet", "scalar"), ("eri", "phases"), ("ere", "phases"), ("avv", "line"),
-    ("avi", "phases"),
-)
 _PHASES = ("L1", "L2", "L3")
 _LINES = ("L12", "L23", "L31")
 _DEG_TO_RAD = 0.017453292519943295
-
-
-def time_instant(age_ms=0):
-    """ISO 8601 UTC with milliseconds, `age_ms` before now: the IoT Agent's TimeInstant."""
-    ns = time.time_ns() - age_ms * 1000000
-    t = time.gmtime(ns // 1000000000)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], (ns // 1000000) % 1000)
+REPLAY_BATCH = 4  # records per replayed JSON array: ~1.3 kB, built in one piece without fragmenting the heap
 
 
 def _phases(values, digits):
     return {"L1": round(values[0], digits), "L2": round(values[1], digits), "L3": round(values[2], digits)}
 
 
-def build(chip, scale, taken_at):
-    """One JSON object with every measure of the last sample, converted once here (not per sample)."""
+def _head(doc, time_instant, state):
+    if time_instant is not None:
+        doc[TIME_INSTANT] = time_instant
+    doc[CLOCK_SYNCED] = time_instant is not None
+    doc[DEVICE_STATE] = state
+    return doc
+
+
+def live(chip, scale, time_instant, state, pq, wiring="3P4W"):
+    """One JSON object with every measure of the last full sample; time_instant None: clock not synced."""
     raw = chip.raw
-    v = [raw(p * PER_PHASE + VRMS) * scale.v_per_code for p in range(3)]
-    i = [raw(p * PER_PHASE + IRMS) * scale.a_per_code for p in range(3)]
-    w = [raw(p * PER_PHASE + WATT) * scale.w_per_code for p in range(3)]
-    q = [raw(p * PER_PHASE + VAR) * scale.w_per_code for p in range(3)]
-    s = [raw(p * PER_PHASE + VA) * scale.w_per_code for p in range(3)]
+    v = [raw(VRMS + p * PER_PHASE) * scale.v_per_code for p in range(3)]
+    i = [raw(IRMS + p * PER_PHASE) * scale.a_per_code for p in range(3)]
+    w = [raw(WATT + p * PER_PHASE) * scale.w_per_code for p in range(3)]
+    q = [raw(VAR + p * PER_PHASE) * scale.w_per_code for p in range(3)]
+    s = [raw(VA + p * PER_PHASE) * scale.w_per_code for p in range(3)]
     k527 = scale.fixed_5_27
     f = scale.hz_times_period / (raw(PERIOD) + 1)
     deg = scale.deg_per_angle_count_hz * f
-    # Angles between voltage zero crossings: VA->VB, VB->VC, and VC->VA = 360 - (VA->VC).
-    avv = [raw(ANGL_VV) * deg, raw(ANGL_VV + 1) * deg, 360.0 - raw(ANGL_VV + 2) * deg]
-    vll = [sqrt(max(0.0, v[k] ** 2 + v[(k + 1) % 3] ** 2 - 2 * v[k] * v[(k + 1) % 3] * cos(avv[k] * _DEG_TO_RAD)))
-           for k in range(3)]
     e = chip.energy
     kwh = scale.kwh_per_energy_lsb
     eai = [e[EAI + p] * kwh for p in range(3)]
     eae = [e[EAE + p] * kwh for p in range(3)]
     pt = w[0] + w[1] + w[2]
     st = s[0] + s[1] + s[2]
+    doc = _head({}, time_instant, state)
     current = _phases(i, 4)
-    current["N"] = round(raw(NIRMS) * scale.neutral_a_per_code, 4)
-    doc = {
-        "TimeInstant": taken_at,
-        "v": _phases(v, 3),
-        "vll": dict(zip(_LINES, [round(x, 3) for x in vll])),
-        "i": current,
-        "p": _phases(w, 2),
-        "q": _phases(q, 2),
-        "s": _phases(s, 2),
-        "pt": round(pt, 2),
-        "qt": round(q[0] + q[1] + q[2], 2),
-        "st": round(st, 2),
-        "pf": _phases([raw(p * PER_PHASE + PF) * k527 for p in range(3)], 4),
-        "pft": round(pt / st, 4) if st > 0 else 1.0,
-        "thdv": _phases([raw(p * PER_PHASE + VTHD) * k527 for p in range(3)], 4),
-        "thdi": _phases([raw(p * PER_PHASE + ITHD) * k527 for p in range(3)], 4),
-        "f": round(f, 3),
-        "eai": _phases(eai, 6),
-        "eae": _phases(eae, 6),
-        "eait": round(eai[0] + eai[1] + eai[2], 6),
-        "eaet": round(eae[0] + eae[1] + eae[2], 6),
-        "eri": _phases([e[ERI + p] * kwh for p in range(3)], 6),
-        "ere": _phases([e[ERE + p] * kwh for p in range(3)], 6),
-        "avv": dict(zip(_LINES, [round(x % 360.0, 2) for x in avv])),
-        "avi": _phases([raw(ANGL_VI + p) * deg for p in range(3)], 2),
-    }
+    if wiring == "3P4W":
+        # Angles between voltage zero crossings: VA->VB, VB->VC, and VC->VA = 360 - (VA->VC).
+        avv = [raw(ANGL_VV) * deg, raw(ANGL_VV + 1) * deg, 360.0 - raw(ANGL_VV + 2) * deg]
+        # Line-to-line from the phasors (power-quality.md §2.1), not from a difference of magnitudes.
+        vll = [sqrt(max(0.0, v[k] ** 2 + v[(k + 1) % 3] ** 2 - 2 * v[k] * v[(k + 1) % 3] * cos(avv[k] * _DEG_TO_RAD)))
+               for k in range(3)]
+        doc["v"] = _phases(v, 3)
+        doc["avv"] = dict(zip(_LINES, [round(x % 360.0, 2) for x in avv]))
+        current["N"] = round(raw(NIRMS) * scale.neutral_a_per_code, 4)
+    else:
+        # 3-wire delta (VCONSEL 001): VA = V12, VC = V32, VB = VA - VC = V13; there is no neutral.
+        vll = [v[0], v[2], v[1]]
+    doc["vll"] = dict(zip(_LINES, [round(x, 3) for x in vll]))
+    doc["i"] = current
+    doc["p"] = _phases(w, 2)
+    doc["q"] = _phases(q, 2)
+    doc["s"] = _phases(s, 2)
+    doc["pt"] = round(pt, 2)
+    doc["qt"] = round(q[0] + q[1] + q[2], 2)
+    doc["st"] = round(st, 2)
+    doc["pf"] = _phases([raw(PF + p * PER_PHASE) * k527 for p in range(3)], 4)
+    doc["pft"] = round(pt / st, 4) if st > 0 else 1.0
+    doc["thdv"] = _phases([raw(VTHD + p * PER_PHASE) * k527 for p in range(3)], 4)
+    doc["thdi"] = _phases([raw(ITHD + p * PER_PHASE) * k527 for p in range(3)], 4)
+    doc["f"] = round(f, 3)
+    doc["eai"] = _phases(eai, 6)
+    doc["eae"] = _phases(eae, 6)
+    doc["eait"] = round(eai[0] + eai[1] + eai[2], 6)
+    doc["eaet"] = round(eae[0] + eae[1] + eae[2], 6)
+    doc["eri"] = _phases([e[ERI + p] * kwh for p in range(3)], 6)
+    doc["ere"] = _phases([e[ERE + p] * kwh for p in range(3)], 6)
+    doc["esi"] = _phases([e[ESI + p] * kwh for p in range(3)], 6)
+    doc["ese"] = _phases([e[ESE + p] * kwh for p in range(3)], 6)
+    doc["avi"] = _phases([raw(ANGL_VI + p) * deg for p in range(3)], 2)
+    doc["pq"] = pq_flags(pq)
     return json.dumps(doc)
+
+
+def state_only(time_instant, state):
+    """A message carrying only the device state (the chip gives no trustworthy values)."""
+    return json.dumps(_head({}, time_instant, state))
+
+
+def record(t_iso, pq, counters, prev, dt_s, kwh, state):
+    """One replayed offline record: cumulative energy, the mean active power over its interval, PQ flags.
+
+    counters / prev: full EAI L1..L3, EAE L1..L3 counters (LSB) at the end / start of the interval.
+    """
+    eai = [counters[p] * kwh for p in range(3)]
+    eae = [counters[3 + p] * kwh for p in range(3)]
+    doc = _head({}, t_iso, state)
+    doc["eai"] = _phases(eai, 6)
+    doc["eae"] = _phases(eae, 6)
+    doc["eait"] = round(eai[0] + eai[1] + eai[2], 6)
+    doc["eaet"] = round(eae[0] + eae[1] + eae[2], 6)
+    if dt_s > 0:
+        w_per_lsb_s = kwh * 3600000.0 / dt_s
+        p = [((counters[k] - prev[k]) - (counters[3 + k] - prev[3 + k])) * w_per_lsb_s for k in range(3)]
+        doc["p"] = _phases(p, 2)
+        doc["pt"] = round(p[0] + p[1] + p[2], 2)
+    doc["pq"] = pq_flags(pq)
+    return doc
+
+
+def batch(docs):
+    """A JSON array of replayed records (the IoT Agent's multi-measure form)."""
+    return json.dumps(docs)

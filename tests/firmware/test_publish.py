@@ -103,19 +103,28 @@ def test_no_publish_without_wifi_and_energy_kept(meter: MeterHarness) -> None:
     meter.wifi_connected = False
     assert meter.cycle(3600.0) is False
     assert not meter.published
+    assert meter.eval("meter.buffer.count") == 1
     meter.wifi_connected = True
-    assert meter.cycle(3600.0) is True
-    assert last_payload(meter)["eai"]["L1"] == pytest.approx(4.6, abs=1e-5)  # both hours counted
+    assert meter.cycle(3600.0) is True  # the buffered hour and this one, replayed as one array
+    replay = last_payload(meter)
+    assert isinstance(replay, list) and len(replay) == 2
+    assert replay[0]["eai"]["L1"] == pytest.approx(2.3, abs=1e-5)
+    assert replay[1]["eai"]["L1"] == pytest.approx(4.6, abs=1e-5)  # both hours counted
+    assert replay[1]["p"]["L1"] == pytest.approx(2300.0, abs=0.01)  # mean power over the record's hour
+    assert meter.eval("meter.buffer.count") == 0
 
 
 def test_firmware_object_ids_match_the_measure_table(meter: MeterHarness) -> None:
-    declared = meter.eval("[list(x) for x in __import__('payload').SHAPES]")
+    declared = meter.eval("[list(x) for x in __import__('wire').SHAPES]")
     for object_id, shape in declared:
         assert object_id in BY_OBJECT_ID, object_id
         assert BY_OBJECT_ID[object_id].shape is Shape(shape), object_id
     meter.cycle(1.0)
     doc = dict(last_payload(meter))
     doc.pop(TIME_INSTANT)
+    for key in meter.eval("__import__('wire').NEW_KEYS"):  # not in the table yet: listed in wire.NEW_KEYS
+        assert key not in BY_OBJECT_ID
+        doc.pop(key)
     assert set(doc) == {object_id for object_id, _ in declared}
     for object_id, value in doc.items():
         measure = BY_OBJECT_ID[object_id]
@@ -167,9 +176,10 @@ def test_dead_broker_is_survived_and_retried(mqtt_server) -> None:
 
     meter = SimulatedMeter(device_id="meter-offline", mqtt_host="127.0.0.1", mqtt_port=free_port())
     try:
-        assert meter.step(1.0) is False  # connection refused: dropped, firmware keeps running
-        assert meter.step(1.0) is False
-        assert meter.harness.eval("meter.uplink.failures") == 2
+        assert meter.step(1.0) is False  # connection refused: buffered, firmware keeps running
+        assert meter.step(1.0) is False  # inside the reconnect backoff: no new attempt, buffered
+        assert meter.harness.eval("meter.uplink.failures") == 1
+        assert meter.harness.eval("meter.buffer.count") == 2
     finally:
         meter.stop()
 

@@ -17,6 +17,8 @@ _host_spi = None  # (bus_id, op, hex) -> hex ; op: "select" / "clock" / "deselec
 _host_pin = None  # (pin_id, value) for pins that are not chip selects (RESET, PM0/PM1, LEDs)
 _UNIQUE_ID = b"\x24\x0a\xc4\x00\x00\x01"
 _CS_BUS = {}  # pin id -> SPI bus id
+_CS_STATE = {}  # bus id -> 0 deselected, 1 selected (nothing clocked yet), 2 inside a transaction
+_host_sys = None  # (op, arg) -> value for the RTC: "rtc_mem_get", "rtc_mem_set"
 
 # Timers the firmware armed; the harness fires them with fire_timer(). Preallocated state so the interrupt
 # emulation itself never allocates while the heap is locked.
@@ -31,6 +33,12 @@ def bind(spi, pin, unique_id=None):
     _host_pin = pin
     if unique_id is not None:
         _UNIQUE_ID = unique_id
+
+
+def bind_sys(host):
+    """Connect RTC memory to the host (it survives reboot(), like the ESP32's RTC slow memory)."""
+    global _host_sys
+    _host_sys = host
 
 
 def cs_pin(pin_id, bus_id):
@@ -66,7 +74,9 @@ class Pin:
         self._value = v
         bus = _CS_BUS.get(self._id)
         if bus is not None:
-            _host_spi(bus, "deselect" if v else "select", "")
+            # /SS edges travel with the next clocked bytes ("txn" = select + clock), so one SPI transaction is
+            # one host call; the model starts a new transaction at each "txn" and abandons an unfinished one.
+            _CS_STATE[bus] = 0 if v else 1
         elif _host_pin is not None:
             _host_pin(self._id, v)
         return None
@@ -102,7 +112,11 @@ class SPI:
         pass
 
     def _clock(self, tx):
-        rx = _host_spi(self._id, "clock", bytes(tx).hex())
+        state = _CS_STATE.get(self._id, 0)
+        if state == 0:
+            return b"\xff" * len(tx)  # nobody selected: MISO pulled up
+        _CS_STATE[self._id] = 2
+        rx = _host_spi(self._id, "txn" if state == 1 else "clock", bytes(tx).hex())
         return bytes.fromhex(rx)
 
     def write(self, buf):
@@ -148,6 +162,21 @@ class Timer:
 
     def value(self):
         return 0
+
+
+class RTC:
+    """ESP32 RTC: memory() is the 2 KB of RTC slow memory that survives soft resets (not power cuts)."""
+
+    def __init__(self, id=0):
+        pass
+
+    def memory(self, data=None):
+        if data is None:
+            return bytes.fromhex(_host_sys("rtc_mem_get", ""))
+        if len(data) > 2048:
+            raise ValueError("RTC memory holds 2048 bytes")
+        _host_sys("rtc_mem_set", bytes(data).hex())
+        return None
 
 
 def _hard_irq(_arg):
