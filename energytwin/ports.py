@@ -16,3 +16,21 @@ ALL = {
     "broker": BROKER_PORT,
     "web": WEB_PORT,
 }
+
+# Production-only services (docker-compose.fiware.yml); the embedded stack does not run these.
+MQTT_TLS_PORT = 8883  # Mosquitto TLS listener (optional)
+QUALITY_PORT = 8070  # power-quality analytics service (GET /health)
+QUANTUMLEAP_PORT = 8668  # QuantumLeap (POST /v2/notify, GET /health)
+CRATE_HTTP_PORT = 4200  # CrateDB HTTP (/_sql, admin UI)
+CRATE_PG_PORT = 5432  # CrateDB PostgreSQL wire protocol (Grafana's datasource)
+GRAFANA_PORT = 3000
+
+PRODUCTION = {
+    **ALL,
+    "mqtt_tls": MQTT_TLS_PORT,
+    "quality": QUALITY_PORT,
+    "quantumleap": QUANTUMLEAP_PORT,
+    "crate_http": CRATE_HTTP_PORT,
+    "crate_pg": CRATE_PG_PORT,
+    "grafana": GRAFANA_PORT,
+}

@@ -16,7 +16,9 @@ def generated_files() -> dict[Path, str]:
     """Every committed file the generator owns, with the text it must have."""
     from grafana import dashboards, quantumleap
 
-    files = {DASHBOARD_DIR / f"{spec.file_stem}.json": dashboards.render_json(spec) for spec in dashboards.specs()}
+    files = {
+        DASHBOARD_DIR / f"{spec.file_stem}.json": dashboards.render_json(spec) for spec in dashboards.specs()
+    }
     files[CRATE_INIT] = quantumleap.crate_init_jsonl()
     return files
 
@@ -33,7 +35,9 @@ def dashboards() -> None:
 
 
 @dashboards.command("build")
-@click.option("--check", is_flag=True, help="Compare instead of writing; exit 1 when something is out of date.")
+@click.option(
+    "--check", is_flag=True, help="Compare instead of writing; exit 1 when something is out of date."
+)
 @click.option("--png", is_flag=True, help="Also render each dashboard's panel layout as a PNG (matplotlib).")
 def build(check: bool, png: bool) -> None:
     """Write the dashboards and CrateDB init statements (or check them with --check)."""
@@ -49,7 +53,9 @@ def build(check: bool, png: bool) -> None:
             click.echo(f"wrote {path.relative_to(GRAFANA_DIR.parent)}")
     if check and stale:
         for path in stale:
-            click.echo(f"out of date: {path.relative_to(GRAFANA_DIR.parent)} (run: energytwin dashboards build)")
+            click.echo(
+                f"out of date: {path.relative_to(GRAFANA_DIR.parent)} (run: energytwin dashboards build)"
+            )
         sys.exit(1)
     if png and not check:
         from grafana import dashboards as definitions

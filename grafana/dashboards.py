@@ -159,7 +159,12 @@ def _meter_variable() -> gdash.QueryVariable:
     )
 
 
-_VOLTAGE_STEPS = ((None, "red"), (VOLTAGE_BAND_V[0], "orange"), (VOLTAGE_BAND_V[1], "green"), (VOLTAGE_BAND_V[2], "red"))
+_VOLTAGE_STEPS = (
+    (None, "red"),
+    (VOLTAGE_BAND_V[0], "orange"),
+    (VOLTAGE_BAND_V[1], "green"),
+    (VOLTAGE_BAND_V[2], "red"),
+)
 _FREQUENCY_STEPS = (
     (None, "red"),
     (FREQUENCY_BANDS_HZ[0], "orange"),
@@ -174,49 +179,125 @@ def meter_panels() -> list[list[PanelSpec]]:
     phases, with_n = ("L1", "L2", "L3"), ("L1", "L2", "L3", "N")
     return [
         [
-            PanelSpec("Voltage per phase", "timeseries", sql.per_key_series("phasevoltage", phases), "volt",
-                      "Phase-to-neutral RMS voltage. Green: EN 50160 band 207–253 V (230 V ±10 %), to be met 95 % "
-                      "of each week; orange down to 195.5 V (−15 %), never to be crossed.", 12,
-                      thresholds=_VOLTAGE_STEPS),
-            PanelSpec("Frequency", "timeseries", sql.scalar_series({"frequency": "frequency"}), "hertz",
-                      "Line frequency. Green: 49.5–50.5 Hz (99.5 % of a year); orange up to 47–52 Hz (always).", 12,
-                      thresholds=_FREQUENCY_STEPS, decimals=3),
+            PanelSpec(
+                "Voltage per phase",
+                "timeseries",
+                sql.per_key_series("phasevoltage", phases),
+                "volt",
+                "Phase-to-neutral RMS voltage. Green: EN 50160 band 207–253 V (230 V ±10 %), to be met 95 % "
+                "of each week; orange down to 195.5 V (−15 %), never to be crossed.",
+                12,
+                thresholds=_VOLTAGE_STEPS,
+            ),
+            PanelSpec(
+                "Frequency",
+                "timeseries",
+                sql.scalar_series({"frequency": "frequency"}),
+                "hertz",
+                "Line frequency. Green: 49.5–50.5 Hz (99.5 % of a year); orange up to 47–52 Hz (always).",
+                12,
+                thresholds=_FREQUENCY_STEPS,
+                decimals=3,
+            ),
         ],
         [
-            PanelSpec("Current per phase and neutral", "timeseries", sql.per_key_series("current", with_n), "amp",
-                      "RMS current in each phase and the neutral. A neutral current close to the phase currents "
-                      "means unbalanced loads or third-harmonic currents.", 12),
-            PanelSpec("Power, all phases", "timeseries",
-                      sql.scalar_series({"totalactivepower": "active (W)", "totalreactivepower": "reactive (var)",
-                                         "totalapparentpower": "apparent (VA)"}), "watt",
-                      "Active power (what is billed; negative = export), reactive power (var) and apparent "
-                      "power (VA) summed over the three phases.", 12),
+            PanelSpec(
+                "Current per phase and neutral",
+                "timeseries",
+                sql.per_key_series("current", with_n),
+                "amp",
+                "RMS current in each phase and the neutral. A neutral current close to the phase currents "
+                "means unbalanced loads or third-harmonic currents.",
+                12,
+            ),
+            PanelSpec(
+                "Power, all phases",
+                "timeseries",
+                sql.scalar_series(
+                    {
+                        "totalactivepower": "active (W)",
+                        "totalreactivepower": "reactive (var)",
+                        "totalapparentpower": "apparent (VA)",
+                    }
+                ),
+                "watt",
+                "Active power (what is billed; negative = export), reactive power (var) and apparent "
+                "power (VA) summed over the three phases.",
+                12,
+            ),
         ],
         [
-            PanelSpec("Active power per phase", "timeseries", sql.per_key_series("activepower", phases), "watt",
-                      "Active power in each phase; very different phases mean the load is unevenly spread.", 8),
-            PanelSpec("Power factor", "timeseries",
-                      sql.series([("totalpowerfactor", "all phases")]
-                                 + [(sql.part("powerfactor", k), k) for k in phases]),
-                      "none", "True power factor P/S per phase and overall; EN 50160 sets no limit, many tariffs "
-                      "charge reactive energy below about 0.9.", 8, decimals=3),
-            PanelSpec("Voltage unbalance", "timeseries", sql.METER_UNBALANCE, "percent",
-                      "Negative-sequence voltage unbalance u2 from the line-to-line voltages. EN 50160: ≤ 2 % for "
-                      "95 % of a week.", 8, thresholds=((None, "green"), (UNBALANCE_LIMIT_PCT, "red")), decimals=2),
+            PanelSpec(
+                "Active power per phase",
+                "timeseries",
+                sql.per_key_series("activepower", phases),
+                "watt",
+                "Active power in each phase; very different phases mean the load is unevenly spread.",
+                8,
+            ),
+            PanelSpec(
+                "Power factor",
+                "timeseries",
+                sql.series(
+                    [("totalpowerfactor", "all phases")] + [(sql.part("powerfactor", k), k) for k in phases]
+                ),
+                "none",
+                "True power factor P/S per phase and overall; EN 50160 sets no limit, many tariffs "
+                "charge reactive energy below about 0.9.",
+                8,
+                decimals=3,
+            ),
+            PanelSpec(
+                "Voltage unbalance",
+                "timeseries",
+                sql.METER_UNBALANCE,
+                "percent",
+                "Negative-sequence voltage unbalance u2 from the line-to-line voltages. EN 50160: ≤ 2 % for "
+                "95 % of a week.",
+                8,
+                thresholds=((None, "green"), (UNBALANCE_LIMIT_PCT, "red")),
+                decimals=2,
+            ),
         ],
         [
-            PanelSpec("Voltage THD", "timeseries", sql.per_key_series("thdvoltage", phases), "percentunit",
-                      "Total harmonic distortion of each phase voltage. EN 50160: ≤ 8 % for 95 % of a week.", 12,
-                      thresholds=((None, "green"), (VOLTAGE_THD_LIMIT, "red")), decimals=1),
-            PanelSpec("Current THD", "timeseries", sql.per_key_series("thdcurrent", phases), "percentunit",
-                      "Total harmonic distortion of each phase current (electronic loads). No EN 50160 limit; high "
-                      "values heat neutral conductors and transformers.", 12, decimals=1),
+            PanelSpec(
+                "Voltage THD",
+                "timeseries",
+                sql.per_key_series("thdvoltage", phases),
+                "percentunit",
+                "Total harmonic distortion of each phase voltage. EN 50160: ≤ 8 % for 95 % of a week.",
+                12,
+                thresholds=((None, "green"), (VOLTAGE_THD_LIMIT, "red")),
+                decimals=1,
+            ),
+            PanelSpec(
+                "Current THD",
+                "timeseries",
+                sql.per_key_series("thdcurrent", phases),
+                "percentunit",
+                "Total harmonic distortion of each phase current (electronic loads). No EN 50160 limit; high "
+                "values heat neutral conductors and transformers.",
+                12,
+                decimals=1,
+            ),
         ],
         [
-            PanelSpec("Energy per day", "bars", sql.METER_ENERGY_PER_DAY, "kwatth",
-                      "Active energy imported and exported each day (UTC), from the meter's counters.", 12),
-            PanelSpec("Open power-quality events", "table", sql.open_events(meter_only=True), "none",
-                      "Anomalies the power-quality service has opened for this meter and not yet closed.", 12),
+            PanelSpec(
+                "Energy per day",
+                "bars",
+                sql.METER_ENERGY_PER_DAY,
+                "kwatth",
+                "Active energy imported and exported each day (UTC), from the meter's counters.",
+                12,
+            ),
+            PanelSpec(
+                "Open power-quality events",
+                "table",
+                sql.open_events(meter_only=True),
+                "none",
+                "Anomalies the power-quality service has opened for this meter and not yet closed.",
+                12,
+            ),
         ],
     ]
 
@@ -225,23 +306,54 @@ def site_panels() -> list[list[PanelSpec]]:
     """The Site overview dashboard, row by row."""
     return [
         [
-            PanelSpec("Energy today", "stat", sql.SITE_ENERGY_TODAY, "kwatth",
-                      "Active energy imported and exported by all meters since midnight.", 6, time_from="now/d"),
-            PanelSpec("Site power", "timeseries", sql.SITE_TOTAL_POWER, "watt",
-                      "Active and reactive power summed over all meters.", 18),
+            PanelSpec(
+                "Energy today",
+                "stat",
+                sql.SITE_ENERGY_TODAY,
+                "kwatth",
+                "Active energy imported and exported by all meters since midnight.",
+                6,
+                time_from="now/d",
+            ),
+            PanelSpec(
+                "Site power",
+                "timeseries",
+                sql.SITE_TOTAL_POWER,
+                "watt",
+                "Active and reactive power summed over all meters.",
+                18,
+            ),
         ],
         [
-            PanelSpec("Meters", "table", sql.SITE_METERS, "none",
-                      "Every meter with its latest reading in the time range.", 24),
+            PanelSpec(
+                "Meters",
+                "table",
+                sql.SITE_METERS,
+                "none",
+                "Every meter with its latest reading in the time range.",
+                24,
+            ),
         ],
         [
-            PanelSpec("Worst power-quality indicators", "table", sql.SITE_WORST, "none",
-                      "Per meter, the extremes in the time range: voltage outside 207–253 V, voltage THD above 8 %, "
-                      "unbalance above 2 % or frequency outside 49.5–50.5 Hz break EN 50160 if they last.", 24),
+            PanelSpec(
+                "Worst power-quality indicators",
+                "table",
+                sql.SITE_WORST,
+                "none",
+                "Per meter, the extremes in the time range: voltage outside 207–253 V, voltage THD above 8 %, "
+                "unbalance above 2 % or frequency outside 49.5–50.5 Hz break EN 50160 if they last.",
+                24,
+            ),
         ],
         [
-            PanelSpec("Open power-quality events", "table", sql.open_events(meter_only=False), "none",
-                      "Anomalies open on any meter.", 24),
+            PanelSpec(
+                "Open power-quality events",
+                "table",
+                sql.open_events(meter_only=False),
+                "none",
+                "Anomalies open on any meter.",
+                24,
+            ),
         ],
     ]
 

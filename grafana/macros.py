@@ -10,7 +10,7 @@ tests do not understand.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -24,7 +24,7 @@ def interval_seconds(text: str) -> float:
 
 
 def _rfc3339(moment: datetime) -> str:
-    text = moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    text = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return text
 
 
@@ -36,7 +36,9 @@ def _args(text: str) -> list[str]:
     return [a.strip() for a in text.split(",")] if text.strip() else []
 
 
-def expand(raw_sql: str, time_from: datetime, time_to: datetime, interval: str, variables: dict[str, str]) -> str:
+def expand(
+    raw_sql: str, time_from: datetime, time_to: datetime, interval: str, variables: dict[str, str]
+) -> str:
     """The SQL Grafana would send for `raw_sql` over [time_from, time_to] with `$__interval` = `interval`."""
     text = raw_sql.replace("$__interval_ms", str(int(interval_seconds(interval) * 1000)))
     text = text.replace("$__interval", interval)

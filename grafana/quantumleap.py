@@ -59,8 +59,13 @@ def _measure_column(measure) -> Column:
         return Column(name, "Number", "double precision", "double precision", measure.attribute)
     if measure.shape is Shape.FLAGS:
         return Column(name, "StructuredValue", _crate_object(PQ_FLAGS, "boolean"), "jsonb", measure.attribute)
-    return Column(name, "StructuredValue", _crate_object(measure.shape.keys, "double precision"), "jsonb",
-                  measure.attribute)
+    return Column(
+        name,
+        "StructuredValue",
+        _crate_object(measure.shape.keys, "double precision"),
+        "jsonb",
+        measure.attribute,
+    )
 
 
 MEASUREMENT_COLUMNS: tuple[Column, ...] = _BASE + tuple(_measure_column(m) for m in MEASURES)

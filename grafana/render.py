@@ -25,15 +25,30 @@ def render_layout(dashboard: dict[str, Any], target: Path) -> None:
     ax.text(0, -0.8, f"{dashboard['title']}   (variables: {variables or 'none'})", fontsize=13, weight="bold")
     for panel in panels:
         pos = panel["gridPos"]
-        ax.add_patch(Rectangle((pos["x"] + 0.1, pos["y"] + 0.1), pos["w"] - 0.2, pos["h"] - 0.2,
-                               facecolor=_COLORS.get(panel["type"], "#eeeeee"), edgecolor="#555555"))
+        ax.add_patch(
+            Rectangle(
+                (pos["x"] + 0.1, pos["y"] + 0.1),
+                pos["w"] - 0.2,
+                pos["h"] - 0.2,
+                facecolor=_COLORS.get(panel["type"], "#eeeeee"),
+                edgecolor="#555555",
+            )
+        )
         ax.text(pos["x"] + 0.4, pos["y"] + 0.9, panel["title"], fontsize=10, weight="bold", va="top")
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
-        ax.text(pos["x"] + 0.4, pos["y"] + 1.9, f"{panel['type']} · {unit}", fontsize=8, va="top", color="#333333")
+        ax.text(
+            pos["x"] + 0.4, pos["y"] + 1.9, f"{panel['type']} · {unit}", fontsize=8, va="top", color="#333333"
+        )
         steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
         limits = [f"{s['value']:g}" for s in steps if s.get("value") is not None]
         if limits:
-            ax.text(pos["x"] + 0.4, pos["y"] + 2.8, "limits: " + " / ".join(limits), fontsize=8, va="top",
-                    color="#a33")
+            ax.text(
+                pos["x"] + 0.4,
+                pos["y"] + 2.8,
+                "limits: " + " / ".join(limits),
+                fontsize=8,
+                va="top",
+                color="#a33",
+            )
     fig.savefig(target, dpi=80, bbox_inches="tight")
     plt.close(fig)

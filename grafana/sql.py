@@ -9,7 +9,6 @@ avoided: engine-specific functions, `::` casts, `GREATEST`/`LEAST` over possibly
 from __future__ import annotations
 
 from datamodels.measures import MEASUREMENT_TYPE
-
 from grafana.quantumleap import ANOMALY_OPEN, ANOMALY_STATUS_COLUMN, ANOMALY_TYPE, table_name
 
 MEASUREMENTS = f'"mt${{tenant}}"."{table_name(MEASUREMENT_TYPE)}"'
@@ -85,7 +84,11 @@ ORDER BY 1"""
 
 def open_events(meter_only: bool) -> str:
     """The latest state of each Anomaly whose latest status is open (no time filter: an old open event is still open)."""
-    where = "WHERE detectedby = replace('${meter}', 'ThreePhaseAcMeasurement', 'Device')\n  " if meter_only else ""
+    where = (
+        "WHERE detectedby = replace('${meter}', 'ThreePhaseAcMeasurement', 'Device')\n  "
+        if meter_only
+        else ""
+    )
     return f"""SELECT a.entity_id AS "event", a.detectedby AS "device", a.anomalousproperty AS "property",
   a.phase AS "phase", a.severity AS "severity", a.datedetected AS "since", a.time_index AS "last update",
   a.description AS "description"
@@ -111,9 +114,9 @@ ORDER BY 1"""
 
 SITE_METERS = f"""SELECT m.entity_id AS "meter", m.time_index AS "last reading",
   m.totalactivepower AS "active power", m.totalpowerfactor AS "power factor",
-  {part('phasevoltage', 'L1', 'm')} AS "voltage L1",
-  {part('phasevoltage', 'L2', 'm')} AS "voltage L2",
-  {part('phasevoltage', 'L3', 'm')} AS "voltage L3",
+  {part("phasevoltage", "L1", "m")} AS "voltage L1",
+  {part("phasevoltage", "L2", "m")} AS "voltage L2",
+  {part("phasevoltage", "L3", "m")} AS "voltage L3",
   m.frequency AS "frequency"
 FROM {MEASUREMENTS} AS m
 JOIN (
@@ -156,9 +159,9 @@ def _highest(column: str, keys: tuple[str, ...]) -> str:
 _PHASES = ("L1", "L2", "L3")
 
 SITE_WORST = f"""SELECT m.entity_id AS "meter",
-  {_lowest('phasevoltage', _PHASES)} AS "lowest voltage",
-  {_highest('phasevoltage', _PHASES)} AS "highest voltage",
-  {_highest('thdvoltage', _PHASES)} AS "worst voltage THD",
+  {_lowest("phasevoltage", _PHASES)} AS "lowest voltage",
+  {_highest("phasevoltage", _PHASES)} AS "highest voltage",
+  {_highest("thdvoltage", _PHASES)} AS "worst voltage THD",
   max(u.unbalance) AS "worst unbalance",
   min(m.frequency) AS "lowest frequency",
   max(m.frequency) AS "highest frequency"

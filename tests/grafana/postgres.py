@@ -29,8 +29,21 @@ class PostgresServer:
         return f"host={self.host} port={self.port} user=postgres dbname=postgres"
 
     def stop(self) -> None:
-        subprocess.run([*self._as_user, str(self._bin / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast",
-                        "-w", "stop"], capture_output=True, check=False, timeout=60)
+        subprocess.run(
+            [
+                *self._as_user,
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self.workdir / "data"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -50,10 +63,41 @@ def start_postgres() -> PostgresServer:
         shutil.chown(workdir, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
-    run = dict(capture_output=True, text=True, check=True, timeout=120)
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(workdir / "data"), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--no-locale"], **run)
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "initdb"),
+            "-D",
+            str(workdir / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
     options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(workdir / "data"), "-o", options,
-                    "-l", str(workdir / "server.log"), "-w", "-t", "60", "start"], **run)
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(workdir / "data"),
+            "-o",
+            options,
+            "-l",
+            str(workdir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
     return PostgresServer("127.0.0.1", port, workdir, bindir, as_user)

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from datamodels.anomaly import Anomaly
 from datamodels.entities import ThreePhaseAcMeasurement
 from datamodels.measures import MEASUREMENT_TYPE, device_entity_id
-
 from grafana.quantumleap import ANOMALY_TYPE, TABLES, create_table_sql, qualified, schema_name
 
 MINUTES = 1440
@@ -28,8 +27,12 @@ ENERGY_STEP_KWH = 0.0125  # per minute and meter (750 W)
 
 def ql_row(entity: dict, time_index: datetime, columns: list[str]) -> list[object]:
     """One QuantumLeap row for a normalized entity, in `columns` order (jsonb values as JSON text)."""
-    values: dict[str, object] = {"entity_id": entity["id"], "entity_type": entity["type"],
-                                 "time_index": time_index, "fiware_servicepath": "/"}
+    values: dict[str, object] = {
+        "entity_id": entity["id"],
+        "entity_type": entity["type"],
+        "time_index": time_index,
+        "fiware_servicepath": "/",
+    }
     for name, attr in entity.items():
         if not isinstance(attr, dict):
             continue
@@ -50,7 +53,9 @@ class Day:
     start: datetime
     end: datetime
     tenants: dict[str, list[str]]  # tenant -> device ids
-    energy: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)  # device -> (time, import kWh)
+    energy: dict[str, list[tuple[datetime, float]]] = field(
+        default_factory=dict
+    )  # device -> (time, import kWh)
     power_w: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -64,7 +69,10 @@ def reading(device: str, index: int, minute: int) -> dict[str, object]:
         "vll": line,
         "i": {"L1": 3.1, "L2": 3.3, "L3": 3.2, "N": 0.4},
         "p": {"L1": power / 3, "L2": power / 3, "L3": power / 3},
-        "pt": power, "qt": 120.0, "st": 760.0 + 100 * index, "pft": 0.987,
+        "pt": power,
+        "qt": 120.0,
+        "st": 760.0 + 100 * index,
+        "pft": 0.987,
         "pf": {"L1": 0.98, "L2": 0.99, "L3": 0.99},
         "thdv": {"L1": 0.021, "L2": 0.025, "L3": 0.031},
         "thdi": {"L1": 0.12, "L2": 0.15, "L3": 0.11},
@@ -84,7 +92,9 @@ def load(conn, end: datetime) -> Day:
             cur.execute(f'CREATE SCHEMA "{schema_name(tenant)}"')
             for entity_type in TABLES:
                 cur.execute(create_table_sql(tenant, entity_type, "postgres"))
-            with cur.copy(f"COPY {qualified(tenant, MEASUREMENT_TYPE)} ({', '.join(m_cols)}) FROM STDIN") as copy:
+            with cur.copy(
+                f"COPY {qualified(tenant, MEASUREMENT_TYPE)} ({', '.join(m_cols)}) FROM STDIN"
+            ) as copy:
                 for index, device in enumerate(devices):
                     for minute in range(MINUTES):
                         moment = start + timedelta(minutes=minute)
@@ -102,20 +112,36 @@ def _events(cur, start: datetime) -> None:
     """site1: meter-1 has one open (updated once) and one closed event, meter-2 one open event."""
     a_cols = [c.name for c in TABLES[ANOMALY_TYPE]]
     history = [
-        ("ev-1", "meter-1", 10, "open"), ("ev-1", "meter-1", 20, "open"),
-        ("ev-2", "meter-1", 30, "open"), ("ev-2", "meter-1", 40, "closed"),
+        ("ev-1", "meter-1", 10, "open"),
+        ("ev-1", "meter-1", 20, "open"),
+        ("ev-2", "meter-1", 30, "open"),
+        ("ev-2", "meter-1", 40, "closed"),
         ("ev-3", "meter-2", 50, "open"),
     ]
     first_seen = {"ev-1": 10, "ev-2": 30, "ev-3": 50}
     for event, device, minute, status in history:
         detected = start + timedelta(minutes=first_seen[event])
         anomaly = Anomaly(
-            id=f"urn:ngsi-ld:Anomaly:{event}", anomalousProperty="phaseVoltage", dateDetected=detected,
-            detectedBy=device_entity_id(device), phase="L2", severity="medium", status=status,
+            id=f"urn:ngsi-ld:Anomaly:{event}",
+            anomalousProperty="phaseVoltage",
+            dateDetected=detected,
+            detectedBy=device_entity_id(device),
+            phase="L2",
+            severity="medium",
+            status=status,
             description="voltage L2 196.1 V below 207 V",
-            thresholdBreach=[{"dateObserved": detected, "measuredValue": 196.1, "thresholdType": "LOWER",
-                              "thresholdValue": 207.0}],
+            thresholdBreach=[
+                {
+                    "dateObserved": detected,
+                    "measuredValue": 196.1,
+                    "thresholdType": "LOWER",
+                    "thresholdValue": 207.0,
+                }
+            ],
         )
         row = ql_row(anomaly.to_normalized(), start + timedelta(minutes=minute), a_cols)
-        cur.execute(f"INSERT INTO {qualified('site1', ANOMALY_TYPE)} ({', '.join(a_cols)}) "
-                    f"VALUES ({', '.join(['%s'] * len(a_cols))})", row)
+        cur.execute(
+            f"INSERT INTO {qualified('site1', ANOMALY_TYPE)} ({', '.join(a_cols)}) "
+            f"VALUES ({', '.join(['%s'] * len(a_cols))})",
+            row,
+        )

@@ -26,7 +26,7 @@ def test_cli_check_passes_on_committed_files() -> None:
 
 
 def test_every_panel_reads_the_provisioned_datasource() -> None:
-    provisioned = (generated_files().keys())
+    provisioned = generated_files().keys()
     for path in provisioned:
         if path.suffix != ".json":
             continue
@@ -38,11 +38,18 @@ def test_every_panel_reads_the_provisioned_datasource() -> None:
 
 def test_macros_expand_like_grafana_postgres() -> None:
     start, end = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), datetime(2026, 1, 2, 4, 0, tzinfo=UTC)
-    text = expand("SELECT $__timeGroupAlias(time_index, $__interval) FROM \"mt${tenant}\".t "
-                  "WHERE $__timeFilter(time_index) AND id = '$meter'", start, end, "5m",
-                  {"tenant": "site1", "meter": "m1"})
-    assert text == ("SELECT floor(extract(epoch from time_index)/300)*300 AS \"time\" FROM \"mtsite1\".t "
-                    "WHERE time_index BETWEEN '2026-01-02T03:04:05Z' AND '2026-01-02T04:00:00Z' AND id = 'm1'")
+    text = expand(
+        'SELECT $__timeGroupAlias(time_index, $__interval) FROM "mt${tenant}".t '
+        "WHERE $__timeFilter(time_index) AND id = '$meter'",
+        start,
+        end,
+        "5m",
+        {"tenant": "site1", "meter": "m1"},
+    )
+    assert text == (
+        'SELECT floor(extract(epoch from time_index)/300)*300 AS "time" FROM "mtsite1".t '
+        "WHERE time_index BETWEEN '2026-01-02T03:04:05Z' AND '2026-01-02T04:00:00Z' AND id = 'm1'"
+    )
     with pytest.raises(ValueError):
         expand("SELECT $__unixEpochGroup(t, 1m)", start, end, "1m", {})
     with pytest.raises(ValueError):
@@ -52,8 +59,10 @@ def test_macros_expand_like_grafana_postgres() -> None:
 def test_crate_init_creates_tables_before_their_metadata() -> None:
     statements = [s["stmt"] for s in crate_init_statements("site1")]
     assert statements[0].startswith('CREATE TABLE IF NOT EXISTS "doc"."md_ets_metadata"')
-    assert any('"mtsite1"."etthreephaseacmeasurement"' in s and '"totalactiveenergyimport" double precision' in s
-               for s in statements)
+    assert any(
+        '"mtsite1"."etthreephaseacmeasurement"' in s and '"totalactiveenergyimport" double precision' in s
+        for s in statements
+    )
     meta = [s for s in crate_init_statements("site1") if "args" in s]
     assert meta[0]["args"][0] == '"mtsite1"."etthreephaseacmeasurement"'
     assert meta[0]["args"][1]["totalactiveenergyimport"] == ["totalActiveEnergyImport", "Number"]

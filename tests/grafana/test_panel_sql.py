@@ -88,8 +88,16 @@ def test_meter_dashboard(loaded) -> None:
         "Voltage THD": ["time", *phases],
         "Current THD": ["time", *phases],
         "Energy per day": ["time", "import", "export"],
-        "Open power-quality events": ["event", "device", "property", "phase", "severity", "since", "last update",
-                                      "description"],
+        "Open power-quality events": [
+            "event",
+            "device",
+            "property",
+            "phase",
+            "severity",
+            "since",
+            "last update",
+            "description",
+        ],
     }
     panels = _panels("meter")
     assert sorted(panels) == sorted(expected), "every panel needs an expectation here"
@@ -108,9 +116,12 @@ def test_meter_dashboard(loaded) -> None:
         else:
             assert len(results[title]) == qldata.MINUTES, title  # one row per one-minute bucket
     # Physics: the §1.4 vector gives VUF 1.623 %; the energy bars are each day's counter increase.
-    assert all(math.isclose(r[1], qldata.UNBALANCED_VUF_PCT, abs_tol=0.001) for r in results["Voltage unbalance"])
-    for (bucket, imported, _), (date, increase) in zip(results["Energy per day"], sorted(per_day.items()),
-                                                      strict=True):
+    assert all(
+        math.isclose(r[1], qldata.UNBALANCED_VUF_PCT, abs_tol=0.001) for r in results["Voltage unbalance"]
+    )
+    for (bucket, imported, _), (date, increase) in zip(
+        results["Energy per day"], sorted(per_day.items()), strict=True
+    ):
         assert datetime.fromtimestamp(float(bucket), UTC).date() == date
         assert imported == pytest.approx(increase, abs=1e-9)
     voltage = results["Voltage per phase"][0]
@@ -120,17 +131,29 @@ def test_meter_dashboard(loaded) -> None:
 def test_meter_open_events(loaded) -> None:
     conn, day = loaded
     panel = _panels("meter")["Open power-quality events"]
-    _, rows = _run(conn, panel["targets"][0]["rawSql"], day.start, day.end,
-                   {"tenant": "site1", "meter": measurement_id("meter-1")})
-    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [("urn:ngsi-ld:Anomaly:ev-1", "phaseVoltage", "L2", "medium")]
+    _, rows = _run(
+        conn,
+        panel["targets"][0]["rawSql"],
+        day.start,
+        day.end,
+        {"tenant": "site1", "meter": measurement_id("meter-1")},
+    )
+    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [
+        ("urn:ngsi-ld:Anomaly:ev-1", "phaseVoltage", "L2", "medium")
+    ]
     assert rows[0][6] == day.start + timedelta(minutes=20)  # its latest update
 
 
 def test_balanced_meter_has_zero_unbalance(loaded) -> None:
     conn, day = loaded
     panel = _panels("meter")["Voltage unbalance"]
-    _, rows = _run(conn, panel["targets"][0]["rawSql"], day.start, day.end,
-                   {"tenant": "site1", "meter": measurement_id("meter-1")})
+    _, rows = _run(
+        conn,
+        panel["targets"][0]["rawSql"],
+        day.start,
+        day.end,
+        {"tenant": "site1", "meter": measurement_id("meter-1")},
+    )
     assert len(rows) == qldata.MINUTES and all(abs(r[1]) < 1e-4 for r in rows)
 
 
@@ -139,12 +162,35 @@ def test_site_overview(loaded) -> None:
     expected = {
         "Energy today": ["import", "export"],
         "Site power": ["time", "active power", "reactive power"],
-        "Meters": ["meter", "last reading", "active power", "power factor", "voltage L1", "voltage L2",
-                   "voltage L3", "frequency"],
-        "Worst power-quality indicators": ["meter", "lowest voltage", "highest voltage", "worst voltage THD",
-                                           "worst unbalance", "lowest frequency", "highest frequency"],
-        "Open power-quality events": ["event", "device", "property", "phase", "severity", "since", "last update",
-                                      "description"],
+        "Meters": [
+            "meter",
+            "last reading",
+            "active power",
+            "power factor",
+            "voltage L1",
+            "voltage L2",
+            "voltage L3",
+            "frequency",
+        ],
+        "Worst power-quality indicators": [
+            "meter",
+            "lowest voltage",
+            "highest voltage",
+            "worst voltage THD",
+            "worst unbalance",
+            "lowest frequency",
+            "highest frequency",
+        ],
+        "Open power-quality events": [
+            "event",
+            "device",
+            "property",
+            "phase",
+            "severity",
+            "since",
+            "last update",
+            "description",
+        ],
     }
     panels = _panels("site-overview")
     assert sorted(panels) == sorted(expected), "every panel needs an expectation here"
@@ -164,9 +210,13 @@ def test_site_overview(loaded) -> None:
     assert worst[measurement_id("meter-1")][3] == pytest.approx(0.031)
     midnight = day.end.replace(hour=0, minute=0)
     today = sum(sum(_per_day(day.energy[m], midnight).values()) for m in meters)
-    assert len(results["Energy today"]) == 1 and results["Energy today"][0][0] == pytest.approx(today, abs=1e-9)
+    assert len(results["Energy today"]) == 1 and results["Energy today"][0][0] == pytest.approx(
+        today, abs=1e-9
+    )
     assert sorted(r[0] for r in results["Open power-quality events"]) == [
-        "urn:ngsi-ld:Anomaly:ev-1", "urn:ngsi-ld:Anomaly:ev-3"]
+        "urn:ngsi-ld:Anomaly:ev-1",
+        "urn:ngsi-ld:Anomaly:ev-3",
+    ]
 
 
 def test_energy_counters_keep_full_precision(loaded) -> None:
@@ -174,15 +224,23 @@ def test_energy_counters_keep_full_precision(loaded) -> None:
     conn, day = loaded
     table = qualified("site1", MEASUREMENT_TYPE)
     with conn.cursor() as cur:
-        cur.execute("SELECT data_type FROM information_schema.columns WHERE table_schema = 'mtsite1' "
-                    "AND table_name = 'etthreephaseacmeasurement' AND column_name = 'totalactiveenergyimport'")
+        cur.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = 'mtsite1' "
+            "AND table_name = 'etthreephaseacmeasurement' AND column_name = 'totalactiveenergyimport'"
+        )
         assert cur.fetchone() == ("double precision",)
-        cur.execute(f"SELECT totalactiveenergyimport, CAST(totalactiveenergyimport AS real), "
-                    f"CAST(phasevoltage['L1'] AS double precision) FROM {table} "
-                    f"WHERE entity_id = %s ORDER BY time_index", (measurement_id("meter-1"),))
+        cur.execute(
+            f"SELECT totalactiveenergyimport, CAST(totalactiveenergyimport AS real), "
+            f"CAST(phasevoltage['L1'] AS double precision) FROM {table} "
+            f"WHERE entity_id = %s ORDER BY time_index",
+            (measurement_id("meter-1"),),
+        )
         rows = cur.fetchall()
     written = [value for _, value in day.energy["meter-1"]]
     assert [r[0] for r in rows] == written  # every reading exactly, the integral first one included
-    assert rows[0][0] == qldata.ENERGY_START_KWH and rows[1][0] == qldata.ENERGY_START_KWH + qldata.ENERGY_STEP_KWH
+    assert (
+        rows[0][0] == qldata.ENERGY_START_KWH
+        and rows[1][0] == qldata.ENERGY_START_KWH + qldata.ENERGY_STEP_KWH
+    )
     assert rows[1][1] != rows[1][0]  # a 32-bit real cannot hold 123456.0125
     assert {c.name for c in TABLES[MEASUREMENT_TYPE]} >= {"phasevoltage", "totalactiveenergyimport"}
