@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# PostgreSQL server binaries: tests/grafana runs every dashboard panel's SQL against a throwaway instance.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "note: not root, not installing ${need[*]}; tests use the pure-Python fallbacks" >&2
@@ -13,4 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts the packaged service; the project runs its own instances on its own ports.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  systemctl disable --now postgresql >/dev/null 2>&1 || true
+fi
