@@ -99,3 +99,68 @@ def assert_problem(response: Any, status: int, error_type: str) -> dict[str, Any
     assert body["type"] == f"https://uri.etsi.org/ngsi-ld/errors/{error_type}", body
     assert isinstance(body["title"], str) and body["title"]
     return body
+
+
+@dataclass
+class Received:
+    """One notification as a receiver got it."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+class Receiver:
+    """A local HTTP server standing in for a subscriber: records notifications, answers scripted statuses."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+
+        self.received: list[Received] = []
+        self.statuses: list[int] = []  # consumed one per request; 200 when empty
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with receiver._lock:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                                       body, time.monotonic()))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    def wait_for(self, count: int, timeout_s: float = 5.0, path: str | None = None) -> list[Received]:
+        """The notifications received so far once there are at least `count` (on `path`), or fail."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                got = [r for r in self.received if path is None or r.path == path]
+            if len(got) >= count or time.monotonic() > deadline:
+                assert len(got) >= count, f"expected {count} notifications, got {len(got)}: {got}"
+                return got
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()

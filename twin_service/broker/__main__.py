@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import uvicorn
@@ -15,6 +16,16 @@ from ._app import create_app
 log = logging.getLogger("twin_service.broker")
 
 
+def _env_float(name: str) -> float | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number of days") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m twin_service.broker",
@@ -23,10 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=BROKER_PORT, help="TCP port (default: %(default)s)")
     parser.add_argument("--data-dir", type=Path, default=Path("var"),
                         help="directory holding twin.sqlite (default: %(default)s)")
+    parser.add_argument("--retention-days", type=float,
+                        default=_env_float("ENERGYTWIN_BROKER_RETENTION_DAYS"),
+                        help="keep history observed within this many days (env ENERGYTWIN_BROKER_RETENTION_DAYS; "
+                             "default: keep everything)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(args.data_dir)
+    if args.retention_days is not None and args.retention_days <= 0:
+        parser.error("--retention-days must be positive")
+    app = create_app(args.data_dir, retention_days=args.retention_days)
     log.info("NGSI-LD broker listening on http://%s:%d/ngsi-ld/v1 (data in %s)", args.host, args.port,
              args.data_dir.resolve())
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import platform
@@ -22,6 +24,7 @@ from datamodels.context import CORE_CONTEXT
 
 from . import _entity_api as entity_api
 from . import _operations as ops
+from . import _subscription_api as subscription_api
 from . import _temporal as temporal
 from . import _types as types
 from ._api import BASE, Broker, Handler, broker_of, endpoint, existing_tenant, read, write
@@ -39,12 +42,14 @@ from ._http import (
     tenant_of,
 )
 from ._model import RenderOptions, parse_entity, render_entity
+from ._notifier import RETRY_DELAYS_S, SubscriptionManager
 from ._query import compile_q
 from ._store import EntityQuery, Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
+RETENTION_PASS_S = 3600.0
 MAX_LIMIT = 1000  # Orion-LD's cap; above it is 400, not a silently shortened page
 _OPTIONS = frozenset({"keyValues", "simplified", "normalized", "sysAttrs", "concise"})
 # Query features not implemented; refused loudly rather than ignored (an ignored filter returns too much).
@@ -259,6 +264,13 @@ ROUTES = [
     Route(f"{BASE}/entityOperations/delete", entity_api.batch_delete, methods=["POST"]),
     Route(f"{BASE}/entityOperations/upsert", batch_upsert, methods=["POST"]),
     Route(f"{BASE}/entityOperations/upsert/", batch_upsert, methods=["POST"]),  # what the IoT Agent sends
+    Route(f"{BASE}/subscriptions", _by_method(GET=subscription_api.list_subscriptions,
+                                              POST=subscription_api.create_subscription), methods=["GET", "POST"]),
+    Route(f"{BASE}/subscriptions/", _by_method(GET=subscription_api.list_subscriptions,
+                                               POST=subscription_api.create_subscription), methods=["GET", "POST"]),
+    Route(f"{BASE}/subscriptions/{{sub_id}}",
+          _by_method(GET=subscription_api.retrieve_subscription, PATCH=subscription_api.update_subscription,
+                     DELETE=subscription_api.delete_subscription), methods=["GET", "PATCH", "DELETE"]),
     Route(f"{BASE}/types", types.list_types, methods=["GET"]),
     Route(f"{BASE}/types/{{type:path}}", types.type_info, methods=["GET"]),
     Route(f"{BASE}/attributes", types.list_attributes, methods=["GET"]),
@@ -269,17 +281,46 @@ ROUTES = [
 ]
 
 
-def create_app(data_dir: Path) -> Starlette:
-    """The broker as an ASGI app, keeping its state in `<data_dir>/twin.sqlite`."""
+def create_app(data_dir: Path, *, retention_days: float | None = None,
+               notification_retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> Starlette:
+    """The broker as an ASGI app, keeping its state in `<data_dir>/twin.sqlite`.
+
+    `retention_days` bounds the history: instances observed longer ago are pruned at start and every hour.
+    """
     store = Store(Path(data_dir))
+    contexts = ContextResolver(store)
+    manager = SubscriptionManager(store, contexts, notification_retry_delays_s)
+    broker = Broker(store, contexts, time.monotonic(), manager,
+                    retention_days * 86400 if retention_days is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        yield
-        store.close()
-        log.info("broker stopped; state saved in %s", store.path)
+        await manager.start()
+        pruner = asyncio.create_task(_retention_loop(broker)) if broker.retention_s is not None else None
+        try:
+            yield
+        finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
+            await manager.stop()
+            store.close()
+            log.info("broker stopped; state saved in %s", store.path)
 
     app = Starlette(routes=ROUTES, lifespan=lifespan,
                     exception_handlers={NgsiLdError: problem_details, HTTPException: problem_details})
-    app.state.broker = Broker(store, ContextResolver(store), time.monotonic())
+    app.state.broker = broker
     return app
+
+
+async def _retention_loop(broker: Broker) -> None:
+    """Prune history older than the retention setting now and every RETENTION_PASS_S."""
+    assert broker.retention_s is not None
+    while True:
+        cutoff = time.time() - broker.retention_s
+        deleted = await asyncio.to_thread(broker.store.prune_history, cutoff)
+        if deleted:
+            log.info("retention: %d history instances older than %.1f days removed", deleted,
+                     broker.retention_s / 86400)
+        await asyncio.sleep(RETENTION_PASS_S)

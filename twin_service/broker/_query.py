@@ -26,6 +26,7 @@ _STOP = set("=!<>~;|()[].")
 _KEYWORD_MEMBERS = frozenset({"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "value", "object",
                               "type"})
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+_COMPARABLE_BARE = re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{2}:\d{2})")  # DateTime, Date or Time
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 _MISSING = object()
 
@@ -317,6 +318,10 @@ def _comparison(path: Callable[[Entity], Any], operator: str, raw: str) -> Predi
     else:
         if isinstance(wanted, list | Range):
             raise QuerySyntaxError(f"{operator} takes one value, not a list or range")
+        text = raw.strip()
+        if not (text.startswith('"') or _NUMBER.match(text) or _COMPARABLE_BARE.match(text)):
+            raise QuerySyntaxError(f"{operator} compares with a number, a quoted string, a date or a time, "
+                                   f"not {raw!r}")
 
         def test(target: Any) -> bool:
             return _order(target, wanted, operator)

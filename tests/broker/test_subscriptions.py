@@ -1,0 +1,252 @@
+"""Subscriptions: CRUD, matching, notification shapes, throttling, periodic, expiry, retries, order, restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from datamodels.context import CORE_CONTEXT, ENERGY_CONTEXT
+from twin_service.broker import create_app
+
+from .conftest import BASE, ENERGY_LINK, MEASUREMENT_ID, Receiver, assert_problem, measurement
+
+SUBS = f"{BASE}/subscriptions"
+UPSERT = f"{BASE}/entityOperations/upsert"
+
+
+def _subscription(receiver: Receiver, path: str = "/notify", **extra: Any) -> dict[str, Any]:
+    notification = {"endpoint": {"uri": f"{receiver.url}{path}", "accept": "application/json"},
+                    **extra.pop("notification", {})}
+    return {"type": "Subscription", "entities": [{"type": "ThreePhaseAcMeasurement"}],
+            "notification": notification, **extra}
+
+
+def _subscribe(client: TestClient, body: dict[str, Any], headers: dict[str, str] | None = None) -> str:
+    answer = client.post(SUBS, json=body, headers={**ENERGY_LINK, **(headers or {})})
+    assert answer.status_code == 201, answer.text
+    return answer.headers["location"].rsplit("/", 1)[-1]
+
+
+def _update(client: TestClient, voltage: float, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    answer = client.post(UPSERT, params={"options": "update"}, headers={**ENERGY_LINK, **(headers or {})},
+                         json=[measurement(voltage_v=voltage, **extra)])
+    assert answer.status_code in (201, 204), answer.text
+
+
+def test_crud_and_status_fields(client: TestClient, receiver: Receiver) -> None:
+    sub_id = _subscribe(client, _subscription(receiver, id="urn:ngsi-ld:Subscription:pq",
+                                              watchedAttributes=["phaseVoltage"], q="phaseVoltage[L1]>200",
+                                              subscriptionName="power quality"))
+    assert sub_id == "urn:ngsi-ld:Subscription:pq"
+    _update(client, 231.0)
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 3
+    while (got := client.get(f"{SUBS}/{sub_id}", headers=ENERGY_LINK).json())["notification"]["timesSent"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert got["entities"] == [{"type": "ThreePhaseAcMeasurement"}]
+    assert got["watchedAttributes"] == ["phaseVoltage"] and got["q"] == "phaseVoltage[L1]>200"
+    assert got["subscriptionName"] == "power quality"
+    assert got["status"] == "active" and got["isActive"] is True
+    assert got["notification"]["status"] == "ok"
+    assert got["notification"]["lastNotification"] == got["notification"]["lastSuccess"]
+    assert_problem(client.post(SUBS, json=_subscription(receiver, id=sub_id), headers=ENERGY_LINK),
+                   409, "AlreadyExists")
+    listed = client.get(SUBS, params={"count": "true"}, headers=ENERGY_LINK)
+    assert [s["id"] for s in listed.json()] == [sub_id] and listed.headers["ngsild-results-count"] == "1"
+    assert client.patch(f"{SUBS}/{sub_id}", json={"isActive": False}, headers=ENERGY_LINK).status_code == 204
+    assert client.get(f"{SUBS}/{sub_id}").json()["status"] == "paused"
+    assert client.delete(f"{SUBS}/{sub_id}").status_code == 204
+    assert_problem(client.get(f"{SUBS}/{sub_id}"), 404, "ResourceNotFound")
+    assert_problem(client.delete(f"{SUBS}/{sub_id}"), 404, "ResourceNotFound")
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"throttling": -1}, "BadRequestData"),
+    ({"throttling": 5, "timeInterval": 10}, "BadRequestData"),
+    ({"notification": None}, "BadRequestData"),
+    ({"entities": None}, "BadRequestData"),
+    ({"type": "Subscriptions"}, "BadRequestData"),
+    ({"expiresAt": "2001-01-01T00:00:00Z"}, "BadRequestData"),
+    ({"q": "a>>"}, "BadRequestData"),
+    ({"id": "not a uri"}, "BadRequestData"),
+])
+def test_invalid_subscriptions(client: TestClient, receiver: Receiver, change: dict[str, Any], error: str) -> None:
+    body = {k: v for k, v in {**_subscription(receiver), **change}.items() if v is not None}
+    assert_problem(client.post(SUBS, json=body, headers=ENERGY_LINK), 400, error)
+
+
+def test_notification_shapes_filters_and_headers(client: TestClient, receiver: Receiver) -> None:
+    _subscribe(client, _subscription(receiver, "/json", notification={
+        "attributes": ["phaseVoltage"], "endpoint": {"uri": f"{receiver.url}/json", "accept": "application/json",
+                                                     "receiverInfo": [{"key": "X-Auth", "value": "secret"}]}}))
+    _subscribe(client, _subscription(receiver, "/ld", notification={
+        "format": "keyValues", "endpoint": {"uri": f"{receiver.url}/ld", "accept": "application/ld+json"}}))
+    _subscribe(client, _subscription(receiver, "/watched", watchedAttributes=["activeEnergyImport"]))
+    _subscribe(client, _subscription(receiver, "/q", q="phaseVoltage[L1]>=240"))
+    _update(client, 230.0)
+    _update(client, 240.0)
+
+    as_json = receiver.wait_for(2, path="/json")
+    note = as_json[0].body
+    assert note["type"] == "Notification" and note["id"].startswith("urn:ngsi-ld:Notification:")
+    assert note["subscriptionId"].startswith("urn:ngsi-ld:Subscription:") and note["notifiedAt"].endswith("Z")
+    assert note["data"] == [{"id": MEASUREMENT_ID, "type": "ThreePhaseAcMeasurement", "phaseVoltage": {
+        "type": "Property", "value": {"L1": 230.0, "L2": 231.0, "L3": 229.0}, "unitCode": "VLT",
+        "observedAt": "2026-11-24T10:00:00.000Z"}}]
+    assert "@context" not in note and as_json[0].headers["x-auth"] == "secret"
+    assert as_json[0].headers["content-type"].startswith("application/json")
+    assert ENERGY_CONTEXT in as_json[0].headers["link"]
+    assert "ngsild-tenant" not in as_json[0].headers
+
+    as_ld = receiver.wait_for(2, path="/ld")
+    assert as_ld[0].headers["content-type"].startswith("application/ld+json")
+    assert as_ld[0].body["@context"] == ENERGY_CONTEXT
+    assert as_ld[1].body["data"][0]["frequency"] == 50.0  # keyValues
+
+    q_matches = receiver.wait_for(1, path="/q")
+    time.sleep(0.2)
+    assert len(receiver.wait_for(1, path="/q")) == 1  # 230 did not match
+    assert q_matches[0].body["data"][0]["phaseVoltage"]["value"]["L1"] == 240.0
+    assert [r for r in receiver.received if r.path == "/watched"] == []
+    _update(client, 241.0, activeEnergyImport={"type": "Property", "value": 1.5})
+    assert receiver.wait_for(1, path="/watched")[0].body["data"][0]["activeEnergyImport"]["value"] == 1.5
+
+
+def test_tenants_are_isolated_and_named_in_notifications(client: TestClient, receiver: Receiver) -> None:
+    site = {"NGSILD-Tenant": "site_a"}
+    _subscribe(client, _subscription(receiver, "/a"), site)
+    _subscribe(client, _subscription(receiver, "/default"))
+    assert client.get(SUBS, headers=ENERGY_LINK).json()[0]["notification"]["endpoint"]["uri"].endswith("/default")
+    assert len(client.get(SUBS, headers=site).json()) == 1
+    _update(client, 230.0, site)
+    got = receiver.wait_for(1, path="/a")
+    assert got[0].headers["ngsild-tenant"] == "site_a"
+    time.sleep(0.2)
+    assert [r for r in receiver.received if r.path == "/default"] == []
+    assert_problem(client.get(SUBS, headers={"NGSILD-Tenant": "ghost"}), 404, "NonexistentTenant")
+
+
+def test_throttling_drops_notifications_inside_the_period(client: TestClient, receiver: Receiver) -> None:
+    _subscribe(client, _subscription(receiver, throttling=30))
+    for voltage in (230.0, 231.0, 232.0):
+        _update(client, voltage)
+    receiver.wait_for(1)
+    time.sleep(0.3)
+    assert len(receiver.received) == 1
+
+
+def test_periodic_subscription_notifies_every_interval(client: TestClient, receiver: Receiver) -> None:
+    _update(client, 230.0)
+    _subscribe(client, _subscription(receiver, timeInterval=0.2))
+    got = receiver.wait_for(3, timeout_s=5)
+    assert all(r.body["data"][0]["id"] == MEASUREMENT_ID for r in got)
+    assert got[2].at - got[0].at >= 0.3
+
+
+def test_expired_subscription_stops_notifying(client: TestClient, receiver: Receiver) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=0.5)).isoformat().replace("+00:00", "Z")
+    sub_id = _subscribe(client, _subscription(receiver, expiresAt=soon))
+    _update(client, 230.0)
+    receiver.wait_for(1)
+    time.sleep(0.7)
+    _update(client, 231.0)
+    time.sleep(0.3)
+    assert len(receiver.received) == 1
+    assert client.get(f"{SUBS}/{sub_id}").json()["status"] == "expired"
+
+
+@pytest.fixture
+def fast_retry_client(data_dir: Path) -> Iterator[Callable[[tuple[float, ...]], TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(delays: tuple[float, ...]) -> TestClient:
+        client = TestClient(create_app(data_dir, notification_retry_delays_s=delays), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def test_failing_subscriber_is_retried_and_does_not_stall_others(
+        fast_retry_client: Callable[[tuple[float, ...]], TestClient], receiver: Receiver) -> None:
+    client = fast_retry_client((0.3, 0.3, 0.3))
+    healthy = Receiver()
+    try:
+        sub_id = _subscribe(client, _subscription(receiver, "/flaky"))
+        _subscribe(client, _subscription(healthy, "/healthy"))
+        receiver.statuses = [500, 503]  # two failures, then success
+        started = time.monotonic()
+        _update(client, 230.0)
+        assert healthy.wait_for(1)[0].at - started < 0.25  # not behind the flaky receiver's retries
+        flaky = receiver.wait_for(3, timeout_s=5)
+        assert flaky[1].at - flaky[0].at >= 0.25  # backoff between attempts
+        assert flaky[0].body["data"] == flaky[2].body["data"]
+        deadline = time.monotonic() + 3
+        while (status := client.get(f"{SUBS}/{sub_id}").json()["notification"])["timesSent"] < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert status["status"] == "ok" and status["timesFailed"] == 2
+        assert status["lastFailure"] <= status["lastSuccess"]
+    finally:
+        healthy.close()
+
+
+def test_unreachable_subscriber_is_reported_failed(
+        fast_retry_client: Callable[[tuple[float, ...]], TestClient]) -> None:
+    client = fast_retry_client((0.05,))
+    body = {"type": "Subscription", "entities": [{"type": "ThreePhaseAcMeasurement"}],
+            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/nobody"}}}
+    sub_id = _subscribe(client, body)
+    _update(client, 230.0)
+    deadline = time.monotonic() + 5
+    while (status := client.get(f"{SUBS}/{sub_id}").json()["notification"])["timesSent"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert status["status"] == "failed" and "lastSuccess" not in status and status["lastFailure"]
+
+
+def test_notifications_keep_the_order_of_updates(client: TestClient, receiver: Receiver) -> None:
+    _subscribe(client, _subscription(receiver))
+    voltages = [200.0 + n for n in range(40)]
+    for voltage in voltages:
+        _update(client, voltage)
+    seen: list[float] = []
+    deadline = time.monotonic() + 5
+    while len(seen) < len(voltages) and time.monotonic() < deadline:
+        seen = [e["phaseVoltage"]["value"]["L1"] for r in list(receiver.received) for e in r.body["data"]]
+        time.sleep(0.02)
+    assert seen == voltages
+
+
+def test_subscriptions_and_status_survive_restart(make_client: Callable[[], TestClient],
+                                                  receiver: Receiver) -> None:
+    first = make_client()
+    context = {"@context": [ENERGY_CONTEXT, CORE_CONTEXT]}
+    answer = first.post(SUBS, json={**_subscription(receiver, "/before", watchedAttributes=["phaseVoltage"]),
+                                    **context}, headers={"Content-Type": "application/ld+json",
+                                                         "NGSILD-Tenant": "site_a"})
+    assert answer.status_code == 201, answer.text
+    sub_id = answer.headers["location"].rsplit("/", 1)[-1]
+    _update(first, 230.0, {"NGSILD-Tenant": "site_a"})
+    receiver.wait_for(1)
+    first.__exit__(None, None, None)
+
+    restarted = make_client()
+    site = {**ENERGY_LINK, "NGSILD-Tenant": "site_a"}
+    got = restarted.get(f"{SUBS}/{sub_id}", headers=site).json()
+    assert got["notification"]["timesSent"] == 1 and got["notification"]["lastSuccess"]
+    assert got["watchedAttributes"] == ["phaseVoltage"]
+    _update(restarted, 231.0, {"NGSILD-Tenant": "site_a"})
+    second = receiver.wait_for(2)[1]
+    assert second.body["data"][0]["phaseVoltage"]["value"]["L1"] == 231.0
+    assert "link" in second.headers and ENERGY_CONTEXT in second.headers["link"]
