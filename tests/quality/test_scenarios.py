@@ -15,12 +15,14 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from datamodels.context import ALERT_CONTEXT, link_header
 from datamodels.validation import validate_entity
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
 from twin_service.demo import DEMO_APIKEY, DEMO_SITE, provision_demo
 from twin_service.mqtt_server import free_port
+from twin_service.quality.commands import quality
 from twin_service.quality.readings import parse_time
 from twin_service.quality.report import build_report, fetch_readings
 from twin_service.quality.limits import SiteLimits
@@ -159,7 +161,7 @@ def test_frequency_50_6_hz(stack: EmbeddedStack) -> None:
     assert max(b["measuredValue"] for b in record["thresholdBreach"]["value"]) == pytest.approx(50.6, abs=0.01)
 
 
-def test_clean_week_through_the_broker_produces_no_record(stack: EmbeddedStack) -> None:
+def test_clean_week_through_the_broker_produces_no_record(stack: EmbeddedStack, tmp_path) -> None:
     """A synthetic week (one reading per 10 min, ordinary variation) written to the broker: no record; the report
     over the broker's temporal API finds every characteristic 100 % within its limit."""
     device = "pq-clean-week"
@@ -185,3 +187,10 @@ def test_clean_week_through_the_broker_produces_no_record(stack: EmbeddedStack) 
     assert weekly.readings == 1008
     for row in weekly.rows:
         assert (row.valid_intervals, row.within, row.compliant) == (1008, 1008, True), row
+    chart = tmp_path / "clean-week.png"
+    result = CliRunner().invoke(quality, ["report", "--meter", device, "--week", "2026-W02", "--broker-url", broker,
+                                          "--tenant", DEMO_SITE.service, "--chart", str(chart)])
+    assert result.exit_code == 0, result.output
+    assert "Supply voltage (10-min rms)" in result.output and "NOT compliant" not in result.output
+    assert "100.00%" in result.output and "RMS events: 0" in result.output
+    assert chart.read_bytes()[:4] == b"\x89PNG"
