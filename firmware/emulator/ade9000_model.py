@@ -5,10 +5,16 @@ it publishes go through the same transfer functions as on a real board. Every sc
 shared/reference/ade9000.md (cited as "ref §n"); where the reference marks a fact [?] the choice made here is
 written next to it as ASSUMPTION.
 
+Modelled besides the metrology: dips and swells (RMS½ against DIP_LVL/SWELL_LVL · 2⁵ for DIP_CYC/SWELL_CYC
+cycles → STATUS1 DIPx/SWELLx and the DIPx/SWELLx extreme registers), overcurrent (RMS½ current against OILVL · 2⁵
+with CONFIG3.OC_EN → STATUS1.OI, OISTATUS), phase-sequence error (negative sequence wiring → STATUS1.SEQERR),
+and faults a driver must survive: a chip that does not answer (MISO pulled up), corrupted reads (bad CRC), a
+part that is not an ADE9000, a spontaneous reset (configuration and energy lost, RSTDONE set).
+
 Not modelled (documented, the driver does not rely on them): waveform buffer and burst reads (a read past the
-CRC returns 0x00), fundamental-only registers (xFWATT…, read 0), RMS½ / 10-12 cycle registers, dip/swell/
-overcurrent detection, no-load detection, temperature, CF pulses, IRQ pins, VCONSEL wirings other than 4-wire wye,
-multipoint gain and phase calibration (xPHCALx is stored but has no effect), offsets (xRMSOS… stored, no effect).
+CRC returns 0x00), fundamental-only registers (xFWATT…, read 0), no-load detection, temperature, CF pulses, IRQ
+pins, VCONSEL wirings other than 4-wire wye (the register is stored), multipoint gain and phase calibration
+(xPHCALx is stored but has no effect), offsets (xRMSOS… stored, no effect).
 """
 
 from __future__ import annotations
@@ -71,6 +77,13 @@ STATUS0_REVAP = (1 << 1, 1 << 2, 1 << 3)  # active power sign change, phases A/B
 STATUS0_REVRP = (1 << 4, 1 << 5, 1 << 6)
 STATUS0_THD_PF_RDY = 1 << 21
 STATUS1_RSTDONE = 1 << 16
+STATUS1_OI = 1 << 17
+STATUS1_SEQERR = 1 << 18
+STATUS1_SWELL = (1 << 20, 1 << 21, 1 << 22)
+STATUS1_DIP = (1 << 23, 1 << 24, 1 << 25)
+OILVL, DIP_LVL, DIPA, SWELL_LVL, SWELLA, OISTATUS = 0x409, 0x410, 0x411, 0x414, 0x415, 0x48F
+DIP_CYC, SWELL_CYC = 0x48B, 0x48C
+CONFIG3_OC_EN = 0xF000
 CONFIG1_SWRST = 1 << 0
 EP_CFG_EGY_PWR_EN = 1 << 0
 EP_CFG_EGY_TMR_MODE = 1 << 1
@@ -207,6 +220,14 @@ class ADE9000Model:
         self.neutral_current_a: float | None = None  # None: vector sum of the phase currents
         self.simulated_time_s = 0.0
         self.spi_transactions = 0
+        self.negative_sequence = False  # True: phases wired A-C-B (STATUS1.SEQERR)
+        # Fault injection
+        self.answering = True  # False: nothing drives MISO (unpowered, unplugged, held in reset)
+        self.corrupt_reads = 0  # the next n reads return a CRC that does not match their data
+        self.not_ade9000 = False  # PART_ID without the ADE9000 bit (another part on the bus)
+        # Every energy code·sample the DSP accumulated since power-on, never cleared by reads: the truth tests
+        # compare the firmware's counters with ([phase][watt, var, va]).
+        self.total_energy = [[0, 0, 0] for _ in range(3)]
         self._regs: dict[int, int] = {}
         self._known: dict[int, int] = _known_registers()
         self._txn: _SpiTransaction | None = None
@@ -224,6 +245,57 @@ class ADE9000Model:
         self._thd_pf_timer_s = 0.0
         self._last_sign = [(1, 1)] * 3
         self._recompute()
+
+    def spontaneous_reset(self) -> None:
+        """The chip resets by itself (brown-out, ESD): configuration and accumulated energy are gone."""
+        self.power_on_reset()
+
+    def voltage_event(self, phase: int, voltage_v: float, duration_s: float) -> None:
+        """A short dip or swell on one phase (0-2): RMS½ sits at `voltage_v` for `duration_s`, then recovers.
+
+        Energy during the event is not modelled (the event is short against a sampling period); the status bit
+        latches when the event lasts DIP_CYC / SWELL_CYC line cycles or more (ASSUMPTION: full cycles, ref §7 #8).
+        """
+        self._check_rms_half(phase, voltage_v, duration_s * self.frequency_hz)
+
+    def _rms_half_code(self, phase: int, voltage_v: float) -> int:
+        cal = self.calibration
+        g_v = self._pga(4 + phase) * self._gain_factor(AVGAIN + phase * PHASE_STRIDE)
+        return round(RMS_FULL_SCALE_CODE * math.sqrt(2) * cal.voltage_tf_v_per_v * voltage_v * g_v)
+
+    def _check_rms_half(self, phase: int, voltage_v: float, cycles: float) -> None:
+        """Dip/swell detection on RMS½ (ref §5): levels are RMS½ codes · 2⁻⁵."""
+        if not self.running:
+            return
+        regs = self._regs
+        code = self._rms_half_code(phase, voltage_v)
+        dip_lvl = regs[DIP_LVL] << 5
+        swell_lvl = regs[SWELL_LVL] << 5
+        if dip_lvl and code < dip_lvl and cycles >= max(1, regs[DIP_CYC]):
+            regs[STATUS1] |= STATUS1_DIP[phase]
+            regs[DIPA + phase] = min(regs[DIPA + phase] or 0xFFFFFF, code >> 5)
+        if swell_lvl and code > swell_lvl and cycles >= max(1, regs[SWELL_CYC]):
+            regs[STATUS1] |= STATUS1_SWELL[phase]
+            regs[SWELLA + phase] = max(regs[SWELLA + phase], code >> 5)
+
+    def _check_status(self) -> None:
+        """Steady-state power-quality conditions of the present physics (called whenever it changes)."""
+        if not self.running:
+            return
+        regs = self._regs
+        for index, phase in enumerate(self.phases):
+            self._check_rms_half(index, phase.voltage_v, float("inf"))
+        oi_lvl = regs[OILVL] << 5
+        if oi_lvl and regs[CONFIG3] & CONFIG3_OC_EN:
+            tripped = 0
+            for index in range(3):
+                if regs[AIRMS + index * PHASE_STRIDE] > oi_lvl:
+                    tripped |= 1 << index
+            if tripped:
+                regs[STATUS1] |= STATUS1_OI
+                regs[OISTATUS] = tripped
+        if self.negative_sequence and (regs[ACCMODE] >> 4) & 0b111 in (0b000, 0b010, 0b011):
+            regs[STATUS1] |= STATUS1_SEQERR
 
     def hardware_reset(self) -> None:
         """RESET pin pulsed low: same as power-on for the register file."""
@@ -243,6 +315,11 @@ class ADE9000Model:
     def set_frequency(self, frequency_hz: float) -> None:
         """Set the line frequency."""
         self.frequency_hz = frequency_hz
+        self._recompute()
+
+    def set_negative_sequence(self, reversed_: bool) -> None:
+        """Wire the phases A-C-B (True): voltage angles swap and the chip raises SEQERR."""
+        self.negative_sequence = reversed_
         self._recompute()
 
     def set_neutral_current(self, current_a: float | None) -> None:
@@ -334,7 +411,7 @@ class ADE9000Model:
         for addr in (APERIOD, BPERIOD, CPERIOD, COM_PERIOD):
             regs[addr] = period
         # Angles: time between zero crossings on the 1.024 MHz clock (ref §2a, §3).
-        v_angles = (0.0, -120.0, 120.0)
+        v_angles = (0.0, 120.0, -120.0) if self.negative_sequence else (0.0, -120.0, 120.0)
         i_angles = [v_angles[k] - self.phases[k].angle_deg for k in range(3)]
         regs[ANGL_VA_VB] = angle_code(v_angles[0] - v_angles[1], f_hz)
         regs[ANGL_VB_VC] = angle_code(v_angles[1] - v_angles[2], f_hz)
@@ -345,11 +422,14 @@ class ADE9000Model:
         regs[ANGL_IB_IC] = angle_code(i_angles[1] - i_angles[2], f_hz)
         regs[ANGL_IA_IC] = angle_code(i_angles[0] - i_angles[2], f_hz)
         regs[VERSION2] = VERSION2_VALUE
+        self._check_status()
 
     def peek(self, addr: int) -> int:
         """Register value without side effects (tests and debugging; the firmware goes through SPI)."""
         if _energy_slot(addr) is not None:
             return self._energy_register(addr)
+        if addr == PART_ID and self.not_ade9000:
+            return self._regs[PART_ID] & ~PART_ID_ADE9000
         return self._regs.get(addr, 0) & ((1 << register_width_bits(addr)) - 1)
 
     def poke_physics_register(self, addr: int, value: int) -> None:
@@ -410,8 +490,8 @@ class ADE9000Model:
 
     def spi_clock(self, mosi: bytes) -> bytes:
         """Clock bytes through the selected chip; returns what it drives on MISO for each byte."""
-        if self._txn is None:
-            return b"\xff" * len(mosi)  # not selected: MISO released, pulled up (ref §1)
+        if self._txn is None or not self.answering:
+            return b"\xff" * len(mosi)  # not selected or not answering: MISO released, pulled up (ref §1)
         txn = self._txn
         out = bytearray()
         for byte in mosi:
@@ -429,6 +509,9 @@ class ADE9000Model:
                     txn.read_data = value.to_bytes(width_bytes, "big")
                     self._regs[LAST_CMD] = command
                     crc = crc16_ccitt(txn.read_data)
+                    if self.corrupt_reads > 0:  # a bit flipped on the wire: the CRC no longer matches
+                        self.corrupt_reads -= 1
+                        crc ^= 0x0400
                     txn.read_data += crc.to_bytes(2, "big")
                 data_index = index - 2
                 out.append(txn.read_data[data_index] if data_index < len(txn.read_data) else 0x00)
@@ -456,6 +539,7 @@ class ADE9000Model:
         self.simulated_time_s += seconds
         if not self.running:
             return
+        self._check_status()  # steady conditions re-latch their bits while they last (DIP_SWELL_IRQ_MODE 0)
         self._thd_pf_timer_s += seconds
         if self._thd_pf_timer_s >= THD_PF_PERIOD_S:
             self._thd_pf_timer_s %= THD_PF_PERIOD_S
@@ -473,6 +557,9 @@ class ADE9000Model:
         position = self._samples_in_interval + whole
         latches = position // interval
         remainder = position % interval
+        for p in range(3):
+            for kind in range(3):
+                self.total_energy[p][kind] += codes[p][kind] * whole
         for p in range(3):
             for kind in range(3):
                 code = codes[p][kind]
