@@ -14,7 +14,7 @@ from twin_service.mqtt_server import MqttServer, free_port, start_mqtt_server
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip Docker-marked tests unless a Docker engine answers."""
     if shutil.which("docker") is None or not _docker_engine_running():
-        skip = pytest.mark.skip(reason="needs a running Docker engine (none here); see docs/operations.md")
+        skip = pytest.mark.skip(reason="needs a running Docker engine (none here); see docs/production.md")
         for item in items:
             if "docker" in item.keywords:
                 item.add_marker(skip)

@@ -49,16 +49,20 @@ def test_example_inventory_provisions_then_changes_nothing(
     assert statics["location"]["value"] == {"type": "Point", "coordinates": [11.5756, 48.1372]}
     groups = httpx.get(f"{agent.north_url}/iot/services", headers=HEADERS).json()["services"]
     assert [(g["apikey"], g["autoprovision"]) for g in groups] == [("meterkey", False)]
-    [sub] = subscription_broker.subscriptions["energytwin"].values()
-    assert sub["id"] == f"{SUBSCRIPTION_PREFIX}energytwin:quantumleap"
+    subs = subscription_broker.subscriptions["energytwin"]
+    sub = subs[f"{SUBSCRIPTION_PREFIX}energytwin:quantumleap"]
     assert sub["notification"]["endpoint"]["uri"] == "http://quantumleap:8668/v2/notify"
+    assert sub["entities"] == [{"type": "ThreePhaseAcMeasurement"}]
+    events = subs[f"{SUBSCRIPTION_PREFIX}energytwin:quantumleap-events"]
+    assert events["entities"] == [{"type": "Anomaly"}]
+    assert len(subs) == 2
 
     writes = len(subscription_broker.writes)
     with Provisioner(agent.north_url, subscription_broker.url) as provisioner:
         plan = provisioner.plan(parse_inventory(EXAMPLE.read_text()))
     assert plan.changes() == []
     assert plan.counts() == {("group", "unchanged"): 1, ("device", "unchanged"): 3,
-                             ("subscription", "unchanged"): 1}
+                             ("subscription", "unchanged"): 2}
     second = _run(str(EXAMPLE), *urls)
     assert second.exit_code == 0 and len(subscription_broker.writes) == writes
 
@@ -88,8 +92,8 @@ def test_changes_update_and_prune_removes_what_the_inventory_dropped(
     assert httpx.get(f"{agent.north_url}/iot/devices/meter-002", headers=HEADERS).status_code == 200
     meter = httpx.get(f"{agent.north_url}/iot/devices/meter-101", headers=HEADERS).json()
     assert {s["name"]: s["value"] for s in meter["static_attributes"]}["ctPrimaryCurrent"] == 80
-    [sub] = subscription_broker.subscriptions["energytwin"].values()
-    assert sub["notification"]["endpoint"]["uri"] == "http://ql2:8668/v2/notify"
+    uris = {s["notification"]["endpoint"]["uri"] for s in subscription_broker.subscriptions["energytwin"].values()}
+    assert uris == {"http://ql2:8668/v2/notify"}
 
     dry = _run(str(edited), "--prune", "--dry-run", *urls)
     assert "delete" in dry.output and "meter-002" in dry.output
