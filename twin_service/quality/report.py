@@ -18,6 +18,7 @@ from typing import Any
 from community.twin import TwinHistoryClient
 from datamodels.measures import measurement_id
 
+from .aggregation import EventPeriod
 from .compliance import ComplianceRow, QualitySeries, build_series, compliance_rows, format_table
 from .limits import SiteLimits
 from .readings import ATTRIBUTES, Reading, reading_from_entity
@@ -83,10 +84,17 @@ class WeeklyReport:
         lines.append(f"Flagged 10-min intervals (dip/swell/interruption, left out): {flagged}")
         lines.append(f"RMS events: {len(events)}")
         for event in events:
-            lines.append(f"  {event.kind:<12} {event.phase:<3} {event.start:%Y-%m-%d %H:%M:%S} "
+            lines.append(f"  {event_label(event, self.limits):<14} {event.phase:<3} {event.start:%Y-%m-%d %H:%M:%S} "
                          f"{event.duration_s:8.1f} s  extreme {event.extreme_v:.1f} V")
         lines.append("Frequency: EN 50160 counts 99.5 % over a year; this report applies it to the week.")
         return "\n".join(lines)
+
+
+def event_label(event: EventPeriod, limits: SiteLimits) -> str:
+    """dip/swell/interruption, or under-/over-voltage when the excursion outlasts an event (PQ ref §1.2)."""
+    if event.kind != "interruption" and event.duration_s > limits.event_max_duration_s:
+        return "under-voltage" if event.kind == "dip" else "over-voltage"
+    return event.kind
 
 
 def build_report(readings: Sequence[Reading], device_id: str, start: datetime, end: datetime,
@@ -146,7 +154,7 @@ def draw_chart(report: WeeklyReport, path: Path) -> Path:
         colour = {"dip": "tab:red", "swell": "tab:orange", "interruption": "black"}[event.kind]
         for ax in axes:
             ax.axvline(event.start, color=colour, alpha=0.5, lw=1)
-        ax_v.annotate(f"{event.kind} {event.phase}", (event.start, ax_v.get_ylim()[1]), fontsize=7,
+        ax_v.annotate(f"{event_label(event, limits)} {event.phase}", (event.start, ax_v.get_ylim()[1]), fontsize=7,
                       rotation=90, va="top", ha="right", color=colour)
     ax_u.set_xlim(report.start, report.end)
     ax_u.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
