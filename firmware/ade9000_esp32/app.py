@@ -118,6 +118,14 @@ class Meter:
         except ChipError as exc:
             self._fault(exc.args[0])
             self._reinit_at_ms = time.ticks_add(time.ticks_ms(), _REINIT_RETRY_MS)
+            self._publish_state()
+
+    def _publish_state(self):
+        """Tell the twin the device state when there are no values to carry it; True when delivered."""
+        if not self._online():
+            return False
+        t_s, t_ms = Clock.now()
+        return self.uplink.send(payload.state_only(iso(t_s, t_ms) if self.clock.synced else None, self.state))
 
     # ------------------------------------------------------------------ links
     def _join_wifi(self):
@@ -153,11 +161,7 @@ class Meter:
         sampler.ready = False
         if sampler.fault is not None:
             self._fault(sampler.fault)
-            delivered = False
-            if self._online():
-                t_s, t_ms = Clock.now()
-                delivered = self.uplink.send(payload.state_only(iso(t_s, t_ms) if self.clock.synced else None,
-                                                                self.state))
+            delivered = self._publish_state()
             if not self.chip_up:
                 self._reinit_at_ms = time.ticks_ms()
                 self._try_reinit()

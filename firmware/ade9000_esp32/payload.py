@@ -10,6 +10,7 @@ from wire import CLOCK_SYNCED, DEVICE_STATE, TIME_INSTANT, pq_flags
 _PHASES = ("L1", "L2", "L3")
 _LINES = ("L12", "L23", "L31")
 _DEG_TO_RAD = 0.017453292519943295
+_E = 9  # energy digits in kWh: 1 uWh, finer than one register LSB (1.35 uWh on ADI's board)
 REPLAY_BATCH = 4  # records per replayed JSON array: ~1.3 kB, built in one piece without fragmenting the heap
 
 
@@ -69,14 +70,14 @@ def live(chip, scale, time_instant, state, pq, wiring="3P4W"):
     doc["thdv"] = _phases([raw(VTHD + p * PER_PHASE) * k527 for p in range(3)], 4)
     doc["thdi"] = _phases([raw(ITHD + p * PER_PHASE) * k527 for p in range(3)], 4)
     doc["f"] = round(f, 3)
-    doc["eai"] = _phases(eai, 6)
-    doc["eae"] = _phases(eae, 6)
-    doc["eait"] = round(eai[0] + eai[1] + eai[2], 6)
-    doc["eaet"] = round(eae[0] + eae[1] + eae[2], 6)
-    doc["eri"] = _phases([e[ERI + p] * kwh for p in range(3)], 6)
-    doc["ere"] = _phases([e[ERE + p] * kwh for p in range(3)], 6)
-    doc["esi"] = _phases([e[ESI + p] * kwh for p in range(3)], 6)
-    doc["ese"] = _phases([e[ESE + p] * kwh for p in range(3)], 6)
+    doc["eai"] = _phases(eai, _E)
+    doc["eae"] = _phases(eae, _E)
+    doc["eait"] = round(eai[0] + eai[1] + eai[2], _E)
+    doc["eaet"] = round(eae[0] + eae[1] + eae[2], _E)
+    doc["eri"] = _phases([e[ERI + p] * kwh for p in range(3)], _E)
+    doc["ere"] = _phases([e[ERE + p] * kwh for p in range(3)], _E)
+    doc["esi"] = _phases([e[ESI + p] * kwh for p in range(3)], _E)
+    doc["ese"] = _phases([e[ESE + p] * kwh for p in range(3)], _E)
     doc["avi"] = _phases([raw(ANGL_VI + p) * deg for p in range(3)], 2)
     doc["pq"] = pq_flags(pq)
     return json.dumps(doc)
@@ -95,10 +96,10 @@ def record(t_iso, pq, counters, prev, dt_s, kwh, state):
     eai = [counters[p] * kwh for p in range(3)]
     eae = [counters[3 + p] * kwh for p in range(3)]
     doc = _head({}, t_iso, state)
-    doc["eai"] = _phases(eai, 6)
-    doc["eae"] = _phases(eae, 6)
-    doc["eait"] = round(eai[0] + eai[1] + eai[2], 6)
-    doc["eaet"] = round(eae[0] + eae[1] + eae[2], 6)
+    doc["eai"] = _phases(eai, _E)
+    doc["eae"] = _phases(eae, _E)
+    doc["eait"] = round(eai[0] + eai[1] + eai[2], _E)
+    doc["eaet"] = round(eae[0] + eae[1] + eae[2], _E)
     if dt_s > 0:
         w_per_lsb_s = kwh * 3600000.0 / dt_s
         p = [((counters[k] - prev[k]) - (counters[3 + k] - prev[3 + k])) * w_per_lsb_s for k in range(3)]

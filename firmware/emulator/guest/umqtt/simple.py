@@ -34,6 +34,7 @@ class MQTTClient:
         self.user = _text(user)
         self.pswd = _text(password)
         self.keepalive = keepalive
+        self.ssl = ssl
         self.cb = None
         self.lw_topic = None
         self.lw_msg = None
@@ -62,6 +63,7 @@ class MQTTClient:
         result = self._call("connect", {
             "client_id": self.client_id, "host": self.server, "port": self.port, "user": self.user,
             "password": self.pswd, "keepalive": self.keepalive, "clean_session": clean_session,
+            "tls": bool(self.ssl),
             "will": None if self.lw_topic is None else [self.lw_topic, self.lw_msg, self.lw_qos, self.lw_retain],
         })
         self._connected = True
