@@ -26,13 +26,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datamodels.measures import measurement_id  # noqa: E402
-from datamodels.validation import validate_entity  # noqa: E402
-from twin_service.mqtt_server import free_port, wait_for_port  # noqa: E402
-from twin_service.quality.conditions import QualityTracker  # noqa: E402
-from twin_service.quality.limits import SiteLimits  # noqa: E402
-from twin_service.quality.readings import reading_from_entity  # noqa: E402
-from twin_service.quality.report import build_report, draw_chart  # noqa: E402
+from datamodels.measures import measurement_id
+from datamodels.validation import validate_entity
+from twin_service.mqtt_server import free_port, wait_for_port
+from twin_service.quality.conditions import QualityTracker
+from twin_service.quality.limits import SiteLimits
+from twin_service.quality.readings import reading_from_entity
+from twin_service.quality.report import build_report, draw_chart
 
 RESULTS = ROOT / "bench" / "results"
 T0 = datetime(2026, 1, 5, tzinfo=UTC)

@@ -16,7 +16,7 @@ from twin_service.quality.conditions import (
     voltage_high_severity,
     voltage_low_severity,
 )
-from twin_service.quality.limits import SiteLimits, SiteConfigError, en50160_limits, limits_from_mapping
+from twin_service.quality.limits import SiteConfigError, SiteLimits, en50160_limits, limits_from_mapping
 from twin_service.quality.readings import reading_from_entity
 
 from .support import T0, entity, seconds
@@ -108,7 +108,7 @@ def test_hovering_at_the_limit_does_not_flap() -> None:
     volts = [254.0, 252.0, 253.5, 251.0, 253.2, 250.0]  # close only below 253 − 4.6 = 248.4 V
     records = run(tracker, [entity("m1", T0 + seconds(k), v=(v, 230, 230)) for k, v in enumerate(volts)])
     assert len(records) == 1
-    assert list(records.values())[0][-1].status == "open"
+    assert next(iter(records.values()))[-1].status == "open"
 
 
 def test_ten_minute_over_voltage_is_one_record_named_over_voltage() -> None:
@@ -118,7 +118,7 @@ def test_ten_minute_over_voltage_is_one_record_named_over_voltage() -> None:
     entities.append(entity("m1", T0 + seconds(610), v=(231, 230, 230)))
     records = run(tracker, entities)
     assert len(records) == 1
-    history = list(records.values())[0]
+    history = next(iter(records.values()))
     # Opened, rewritten at most every update_interval_s (60 s) while nothing worsens, then closed.
     assert 10 <= len(history) <= 13
     last = history[-1]
@@ -132,7 +132,7 @@ def test_interruption_is_one_record_for_all_phases() -> None:
     volts = [(230, 230, 230), (2, 1, 3), (0, 0, 0), (230, 230, 230)]
     records = run(tracker, [entity("m1", T0 + seconds(k), v=v) for k, v in enumerate(volts)])
     assert len(records) == 1
-    last = list(records.values())[0][-1]
+    last = next(iter(records.values()))[-1]
     assert (last.phase, last.severity, last.status) == ("all", "critical", "closed")
 
 
@@ -149,7 +149,7 @@ def test_each_condition_is_one_record(kwargs, prop, phase, severity, threshold) 
     entities += [entity("m1", T0 + seconds(4))]
     records = run(tracker, entities)
     assert len(records) == 1, records.keys()
-    last = list(records.values())[0][-1]
+    last = next(iter(records.values()))[-1]
     assert (last.anomalousProperty, last.phase, last.severity, last.status) == (prop, phase, severity, "closed")
     assert last.thresholdBreach[0].thresholdType == threshold
 
@@ -172,7 +172,7 @@ def test_meter_dip_flag_opens_a_record_even_when_the_rms_reading_is_normal() -> 
                 entity("m1", T0 + seconds(2), flags={"dipL1": False})]
     records = run(tracker, entities)
     assert len(records) == 1
-    last = list(records.values())[0][-1]
+    last = next(iter(records.values()))[-1]
     assert last.phase == "L1" and "flagged by the meter" in last.description and last.status == "closed"
 
 
@@ -180,7 +180,7 @@ def test_in_house_limit_opens_low_severity() -> None:
     site = replace(EN, voltage_upper_fraction=0.06)  # alert above 243.8 V
     tracker = QualityTracker(site)
     records = run(tracker, [entity("m1", T0, v=(246, 230, 230)), entity("m1", T0 + seconds(1))])
-    last = list(records.values())[0][-1]
+    last = next(iter(records.values()))[-1]
     assert last.severity == "low" and "in-house limit" in last.description
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from twin_service.quality.aggregation import aggregate, event_periods, flag_times, interval_start, very_short_values
+from twin_service.quality.aggregation import (
+    aggregate,
+    event_periods,
+    flag_times,
+    interval_start,
+    very_short_values,
+)
 from twin_service.quality.commands import quality
 from twin_service.quality.compliance import build_series, compliance_rows
 from twin_service.quality.limits import SiteLimits
@@ -40,12 +46,12 @@ def test_three_second_values_only_where_the_readings_allow() -> None:
 
 def test_short_dip_flags_its_interval_but_a_long_under_voltage_does_not() -> None:
     readings = [reading_from_entity(entity("m", T0 + seconds(k), v=(230, 180 if 100 <= k < 102 else 230, 230)))
-                for k in range(0, 1200)]
+                for k in range(1200)]
     events = event_periods(readings, EN)
     assert [(e.kind, e.phase, e.duration_s, e.extreme_v) for e in events] == [("dip", "L2", 2.0, 180.0)]
     series = build_series(readings, EN)
     assert [i.flagged for i in series.voltage_v["L1"]] == [True, False]
-    long_low = [reading_from_entity(entity("m", T0 + seconds(k), v=(200, 230, 230))) for k in range(0, 120)]
+    long_low = [reading_from_entity(entity("m", T0 + seconds(k), v=(200, 230, 230))) for k in range(120)]
     (event,) = event_periods(long_low, EN)
     assert event.duration_s == 119.0 and flag_times([event], EN) == []
 

@@ -17,15 +17,15 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from datamodels.context import ALERT_CONTEXT, link_header
+from datamodels.context import ALERT_CONTEXT, context_for, link_header
 from datamodels.validation import validate_entity
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
 from twin_service.demo import DEMO_APIKEY, DEMO_SITE, provision_demo
 from twin_service.mqtt_server import free_port
 from twin_service.quality.commands import quality
+from twin_service.quality.limits import SiteLimits
 from twin_service.quality.readings import parse_time
 from twin_service.quality.report import build_report, fetch_readings
-from twin_service.quality.limits import SiteLimits
 from twin_service.stack import EmbeddedStack, StackConfig
 
 from .support import T0, entity
@@ -86,7 +86,7 @@ class Meter:
         for _ in range(times):
             assert self.sim.step(seconds), "the firmware did not publish"
             sent = parse_time(self.sim.published[-1][1]["TimeInstant"])
-            _wait(lambda: (t := _health(self.stack)["meters"].get(self.device)) and parse_time(t) >= sent,
+            _wait(lambda sent=sent: (t := _health(self.stack)["meters"].get(self.device)) and parse_time(t) >= sent,
                   20, f"the analytics to judge {self.device} at {sent}")
 
     def close(self) -> None:
@@ -174,8 +174,7 @@ def test_clean_week_through_the_broker_produces_no_record(stack: EmbeddedStack, 
             wobble = (k % 7 - 3) * 1.5  # 225.5 … 234.5 V
             e = entity(device, at, v=(230 + wobble, 231 - wobble, 229 + wobble / 2), f=50 + (k % 5 - 2) * 0.02,
                        thd=(0.03, 0.04, 0.05))
-            e["@context"] = ["https://raw.githubusercontent.com/smart-data-models/dataModel.Energy/master/"
-                             "context.jsonld", "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]
+            e["@context"] = context_for("ThreePhaseAcMeasurement")
             r = client.post(f"{broker}/ngsi-ld/v1/entityOperations/upsert", content=json.dumps([e]), headers=headers)
             assert r.status_code in (201, 204), r.text
             last = at

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import median
@@ -77,7 +78,7 @@ def very_short_values(samples: Sequence[tuple[datetime, float]], *, method: Meth
     if len(samples) < 2:
         return []
     times = sorted(t for t, _ in samples)
-    period_s = median((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+    period_s = median((b - a).total_seconds() for a, b in pairwise(times))
     if period_s > VERY_SHORT_S:
         return []
     return aggregate(samples, VERY_SHORT_S, method=method)
