@@ -315,7 +315,7 @@ class OpenCondition:
 def _as_datetime(moment: datetime | str) -> datetime:
     if isinstance(moment, datetime):
         return moment
-    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return datetime.fromisoformat(moment)
 
 
 def _breach(observation: Observation, at: datetime) -> ThresholdBreach:
