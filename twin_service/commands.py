@@ -40,6 +40,8 @@ def _stack_options(func):
                      help="NGSI-LD API port (Orion-LD's)."),
         click.option("--agent-port", type=int, default=ports.AGENT_NORTH_PORT, show_default=True,
                      help="IoT Agent provisioning API port."),
+        click.option("--quality-port", type=int, default=ports.QUALITY_PORT, show_default=True,
+                     help="Power-quality analytics (notifications from the broker, /health); 0 picks a free port."),
         click.option("--mqtt", "mqtt_prefer", type=click.Choice(["auto", "mosquitto", "amqtt"]), default="auto",
                      show_default=True, help="MQTT broker: Mosquitto when installed, else the amqtt fallback."),
     ]
@@ -48,10 +50,10 @@ def _stack_options(func):
     return func
 
 
-def _config(data_dir: Path, host: str, mqtt_port: int, broker_port: int, agent_port: int,
+def _config(data_dir: Path, host: str, mqtt_port: int, broker_port: int, agent_port: int, quality_port: int,
             mqtt_prefer: str) -> StackConfig:
     return StackConfig(data_dir=data_dir, host=host, mqtt_port=mqtt_port, broker_port=broker_port,
-                       agent_port=agent_port, mqtt_prefer=mqtt_prefer)
+                       agent_port=agent_port, quality_port=quality_port, mqtt_prefer=mqtt_prefer)
 
 
 def _wait_for_interrupt(duration_s: float | None, tick=None) -> None:
@@ -81,13 +83,13 @@ def _print_endpoints(cfg: StackConfig, mqtt_kind: str) -> None:
 @click.command()
 @_stack_options
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
-def up(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer, duration_s):
+def up(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer, duration_s):
     """Run the embedded stack (MQTT, IoT Agent, NGSI-LD broker) on the production ports.
 
     Meters and provisioning scripts talk to it exactly as to the FIWARE Docker stack. Ctrl-C stops it cleanly;
     running it again with the same --data-dir continues from the same twin.
     """
-    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer)
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer)
     stack = EmbeddedStack(cfg)
     with console.status("starting the embedded stack…"):
         stack.start()
@@ -124,7 +126,7 @@ def _parse_phase_list(value: str, name: str) -> tuple[float, float, float]:
               help="Angle from voltage to current per phase: 0 resistive, 30 a lagging motor, 180 exporting PV.")
 @click.option("--frequency-hz", type=float, default=50.0, show_default=True)
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
-def demo(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer, meters, period_s, voltage_v,
+def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer, meters, period_s, voltage_v,
          current_a, angle_deg, frequency_hz, duration_s):
     """Run the embedded stack with simulated meters running the real firmware.
 
@@ -138,7 +140,7 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer, meters
     amps = _parse_phase_list(current_a, "--current-a")
     angles = _parse_phase_list(angle_deg, "--angle-deg")
     loads = tuple(PhaseLoad(voltage_v=v, current_a=a, angle_deg=g) for v, a, g in zip(volts, amps, angles))
-    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, mqtt_prefer)
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer)
     options = DemoOptions(stack=cfg, meters=meters, period_s=period_s, frequency_hz=frequency_hz, loads=loads)
     with console.status(f"starting the stack and {meters} simulated meter(s)…"):
         running = start_demo(options)

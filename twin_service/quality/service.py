@@ -32,6 +32,7 @@ from datamodels.anomaly import ANOMALY_TYPE, Anomaly
 from datamodels.context import ALERT_CONTEXT, ENERGY_CONTEXT, context_for, link_header
 from datamodels.measures import MEASUREMENT_TYPE
 from datamodels.validation import EntityValidationError, validate_entity
+from energytwin.ports import QUALITY_PORT
 
 from .conditions import QualityTracker
 from .limits import SiteLimits
@@ -52,7 +53,7 @@ class ServiceConfig:
     broker_url: str
     tenant: str | None
     listen_host: str = "127.0.0.1"
-    listen_port: int = 8070
+    listen_port: int = QUALITY_PORT
     notify_url: str | None = None  # default: http://<listen host or this host's name>:<port>/notify
     limits: SiteLimits = field(default_factory=SiteLimits)
     data_dir: Path | None = None
