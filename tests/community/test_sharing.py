@@ -65,12 +65,14 @@ def test_fairness_bound_binds():
     assert result.beta[0, 0] == pytest.approx(0.6, abs=1e-7)
 
 
-def test_surplus_is_placed_by_the_fixed_shares():
-    # Nobody can use hour 2's generation, so the tie-break leaves it at the fixed shares (0.75 / 0.25).
+def test_surplus_is_placed_by_expected_consumption():
+    # Hour 1: 4 kWh for a demand of 1 + 1: each needs 0.25, the other 0.5 goes 0.5 / 0.5 as consumption does.
+    # Hour 2: 4 kWh for 1 + 3: needs 0.25 / 0.75 are exactly the proportional shares.
+    # Hour 3: nobody consumes: the tie-break falls back to the fixed shares (0.75 / 0.25).
     rules = SharingRules(np.zeros(2), np.ones(2), np.array([0.75, 0.25]))
-    result = optimal_shares(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([1.0, 1.0]), rules)
-    np.testing.assert_allclose(result.beta[:, 1], [0.75, 0.25], atol=1e-7)
-    np.testing.assert_allclose(result.beta[:, 0], [1.0, 0.0], atol=1e-7)
+    c = np.array([[1.0, 1.0, 0.0], [1.0, 3.0, 0.0]])
+    result = optimal_shares(c, np.array([4.0, 4.0, 1.0]), rules)
+    np.testing.assert_allclose(result.beta, [[0.5, 0.25, 0.75], [0.5, 0.75, 0.25]], atol=1e-7)
 
 
 def test_infeasible_rules_are_reported():
