@@ -20,6 +20,8 @@ class _LazyGroup(click.Group):
         "quality": ("twin_service.quality.commands", "quality", "Power-quality analytics: EN 50160 compliance, events, weekly report."),
         "dashboards": ("grafana.commands", "dashboards", "Build the Grafana dashboards (JSON) from their Python definitions."),
         "provision": ("provisioning.commands", "provision", "Make the agent and broker match an inventory file."),
+        "web": ("twin_service.web.commands", "web", "Serve the live twin page (overview, meters, phasors, events)."),
+        "meter": ("firmware.commands", "meter", "Meter helpers: calibrate gain registers from a reference reading."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
