@@ -32,7 +32,9 @@ class MemberPrices:
     notes: tuple[str, ...] = ()
 
 
-def member_prices(loaded: LoadedCommunity, hour_starts_utc: np.ndarray, *, strict: bool = True) -> MemberPrices:
+def member_prices(
+    loaded: LoadedCommunity, hour_starts_utc: np.ndarray, *, strict: bool = True
+) -> MemberPrices:
     """Prices per member from their tariffs. `strict=False` (planning a future year) lets hours a price file
     does not cover take the flat price, or else the file's mean price, and says so in `notes`."""
     c = loaded.community
@@ -46,7 +48,9 @@ def member_prices(loaded: LoadedCommunity, hour_starts_utc: np.ndarray, *, stric
         fallback = tariff.import_price_eur_per_kwh
         if fallback is None and not strict:
             fallback = price_file_mean(path)
-            notes.append(f"tariff {name}: hours missing from {path.name} are priced at its mean, {fallback:.4f} EUR/kWh")
+            notes.append(
+                f"tariff {name}: hours missing from {path.name} are priced at its mean, {fallback:.4f} EUR/kWh"
+            )
         cache[name] = read_hourly_prices(path, hour_starts_utc, fallback)
     return MemberPrices(
         np.array([cache[m.tariff] for m in c.members]),
@@ -132,7 +136,9 @@ def build_report(
     savings = savings_by_member_eur(s, energy.hour_starts_utc, c.timezone, prices)
     factor, tree = c.co2.factor_kg_per_kwh, c.co2.tree_kg_co2_per_year
 
-    def row(label: str, rows: slice | int, saving: float, household: tuple[float | None, float | None]) -> Totals:
+    def row(
+        label: str, rows: slice | int, saving: float, household: tuple[float | None, float | None]
+    ) -> Totals:
         a = float(np.nansum(s.self_consumed_kwh[rows]))
         co2 = co2_avoided_kg(a, factor)
         missing = int(np.isnan(s.self_consumed_kwh[rows]).sum())
@@ -173,7 +179,9 @@ def build_report(
         index=local.date,
     )
     daily = frame.groupby(level=0).sum()
-    daily["ratio"] = np.where(daily["assigned_kwh"] > 0, daily["self_consumed_kwh"] / daily["assigned_kwh"], np.nan)
+    daily["ratio"] = np.where(
+        daily["assigned_kwh"] > 0, daily["self_consumed_kwh"] / daily["assigned_kwh"], np.nan
+    )
     return Report(title, members, community, daily, list(energy.gaps), list(prices.notes))
 
 
@@ -197,7 +205,9 @@ def write_chart(report: Report, path: Path) -> Path:
     ax.set_xticks(x, [d.strftime("%d") for d in daily.index], fontsize=8)
     ax.set_xlabel("day")
     ratio_ax = ax.twinx()
-    ratio_ax.plot(x, 100 * daily["ratio"].to_numpy(), color="#1565c0", marker="o", ms=3, label="self-consumption")
+    ratio_ax.plot(
+        x, 100 * daily["ratio"].to_numpy(), color="#1565c0", marker="o", ms=3, label="self-consumption"
+    )
     ratio_ax.set_ylim(0, 105)
     ratio_ax.set_ylabel("community self-consumption (% of generation)")
     handles = ax.get_legend_handles_labels()[0] + ratio_ax.get_legend_handles_labels()[0]

@@ -61,9 +61,15 @@ def round_coefficients(
     breaks a rule the betas satisfied (the community's rules are given with at most six decimals).
     """
     beta = np.asarray(beta, float)
-    n, h = beta.shape
-    lo = np.zeros(n, np.int64) if lower is None else np.ceil(np.asarray(lower) * MICRO - 1e-6).astype(np.int64)
-    hi = np.full(n, MICRO, np.int64) if upper is None else np.floor(np.asarray(upper) * MICRO + 1e-6).astype(np.int64)
+    n = beta.shape[0]
+    lo = (
+        np.zeros(n, np.int64) if lower is None else np.ceil(np.asarray(lower) * MICRO - 1e-6).astype(np.int64)
+    )
+    hi = (
+        np.full(n, MICRO, np.int64)
+        if upper is None
+        else np.floor(np.asarray(upper) * MICRO + 1e-6).astype(np.int64)
+    )
     group = np.zeros(n, bool) if reserve_members is None else np.asarray(reserve_members, bool)
     reserve_micro = int(np.ceil(reserve * MICRO - 1e-6))
     scaled = beta * MICRO
@@ -125,7 +131,9 @@ def render(cups: Sequence[str], beta_micro: np.ndarray) -> str:
     sums = beta_micro.sum(axis=0)
     if (sums != MICRO).any():
         k = int(np.flatnonzero(sums != MICRO)[0])
-        raise ValueError(f"hour {k + 1}: coefficients add up to {format_coefficient(int(sums[k]))}, not 1,000000")
+        raise ValueError(
+            f"hour {k + 1}: coefficients add up to {format_coefficient(int(sums[k]))}, not 1,000000"
+        )
     lines = [
         f"{c};{hour:04d};{format_coefficient(int(v))}"
         for c, row in zip(cups, beta_micro, strict=True)
@@ -248,8 +256,10 @@ def read(
     sums = beta_micro.sum(axis=0)
     for k in np.flatnonzero(sums != MICRO)[:max_errors]:
         # Point at the hour's line of the first CUPS: that is where a reader starts looking.
-        err(first_line[cups_order[0]] + int(k), f"hour {k + 1:04d}: coefficients add up to "
-            f"{format_coefficient(int(sums[k]))}, not 1,000000")
+        err(
+            first_line[cups_order[0]] + int(k),
+            f"hour {k + 1:04d}: coefficients add up to {format_coefficient(int(sums[k]))}, not 1,000000",
+        )
     if errors:
         raise CoefficientFileError(errors)
     return CoefficientFile(tuple(cups_order), beta_micro)

@@ -21,8 +21,14 @@ from community.twin import TwinError
 
 console = Console()
 _COMMUNITY_OPTION = click.option(
-    "-c", "--community", "community_path", type=click.Path(path_type=Path), default=Path("community.yaml"),
-    show_default=True, envvar="ENERGYTWIN_COMMUNITY", help="The community file (YAML, see docs/community.md).",
+    "-c",
+    "--community",
+    "community_path",
+    type=click.Path(path_type=Path),
+    default=Path("community.yaml"),
+    show_default=True,
+    envvar="ENERGYTWIN_COMMUNITY",
+    help="The community file (YAML, see docs/community.md).",
 )
 
 
@@ -59,15 +65,31 @@ def community() -> None:
 @_COMMUNITY_OPTION
 @click.option("--month", help="Month to report, YYYY-MM (local time of the community).")
 @click.option("--year", type=int, help="Whole year to report instead of a month.")
-@click.option("--coefficients", "coef_path", type=click.Path(exists=True, path_type=Path),
-              help="Settle with this <CAU>_<YYYY>.txt (default: the installation's coefficients_file).")
-@click.option("--method", type=click.Choice(["fixed", "proportional", "optimal"]),
-              help="What-if: settle with coefficients computed now from the period's actual data "
-                   "(ex post), instead of an agreed file.")
-@click.option("--chart", type=click.Path(path_type=Path),
-              help="PNG chart path (default: community-report-<period>.png in the current folder).")
-def report(community_path: Path, month: str | None, year: int | None, coef_path: Path | None,
-           method: str | None, chart: Path | None) -> None:
+@click.option(
+    "--coefficients",
+    "coef_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Settle with this <CAU>_<YYYY>.txt (default: the installation's coefficients_file).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["fixed", "proportional", "optimal"]),
+    help="What-if: settle with coefficients computed now from the period's actual data "
+    "(ex post), instead of an agreed file.",
+)
+@click.option(
+    "--chart",
+    type=click.Path(path_type=Path),
+    help="PNG chart path (default: community-report-<period>.png in the current folder).",
+)
+def report(
+    community_path: Path,
+    month: str | None,
+    year: int | None,
+    coef_path: Path | None,
+    method: str | None,
+    chart: Path | None,
+) -> None:
     """Per-member and community totals for a month or a year, and a daily PNG chart.
 
     \b
@@ -93,7 +115,13 @@ def report(community_path: Path, month: str | None, year: int | None, coef_path:
             energy = load_energy(loaded, start, end)
         betas = {inst.id: _betas_for(loaded, inst, energy, coef_path, method) for inst in c.installations}
         result = build_report(loaded, energy, betas, f"{c.name} {label}")
-    except (TwinError, CsvFormatError, PriceFileError, coefficient_file.CoefficientFileError, ValueError) as exc:
+    except (
+        TwinError,
+        CsvFormatError,
+        PriceFileError,
+        coefficient_file.CoefficientFileError,
+        ValueError,
+    ) as exc:
         raise _UserError(str(exc)) from None
     _print_report(result, c.co2)
     chart = chart or Path(f"community-report-{label}.png")
@@ -147,22 +175,46 @@ def _period(month: str | None, year: int | str | None, tz: ZoneInfo) -> tuple[da
 
 def _print_report(result, co2) -> None:
     table = Table(title=result.title, title_justify="left")
-    for col in ("member", "C kWh", "E kWh", "A kWh", "I kWh", "X kWh", "A/E %", "saved EUR", "CO2 kg", "trees",
-                "gap h", "V kWh"):
+    for col in (
+        "member",
+        "C kWh",
+        "E kWh",
+        "A kWh",
+        "I kWh",
+        "X kWh",
+        "A/E %",
+        "saved EUR",
+        "CO2 kg",
+        "trees",
+        "gap h",
+        "V kWh",
+    ):
         table.add_column(col, justify="left" if col == "member" else "right")
     for row in [*result.members, result.community]:
         table.add_row(
-            row.label, f"{row.consumption_kwh:.1f}", f"{row.assigned_kwh:.1f}", f"{row.self_consumed_kwh:.1f}",
-            f"{row.grid_import_kwh:.1f}", f"{row.surplus_kwh:.1f}", f"{100 * row.self_consumption_ratio:.1f}",
-            f"{row.savings_eur:.2f}", f"{row.co2_avoided_kg:.1f}", f"{row.trees:.2f}", str(row.missing_hours),
+            row.label,
+            f"{row.consumption_kwh:.1f}",
+            f"{row.assigned_kwh:.1f}",
+            f"{row.self_consumed_kwh:.1f}",
+            f"{row.grid_import_kwh:.1f}",
+            f"{row.surplus_kwh:.1f}",
+            f"{100 * row.self_consumption_ratio:.1f}",
+            f"{row.savings_eur:.2f}",
+            f"{row.co2_avoided_kg:.1f}",
+            f"{row.trees:.2f}",
+            str(row.missing_hours),
             "" if row.household_kwh is None else f"{row.household_kwh:.1f}",
             end_section=row is result.members[-1],
         )
     console.print(table)
-    console.print("C consumed, E assigned (beta x generation), A self-consumed, I bought from the grid, X surplus, "
-                  "V = P + L - T household use (own PV); gap h = member-hours left out.")
-    console.print(f"CO2 factor {co2.factor_kg_per_kwh} kg/kWh ({co2.factor_source}); "
-                  f"a tree absorbs {co2.tree_kg_co2_per_year} kg CO2 per year.")
+    console.print(
+        "C consumed, E assigned (beta x generation), A self-consumed, I bought from the grid, X surplus, "
+        "V = P + L - T household use (own PV); gap h = member-hours left out."
+    )
+    console.print(
+        f"CO2 factor {co2.factor_kg_per_kwh} kg/kWh ({co2.factor_source}); "
+        f"a tree absorbs {co2.tree_kg_co2_per_year} kg CO2 per year."
+    )
     for note in result.notes:
         console.print(f"note: {note}")
     if result.gaps:
@@ -176,16 +228,36 @@ def _print_report(result, co2) -> None:
 @community.command()
 @_COMMUNITY_OPTION
 @click.option("--year", type=int, required=True, help="Year the coefficients are for.")
-@click.option("--method", type=click.Choice(["fixed", "proportional", "optimal"]), default="optimal",
-              show_default=True, help="Method whose coefficients are written to the file.")
+@click.option(
+    "--method",
+    type=click.Choice(["fixed", "proportional", "optimal"]),
+    default="optimal",
+    show_default=True,
+    help="Method whose coefficients are written to the file.",
+)
 @click.option("--installation", help="Installation id or CAU (needed when the community has several).")
-@click.option("--history", "history_period",
-              help="History to learn expected consumption and generation from: YYYY or YYYY-MM "
-                   "(default: the year before).")
-@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Folder for <CAU>_<YYYY>.txt.")
-def coefficients(community_path: Path, year: int, method: str, installation: str | None,
-                 history_period: str | None, out_dir: Path) -> None:
+@click.option(
+    "--history",
+    "history_period",
+    help="History to learn expected consumption and generation from: YYYY or YYYY-MM "
+    "(default: the year before).",
+)
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for <CAU>_<YYYY>.txt.",
+)
+def coefficients(
+    community_path: Path,
+    year: int,
+    method: str,
+    installation: str | None,
+    history_period: str | None,
+    out_dir: Path,
+) -> None:
     """Hourly sharing coefficients for a year, written as the distributor's <CAU>_<YYYY>.txt.
 
     \b
@@ -223,21 +295,34 @@ def coefficients(community_path: Path, year: int, method: str, installation: str
     target = coefficient_file.year_hour_starts_utc(year, c.timezone)
     rules = SharingRules.from_community(c)
     methods = tuple(dict.fromkeys(("fixed", "proportional", "optimal", method)))
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task(f"reading {hist} history", total=None)
         try:
             history = load_energy(loaded, h_start, h_end)
             expected = expected_for(loaded, inst, history, target)
             prices = member_prices(loaded, target, strict=False)
-            outcomes = compare_methods(expected, rules, c.timezone, prices, methods,
-                                       progress=lambda msg: progress.update(task, description=msg))
+            outcomes = compare_methods(
+                expected,
+                rules,
+                c.timezone,
+                prices,
+                methods,
+                progress=lambda msg: progress.update(task, description=msg),
+            )
         except (TwinError, CsvFormatError, PriceFileError, PlanningError, InfeasibleRules) as exc:
             raise _UserError(str(exc)) from None
     if history.gaps:
         hours = sum(g.hours for g in history.gaps)
-        console.print(f"[yellow]history {hist}: {len(history.gaps)} gap(s), {hours} member-hours left out "
-                      "of the profiles[/yellow]")
+        console.print(
+            f"[yellow]history {hist}: {len(history.gaps)} gap(s), {hours} member-hours left out "
+            "of the profiles[/yellow]"
+        )
     for note in (*expected.notes, *prices.notes):
         console.print(f"note: {note}")
     chosen = outcomes[method]
@@ -247,8 +332,9 @@ def coefficients(community_path: Path, year: int, method: str, installation: str
         chosen.beta, rules.lower, rules.upper, rules.reserve, rules.poor
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = coefficient_file.write(out_dir / coefficient_file.file_name(inst.cau, year), [m.cups for m in c.members],
-                                  micro)
+    path = coefficient_file.write(
+        out_dir / coefficient_file.file_name(inst.cau, year), [m.cups for m in c.members], micro
+    )
     _print_comparison(outcomes, c, year, method)
     console.print(f"wrote {path} ({len(c.members)} members x {target.size} hours, method {method})")
 
@@ -287,8 +373,10 @@ def validate(path: Path | None, community_path: Path, year: int | None) -> None:
     if path is None or path.suffix in (".yaml", ".yml"):
         loaded = _load(path or community_path)
         c = loaded.community
-        console.print(f"[green]ok[/green] {loaded.path}: {len(c.members)} members, "
-                      f"{len(c.installations)} installation(s)")
+        console.print(
+            f"[green]ok[/green] {loaded.path}: {len(c.members)} members, "
+            f"{len(c.installations)} installation(s)"
+        )
         return
     expected_cups = None
     cau = None
@@ -297,12 +385,14 @@ def validate(path: Path | None, community_path: Path, year: int | None) -> None:
         expected_cups = [m.cups for m in c.members]
         caus = {i.cau for i in c.installations}
         stem_cau = path.name.rsplit("_", 1)[0]
-        cau = stem_cau if stem_cau in caus else sorted(caus)[0] if len(caus) == 1 else None
+        cau = stem_cau if stem_cau in caus else min(caus) if len(caus) == 1 else None
     try:
         parsed = coefficient_file.read(path, year=year, expected_cups=expected_cups, cau=cau)
     except coefficient_file.CoefficientFileError as exc:
         for line in exc.errors:
             console.print(f"[red]{line}[/red]")
         sys.exit(1)
-    console.print(f"[green]ok[/green] {path.name}: {len(parsed.cups)} CUPS x {parsed.beta_micro.shape[1]} hours, "
-                  "every hour adds up to 1,000000")
+    console.print(
+        f"[green]ok[/green] {path.name}: {len(parsed.cups)} CUPS x {parsed.beta_micro.shape[1]} hours, "
+        "every hour adds up to 1,000000"
+    )

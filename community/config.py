@@ -45,8 +45,12 @@ class TwinSettings(_Strict):
 class Tariff(_Strict):
     """What a member pays for imported energy and gets for surplus."""
 
-    import_price_eur_per_kwh: float | None = Field(None, ge=0)  # energy term + tolls + charges avoided per kWh
-    import_prices_file: Path | None = None  # hourly prices CSV (hour_start,price_eur_per_kwh), overrides the flat one
+    import_price_eur_per_kwh: float | None = Field(
+        None, ge=0
+    )  # energy term + tolls + charges avoided per kWh
+    import_prices_file: Path | None = (
+        None  # hourly prices CSV (hour_start,price_eur_per_kwh), overrides the flat one
+    )
     surplus_price_eur_per_kwh: float = Field(0.0, ge=0)
     # simplified: surplus value subtracted from the month's energy bill, never beyond it (RD 244/2019, §1.3);
     # sale: surplus sold on the market without that cap.
@@ -78,7 +82,9 @@ class Installation(_Strict):
     @classmethod
     def _cau(cls, value: str) -> str:
         if not CAU_RE.match(value):
-            raise ValueError(f"{value!r} is not a CAU (CUPS of 20/22 characters + 'A' + 3 digits, 24 or 26 chars)")
+            raise ValueError(
+                f"{value!r} is not a CAU (CUPS of 20/22 characters + 'A' + 3 digits, 24 or 26 chars)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -111,7 +117,9 @@ class Member(_Strict):
     @classmethod
     def _cups(cls, value: str) -> str:
         if not CUPS_RE.match(value):
-            raise ValueError(f"{value!r} is not a CUPS ('ES' + 16 digits + 2 letters, optionally 2 more characters)")
+            raise ValueError(
+                f"{value!r} is not a CUPS ('ES' + 16 digits + 2 letters, optionally 2 more characters)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -127,7 +135,9 @@ class Rules(_Strict):
     fixed_shares: Literal["equal", "investment", "share"] = "equal"  # basis of the fixed method
     min_share: float = Field(0.0, ge=0, le=1)  # every member's beta, every hour
     max_share: float = Field(1.0, gt=0, le=1)  # cap on every member's beta, every hour
-    energy_poverty_reserve: float = Field(0.0, ge=0, lt=1)  # sum of the energy-poverty members' beta, every hour
+    energy_poverty_reserve: float = Field(
+        0.0, ge=0, lt=1
+    )  # sum of the energy-poverty members' beta, every hour
     # Each member's share of the year's generation stays within (1 +/- tolerance) x its fixed share (optimal only).
     fairness_tolerance: float | None = Field(None, ge=0)
 
@@ -160,7 +170,9 @@ class Community(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Madrid)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Madrid)"
+            ) from None
         return value
 
     def member(self, member_id: str) -> Member:
@@ -173,12 +185,16 @@ class Community(_Strict):
         if installation_id is None:
             if len(self.installations) > 1:
                 ids = ", ".join(i.id for i in self.installations)
-                raise KeyError(f"the community has several installations ({ids}); choose one with --installation")
+                raise KeyError(
+                    f"the community has several installations ({ids}); choose one with --installation"
+                )
             return self.installations[0]
         for inst in self.installations:
             if inst.id == installation_id or inst.cau == installation_id:
                 return inst
-        raise KeyError(f"no installation {installation_id!r}; have: {', '.join(i.id for i in self.installations)}")
+        raise KeyError(
+            f"no installation {installation_id!r}; have: {', '.join(i.id for i in self.installations)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -210,9 +226,13 @@ def parse_community(text: str, filename: str = "<community>") -> Community:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise CommunityFileError([f"{filename}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        raise CommunityFileError(
+            [f"{filename}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]
+        ) from None
     if not isinstance(data, dict):
-        raise CommunityFileError([f"{filename}:1: expected a mapping with name, tariffs, installations, members"])
+        raise CommunityFileError(
+            [f"{filename}:1: expected a mapping with name, tariffs, installations, members"]
+        )
     lines: dict[tuple, int] = {}
     _index_lines(node, (), lines)
     try:
@@ -223,7 +243,9 @@ def parse_community(text: str, filename: str = "<community>") -> Community:
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
             errors.append(f"{filename}:{_line_for(loc, lines)}: {_where(loc)}: {_message(err)}")
         raise CommunityFileError(errors) from None
-    errors = [f"{filename}:{_line_for(loc, lines)}: {_where(loc)}: {msg}" for loc, msg in _cross_checks(community)]
+    errors = [
+        f"{filename}:{_line_for(loc, lines)}: {_where(loc)}: {msg}" for loc, msg in _cross_checks(community)
+    ]
     if errors:
         raise CommunityFileError(errors)
     return community
@@ -236,16 +258,22 @@ def _cross_checks(c: Community) -> list[tuple[tuple, str]]:
     seen_cups: dict[str, int] = {}
     for i, m in enumerate(c.members):
         if m.id in seen:
-            problems.append((("members", i, "id"), f"duplicate member id {m.id!r} (also members[{seen[m.id]}])"))
+            problems.append(
+                (("members", i, "id"), f"duplicate member id {m.id!r} (also members[{seen[m.id]}])")
+            )
         seen.setdefault(m.id, i)
         if m.cups in seen_cups:
-            problems.append((("members", i, "cups"), f"duplicate CUPS {m.cups} (also members[{seen_cups[m.cups]}])"))
+            problems.append(
+                (("members", i, "cups"), f"duplicate CUPS {m.cups} (also members[{seen_cups[m.cups]}])")
+            )
         seen_cups.setdefault(m.cups, i)
         if m.tariff not in c.tariffs:
             known = ", ".join(sorted(c.tariffs)) or "none defined"
             problems.append((("members", i, "tariff"), f"unknown tariff {m.tariff!r} (tariffs: {known})"))
         if c.rules.fixed_shares == "investment" and m.investment_eur is None:
-            problems.append((("members", i), "rules.fixed_shares is 'investment' but investment_eur is missing"))
+            problems.append(
+                (("members", i), "rules.fixed_shares is 'investment' but investment_eur is missing")
+            )
         if c.rules.fixed_shares == "share" and m.share is None:
             problems.append((("members", i), "rules.fixed_shares is 'share' but share is missing"))
     inst_ids = [i.id for i in c.installations]
@@ -256,7 +284,9 @@ def _cross_checks(c: Community) -> list[tuple[tuple, str]]:
     lows = [member_bounds(c, m)[0] for m in c.members]
     highs = [member_bounds(c, m)[1] for m in c.members]
     if sum(lows) > 1 + 1e-12:
-        problems.append((("rules", "min_share"), f"the minimum shares add up to {sum(lows):.4f} > 1 for {n} members"))
+        problems.append(
+            (("rules", "min_share"), f"the minimum shares add up to {sum(lows):.4f} > 1 for {n} members")
+        )
     if sum(highs) < 1 - 1e-12:
         problems.append((("rules", "max_share"), f"the caps add up to {sum(highs):.4f} < 1 for {n} members"))
     for i, m in enumerate(c.members):
@@ -267,17 +297,26 @@ def _cross_checks(c: Community) -> list[tuple[tuple, str]]:
     poor = [m for m in c.members if m.energy_poverty]
     if reserve > 0:
         if not poor:
-            problems.append((("rules", "energy_poverty_reserve"), "a reserve is set but no member is energy_poverty"))
+            problems.append(
+                (("rules", "energy_poverty_reserve"), "a reserve is set but no member is energy_poverty")
+            )
         elif sum(member_bounds(c, m)[1] for m in poor) < reserve - 1e-12:
             problems.append(
-                (("rules", "energy_poverty_reserve"), f"the energy-poverty members' caps cannot hold {reserve}")
+                (
+                    ("rules", "energy_poverty_reserve"),
+                    f"the energy-poverty members' caps cannot hold {reserve}",
+                )
             )
         elif reserve + sum(member_bounds(c, m)[0] for m in c.members if not m.energy_poverty) > 1 + 1e-12:
-            problems.append((("rules", "energy_poverty_reserve"), "reserve + other members' minimum shares exceed 1"))
+            problems.append(
+                (("rules", "energy_poverty_reserve"), "reserve + other members' minimum shares exceed 1")
+            )
     if c.rules.fixed_shares == "share":
         total = sum(m.share or 0.0 for m in c.members)
         if abs(total - 1) > 1e-6:
-            problems.append((("rules", "fixed_shares"), f"members' share values add up to {total:.6f}, not 1"))
+            problems.append(
+                (("rules", "fixed_shares"), f"members' share values add up to {total:.6f}, not 1")
+            )
     if c.rules.fixed_shares == "investment" and sum(m.investment_eur or 0.0 for m in c.members) <= 0:
         problems.append((("rules", "fixed_shares"), "the members' investment_eur add up to 0"))
     return problems
@@ -318,8 +357,7 @@ def _where(loc: tuple) -> str:
 
 def _message(err: dict[str, Any]) -> str:
     msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
+    msg = msg.removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling against docs/community.md)"
     elif err["type"] == "missing":

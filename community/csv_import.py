@@ -52,7 +52,11 @@ def read_hourly_csv(path: Path, hour_starts_utc: np.ndarray, required: tuple[str
         raise CsvFormatError([f"{path}: cannot read: {exc.strerror}"]) from None
     index = {int(t): k for k, t in enumerate(hour_starts_utc.astype("int64"))}
     with handle:
-        rows = [(n, r) for n, r in enumerate(csv.reader(handle), start=1) if r and not r[0].lstrip().startswith("#")]
+        rows = [
+            (n, r)
+            for n, r in enumerate(csv.reader(handle), start=1)
+            if r and not r[0].lstrip().startswith("#")
+        ]
     if not rows:
         raise CsvFormatError([f"{name}: empty file; expected a header hour_start,{','.join(required)}"])
     header_line, header = rows[0]
@@ -61,7 +65,9 @@ def read_hourly_csv(path: Path, hour_starts_utc: np.ndarray, required: tuple[str
         raise CsvFormatError([f"{name}:{header_line}: the first column must be hour_start, got {header[:1]}"])
     unknown = [h for h in header[1:] if h not in COLUMNS]
     if unknown:
-        errors.append(f"{name}:{header_line}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(COLUMNS)}")
+        errors.append(
+            f"{name}:{header_line}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(COLUMNS)}"
+        )
     for column in required:
         if column not in header:
             errors.append(f"{name}:{header_line}: missing column {column}")
@@ -101,7 +107,7 @@ def read_hourly_csv(path: Path, hour_starts_utc: np.ndarray, required: tuple[str
             except ValueError:
                 errors.append(f"{name}:{line_no}: {column} {cell!r} is not a number (use a decimal point)")
                 continue
-            if value < 0 or value != value:
+            if not value >= 0:  # negative or NaN
                 errors.append(f"{name}:{line_no}: {column} {cell} must be a non-negative number of kWh")
                 continue
             if k is not None:

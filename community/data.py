@@ -35,7 +35,9 @@ def load_energy(
     grid = hour_grid(start, end)
     gap_limit = timedelta(minutes=community.twin.max_sample_gap_min)
     own_client = None
-    if client is None and (any(m.meter for m in community.members) or any(i.meter for i in community.installations)):
+    if client is None and (
+        any(m.meter for m in community.members) or any(i.meter for i in community.installations)
+    ):
         own_client = client = TwinHistoryClient(community.twin.url, community.twin.tenant)
     gaps: list[Gap] = []
 
@@ -44,8 +46,12 @@ def load_energy(
         out = []
         for label, samples in (("import", series.import_kwh), ("export", series.export_kwh)):
             hourly = hourly_energy_from_counter(
-                [t for t, _ in samples], [v for _, v in samples], start, end,
-                max_sample_gap=gap_limit, source=f"{device_id} {label}",
+                [t for t, _ in samples],
+                [v for _, v in samples],
+                start,
+                end,
+                max_sample_gap=gap_limit,
+                source=f"{device_id} {label}",
             )
             gaps.extend(hourly.gaps)
             out.append(hourly.energy_kwh)
@@ -56,7 +62,9 @@ def load_energy(
         for inst in community.installations:
             if inst.meter:
                 imp, exp = counters(inst.meter)
-                generation[inst.id] = np.where(np.isnan(imp) | np.isnan(exp), np.nan, net_generation_kwh(exp, imp))
+                generation[inst.id] = np.where(
+                    np.isnan(imp) | np.isnan(exp), np.nan, net_generation_kwh(exp, imp)
+                )
             else:
                 csv = read_hourly_csv(loaded.resolve(inst.csv), grid, ("generation_kwh",))
                 gaps.extend(csv.gaps)

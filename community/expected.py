@@ -72,7 +72,9 @@ def clear_sky_energy_kwh(array: PvArray, hour_starts_utc: np.ndarray) -> np.ndar
     import pvlib
 
     mid = pd.DatetimeIndex(hour_starts_utc).tz_localize("UTC") + pd.Timedelta(minutes=30)
-    location = pvlib.location.Location(array.latitude_deg, array.longitude_deg, tz="UTC", altitude=array.altitude_m)
+    location = pvlib.location.Location(
+        array.latitude_deg, array.longitude_deg, tz="UTC", altitude=array.altitude_m
+    )
     solar = location.get_solarposition(mid)
     clear = location.get_clearsky(mid, model="ineichen", solar_position=solar)
     poa = pvlib.irradiance.get_total_irradiance(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class Gap:
 
     @property
     def hours(self) -> int:
-        return int(round((self.end - self.start).total_seconds() / HOUR_S))
+        return round((self.end - self.start).total_seconds() / HOUR_S)
 
     def describe(self) -> str:
         where = f"{self.source}: " if self.source else ""
@@ -54,7 +54,7 @@ def hour_grid(start: datetime, end: datetime) -> np.ndarray:
     for name, value in (("start", start), ("end", end)):
         if value.tzinfo is None:
             raise ValueError(f"{name} must be timezone-aware, got {value!r}")
-        if value.astimezone(timezone.utc).minute or value.second or value.microsecond:
+        if value.astimezone(UTC).minute or value.second or value.microsecond:
             raise ValueError(f"{name} must be on a whole hour, got {value.isoformat()}")
     if end <= start:
         raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
@@ -141,7 +141,9 @@ def hourly_energy_from_counter(
     return HourlyEnergy(grid, energy, tuple(gaps))
 
 
-def gaps_from_missing(hour_starts_utc: np.ndarray, energy_kwh: np.ndarray, reason: str, source: str) -> list[Gap]:
+def gaps_from_missing(
+    hour_starts_utc: np.ndarray, energy_kwh: np.ndarray, reason: str, source: str
+) -> list[Gap]:
     """Runs of NaN hours in an hourly series as `Gap`s (for series that arrive already hourly, e.g. a CSV)."""
     nan = np.isnan(energy_kwh)
     gaps: list[Gap] = []
@@ -160,11 +162,11 @@ def gaps_from_missing(hour_starts_utc: np.ndarray, energy_kwh: np.ndarray, reaso
 
 
 def _dt(epoch_s: float) -> datetime:
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _duration(seconds: float) -> str:

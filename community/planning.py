@@ -37,7 +37,10 @@ class Expected:
 
 
 def expected_for(
-    loaded: LoadedCommunity, installation: Installation, history: CommunityEnergy, target_hours_utc: np.ndarray
+    loaded: LoadedCommunity,
+    installation: Installation,
+    history: CommunityEnergy,
+    target_hours_utc: np.ndarray,
 ) -> Expected:
     """Hour-of-week consumption profiles; PV from pvlib clear sky x fitted index when modelled, else the
     history's mean per calendar month and local hour (a week profile would ignore the seasons)."""
@@ -46,14 +49,20 @@ def expected_for(
     notes: list[str] = []
     for i, m in enumerate(c.members):
         if np.isnan(history.import_kwh[i]).all():
-            raise PlanningError(f"member {m.id} has no consumption in the history; give its meter's data or a CSV")
-    consumption = expected_from_profile(hour_of_week_profile(history.hour_starts_utc, history.import_kwh, tz),
-                                        target_hours_utc, tz)
+            raise PlanningError(
+                f"member {m.id} has no consumption in the history; give its meter's data or a CSV"
+            )
+    consumption = expected_from_profile(
+        hour_of_week_profile(history.hour_starts_utc, history.import_kwh, tz), target_hours_utc, tz
+    )
     measured = history.generation_kwh[installation.id]
     if installation.can_model_clear_sky:
         array = PvArray(
-            installation.peak_power_kwp, installation.latitude_deg, installation.longitude_deg,
-            installation.tilt_deg, installation.azimuth_deg,
+            installation.peak_power_kwp,
+            installation.latitude_deg,
+            installation.longitude_deg,
+            installation.tilt_deg,
+            installation.azimuth_deg,
         )
         if (~np.isnan(measured)).any():
             k = clear_sky_index(measured, clear_sky_energy_kwh(array, history.hour_starts_utc))
@@ -62,7 +71,9 @@ def expected_for(
             k = installation.clear_sky_index
             notes.append(f"generation: pvlib clear sky x {k:.3f} (clear_sky_index from the community file)")
         else:
-            raise PlanningError(f"installation {installation.id}: no generation history and no clear_sky_index")
+            raise PlanningError(
+                f"installation {installation.id}: no generation history and no clear_sky_index"
+            )
         generation = k * clear_sky_energy_kwh(array, target_hours_utc)
     else:
         if np.isnan(measured).all():
@@ -75,7 +86,9 @@ def expected_for(
     return Expected(target_hours_utc, consumption, generation, tuple(notes))
 
 
-def _month_hour_profile(hist_hours: np.ndarray, values: np.ndarray, target: np.ndarray, tz: str) -> np.ndarray:
+def _month_hour_profile(
+    hist_hours: np.ndarray, values: np.ndarray, target: np.ndarray, tz: str
+) -> np.ndarray:
     hist = pd.DatetimeIndex(hist_hours).tz_localize("UTC").tz_convert(tz)
     tgt = pd.DatetimeIndex(target).tz_localize("UTC").tz_convert(tz)
     frame = pd.DataFrame({"m": hist.month, "h": hist.hour, "v": values})
@@ -106,15 +119,24 @@ class MethodOutcome:
 
 
 def evaluate(
-    method: str, beta: np.ndarray, consumption_kwh: np.ndarray, generation_kwh: np.ndarray,
-    rules: SharingRules, savings: Callable[..., np.ndarray] | None = None,
+    method: str,
+    beta: np.ndarray,
+    consumption_kwh: np.ndarray,
+    generation_kwh: np.ndarray,
+    rules: SharingRules,
+    savings: Callable[..., np.ndarray] | None = None,
 ) -> MethodOutcome:
     """Settle `beta` on the given data and total it (the same yardstick for every method)."""
     s = settle(beta, generation_kwh, consumption_kwh)
     per_member = savings(s) if savings else np.zeros(beta.shape[0])
     return MethodOutcome(
-        method, beta, float(np.nansum(s.self_consumed_kwh)), float(np.nansum(s.surplus_kwh)),
-        float(np.nansum(s.grid_import_kwh)), float(np.nansum(generation_kwh)), per_member,
+        method,
+        beta,
+        float(np.nansum(s.self_consumed_kwh)),
+        float(np.nansum(s.surplus_kwh)),
+        float(np.nansum(s.grid_import_kwh)),
+        float(np.nansum(generation_kwh)),
+        per_member,
         rules.violations(beta, generation_kwh),
     )
 
@@ -139,5 +161,7 @@ def compare_methods(
         if progress:
             progress(f"{method}: computing coefficients")
         beta = shares_by_method(method, expected.consumption_kwh, expected.generation_kwh, rules, progress)
-        out[method] = evaluate(method, beta, expected.consumption_kwh, expected.generation_kwh, rules, savings)
+        out[method] = evaluate(
+            method, beta, expected.consumption_kwh, expected.generation_kwh, rules, savings
+        )
     return out

@@ -40,9 +40,13 @@ def surplus_kwh(consumption_kwh: np.ndarray, assigned: np.ndarray) -> np.ndarray
     return np.maximum(assigned - consumption_kwh, 0.0)
 
 
-def household_consumption_kwh(production_kwh: np.ndarray, delivered_kwh: np.ndarray, fed_back_kwh: np.ndarray):
+def household_consumption_kwh(
+    production_kwh: np.ndarray, delivered_kwh: np.ndarray, fed_back_kwh: np.ndarray
+):
     """V = P + L - T: what a household with its own PV used (reference/community.md §3, Dutch netting)."""
-    return np.asarray(production_kwh, float) + np.asarray(delivered_kwh, float) - np.asarray(fed_back_kwh, float)
+    return (
+        np.asarray(production_kwh, float) + np.asarray(delivered_kwh, float) - np.asarray(fed_back_kwh, float)
+    )
 
 
 def direct_self_use_kwh(production_kwh: np.ndarray, fed_back_kwh: np.ndarray) -> np.ndarray:
@@ -75,7 +79,9 @@ def settle(beta: np.ndarray, generation_kwh: np.ndarray, consumption_kwh: np.nda
     if beta.shape != consumption.shape:
         raise ValueError(f"beta has shape {beta.shape} but consumption {consumption.shape} (members x hours)")
     if np.asarray(generation_kwh).shape != (beta.shape[1],):
-        raise ValueError(f"generation has {np.asarray(generation_kwh).shape} values, expected {beta.shape[1]}")
+        raise ValueError(
+            f"generation has {np.asarray(generation_kwh).shape} values, expected {beta.shape[1]}"
+        )
     return settle_assigned(assigned_kwh(beta, generation_kwh), consumption)
 
 

@@ -41,7 +41,11 @@ class SharingRules:
 
     @property
     def poor(self) -> np.ndarray:
-        return np.zeros(self.n_members, bool) if self.reserve_members is None else np.asarray(self.reserve_members)
+        return (
+            np.zeros(self.n_members, bool)
+            if self.reserve_members is None
+            else np.asarray(self.reserve_members)
+        )
 
     @classmethod
     def unconstrained(cls, n_members: int) -> SharingRules:
@@ -67,7 +71,9 @@ class SharingRules:
             fairness_tolerance=community.rules.fairness_tolerance,
         )
 
-    def violations(self, beta: np.ndarray, generation_kwh: np.ndarray | None = None, tol: float = 1e-7) -> list[str]:
+    def violations(
+        self, beta: np.ndarray, generation_kwh: np.ndarray | None = None, tol: float = 1e-7
+    ) -> list[str]:
         """What in `beta` breaks the rules beyond `tol` (the LP solver's feasibility tolerance); empty if nothing."""
         out = []
         sums = beta.sum(axis=0)
@@ -87,7 +93,9 @@ class SharingRules:
             group = beta[self.poor].sum(axis=0)
             if (group < self.reserve - tol).any():
                 h = int(np.argmin(group))
-                out.append(f"hour {h + 1}: energy-poverty members hold {group[h]:.9f} < reserve {self.reserve}")
+                out.append(
+                    f"hour {h + 1}: energy-poverty members hold {group[h]:.9f} < reserve {self.reserve}"
+                )
         if self.fairness_tolerance is not None and generation_kwh is not None:
             total = float(np.sum(generation_kwh))
             if total > 0:
@@ -264,11 +272,15 @@ def optimal_shares(
         progress(f"stage 1: {2 * nv} variables, {nv + hs + beta_rows_ub.shape[0]} constraints")
     # Stage 1 variables [beta, a].
     link = sp.hstack([sp.diags(-g_rep), sp.identity(nv)], format="csr")  # a - G beta <= 0
-    a_ub = sp.vstack([link, sp.hstack([beta_rows_ub, sp.csr_matrix((beta_rows_ub.shape[0], nv))])], format="csr")
+    a_ub = sp.vstack(
+        [link, sp.hstack([beta_rows_ub, sp.csr_matrix((beta_rows_ub.shape[0], nv))])], format="csr"
+    )
     b_ub = np.concatenate([np.zeros(nv), beta_rhs_ub])
     a_eq = sp.hstack([a_eq_beta, sp.csr_matrix((hs, nv))], format="csr")
     cost = np.concatenate([np.zeros(nv), -np.ones(nv)])
-    bounds = np.column_stack([np.concatenate([beta_lo, np.zeros(nv)]), np.concatenate([beta_hi, c.T.ravel()])])
+    bounds = np.column_stack(
+        [np.concatenate([beta_lo, np.zeros(nv)]), np.concatenate([beta_hi, c.T.ravel()])]
+    )
     solver = "highs-ipm" if rules.fairness_tolerance is not None else "highs"
     res = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(hs), bounds=bounds, method=solver)
     if res.status != 0:
@@ -292,8 +304,12 @@ def optimal_shares(
         b_ub2 = np.concatenate([ref, -ref, beta_rhs_ub])
         a_eq2 = sp.hstack([a_eq_beta, sp.csr_matrix((hs, nv))], format="csr")
         cost2 = np.concatenate([np.zeros(nv), g_rep])
-        bounds2 = np.column_stack([np.concatenate([keep, np.zeros(nv)]), np.concatenate([beta_hi, np.full(nv, 1.0)])])
-        res2 = linprog(cost2, A_ub=a_ub2, b_ub=b_ub2, A_eq=a_eq2, b_eq=np.ones(hs), bounds=bounds2, method=solver)
+        bounds2 = np.column_stack(
+            [np.concatenate([keep, np.zeros(nv)]), np.concatenate([beta_hi, np.full(nv, 1.0)])]
+        )
+        res2 = linprog(
+            cost2, A_ub=a_ub2, b_ub=b_ub2, A_eq=a_eq2, b_eq=np.ones(hs), bounds=bounds2, method=solver
+        )
         if res2.status == 0:
             x_beta = res2.x[:nv]
         n_constraints += a_ub2.shape[0] + a_eq2.shape[0]
@@ -319,5 +335,7 @@ def shares_by_method(
     if method == "proportional":
         return proportional_shares(expected_consumption_kwh, rules)
     if method == "optimal":
-        return optimal_shares(expected_consumption_kwh, expected_generation_kwh, rules, progress=progress).beta
+        return optimal_shares(
+            expected_consumption_kwh, expected_generation_kwh, rules, progress=progress
+        ).beta
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")

@@ -22,7 +22,9 @@ _SHAPES = {
     "family": [3, 2, 2, 2, 2, 3, 7, 10, 6, 4, 5, 6, 9, 10, 7, 5, 6, 8, 10, 12, 12, 10, 7, 4],
 }
 
-MADRID_ROOF = PvArray(peak_power_kwp=1.0, latitude_deg=40.42, longitude_deg=-3.70, tilt_deg=30.0, azimuth_deg=180.0)
+MADRID_ROOF = PvArray(
+    peak_power_kwp=1.0, latitude_deg=40.42, longitude_deg=-3.70, tilt_deg=30.0, azimuth_deg=180.0
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ def simulate(
         load = base * noise + spikes
         consumption[i] = load / load.sum() * yearly[i]
 
-    scaled = PvArray(kwp_per_member * n_members, array.latitude_deg, array.longitude_deg, array.tilt_deg, array.azimuth_deg)
+    scaled = PvArray(
+        kwp_per_member * n_members, array.latitude_deg, array.longitude_deg, array.tilt_deg, array.azimuth_deg
+    )
     clear = clear_sky_energy_kwh(scaled, hours)
     days = (hours - hours[0]).astype("timedelta64[D]").astype(int)
     cloud_by_day = np.clip(rng.beta(5, 1.6, days.max() + 1), 0.05, 1.0)

@@ -39,7 +39,9 @@ def monthly_savings_eur(
     return avoided + surplus_value
 
 
-def read_hourly_prices(path: Path, hour_starts_utc: np.ndarray, fallback_eur_per_kwh: float | None) -> np.ndarray:
+def read_hourly_prices(
+    path: Path, hour_starts_utc: np.ndarray, fallback_eur_per_kwh: float | None
+) -> np.ndarray:
     """Import price per hour from a CSV `hour_start,price_eur_per_kwh` (ISO 8601 with offset, one row per hour).
 
     Hours the file lacks take the flat fallback price; without one, a missing hour is an error, because a
@@ -62,7 +64,9 @@ def read_hourly_prices(path: Path, hour_starts_utc: np.ndarray, fallback_eur_per
                 t = datetime.fromisoformat(row[0].strip())
                 price = float(row[1])
             except (ValueError, IndexError):
-                raise PriceFileError(f"{path}:{line_no}: expected <ISO 8601 time with offset>,<price>") from None
+                raise PriceFileError(
+                    f"{path}:{line_no}: expected <ISO 8601 time with offset>,<price>"
+                ) from None
             if t.tzinfo is None:
                 raise PriceFileError(f"{path}:{line_no}: the time {row[0]!r} has no UTC offset")
             prices[int(t.timestamp())] = price
@@ -71,7 +75,9 @@ def read_hourly_prices(path: Path, hour_starts_utc: np.ndarray, fallback_eur_per
         value = prices.get(int(h), fallback_eur_per_kwh)
         if value is None:
             when = np.datetime_as_string(hour_starts_utc[k], unit="m")
-            raise PriceFileError(f"{path}: no price for the hour starting {when}Z and no flat price to fall back on")
+            raise PriceFileError(
+                f"{path}: no price for the hour starting {when}Z and no flat price to fall back on"
+            )
         out[k] = value
     return out
 

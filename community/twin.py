@@ -10,8 +10,8 @@ instant it got, so a year of readings arrives in pages.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
 
 import httpx
 
@@ -26,7 +26,9 @@ EXPORT_ATTRS = ("totalActiveEnergyExport", "activeEnergyExport")
 class TwinError(RuntimeError):
     """The broker refused or failed a history request; carries the request, response and ProblemDetails."""
 
-    def __init__(self, message: str, request: httpx.Request | None = None, response: httpx.Response | None = None):
+    def __init__(
+        self, message: str, request: httpx.Request | None = None, response: httpx.Response | None = None
+    ):
         super().__init__(message)
         self.request = request
         self.response = response
@@ -65,13 +67,15 @@ class TwinHistoryClient:
         headers = {"Accept": "application/json", "Link": link_header(context_url)}
         if tenant:
             headers["NGSILD-Tenant"] = tenant
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport)
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
         self._max_pages = max_pages
 
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> TwinHistoryClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,7 +113,9 @@ class TwinHistoryClient:
             raise TwinError(f"{entity_id}: more than {self._max_pages} pages of history; narrow the period")
         return {a: sorted(values.items()) for a, values in out.items()}
 
-    def energy_counters(self, device_id: str, start: datetime, end: datetime, margin: timedelta) -> CounterSeries:
+    def energy_counters(
+        self, device_id: str, start: datetime, end: datetime, margin: timedelta
+    ) -> CounterSeries:
         """A meter's import/export counters over [start - margin, end + margin] (the margin brackets the edges).
 
         Uses `totalActiveEnergyImport/Export` when the meter reports it, else the sum of the phases of
@@ -149,10 +155,16 @@ class TwinHistoryClient:
                 response,
             )
         if response.status_code == 404 and kind == "ResourceNotFound":
-            raise EntityNotFound(f"{entity_id}: no history in the twin ({detail})", response.request, response)
+            raise EntityNotFound(
+                f"{entity_id}: no history in the twin ({detail})", response.request, response
+            )
         if response.status_code == 404 and kind == "NonexistentTenant":
-            raise TwinError(f"{where}: unknown tenant ({detail}); check twin.tenant", response.request, response)
-        raise TwinError(f"{where}: HTTP {response.status_code} {kind or ''}: {detail}", response.request, response)
+            raise TwinError(
+                f"{where}: unknown tenant ({detail}); check twin.tenant", response.request, response
+            )
+        raise TwinError(
+            f"{where}: HTTP {response.status_code} {kind or ''}: {detail}", response.request, response
+        )
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:
@@ -184,23 +196,27 @@ def _instances(entity: Any, attr: str) -> list[tuple[datetime, Any]]:
     return samples
 
 
-def _counter(history: dict[str, list[tuple[datetime, Any]]], attrs: tuple[str, str]) -> list[tuple[datetime, float]]:
+def _counter(
+    history: dict[str, list[tuple[datetime, Any]]], attrs: tuple[str, str]
+) -> list[tuple[datetime, float]]:
     total, phases = attrs
     if history.get(total):
         return [(t, float(v)) for t, v in history[total] if isinstance(v, (int, float))]
     out = []
     for t, v in history.get(phases, []):
         if isinstance(v, dict):
-            values = [float(x) for k, x in v.items() if k in ("L1", "L2", "L3") and isinstance(x, (int, float))]
+            values = [
+                float(x) for k, x in v.items() if k in ("L1", "L2", "L3") and isinstance(x, (int, float))
+            ]
             if values:
                 out.append((t, sum(values)))
     return out
 
 
 def _parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    value = datetime.fromisoformat(text)  # Python 3.11 reads "Z"
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -17,6 +17,7 @@ class _LazyGroup(click.Group):
     _commands: ClassVar[dict[str, tuple[str, str, str]]] = {
         "up": ("twin_service.commands", "up", "Run the embedded stack on the production ports."),
         "demo": ("twin_service.commands", "demo", "Run the embedded stack with simulated meters (real firmware)."),
+        "community": ("community.commands", "community", "Energy communities: member accounting, sharing coefficients."),
         "quality": ("twin_service.quality.commands", "quality", "Power-quality analytics: EN 50160 compliance, events, weekly report."),
         "dashboards": ("grafana.commands", "dashboards", "Build the Grafana dashboards (JSON) from their Python definitions."),
         "provision": ("provisioning.commands", "provision", "Make the agent and broker match an inventory file."),

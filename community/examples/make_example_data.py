@@ -40,17 +40,24 @@ def main() -> None:
             write(f"{member}.csv", "hour_start,import_kwh", [load])
         elif member == "dolores":
             # Dolores has her own 2 kWp on the roof: P, and her meter's L (import) and T (export).
-            own = sim.generation_kwh[october] / sim.generation_kwh.max() * 1.4 * rng.uniform(0.95, 1.0, load.size)
+            own = (
+                sim.generation_kwh[october]
+                / sim.generation_kwh.max()
+                * 1.4
+                * rng.uniform(0.95, 1.0, load.size)
+            )
             direct = np.minimum(load, own)
-            write(f"{member}.csv", "hour_start,import_kwh,export_kwh,generation_kwh",
-                  [load - direct, own - direct, own])
+            write(
+                f"{member}.csv",
+                "hour_start,import_kwh,export_kwh,generation_kwh",
+                [load - direct, own - direct, own],
+            )
         else:
             write(f"{member}.csv", "hour_start,import_kwh", [load])
     # Hourly PVPC-like prices: cheaper at midday and at night.
     hod = np.asarray(local[october].hour)
     price = 0.11 + 0.07 * np.isin(hod, [8, 9, 10, 18, 19, 20, 21]) - 0.03 * np.isin(hod, [13, 14, 15, 16])
     write("prices-2026-10.csv", "hour_start,price_eur_per_kwh", [price])
-
 
 
 if __name__ == "__main__":

@@ -66,8 +66,12 @@ def test_validation_reports_line_numbers(tmp_path: Path):
     lines[8760 + 9] = f"{CUPS[1]};0010;0,750001"  # hour 10 adds up to 1,000001: reported at CUPS 1's hour 10
     with pytest.raises(cf.CoefficientFileError) as info:
         cf.read(_file(tmp_path, lines), expected_cups=CUPS)
-    assert any(e.endswith(":5: expected CUPS;HHHH;0,000000 (six decimals, decimal comma), got "
-                          f"'{CUPS[0]};0005;0.250000'") for e in info.value.errors)
+    assert any(
+        e.endswith(
+            f":5: expected CUPS;HHHH;0,000000 (six decimals, decimal comma), got '{CUPS[0]};0005;0.250000'"
+        )
+        for e in info.value.errors
+    )
     lines[4] = f"{CUPS[0]};0005;0,250000"
     with pytest.raises(cf.CoefficientFileError) as info:
         cf.read(_file(tmp_path, lines), expected_cups=CUPS)
@@ -81,8 +85,9 @@ def test_validation_hour_order_members_and_name(tmp_path: Path):
     lines[2], lines[3] = lines[3], lines[2]
     with pytest.raises(cf.CoefficientFileError) as info:
         cf.read(_file(tmp_path, lines))
-    assert "ES0031405000000001AAA001_2027.txt:3: hour 0004 where 0003 was expected for ES0031405000000101QJ" in (
-        info.value.errors
+    assert (
+        "ES0031405000000001AAA001_2027.txt:3: hour 0004 where 0003 was expected for ES0031405000000101QJ"
+        in (info.value.errors)
     )
     other = "ES0031405000000109ZZ"
     with pytest.raises(cf.CoefficientFileError) as info:

@@ -22,7 +22,9 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 def test_report_month_writes_table_and_chart(runner: CliRunner, tmp_path: Path):
     chart = tmp_path / "oct.png"
-    result = runner.invoke(community, ["report", "-c", str(EXAMPLE), "--month", "2026-10", "--chart", str(chart)])
+    result = runner.invoke(
+        community, ["report", "-c", str(EXAMPLE), "--month", "2026-10", "--chart", str(chart)]
+    )
     assert result.exit_code == 0, result.output
     assert "dolores" in result.output and "community" in result.output
     assert "ana.csv: 2026-10-09T06:00Z to 2026-10-09T11:00Z (5 h) no import_kwh in the file" in result.output
@@ -30,8 +32,22 @@ def test_report_month_writes_table_and_chart(runner: CliRunner, tmp_path: Path):
 
 
 def test_coefficients_then_validate(runner: CliRunner, tmp_path: Path):
-    result = runner.invoke(community, ["coefficients", "-c", str(EXAMPLE), "--year", "2027", "--history", "2026-10",
-                                       "--method", "optimal", "-o", str(tmp_path)])
+    result = runner.invoke(
+        community,
+        [
+            "coefficients",
+            "-c",
+            str(EXAMPLE),
+            "--year",
+            "2027",
+            "--history",
+            "2026-10",
+            "--method",
+            "optimal",
+            "-o",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "self-consumption %" in result.output and "optimal *" in result.output
     path = tmp_path / f"{CAU}_2027.txt"

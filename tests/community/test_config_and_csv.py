@@ -48,11 +48,15 @@ def test_minimal_file_parses():
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (("    tariff: flat\n  - id: bea", "    tariff: flat\n    colour: red\n  - id: bea"),
-         "t.yaml:13: members[0].colour: unknown field"),
+        (
+            ("    tariff: flat\n  - id: bea", "    tariff: flat\n    colour: red\n  - id: bea"),
+            "t.yaml:13: members[0].colour: unknown field",
+        ),
         (("ES0031405000000102RK", "ES123"), "t.yaml:14: members[1].cups: 'ES123' is not a CUPS"),
-        (("    csv: bea.csv\n    tariff: flat", "    csv: bea.csv\n    tariff: cheap"),
-         "t.yaml:16: members[1].tariff: unknown tariff 'cheap' (tariffs: flat)"),
+        (
+            ("    csv: bea.csv\n    tariff: flat", "    csv: bea.csv\n    tariff: cheap"),
+            "t.yaml:16: members[1].tariff: unknown tariff 'cheap' (tariffs: flat)",
+        ),
         (("    meter: m-1\n", ""), "t.yaml:9: members[0]: give exactly one of meter"),
         (("cau: ES0031405000000001AAA001", "cau: ES0031405000000001AA"), "t.yaml:6: installations[0].cau"),
     ],
@@ -69,7 +73,10 @@ def test_rules_that_no_beta_can_meet():
     text = BASE + "rules:\n  min_share: 0.6\n  energy_poverty_reserve: 0.1\n"
     with pytest.raises(CommunityFileError) as info:
         parse_community(text, "t.yaml")
-    assert "t.yaml:18: rules.min_share: the minimum shares add up to 1.2000 > 1 for 2 members" in info.value.errors
+    assert (
+        "t.yaml:18: rules.min_share: the minimum shares add up to 1.2000 > 1 for 2 members"
+        in info.value.errors
+    )
     assert "t.yaml:19: rules.energy_poverty_reserve: a reserve is set but no member is energy_poverty" in (
         info.value.errors
     )

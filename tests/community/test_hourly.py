@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from community.hourly import hourly_energy_from_counter
 
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def _at(minutes: float) -> datetime:
@@ -50,7 +50,9 @@ def test_counter_reset_is_reported_and_later_hours_recover():
     # 0.5 kWh per 30 min; the meter is replaced at 01:15 and restarts at 0.
     times = [_at(0), _at(30), _at(60), _at(75), _at(90), _at(120), _at(150), _at(180)]
     counter = [5.0, 5.5, 6.0, 0.0, 0.25, 0.75, 1.25, 1.75]
-    out = hourly_energy_from_counter(times, counter, T0, T0 + timedelta(hours=3), max_sample_gap=timedelta(minutes=30))
+    out = hourly_energy_from_counter(
+        times, counter, T0, T0 + timedelta(hours=3), max_sample_gap=timedelta(minutes=30)
+    )
     assert out.energy_kwh[0] == pytest.approx(1.0)
     assert np.isnan(out.energy_kwh[1])
     assert out.energy_kwh[2] == pytest.approx(1.0)
@@ -62,7 +64,10 @@ def test_hours_outside_the_readings_are_missing_not_zero():
     out = hourly_energy_from_counter(times, [m / 60 for m in range(90, 181, 10)], T0, T0 + timedelta(hours=4))
     assert np.isnan(out.energy_kwh[:2]).all() and np.isnan(out.energy_kwh[3])
     assert out.energy_kwh[2] == pytest.approx(1.0)
-    assert [g.reason for g in out.gaps] == ["no samples before the first reading", "no samples after the last reading"]
+    assert [g.reason for g in out.gaps] == [
+        "no samples before the first reading",
+        "no samples after the last reading",
+    ]
     assert out.missing_hours == 3
 
 

@@ -51,7 +51,9 @@ def test_lp_beats_fixed_and_proportional_here():
 
 def test_energy_poverty_reserve_binds():
     # Member 1 (energy poverty) must hold >= 0.5 but uses 0.2 kWh: member 2 gets at most 1 kWh of 2.
-    rules = SharingRules(np.zeros(2), np.ones(2), np.full(2, 0.5), reserve=0.5, reserve_members=np.array([True, False]))
+    rules = SharingRules(
+        np.zeros(2), np.ones(2), np.full(2, 0.5), reserve=0.5, reserve_members=np.array([True, False])
+    )
     result = optimal_shares(np.array([[0.2], [2.0]]), np.array([2.0]), rules)
     assert result.self_consumed_kwh == pytest.approx(1.2)
     assert result.beta[0, 0] >= 0.5 - 1e-9
@@ -76,8 +78,14 @@ def test_surplus_is_placed_by_expected_consumption():
 
 
 def test_infeasible_rules_are_reported():
-    rules = SharingRules(np.zeros(2), np.ones(2), np.full(2, 0.5), reserve=0.9,
-                         reserve_members=np.array([True, False]), fairness_tolerance=0.0)
+    rules = SharingRules(
+        np.zeros(2),
+        np.ones(2),
+        np.full(2, 0.5),
+        reserve=0.9,
+        reserve_members=np.array([True, False]),
+        fairness_tolerance=0.0,
+    )
     with pytest.raises(InfeasibleRules):
         optimal_shares(np.array([[1.0], [1.0]]), np.array([1.0]), rules)
 
@@ -97,7 +105,9 @@ def test_apply_rules_min_and_cap_redistribute_proportionally():
 
 def test_apply_rules_reserve_scales_then_gives_p():
     # iotlibre: scale by (1 - p) = 0.8 and give p = 0.2 to the energy-poverty member.
-    rules = SharingRules(np.zeros(2), np.ones(2), np.full(2, 0.5), reserve=0.2, reserve_members=np.array([False, True]))
+    rules = SharingRules(
+        np.zeros(2), np.ones(2), np.full(2, 0.5), reserve=0.2, reserve_members=np.array([False, True])
+    )
     beta = apply_rules(np.array([[1.0], [0.0]]), rules)
     np.testing.assert_allclose(beta[:, 0], [0.8, 0.2])
 
@@ -112,8 +122,14 @@ def test_rules_hold_exactly_after_rounding(method):
     lower = np.array([0.05, 0.05, 0.05, 0.05, 0.05, 0.02])
     upper = np.array([0.4, 0.4, 0.4, 0.4, 0.4, 0.3])
     poor = np.array([False, False, False, False, True, True])
-    rules = SharingRules(lower, upper, np.full(n, 1 / n), reserve=0.25, reserve_members=poor,
-                         fairness_tolerance=0.3 if method == "optimal" else None)
+    rules = SharingRules(
+        lower,
+        upper,
+        np.full(n, 1 / n),
+        reserve=0.25,
+        reserve_members=poor,
+        fairness_tolerance=0.3 if method == "optimal" else None,
+    )
     from community.sharing import shares_by_method
 
     beta = shares_by_method(method, c, g, rules)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from community.twin import EntityNotFound, TemporalApiMissing, TwinError, TwinHistoryClient
 from datamodels.context import ENERGY_CONTEXT
 
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 ENTITY = "urn:ngsi-ld:ThreePhaseAcMeasurement:meter-1"
 
 
@@ -28,7 +28,7 @@ def test_pages_through_206_and_sums_phases():
         assert ENERGY_CONTEXT in request.headers["Link"]
         assert request.url.params["options"] == "temporalValues"
         assert request.url.params["timerel"] == "between"
-        start = datetime.fromisoformat(request.url.params["timeAt"].replace("Z", "+00:00"))
+        start = datetime.fromisoformat(request.url.params["timeAt"])
         page = [m for m in instants if T0 + timedelta(minutes=m) >= start][:5]
         body = {
             "id": ENTITY,
@@ -59,7 +59,9 @@ def test_normalized_form_and_total_attribute_preferred():
         ],
         "activeEnergyImport": [{"type": "Property", "value": {"L1": 1.0}, "observedAt": _iso(0)}],
     }
-    client = TwinHistoryClient("http://twin", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body)))
+    client = TwinHistoryClient(
+        "http://twin", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    )
     series = client.energy_counters("meter-1", T0, T0 + timedelta(hours=1), margin=timedelta(0))
     assert [v for _, v in series.import_kwh] == [12.5, 13.0]
 
@@ -68,12 +70,28 @@ def test_normalized_form_and_total_attribute_preferred():
     ("status", "body", "error", "text"),
     [
         (404, None, TemporalApiMissing, "does not serve the NGSI-LD temporal API"),
-        (501, {"type": "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported", "title": "no"}, TemporalApiMissing,
-         "HTTP 501"),
-        (404, {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "title": "Entity not found"},
-         EntityNotFound, r"no history in the twin \(Entity not found\)"),
-        (400, {"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "title": "x", "detail": "bad timeAt"},
-         TwinError, "HTTP 400 BadRequestData: bad timeAt"),
+        (
+            501,
+            {"type": "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported", "title": "no"},
+            TemporalApiMissing,
+            "HTTP 501",
+        ),
+        (
+            404,
+            {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "title": "Entity not found"},
+            EntityNotFound,
+            r"no history in the twin \(Entity not found\)",
+        ),
+        (
+            400,
+            {
+                "type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
+                "title": "x",
+                "detail": "bad timeAt",
+            },
+            TwinError,
+            "HTTP 400 BadRequestData: bad timeAt",
+        ),
     ],
 )
 def test_problem_details_become_clear_errors(status, body, error, text):

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,7 @@ from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import measurement_id
 
 ROOT = Path(__file__).parents[2]
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 TENANT = "communitytest"
 
 
@@ -39,9 +39,20 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     data_dir = tmp_path_factory.mktemp("broker")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "twin_service.broker", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "twin_service.broker",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -68,27 +79,46 @@ def _fragment(device: str, minutes: int, import_kwh: float) -> dict:
     return {
         "id": measurement_id(device),
         "type": "ThreePhaseAcMeasurement",
-        "activeEnergyImport": {"type": "Property", "value": per_phase, "observedAt": observed, "unitCode": "KWH"},
-        "activeEnergyExport": {"type": "Property", "value": {"L1": 0.0, "L2": 0.0, "L3": 0.0},
-                               "observedAt": observed, "unitCode": "KWH"},
+        "activeEnergyImport": {
+            "type": "Property",
+            "value": per_phase,
+            "observedAt": observed,
+            "unitCode": "KWH",
+        },
+        "activeEnergyExport": {
+            "type": "Property",
+            "value": {"L1": 0.0, "L2": 0.0, "L3": 0.0},
+            "observedAt": observed,
+            "unitCode": "KWH",
+        },
     }
 
 
 def test_hourly_energy_from_the_embedded_broker(broker: str):
-    headers = {"Content-Type": "application/json", "Link": link_header(ENERGY_CONTEXT), "NGSILD-Tenant": TENANT}
+    headers = {
+        "Content-Type": "application/json",
+        "Link": link_header(ENERGY_CONTEXT),
+        "NGSILD-Tenant": TENANT,
+    }
     # 1.2 kWh per hour, readings every 10 min for 3 h, except none between 01:00 and 01:50 (a gap).
     minutes = [m for m in range(0, 181, 10) if not 60 < m < 110]
     fragments = [_fragment("meter-c1", m, 100.0 + 1.2 * m / 60) for m in minutes]
-    r = httpx.post(f"{broker}/ngsi-ld/v1/entityOperations/upsert", json=fragments, headers=headers, timeout=10)
+    r = httpx.post(
+        f"{broker}/ngsi-ld/v1/entityOperations/upsert", json=fragments, headers=headers, timeout=10
+    )
     assert r.status_code in (201, 204), r.text
 
     probe = httpx.get(
         f"{broker}/ngsi-ld/v1/temporal/entities/{measurement_id('meter-c1')}",
-        params={"timerel": "after", "timeAt": "2026-01-01T00:00:00Z"}, headers=headers, timeout=10,
+        params={"timerel": "after", "timeAt": "2026-01-01T00:00:00Z"},
+        headers=headers,
+        timeout=10,
     )
     if probe.status_code in (404, 501):
-        pytest.skip(f"the embedded broker does not serve the NGSI-LD temporal API yet "
-                    f"(GET /ngsi-ld/v1/temporal/entities/... -> {probe.status_code})")
+        pytest.skip(
+            f"the embedded broker does not serve the NGSI-LD temporal API yet "
+            f"(GET /ngsi-ld/v1/temporal/entities/... -> {probe.status_code})"
+        )
 
     with TwinHistoryClient(broker, TENANT) as client:
         series = client.energy_counters("meter-c1", T0, T0 + timedelta(hours=3), margin=timedelta(minutes=15))
