@@ -6,17 +6,17 @@ refusal is an NgsiLdError with the status Orion-LD would give.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request, invalid_request
+from ._json import dumps_bytes, loads
 from ._store import DEFAULT_TENANT
 
 JSON = "application/json"
@@ -100,7 +100,7 @@ async def read_body(request: Request) -> Body:
     if not raw.strip():
         raise invalid_request("Empty payload", "a JSON body is required")
     try:
-        document = json.loads(raw)
+        document = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request("JSON Parse Error", str(exc)) from None
     return Body(document, media, link)
@@ -159,7 +159,7 @@ def entity_response(payload: dict[str, Any] | list[dict[str, Any]], media: str, 
             item["@context"] = ctx.echo
     elif isinstance(ctx.echo, str):
         headers["Link"] = f'<{ctx.echo}>; rel="{LINK_REL}"; type="{JSON_LD}"'
-    return JSONResponse(payload, headers=headers, media_type=media)
+    return Response(dumps_bytes(payload), headers=headers, media_type=media)
 
 
 # -- query parameters ---------------------------------------------------------------------------------

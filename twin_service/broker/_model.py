@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from ._context import ActiveContext
@@ -55,6 +56,12 @@ def parse_datetime(text: Any, what: str) -> str:
     """An ISO 8601 DateTime normalized to UTC with milliseconds; 400 BadRequestData when it is not one."""
     if not isinstance(text, str) or "T" not in text:
         raise bad_request("Invalid DateTime", f"{what}: {text!r} is not an ISO 8601 DateTime")
+    return _normalized_datetime(text, what)
+
+
+@lru_cache(maxsize=4096)
+def _normalized_datetime(text: str, what: str) -> str:
+    """Cached: every attribute of one reading, and often every entity of a batch, shares one observedAt."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

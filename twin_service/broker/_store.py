@@ -2,7 +2,7 @@
 
 Current state and history are separate tables because they answer different questions: `entities` is what the
 NGSI-LD entity API serves (one row per entity, attributes as a JSON object keyed by expanded name), and
-`attribute_instances` keeps every accepted attribute instance with its observedAt for the temporal API, so an
+`history` keeps every accepted attribute instance with its observedAt for the temporal API, so an
 offline replay of three fragments leaves three instances even though only the last one is current.
 One writer connection guarded by a lock (SQLite serializes writers anyway); readers use their own per-thread
 connections, so in WAL mode a long history read never holds up ingestion and a write never holds up a read.
@@ -10,11 +10,11 @@ connections, so in WAL mode a long history read never holds up ingestion and a w
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ._json import dumps, loads
 from ._model import Entity, now_iso
 
 log = logging.getLogger(__name__)
@@ -45,19 +46,24 @@ CREATE TABLE IF NOT EXISTS entities (
     UNIQUE (tenant, id)
 );
 CREATE INDEX IF NOT EXISTS entities_by_type ON entities (tenant, type);
-CREATE TABLE IF NOT EXISTS attribute_instances (
-    instance_id INTEGER PRIMARY KEY AUTOINCREMENT,
+-- History: one series per (tenant, entity, attribute), instances clustered by series and time, so appending a
+-- reading touches one small B-tree and a temporal query reads one contiguous range.
+CREATE TABLE IF NOT EXISTS series (
+    series_id   INTEGER PRIMARY KEY,
     tenant      TEXT NOT NULL,
     entity_id   TEXT NOT NULL,
-    entity_type TEXT NOT NULL,
-    attr_name   TEXT,                   -- expanded; NULL for entity-level events (entity deleted)
-    dataset_id  TEXT,
-    observed_at TEXT,                   -- the meter's time, when the writer gave one
-    recorded_at TEXT NOT NULL,          -- when the broker accepted it (modifiedAt)
-    operation   TEXT NOT NULL,          -- create | update | replace | delete
-    attribute   TEXT,                   -- JSON of the instance as stored; NULL for deletions
-    observed_ts REAL                    -- the time axis: observedAt (else recorded_at) in Unix seconds
+    attr_name   TEXT NOT NULL,          -- expanded; '' for entity-level events (entity deleted)
+    UNIQUE (tenant, entity_id, attr_name)
 );
+CREATE TABLE IF NOT EXISTS history (
+    series_id   INTEGER NOT NULL,
+    observed_ts REAL NOT NULL,          -- the time axis: observedAt (else recorded_at) in Unix seconds
+    instance_id INTEGER NOT NULL,       -- unique, increasing in arrival order
+    recorded_at TEXT NOT NULL,          -- when the broker accepted it (modifiedAt)
+    operation   TEXT NOT NULL,          -- create | update | replace | append | merge | delete
+    attribute   TEXT,                   -- JSON of the instance without system times; NULL for deletions
+    PRIMARY KEY (series_id, observed_ts, instance_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS temporal_entities (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
@@ -79,13 +85,12 @@ CREATE TABLE IF NOT EXISTS contexts (
 """
 
 
-# Upgrades of databases written by earlier versions of this broker (idempotent; run at every start).
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS instances_by_time
-    ON attribute_instances (tenant, entity_id, attr_name, observed_ts);
-DROP INDEX IF EXISTS instances_by_attr;
-"""
 _EPOCH_JULIAN = 2440587.5
+# Checkpoints copy the WAL back into the database; done by a background thread every CHECKPOINT_EVERY_S so the
+# writer's COMMIT only appends to the WAL. The writer checkpoints itself only if the WAL outgrows this (~200 MB).
+_AUTOCHECKPOINT_PAGES = 50_000
+CHECKPOINT_EVERY_S = 1.0
+_SYSTEM_TIMES = ("createdAt", "modifiedAt")
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,20 @@ class Store:
         self._db = self._connect()
         # FULL: an answered request survives a power cut, not only a process crash ("nothing accepted is lost").
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch touches many B-tree pages before COMMIT
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self._series: dict[tuple[str, str, str], int] = {}  # series ids, cached (writer side)
+        self._new_series: list[tuple[str, str, str]] = []  # created in the open transaction (forgotten on rollback)
+        self._last_instance = 0
+        # Writes buffered inside a transaction and written with one executemany each just before COMMIT: a batch
+        # that updates an entity several times (an offline replay) writes its row once.
+        self._pending_updates: dict[tuple[str, str], Entity] = {}
+        self._pending_history: list[tuple[Any, ...]] = []
+        self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+        self._checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
         log.info("broker state in %s", self.path)
 
     def _connect(self) -> sqlite3.Connection:
@@ -164,16 +181,24 @@ class Store:
         return db
 
     def _migrate(self) -> None:
-        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(attribute_instances)")}
-        if "observed_ts" not in columns:
-            log.info("upgrading history in %s: adding the observed_ts time axis", self.path)
-            self._db.execute("ALTER TABLE attribute_instances ADD COLUMN observed_ts REAL")
-        self._db.execute(f"UPDATE attribute_instances SET observed_ts = (julianday(coalesce(observed_at, "
-                         f"recorded_at)) - {_EPOCH_JULIAN}) * 86400.0 WHERE observed_ts IS NULL")
-        self._db.executescript(_INDEXES)
-        if self._db.execute("SELECT 1 FROM temporal_entities LIMIT 1").fetchone() is None:
-            self._db.execute("INSERT OR IGNORE INTO temporal_entities (tenant, id, type) SELECT tenant, entity_id, "
-                             "max(entity_type) FROM attribute_instances GROUP BY tenant, entity_id")
+        """Move history written by the first version of this broker (one wide table) into series/history."""
+        old = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'attribute_instances'").fetchone()
+        if old is None:
+            return
+        log.info("upgrading history in %s to the series layout", self.path)
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("INSERT OR IGNORE INTO series (tenant, entity_id, attr_name) SELECT DISTINCT tenant, "
+                         "entity_id, coalesce(attr_name, '') FROM attribute_instances")
+        self._db.execute("INSERT OR IGNORE INTO temporal_entities (tenant, id, type) SELECT tenant, entity_id, "
+                         "max(entity_type) FROM attribute_instances GROUP BY tenant, entity_id")
+        self._db.execute(
+            "INSERT OR IGNORE INTO history (series_id, observed_ts, instance_id, recorded_at, operation, attribute) "
+            "SELECT s.series_id, (julianday(coalesce(a.observed_at, a.recorded_at)) - "
+            f"{_EPOCH_JULIAN}) * 86400.0, a.instance_id, a.recorded_at, a.operation, a.attribute "
+            "FROM attribute_instances a JOIN series s ON s.tenant = a.tenant AND s.entity_id = a.entity_id "
+            "AND s.attr_name = coalesce(a.attr_name, '')")
+        self._db.execute("DROP TABLE attribute_instances")
+        self._db.execute("COMMIT")
 
     def _conn(self) -> sqlite3.Connection:
         """The writer inside the current thread's transaction, else this thread's own reader connection."""
@@ -191,6 +216,8 @@ class Store:
     def close(self) -> None:
         """Checkpoint and close the database (a clean shutdown leaves no WAL behind)."""
         self._closed = True
+        self._checkpoints.set()
+        self._checkpointer.join(timeout=5)
         with self._readers_lock:
             for reader in self._readers:
                 reader.close()
@@ -204,14 +231,44 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._writer_thread = threading.get_ident()
+            self._new_series.clear()
             try:
                 yield self
+                self._flush()
             except BaseException:
                 self._writer_thread = None
+                self._pending_updates.clear()
+                self._pending_history.clear()
                 self._db.execute("ROLLBACK")
+                for key in self._new_series:
+                    self._series.pop(key, None)
                 raise
             self._writer_thread = None
             self._db.execute("COMMIT")
+
+    def _flush(self) -> None:
+        if self._pending_updates:
+            self._db.executemany("UPDATE entities SET type = ?, modified_at = ?, attrs = ? WHERE tenant = ? AND id = ?",
+                                 [(e.type, e.modified_at, dumps(e.attrs), tenant, e.id)
+                                  for (tenant, _), e in self._pending_updates.items()])
+            self._pending_updates.clear()
+        if self._pending_history:
+            self._db.executemany("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, operation, "
+                                 "attribute) VALUES (?, ?, ?, ?, ?, ?)", self._pending_history)
+            self._pending_history.clear()
+
+    def _checkpoint_loop(self) -> None:
+        """Background WAL checkpoints on a connection of their own (PASSIVE: never waits for readers or writer)."""
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=100")
+        try:
+            while not self._checkpoints.wait(CHECKPOINT_EVERY_S):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.debug("background checkpoint skipped: %s", exc)
+        finally:
+            db.close()
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -239,6 +296,10 @@ class Store:
     # -- entities --------------------------------------------------------------------------------------
     def get_entity(self, tenant: str, entity_id: str) -> Entity | None:
         """The current state of one entity, or None."""
+        if self._writer_thread == threading.get_ident():
+            pending = self._pending_updates.get((tenant, entity_id))
+            if pending is not None:
+                return Entity(pending.id, pending.type, dict(pending.attrs), pending.created_at, pending.modified_at)
         row = self._conn().execute("SELECT * FROM entities WHERE tenant = ? AND id = ?",
                                    (tenant, entity_id)).fetchone()
         return _entity(row) if row else None
@@ -290,59 +351,99 @@ class Store:
     def insert_entity(self, tenant: str, entity: Entity) -> None:
         """Store a new entity (the caller checked it does not exist)."""
         self._write("INSERT INTO entities (tenant, id, type, created_at, modified_at, attrs) VALUES (?, ?, ?, ?, ?, ?)",
-                    (tenant, entity.id, entity.type, entity.created_at, entity.modified_at, json.dumps(entity.attrs)))
+                    (tenant, entity.id, entity.type, entity.created_at, entity.modified_at, dumps(entity.attrs)))
         self._write("INSERT INTO temporal_entities (tenant, id, type) VALUES (?, ?, ?) "
                     "ON CONFLICT (tenant, id) DO UPDATE SET type = excluded.type", (tenant, entity.id, entity.type))
 
     def update_entity(self, tenant: str, entity: Entity) -> None:
         """Overwrite the stored state of an existing entity (its creation order is kept)."""
+        if self._writer_thread == threading.get_ident():
+            self._pending_updates[(tenant, entity.id)] = entity
+            return
         self._write("UPDATE entities SET type = ?, modified_at = ?, attrs = ? WHERE tenant = ? AND id = ?",
-                    (entity.type, entity.modified_at, json.dumps(entity.attrs), tenant, entity.id))
+                    (entity.type, entity.modified_at, dumps(entity.attrs), tenant, entity.id))
 
     def delete_entity(self, tenant: str, entity_id: str) -> bool:
         """Remove an entity's current state (its history stays); False when there was none."""
+        self._pending_updates.pop((tenant, entity_id), None)
         return self._write("DELETE FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)).rowcount > 0
 
     # -- history ---------------------------------------------------------------------------------------
+    def _series_id(self, tenant: str, entity_id: str, attr_name: str) -> int:
+        """The series of one attribute, created on first use (writer side, inside a transaction)."""
+        key = (tenant, entity_id, attr_name)
+        series_id = self._series.get(key)
+        if series_id is None:
+            row = self._db.execute("SELECT series_id FROM series WHERE tenant = ? AND entity_id = ? AND "
+                                   "attr_name = ?", key).fetchone()
+            if row is None:
+                series_id = self._db.execute("INSERT INTO series (tenant, entity_id, attr_name) VALUES (?, ?, ?)",
+                                             key).lastrowid
+                self._new_series.append(key)
+            else:
+                series_id = row[0]
+            if len(self._series) > 1_000_000:
+                self._series.clear()
+            self._series[key] = series_id
+        return series_id
+
+    def _instance_id(self) -> int:
+        """A unique, increasing instance id: microseconds since the epoch, bumped when the clock repeats."""
+        self._last_instance = max(self._last_instance + 1, time.time_ns() // 1000)
+        return self._last_instance
+
     def record_instances(self, tenant: str, entity: Entity, attrs: Iterable[str], operation: str,
                          recorded_at: str) -> None:
         """Append the given attributes of `entity`, as they are now, to the history."""
+        recorded_ts = epoch_seconds(recorded_at)
         rows = []
-        for name in attrs:
-            attribute = entity.attrs[name]
-            observed = attribute.get("observedAt")
-            rows.append((tenant, entity.id, entity.type, name, attribute.get("datasetId"), observed, recorded_at,
-                         operation, json.dumps(attribute), epoch_seconds(observed or recorded_at)))
         with self._lock:
-            self._db.executemany(
-                "INSERT INTO attribute_instances (tenant, entity_id, entity_type, attr_name, dataset_id, "
-                "observed_at, recorded_at, operation, attribute, observed_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows)
+            for name in attrs:
+                attribute = entity.attrs[name]
+                observed = attribute.get("observedAt")
+                stored = {k: v for k, v in attribute.items() if k not in _SYSTEM_TIMES}
+                rows.append((self._series_id(tenant, entity.id, name),
+                             epoch_seconds(observed) if observed else recorded_ts, self._instance_id(),
+                             recorded_at, operation, dumps(stored)))
+            if self._writer_thread == threading.get_ident():
+                self._pending_history.extend(rows)
+            else:
+                self._db.executemany("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, "
+                                     "operation, attribute) VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _record_mark(self, tenant: str, entity_id: str, attr_name: str, recorded_at: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, operation) "
+                             "VALUES (?, ?, ?, ?, 'delete')", (self._series_id(tenant, entity_id, attr_name),
+                                                              epoch_seconds(recorded_at), self._instance_id(),
+                                                              recorded_at))
 
     def record_attribute_deletion(self, tenant: str, entity_id: str, entity_type: str, attr_name: str,
                                   recorded_at: str) -> None:
         """Mark in history that one attribute was deleted (it has no values from then on)."""
-        self._write("INSERT INTO attribute_instances (tenant, entity_id, entity_type, attr_name, recorded_at, "
-                    "operation, observed_ts) VALUES (?, ?, ?, ?, ?, 'delete', ?)",
-                    (tenant, entity_id, entity_type, attr_name, recorded_at, epoch_seconds(recorded_at)))
+        self._record_mark(tenant, entity_id, attr_name, recorded_at)
 
     def record_deletion(self, tenant: str, entity_id: str, entity_type: str, recorded_at: str) -> None:
         """Mark in history that the entity was deleted (the temporal API reports deletedAt)."""
-        self._write("INSERT INTO attribute_instances (tenant, entity_id, entity_type, attr_name, recorded_at, "
-                    "operation, observed_ts) VALUES (?, ?, ?, NULL, ?, 'delete', ?)",
-                    (tenant, entity_id, entity_type, recorded_at, epoch_seconds(recorded_at)))
+        self._record_mark(tenant, entity_id, "", recorded_at)
 
     def history(self, tenant: str, entity_id: str, attr_name: str | None = None) -> list[AttributeInstance]:
-        """Every recorded instance of an entity's attributes (one attribute if named), oldest first."""
-        sql = "SELECT * FROM attribute_instances WHERE tenant = ? AND entity_id = ?"
+        """Every recorded instance of an entity's attributes (one attribute if named), in arrival order."""
+        sql = ("SELECT h.*, s.attr_name, t.type AS entity_type FROM history h JOIN series s USING (series_id) "
+               "JOIN temporal_entities t ON t.tenant = s.tenant AND t.id = s.entity_id "
+               "WHERE s.tenant = ? AND s.entity_id = ?")
         args: list[Any] = [tenant, entity_id]
         if attr_name is not None:
-            sql += " AND attr_name = ?"
+            sql += " AND s.attr_name = ?"
             args.append(attr_name)
-        rows = self._conn().execute(sql + " ORDER BY instance_id", args).fetchall()
-        return [AttributeInstance(row["instance_id"], row["entity_id"], row["entity_type"], row["attr_name"],
-                                  row["observed_at"], row["recorded_at"], row["operation"],
-                                  json.loads(row["attribute"]) if row["attribute"] else None) for row in rows]
+        rows = self._conn().execute(sql + " ORDER BY h.instance_id", args).fetchall()
+        out = []
+        for row in rows:
+            attribute = loads(row["attribute"]) if row["attribute"] else None
+            out.append(AttributeInstance(row["instance_id"], entity_id, row["entity_type"], row["attr_name"] or None,
+                                         attribute.get("observedAt") if attribute else None, row["recorded_at"],
+                                         row["operation"], attribute))
+        return out
 
     # -- temporal queries --------------------------------------------------------------------------------
     def temporal_entities(self, tenant: str, query: EntityQuery, limit: int,
@@ -359,8 +460,8 @@ class Store:
             where.append("regexp(?, id)")
             args.append(query.id_pattern)
         if query.attrs is not None:
-            where.append(f"EXISTS (SELECT 1 FROM attribute_instances a WHERE a.tenant = t.tenant AND "
-                         f"a.entity_id = t.id AND a.attr_name IN ({_marks(query.attrs)}))")
+            where.append(f"EXISTS (SELECT 1 FROM series s WHERE s.tenant = t.tenant AND s.entity_id = t.id AND "
+                         f"s.attr_name IN ({_marks(query.attrs)}))")
             args += query.attrs
         clause = "".join(f" AND {w}" for w in where)
         db = self._conn()
@@ -379,28 +480,24 @@ class Store:
             return None
         deleted = None
         if db.execute("SELECT 1 FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)).fetchone() is None:
-            mark = db.execute("SELECT max(recorded_at) AS at FROM attribute_instances WHERE tenant = ? AND "
-                              "entity_id = ? AND attr_name IS NULL AND operation = 'delete'",
+            mark = db.execute("SELECT max(h.recorded_at) FROM history h JOIN series s USING (series_id) "
+                              "WHERE s.tenant = ? AND s.entity_id = ? AND s.attr_name = ''",
                               (tenant, entity_id)).fetchone()
-            deleted = mark["at"] if mark else None
+            deleted = mark[0] if mark else None
         return row["type"], deleted
 
-    def history_attributes(self, tenant: str, entity_id: str) -> list[str]:
-        """Every attribute name an entity's history holds (an index skip-scan, not a walk over all rows)."""
-        rows = self._conn().execute(
-            "WITH RECURSIVE names(n) AS ("
-            " SELECT min(attr_name) FROM attribute_instances WHERE tenant = ?1 AND entity_id = ?2"
-            " UNION ALL SELECT (SELECT min(attr_name) FROM attribute_instances WHERE tenant = ?1 AND"
-            " entity_id = ?2 AND attr_name > n) FROM names WHERE n IS NOT NULL)"
-            " SELECT n FROM names WHERE n IS NOT NULL", (tenant, entity_id)).fetchall()
-        return [row[0] for row in rows]
+    def history_attributes(self, tenant: str, entity_id: str) -> list[tuple[str, int]]:
+        """(attribute name, series id) of every attribute an entity's history holds."""
+        rows = self._conn().execute("SELECT attr_name, series_id FROM series WHERE tenant = ? AND entity_id = ? "
+                                    "AND attr_name != '' ORDER BY series_id", (tenant, entity_id)).fetchall()
+        return [(row[0], row[1]) for row in rows]
 
-    def _window(self, tenant: str, entity_id: str, attr_name: str, window: TimeRange) -> tuple[str, list[Any]]:
-        """A sub-select of (observed_ts, observed_at, recorded_at, attribute) rows inside the window."""
-        sql = ("SELECT instance_id, observed_ts, coalesce(observed_at, recorded_at) AS at, recorded_at, attribute "
-               "FROM attribute_instances WHERE tenant = ? AND entity_id = ? AND attr_name = ? "
-               "AND attribute IS NOT NULL")
-        args: list[Any] = [tenant, entity_id, attr_name]
+    @staticmethod
+    def _window(series_id: int, window: TimeRange) -> tuple[str, list[Any]]:
+        """A sub-select of one series' instances inside the window (lastN: the newest N of them)."""
+        sql = ("SELECT instance_id, observed_ts, coalesce(attribute ->> '$.observedAt', recorded_at) AS at, "
+               "recorded_at, attribute FROM history WHERE series_id = ? AND attribute IS NOT NULL")
+        args: list[Any] = [series_id]
         if window.start is not None:
             sql += " AND observed_ts >= ?"
             args.append(window.start)
@@ -412,36 +509,32 @@ class Store:
             args.append(window.last_n)
         return sql, args
 
-    def instances(self, tenant: str, entity_id: str, attr_name: str,
-                  window: TimeRange) -> list[tuple[int, str, str, dict[str, Any]]]:
-        """(instance id, time, recorded at, attribute) of one attribute inside the window, oldest first."""
-        sql, args = self._window(tenant, entity_id, attr_name, window)
+    def instances(self, series_id: int, window: TimeRange) -> list[tuple[int, str, str, dict[str, Any]]]:
+        """(instance id, time, recorded at, attribute) of one series inside the window, oldest first."""
+        sql, args = self._window(series_id, window)
         rows = self._conn().execute(f"SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id", args).fetchall()
-        return [(row["instance_id"], row["at"], row["recorded_at"], json.loads(row["attribute"])) for row in rows]
+        return [(row["instance_id"], row["at"], row["recorded_at"], loads(row["attribute"])) for row in rows]
 
-    def temporal_values_json(self, tenant: str, entity_id: str, attr_name: str,
-                             window: TimeRange) -> tuple[str, str | None]:
+    def temporal_values_json(self, series_id: int, window: TimeRange) -> tuple[str, str | None]:
         """The `[[value, time], …]` array as JSON text built by SQLite, and the attribute type.
 
         A day of 1 Hz history is 86,400 pairs: building them in C and splicing the text into the response
         avoids decoding and re-encoding every instance in Python.
         """
-        sql, args = self._window(tenant, entity_id, attr_name, window)
+        sql, args = self._window(series_id, window)
         row = self._conn().execute(
             "SELECT json_group_array(json_array(json(coalesce(attribute -> '$.value', attribute -> '$.object')), "
-            "at)) AS pairs, "
-            f"max(attribute ->> '$.type') AS kind FROM (SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id)",
-            args).fetchone()
+            "at)) AS pairs, max(attribute ->> '$.type') AS kind "
+            f"FROM (SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id)", args).fetchone()
         return row["pairs"], row["kind"]
 
-    def aggregate(self, tenant: str, entity_id: str, attr_name: str, window: TimeRange, origin: float,
-                  period_s: float) -> list[Bucket]:
-        """Per-period statistics of one attribute; object values (per-phase) are aggregated per key.
+    def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float) -> list[Bucket]:
+        """Per-period statistics of one series; object values (per-phase) are aggregated per key.
 
         `json_each` over a scalar yields one row with a NULL key, over an object one row per key, so one
         statement serves both shapes.
         """
-        sql, args = self._window(tenant, entity_id, attr_name, window)
+        sql, args = self._window(series_id, window)
         rows = self._conn().execute(
             "SELECT CAST((w.observed_ts - ?) / ? AS INTEGER) AS bucket, j.key AS key, count(*) AS total, "
             "count(DISTINCT j.value) AS distinct_n, "
@@ -455,41 +548,37 @@ class Store:
         return [Bucket(row["bucket"], row["key"], row["total"], row["distinct_n"], row["numeric_n"],
                        row["total_sum"], row["total_sumsq"], row["vmin"], row["vmax"]) for row in rows]
 
-    def first_observed(self, tenant: str, entity_id: str, attr_name: str) -> float | None:
-        """The earliest time of an attribute's history (aggregation periods start there without timeAt)."""
-        row = self._conn().execute("SELECT min(observed_ts) FROM attribute_instances WHERE tenant = ? AND "
-                                   "entity_id = ? AND attr_name = ?", (tenant, entity_id, attr_name)).fetchone()
-        return row[0]
+    def first_observed(self, series_id: int) -> float | None:
+        """The earliest time of a series (aggregation periods start there without timeAt)."""
+        return self._conn().execute("SELECT min(observed_ts) FROM history WHERE series_id = ?",
+                                    (series_id,)).fetchone()[0]
 
-    def prune_history(self, before_ts: float, chunk: int = 20000) -> int:
-        """Delete instances observed before `before_ts`, oldest arrivals first, one short transaction per chunk.
+    def prune_history(self, before_ts: float, series_per_transaction: int = 200) -> int:
+        """Delete instances observed before `before_ts`, series by series, in short transactions.
 
-        Stops at the first chunk with nothing to delete, so a pass costs what it removes, not the table size.
+        Each delete is a range at the start of one series' clustered B-tree, so a pass costs what it removes
+        plus one seek per series, and ingestion waits at most for one short transaction.
         """
+        series = [row[0] for row in self._conn().execute("SELECT series_id FROM series").fetchall()]
         deleted = 0
-        while True:
-            with self._lock:
-                low = self._db.execute("SELECT min(instance_id) FROM attribute_instances").fetchone()[0]
-                if low is None:
-                    return deleted
-                count = self._db.execute("DELETE FROM attribute_instances WHERE instance_id >= ? AND "
-                                         "instance_id < ? AND observed_ts < ?",
-                                         (low, low + chunk, before_ts)).rowcount
-            deleted += count
-            if count == 0:
-                return deleted
+        for start in range(0, len(series), series_per_transaction):
+            with self.transaction():
+                for series_id in series[start:start + series_per_transaction]:
+                    deleted += self._db.execute("DELETE FROM history WHERE series_id = ? AND observed_ts < ?",
+                                                (series_id, before_ts)).rowcount
+        return deleted
 
     # -- subscriptions ------------------------------------------------------------------------------------
     def put_subscription(self, tenant: str, sub_id: str, body: dict[str, Any], status: dict[str, Any]) -> None:
         """Create or overwrite a subscription."""
         self._write("INSERT OR REPLACE INTO subscriptions (tenant, id, body, status) VALUES (?, ?, ?, ?)",
-                    (tenant, sub_id, json.dumps(body), json.dumps(status)))
+                    (tenant, sub_id, dumps(body), dumps(status)))
 
     def save_subscription_status(self, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
         """Persist notification counters and times of several subscriptions at once."""
         with self._lock:
             self._db.executemany("UPDATE subscriptions SET status = ? WHERE tenant = ? AND id = ?",
-                                 [(json.dumps(status), tenant, sub_id) for tenant, sub_id, status in rows])
+                                 [(dumps(status), tenant, sub_id) for tenant, sub_id, status in rows])
 
     def delete_subscription(self, tenant: str, sub_id: str) -> bool:
         """Remove a subscription; False when it did not exist."""
@@ -498,18 +587,18 @@ class Store:
     def subscriptions(self) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
         """Every stored subscription: (tenant, id, body, status), in creation order."""
         rows = self._conn().execute("SELECT * FROM subscriptions ORDER BY rowid").fetchall()
-        return [(row["tenant"], row["id"], json.loads(row["body"]), json.loads(row["status"])) for row in rows]
+        return [(row["tenant"], row["id"], loads(row["body"]), loads(row["status"])) for row in rows]
 
     # -- fetched @context documents (ContextCache) -----------------------------------------------------
     def get_context_document(self, url: str) -> dict[str, Any] | None:
         """A context document fetched earlier, so a restart needs no network for it."""
         row = self._conn().execute("SELECT document FROM contexts WHERE url = ?", (url,)).fetchone()
-        return json.loads(row["document"]) if row else None
+        return loads(row["document"]) if row else None
 
     def put_context_document(self, url: str, document: dict[str, Any]) -> None:
         """Remember a fetched context document."""
         self._write("INSERT OR REPLACE INTO contexts (url, document, fetched_at) VALUES (?, ?, ?)",
-                    (url, json.dumps(document), now_iso()))
+                    (url, dumps(document), now_iso()))
 
 
 def _entity_filter(query: EntityQuery, attrs_column: str) -> tuple[str, list[Any]]:
@@ -551,4 +640,4 @@ def _regexp(pattern: str, value: str) -> bool:
 
 
 def _entity(row: sqlite3.Row) -> Entity:
-    return Entity(row["id"], row["type"], json.loads(row["attrs"]), row["created_at"], row["modified_at"])
+    return Entity(row["id"], row["type"], loads(row["attrs"]), row["created_at"], row["modified_at"])

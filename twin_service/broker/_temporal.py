@@ -172,35 +172,35 @@ def render_temporal_entity(store: Store, tenant: str, entity_id: str, entity_typ
     out: dict[str, Any] = {"id": entity_id, "type": ctx.compact(entity_type)}
     if deleted_at is not None and request.sys_attrs:
         out["deletedAt"] = deleted_at
-    names = store.history_attributes(tenant, entity_id)
+    series = store.history_attributes(tenant, entity_id)
     if request.attrs is not None:
-        names = [n for n in names if n in request.attrs]
-    for name in names:
+        series = [(n, s) for n, s in series if n in request.attrs]
+    for name, series_id in series:
         short = ctx.compact(name)
         if request.representation == "temporalValues":
-            pairs, kind = store.temporal_values_json(tenant, entity_id, name, request.window)
+            pairs, kind = store.temporal_values_json(series_id, request.window)
             if kind is None:
                 continue
             member = "objects" if kind == "Relationship" else "values"
             out[short] = {"type": kind, member: raw.mark(pairs)}
         elif request.representation == "aggregatedValues":
-            aggregated = _aggregate(store, tenant, entity_id, name, request)
+            aggregated = _aggregate(store, series_id, request)
             if aggregated is not None:
                 out[short] = aggregated
         else:
-            instances = store.instances(tenant, entity_id, name, request.window)
+            instances = store.instances(series_id, request.window)
             if instances:
                 out[short] = [{**render_attribute(attribute, ctx, request.sys_attrs),
-                               "instanceId": f"urn:ngsi-ld:attribute:instance:{instance_id}"}
-                              for instance_id, _, _, attribute in instances]
+                               "instanceId": f"urn:ngsi-ld:attribute:instance:{instance_id}",
+                               **({"modifiedAt": recorded_at} if request.sys_attrs else {})}
+                              for instance_id, _, recorded_at, attribute in instances]
     return out
 
 
-def _aggregate(store: Store, tenant: str, entity_id: str, name: str,
-               request: TemporalRequest) -> dict[str, Any] | None:
+def _aggregate(store: Store, series_id: int, request: TemporalRequest) -> dict[str, Any] | None:
     window = request.window
     if request.period_s is None:
-        first = window.start if window.start is not None else store.first_observed(tenant, entity_id, name)
+        first = window.start if window.start is not None else store.first_observed(series_id)
         if first is None:
             return None
         origin = first
@@ -208,7 +208,7 @@ def _aggregate(store: Store, tenant: str, entity_id: str, name: str,
     else:
         period = request.period_s
         origin = request.origin if request.origin is not None else 0.0  # epoch: hours and days align on UTC
-    buckets = store.aggregate(tenant, entity_id, name, window, origin,
+    buckets = store.aggregate(series_id, window, origin,
                               period if math.isfinite(period) else 1e18)
     if not buckets:
         return None
