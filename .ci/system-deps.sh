@@ -6,6 +6,8 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 # PostgreSQL server binaries: tests/grafana runs every dashboard panel's SQL against a throwaway instance.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# Debian's Chromium: tests/web drive the live twin page in it through Playwright (never a downloaded browser).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "note: not root, not installing ${need[*]}; tests use the pure-Python fallbacks" >&2

@@ -69,6 +69,12 @@ def _wait_for_interrupt(duration_s: float | None, tick=None) -> None:
             break
 
 
+def _page_url(cfg: StackConfig) -> str:
+    """The live twin page's address as a browser on this machine reaches it."""
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+    return f"http://{host}:{cfg.web_port}/"
+
+
 def _print_endpoints(cfg: StackConfig, mqtt_kind: str) -> None:
     table = Table(title="energytwin embedded stack", show_header=True)
     table.add_column("service")
@@ -76,6 +82,7 @@ def _print_endpoints(cfg: StackConfig, mqtt_kind: str) -> None:
     table.add_row(f"MQTT ({mqtt_kind})", f"mqtt://{cfg.host}:{cfg.mqtt_port}  topics /json/<apikey>/<device>/attrs")
     table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1")
     table.add_row("IoT Agent north API", f"{cfg.agent_url}/iot/services, /iot/devices, /metrics")
+    table.add_row("live twin page", _page_url(cfg))
     table.add_row("data and logs", f"{cfg.data_dir.resolve()}  (logs/)")
     console.print(table)
 
@@ -157,6 +164,7 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_
         console.print(f"[green]first twin update of {first} {elapsed:.1f} s after start[/green]")
         console.print(f"\nTenant: NGSILD-Tenant: {DEMO_SITE.service}. Look at the live twin with:\n")
         print(curl_command(cfg.broker_url, first), flush=True)
+        console.print(f"\nor open the live twin page: [bold]{_page_url(cfg)}meters/{first}[/bold]")
         console.print("\nCtrl-C to stop.")
 
         def show() -> None:

@@ -1,4 +1,5 @@
-"""The embedded stack: MQTT broker, NGSI-LD broker, IoT Agent and power-quality analytics as one process tree.
+"""The embedded stack: MQTT broker, NGSI-LD broker, IoT Agent, power-quality analytics and the live twin page as one
+process tree.
 
 Each service is its own child process on the production port (DESIGN.md §4), so a meter, a provisioning script
 or a FIWARE app cannot tell it from the Docker stack. A supervisor thread restarts a child that dies (with
@@ -35,6 +36,7 @@ class StackConfig:
     mqtt_prefer: str = "auto"  # "auto" (Mosquitto if installed), "mosquitto" or "amqtt"
     quality_port: int = 8070  # power-quality analytics (twin_service.quality.QUALITY_PORT); 0: a free port
     quality_tenant: str = "energytwin"  # the tenant the analytics watch (the demo site's)
+    web_port: int = ports.WEB_PORT  # the live twin page (twin_service.web); 0: a free port
 
     @property
     def broker_url(self) -> str:
@@ -99,6 +101,7 @@ class EmbeddedStack:
         self.mqtt = start_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, prefer=cfg.mqtt_prefer)
         python = sys.executable
         quality_port = cfg.quality_port or free_port()
+        web_port = cfg.web_port or free_port()
         self.children = [
             _Child(
                 "broker",
@@ -123,6 +126,13 @@ class EmbeddedStack:
                 quality_port,
                 cfg.log_dir / "quality.log",
             ),
+            _Child(
+                "web",
+                [python, "-m", "twin_service.web", "--broker-url", cfg.broker_url, "--tenant", cfg.quality_tenant,
+                 "--host", cfg.host, "--port", str(web_port)],
+                web_port,
+                cfg.log_dir / "web.log",
+            ),
         ]
         try:
             for child in self.children:
@@ -143,6 +153,12 @@ class EmbeddedStack:
     def quality_url(self) -> str:
         """Base URL of the power-quality analytics (its port is chosen at start when quality_port is 0)."""
         port = next((c.port for c in self.children if c.name == "quality"), self.config.quality_port)
+        return f"http://{self.config.host}:{port}"
+
+    @property
+    def web_url(self) -> str:
+        """Base URL of the live twin page (its port is chosen at start when web_port is 0)."""
+        port = next((c.port for c in self.children if c.name == "web"), self.config.web_port)
         return f"http://{self.config.host}:{port}"
 
     def _supervise(self) -> None:

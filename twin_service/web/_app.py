@@ -1,0 +1,330 @@
+"""The page service: static page, JSON snapshots from the twin, the live stream, /notify and /health.
+
+Routes are listed once in ROUTES; broker errors become one JSON error shape (503) in one exception handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from twin_service.quality.readings import parse_time
+
+from ._live import LiveHub, now_iso
+from ._measures import measures_json
+from ._readings import event_json, reading_json
+from ._twin import TwinClient, TwinError
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+HISTORY_PERIOD_S = 10  # one chart point per 10 s: 360 points for the hour, any meter period
+RECENT_EVENTS_H = 24.0
+RECENT_EVENTS_MAX = 20
+ENERGY_COUNTERS = ("totalActiveEnergyImport", "totalActiveEnergyExport")
+
+
+@dataclass
+class WebConfig:
+    """Which broker and tenant to show, where to listen, where the broker should send notifications."""
+
+    broker_url: str
+    tenant: str | None = "energytwin"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    notify_url: str | None = None  # default: http://<host, or this host's name for 0.0.0.0>:<port>/notify
+    resubscribe_s: float = 30.0  # how often the subscriptions are checked (a broker reset loses them)
+
+    def endpoint(self) -> str:
+        if self.notify_url:
+            return self.notify_url
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()  # in a container: resolvable on the compose network
+        return f"http://{host}:{self.port}/notify"
+
+
+@dataclass
+class WebState:
+    """What the handlers share and /health reports."""
+
+    config: WebConfig
+    twin: TwinClient
+    hub: LiveHub = field(default_factory=LiveHub)
+    subscribed: bool = False
+    subscription_detail: str = "not yet created"
+    notifications: int = 0
+    last_notification_at: str | None = None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.subscribed else "degraded",
+            "broker": self.config.broker_url,
+            "tenant": self.config.tenant,
+            "notifyEndpoint": self.config.endpoint(),
+            "subscriptions": self.subscription_detail,
+            "notifications": self.notifications,
+            "lastNotificationAt": self.last_notification_at,
+            "pagesConnected": len(self.hub.clients),
+            "messagesRelayed": self.hub.relayed,
+        }
+
+
+def _state(request: Request) -> WebState:
+    return request.app.state.web
+
+
+def period_s(times: list[str]) -> float | None:
+    """A meter's publishing period: the median interval between its last observation times."""
+    moments = sorted({parse_time(t).timestamp() for t in times})
+    gaps = [b - a for a, b in itertools.pairwise(moments) if b > a]
+    return round(statistics.median(gaps), 3) if gaps else None
+
+
+def _time_param(request: Request, name: str, default: datetime) -> datetime:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse_time(raw)
+    except ValueError:
+        raise _BadParameter(f"{name}={raw!r} is not an ISO 8601 time") from None
+
+
+class _BadParameter(ValueError):
+    pass
+
+
+def _local_midnight() -> datetime:
+    return datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+# -- pages and table -----------------------------------------------------------------------------------------
+async def overview_page(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def meter_page(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "meter.html", headers={"Cache-Control": "no-cache"})
+
+
+async def measures(request: Request) -> Response:
+    return JSONResponse(measures_json(), headers={"Cache-Control": "max-age=3600"})
+
+
+# -- snapshots -----------------------------------------------------------------------------------------------
+async def meters(request: Request) -> Response:
+    """GET /api/meters?dayStart=<ISO>: every meter with its last reading, period, open events, energy today."""
+    state = _state(request)
+    now = datetime.now(UTC)
+    day_start = _time_param(request, "dayStart", _local_midnight())
+    entities, counters, times, open_events = await asyncio.gather(
+        state.twin.measurements(),
+        state.twin.counters_since(day_start, ENERGY_COUNTERS),
+        state.twin.recent_times(now - timedelta(hours=2)),
+        state.twin.open_anomalies(),
+    )
+    events_by_device: dict[str, list[dict[str, Any]]] = {}
+    for entity in open_events:
+        event = event_json(entity)
+        if event is not None:
+            events_by_device.setdefault(event["device"], []).append(event)
+    rows = []
+    for entity in entities:
+        reading = reading_json(entity)
+        if reading is None:
+            continue
+        at_start = {}
+        for attr in ENERGY_COUNTERS:
+            mins = (counters.get(entity["id"], {}).get(attr) or {}).get("min") or []
+            if mins and isinstance(mins[0][0], (int, float)):
+                at_start[attr] = mins[0][0]
+        rows.append({
+            "device": reading["device"],
+            "reading": reading,
+            "periodS": period_s(times.get(entity["id"], [])),
+            "counterAtDayStart": at_start,
+            "openEvents": events_by_device.get(reading["device"], []),
+        })
+    rows.sort(key=lambda r: r["device"])
+    return JSONResponse({"serverTime": now_iso(), "tenant": state.config.tenant, "dayStart": day_start.isoformat(),
+                         "meters": rows})
+
+
+async def meter(request: Request) -> Response:
+    """GET /api/meters/{device}: the whole reading, the meter's period, open and recent events."""
+    state = _state(request)
+    device = request.path_params["device"]
+    now = datetime.now(UTC)
+    entity, times, anomalies = await asyncio.gather(
+        state.twin.measurement(device),
+        state.twin.recent_times(now - timedelta(hours=2)),
+        state.twin.anomalies_of(device),
+    )
+    if entity is None:
+        return JSONResponse({"title": "Unknown meter", "detail": f"no measurement of {device} in tenant "
+                             f"{state.config.tenant!r} yet"}, status_code=404)
+    reading = reading_json(entity)
+    events = [e for e in (event_json(a) for a in anomalies) if e is not None]
+    events.sort(key=lambda e: e["dateDetected"], reverse=True)
+    cutoff = now - timedelta(hours=RECENT_EVENTS_H)
+    recent = [e for e in events if e["status"] != "open"
+              and parse_time(e.get("validTo") or e["dateDetected"]) >= cutoff][:RECENT_EVENTS_MAX]
+    return JSONResponse({
+        "serverTime": now_iso(),
+        "tenant": state.config.tenant,
+        "reading": reading,
+        "periodS": period_s(times.get(entity["id"], [])),
+        "events": {"open": [e for e in events if e["status"] == "open"], "recent": recent},
+    })
+
+
+async def history(request: Request) -> Response:
+    """GET /api/meters/{device}/history?minutes=60: total power and phase voltages, 10 s averages (+min/max)."""
+    state = _state(request)
+    device = request.path_params["device"]
+    try:
+        minutes = min(max(int(request.query_params.get("minutes", "60")), 1), 24 * 60)
+    except ValueError:
+        raise _BadParameter("minutes must be a whole number") from None
+    start = datetime.now(UTC) - timedelta(minutes=minutes)
+    body = await state.twin.history(device, start, ("totalActivePower", "phaseVoltage"), ("avg", "min", "max"),
+                                    f"PT{HISTORY_PERIOD_S}S")
+    out: dict[str, Any] = {"start": start.isoformat(), "periodS": HISTORY_PERIOD_S,
+                           "totalActivePower": [], "phaseVoltage": {}}
+    if body is None:
+        return JSONResponse(out)
+    power = body.get("totalActivePower") or {}
+    out["totalActivePower"] = [[t, v, lo, hi] for (v, t, _), (lo, _, _), (hi, _, _)
+                               in zip(power.get("avg", []), power.get("min", []), power.get("max", []))
+                               if isinstance(v, (int, float))]
+    volts = body.get("phaseVoltage") or {}
+    for (avg, t, _), (lo, _, _), (hi, _, _) in zip(volts.get("avg", []), volts.get("min", []),
+                                                    volts.get("max", [])):
+        if not isinstance(avg, dict):
+            continue
+        for phase, value in avg.items():
+            if isinstance(value, (int, float)):
+                out["phaseVoltage"].setdefault(phase, []).append([t, value, (lo or {}).get(phase),
+                                                                  (hi or {}).get(phase)])
+    return JSONResponse(out)
+
+
+# -- live ----------------------------------------------------------------------------------------------------
+async def stream(request: Request) -> Response:
+    """GET /api/stream[?device=…]: Server-Sent Events `hello`, `reading`, `event`, `ping`."""
+    device = request.query_params.get("device") or None
+    return StreamingResponse(_state(request).hub.stream(device), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def notify(request: Request) -> Response:
+    """POST /notify: an NGSI-LD notification from the broker (measurements or Anomaly entities)."""
+    state = _state(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"title": "Invalid notification", "detail": "body is not JSON"}, status_code=400)
+    entities = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(entities, list):
+        return JSONResponse({"title": "Invalid notification", "detail": "data must be a list"}, status_code=400)
+    state.notifications += 1
+    state.last_notification_at = now_iso()
+    notified_at = body.get("notifiedAt") if isinstance(body, dict) else None
+    for entity in entities:
+        if not isinstance(entity, dict):
+            continue
+        if entity.get("type") == "Anomaly":
+            event = event_json(entity)
+            if event is not None:
+                state.hub.publish("event", event["device"], event)
+            continue
+        reading = reading_json(entity)
+        if reading is not None:
+            reading["notifiedAt"] = notified_at  # lets a page (and the tests) see the relay's own latency
+            state.hub.publish("reading", reading["device"], reading)
+    return Response(status_code=204)
+
+
+async def health(request: Request) -> Response:
+    """GET /health: 200 with what the service is doing (status "degraded" until the broker took the subscriptions)."""
+    return JSONResponse(_state(request).health())
+
+
+async def _twin_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: the twin did not answer: %s", request.method, request.url.path, exc)
+    return JSONResponse({"title": "Twin unavailable", "detail": f"broker {_state(request).config.broker_url}: {exc}"},
+                        status_code=503)
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"title": "Invalid parameter", "detail": str(exc)}, status_code=400)
+
+
+ROUTES = [
+    Route("/", overview_page, methods=["GET"]),
+    Route("/meters/{device}", meter_page, methods=["GET"]),
+    Route("/api/measures", measures, methods=["GET"]),
+    Route("/api/meters", meters, methods=["GET"]),
+    Route("/api/meters/{device}", meter, methods=["GET"]),
+    Route("/api/meters/{device}/history", history, methods=["GET"]),
+    Route("/api/stream", stream, methods=["GET"]),
+    Route("/notify", notify, methods=["POST"]),
+    Route("/health", health, methods=["GET"]),
+    Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+]
+
+
+async def keep_subscribed(state: WebState) -> None:
+    """Create the subscriptions, then check them every `resubscribe_s` (retrying while the broker is down)."""
+    endpoint = state.config.endpoint()
+    while True:
+        try:
+            ids = await state.twin.ensure_subscriptions(endpoint)
+            if not state.subscribed:
+                log.info("subscribed at %s (tenant %s): %s -> %s", state.config.broker_url, state.config.tenant,
+                         ", ".join(ids), endpoint)
+            state.subscribed = True
+            state.subscription_detail = f"notifying {endpoint}"
+            await asyncio.sleep(state.config.resubscribe_s)
+        except (httpx.HTTPError, TwinError) as exc:
+            state.subscribed = False
+            state.subscription_detail = f"pending: {exc}"
+            log.warning("cannot subscribe at %s: %s; retrying in 2 s (the page shows no live updates meanwhile)",
+                        state.config.broker_url, exc)
+            await asyncio.sleep(2.0)
+
+
+def create_app(config: WebConfig, *, subscribe: bool = True) -> Starlette:
+    """The page service as an ASGI app; `subscribe=False` for tests that post notifications themselves."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        state = WebState(config, TwinClient(config.broker_url, config.tenant))
+        app.state.web = state
+        task = asyncio.create_task(keep_subscribed(state)) if subscribe else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+            state.hub.close_all()  # let open streams end so the server can stop
+            await state.twin.close()
+
+    return Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={
+        TwinError: _twin_unavailable, httpx.HTTPError: _twin_unavailable, _BadParameter: _bad_parameter})

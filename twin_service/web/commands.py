@@ -1,0 +1,47 @@
+"""`energytwin web`: serve the live twin page for one tenant of an NGSI-LD broker."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from energytwin.ports import WEB_PORT
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option("--broker-url", default="http://127.0.0.1:1026", show_default=True,
+              help="NGSI-LD broker (Orion-LD or the embedded one), e.g. http://orion:1026")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 to reach the page from other machines).")
+@click.option("--port", type=int, default=WEB_PORT, show_default=True)
+@click.option("--tenant", default=lambda: os.environ.get("ENERGYTWIN_TENANT", "energytwin"),
+              show_default="energytwin, or env ENERGYTWIN_TENANT",
+              help="NGSILD-Tenant whose meters the page shows (the IoT Agent's fiware-service).")
+@click.option("--notify-url", default=lambda: os.environ.get("ENERGYTWIN_WEB_NOTIFY_URL"),
+              help="URL the broker posts notifications to [env ENERGYTWIN_WEB_NOTIFY_URL; default "
+                   "http://<host, or this host's name for 0.0.0.0>:<port>/notify].")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | None, log_level: str) -> None:
+    """Serve the live twin page (overview, meters, phasors, events).
+
+    \b
+    Example (production compose):
+      energytwin web --broker-url http://orion:1026 --host 0.0.0.0 --port 8080
+    Then open http://<host>:8080/ ; health: GET /health
+    """
+    import uvicorn
+
+    from ._app import WebConfig, create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per broker request is noise, not news
+    config = WebConfig(broker_url=broker_url, tenant=tenant or None, host=host, port=port, notify_url=notify_url)
+    log.info("live twin page on http://%s:%d/ for tenant %s of %s (notifications at %s)", host, port, tenant,
+             broker_url, config.endpoint())
+    # Open event streams never end by themselves: give them one second to close on Ctrl-C / SIGTERM.
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=1)
