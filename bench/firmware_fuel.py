@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from firmware.emulator.ade9000_model import PhaseInput  # noqa: E402
-from firmware.emulator.harness import MeterConfig, MeterHarness  # noqa: E402
+from firmware.emulator.ade9000_model import PhaseInput
+from firmware.emulator.harness import MeterConfig, MeterHarness
 
 SPI_HZ = 20_000_000
 

@@ -328,7 +328,7 @@ class MeterHarness:
         if op == "ticks":
             return int(now_s * 1000) & ((1 << 30) - 1)
         if op == "rtc_ms":
-            return int(round((now_s + self._rtc_offset_s) * 1000))
+            return round((now_s + self._rtc_offset_s) * 1000)
         if op == "sleep":
             self.model.advance(max(0, int(arg)) / 1000)
             return None
