@@ -239,6 +239,10 @@ def test_subscriptions_and_status_survive_restart(make_client: Callable[[], Test
     sub_id = answer.headers["location"].rsplit("/", 1)[-1]
     _update(first, 230.0, {"NGSILD-Tenant": "site_a"})
     receiver.wait_for(1)
+    deadline = time.monotonic() + 3
+    while first.get(f"{SUBS}/{sub_id}", headers={"NGSILD-Tenant": "site_a"}).json()["notification"]["timesSent"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     first.__exit__(None, None, None)
 
     restarted = make_client()

@@ -65,3 +65,28 @@ def test_state_and_history_survive_restart(make_client: Callable[[], TestClient]
     assert len(Store(data_dir).history("site_a", MEASUREMENT_ID)) == 6  # 3 attributes x (create + update)
     with sqlite3.connect(data_dir / DATABASE_NAME) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_history_of_the_first_layout_is_migrated(data_dir: Path, make_client: Callable[[], TestClient]) -> None:
+    """A database written by the broker's first version (one wide attribute_instances table) keeps its history."""
+    data_dir.mkdir(parents=True)
+    energy = "https://smartdatamodels.org/dataModel.Energy/"
+    with sqlite3.connect(data_dir / DATABASE_NAME) as db:
+        db.executescript("""
+            CREATE TABLE attribute_instances (instance_id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL,
+                entity_id TEXT NOT NULL, entity_type TEXT NOT NULL, attr_name TEXT, dataset_id TEXT,
+                observed_at TEXT, recorded_at TEXT NOT NULL, operation TEXT NOT NULL, attribute TEXT);
+            CREATE TABLE tenants (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+            INSERT INTO tenants VALUES ('site_a', '2026-11-24T09:00:00.000Z');
+        """)
+        for n, value in enumerate((50.0, 50.1)):
+            at = f"2026-11-24T10:00:0{n}.000Z"
+            db.execute("INSERT INTO attribute_instances (tenant, entity_id, entity_type, attr_name, observed_at, "
+                       "recorded_at, operation, attribute) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       ("site_a", MEASUREMENT_ID, energy + "ThreePhaseAcMeasurement", energy + "frequency", at, at,
+                        "update", f'{{"type": "Property", "value": {value}, "observedAt": "{at}"}}'))
+    client = make_client()
+    body = client.get(f"{BASE}/temporal/entities/{MEASUREMENT_ID}", params={"options": "temporalValues"},
+                      headers={**ENERGY_LINK, "NGSILD-Tenant": "site_a"}).json()
+    assert body["frequency"]["values"] == [[50.0, "2026-11-24T10:00:00.000Z"], [50.1, "2026-11-24T10:00:01.000Z"]]
+    assert body["type"] == "ThreePhaseAcMeasurement"

@@ -61,7 +61,9 @@ CREATE TABLE IF NOT EXISTS history (
     instance_id INTEGER NOT NULL,       -- unique, increasing in arrival order
     recorded_at TEXT NOT NULL,          -- when the broker accepted it (modifiedAt)
     operation   TEXT NOT NULL,          -- create | update | replace | append | merge | delete
-    attribute   TEXT,                   -- JSON of the instance without system times; NULL for deletions
+    observed_at TEXT,                   -- observedAt (else recorded_at) as written: the time temporal values show
+    value,                              -- value/object: a number as is, anything else as JSON text; NULL: deletion
+    attribute   TEXT,                   -- JSON of the other members (type, unitCode, observedAt, sub-attributes)
     PRIMARY KEY (series_id, observed_ts, instance_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS temporal_entities (
@@ -90,7 +92,9 @@ _EPOCH_JULIAN = 2440587.5
 # writer's COMMIT only appends to the WAL. The writer checkpoints itself only if the WAL outgrows this (~200 MB).
 _AUTOCHECKPOINT_PAGES = 50_000
 CHECKPOINT_EVERY_S = 1.0
-_SYSTEM_TIMES = ("createdAt", "modifiedAt")
+_NOT_IN_REST = frozenset({"value", "object", "createdAt", "modifiedAt"})
+_INSERT_HISTORY = ("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
+                   "value, attribute) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,16 @@ class Store:
         return db
 
     def _migrate(self) -> None:
-        """Move history written by the first version of this broker (one wide table) into series/history."""
+        """Move history written by earlier versions of this broker into the current series/history layout."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(history)")}
+        if "value" not in columns:  # series layout before values had their own column
+            self._db.execute("ALTER TABLE history ADD COLUMN observed_at TEXT")
+            self._db.execute("ALTER TABLE history ADD COLUMN value")
+            self._db.execute(
+                "UPDATE history SET observed_at = coalesce(attribute ->> '$.observedAt', recorded_at), "
+                "value = CASE WHEN json_type(attribute, '$.value') IN ('integer', 'real') THEN attribute ->> "
+                "'$.value' ELSE coalesce(attribute -> '$.value', attribute -> '$.object') END, "
+                "attribute = json_remove(attribute, '$.value', '$.object') WHERE attribute IS NOT NULL")
         old = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'attribute_instances'").fetchone()
         if old is None:
             return
@@ -192,9 +205,13 @@ class Store:
         self._db.execute("INSERT OR IGNORE INTO temporal_entities (tenant, id, type) SELECT tenant, entity_id, "
                          "max(entity_type) FROM attribute_instances GROUP BY tenant, entity_id")
         self._db.execute(
-            "INSERT OR IGNORE INTO history (series_id, observed_ts, instance_id, recorded_at, operation, attribute) "
-            "SELECT s.series_id, (julianday(coalesce(a.observed_at, a.recorded_at)) - "
-            f"{_EPOCH_JULIAN}) * 86400.0, a.instance_id, a.recorded_at, a.operation, a.attribute "
+            "INSERT OR IGNORE INTO history (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
+            "value, attribute) SELECT s.series_id, (julianday(coalesce(a.observed_at, a.recorded_at)) - "
+            f"{_EPOCH_JULIAN}) * 86400.0, a.instance_id, a.recorded_at, a.operation, "
+            "coalesce(a.observed_at, a.recorded_at), CASE WHEN a.attribute IS NULL THEN NULL WHEN "
+            "json_type(a.attribute, '$.value') IN ('integer', 'real') THEN a.attribute ->> '$.value' ELSE "
+            "coalesce(a.attribute -> '$.value', a.attribute -> '$.object') END, "
+            "json_remove(a.attribute, '$.value', '$.object', '$.createdAt', '$.modifiedAt') "
             "FROM attribute_instances a JOIN series s ON s.tenant = a.tenant AND s.entity_id = a.entity_id "
             "AND s.attr_name = coalesce(a.attr_name, '')")
         self._db.execute("DROP TABLE attribute_instances")
@@ -253,8 +270,7 @@ class Store:
                                   for (tenant, _), e in self._pending_updates.items()])
             self._pending_updates.clear()
         if self._pending_history:
-            self._db.executemany("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, operation, "
-                                 "attribute) VALUES (?, ?, ?, ?, ?, ?)", self._pending_history)
+            self._db.executemany(_INSERT_HISTORY, self._pending_history)
             self._pending_history.clear()
 
     def _checkpoint_loop(self) -> None:
@@ -401,15 +417,16 @@ class Store:
             for name in attrs:
                 attribute = entity.attrs[name]
                 observed = attribute.get("observedAt")
-                stored = {k: v for k, v in attribute.items() if k not in _SYSTEM_TIMES}
+                value = attribute["object"] if "object" in attribute else attribute.get("value")
+                rest = {k: v for k, v in attribute.items() if k not in _NOT_IN_REST}
                 rows.append((self._series_id(tenant, entity.id, name),
                              epoch_seconds(observed) if observed else recorded_ts, self._instance_id(),
-                             recorded_at, operation, dumps(stored)))
+                             recorded_at, operation, observed or recorded_at,
+                             value if type(value) in (int, float) else dumps(value), dumps(rest)))
             if self._writer_thread == threading.get_ident():
                 self._pending_history.extend(rows)
             else:
-                self._db.executemany("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, "
-                                     "operation, attribute) VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._db.executemany(_INSERT_HISTORY, rows)
 
     def _record_mark(self, tenant: str, entity_id: str, attr_name: str, recorded_at: str) -> None:
         with self._lock:
@@ -439,7 +456,7 @@ class Store:
         rows = self._conn().execute(sql + " ORDER BY h.instance_id", args).fetchall()
         out = []
         for row in rows:
-            attribute = loads(row["attribute"]) if row["attribute"] else None
+            attribute = _instance(row["value"], row["attribute"]) if row["attribute"] else None
             out.append(AttributeInstance(row["instance_id"], entity_id, row["entity_type"], row["attr_name"] or None,
                                          attribute.get("observedAt") if attribute else None, row["recorded_at"],
                                          row["operation"], attribute))
@@ -495,8 +512,8 @@ class Store:
     @staticmethod
     def _window(series_id: int, window: TimeRange) -> tuple[str, list[Any]]:
         """A sub-select of one series' instances inside the window (lastN: the newest N of them)."""
-        sql = ("SELECT instance_id, observed_ts, coalesce(attribute ->> '$.observedAt', recorded_at) AS at, "
-               "recorded_at, attribute FROM history WHERE series_id = ? AND attribute IS NOT NULL")
+        sql = ("SELECT instance_id, observed_ts, observed_at AS at, recorded_at, value, attribute FROM history "
+               "WHERE series_id = ? AND operation != 'delete'")
         args: list[Any] = [series_id]
         if window.start is not None:
             sql += " AND observed_ts >= ?"
@@ -513,7 +530,8 @@ class Store:
         """(instance id, time, recorded at, attribute) of one series inside the window, oldest first."""
         sql, args = self._window(series_id, window)
         rows = self._conn().execute(f"SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id", args).fetchall()
-        return [(row["instance_id"], row["at"], row["recorded_at"], loads(row["attribute"])) for row in rows]
+        return [(row["instance_id"], row["at"], row["recorded_at"], _instance(row["value"], row["attribute"]))
+                for row in rows]
 
     def temporal_values_json(self, series_id: int, window: TimeRange) -> tuple[str, str | None]:
         """The `[[value, time], …]` array as JSON text built by SQLite, and the attribute type.
@@ -523,27 +541,28 @@ class Store:
         """
         sql, args = self._window(series_id, window)
         row = self._conn().execute(
-            "SELECT json_group_array(json_array(json(coalesce(attribute -> '$.value', attribute -> '$.object')), "
-            "at)) AS pairs, max(attribute ->> '$.type') AS kind "
-            f"FROM (SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id)", args).fetchone()
+            "SELECT json_group_array(json_array(CASE WHEN typeof(value) = 'text' THEN json(value) ELSE value END, "
+            "at)) AS pairs, (SELECT attribute ->> '$.type' FROM history WHERE series_id = ? AND "
+            "operation != 'delete' LIMIT 1) AS kind "
+            f"FROM (SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id)", [series_id, *args]).fetchone()
         return row["pairs"], row["kind"]
 
     def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float) -> list[Bucket]:
         """Per-period statistics of one series; object values (per-phase) are aggregated per key.
 
-        `json_each` over a scalar yields one row with a NULL key, over an object one row per key, so one
-        statement serves both shapes.
+        Numbers are stored as SQL numbers and aggregated directly; JSON values go through `json_each`, which
+        yields one row with a NULL key for a scalar and one row per key for an object, so one statement serves
+        every shape.
         """
         sql, args = self._window(series_id, window)
         rows = self._conn().execute(
-            "SELECT CAST((w.observed_ts - ?) / ? AS INTEGER) AS bucket, j.key AS key, count(*) AS total, "
-            "count(DISTINCT j.value) AS distinct_n, "
-            "count(CASE WHEN j.type IN ('integer', 'real') THEN 1 END) AS numeric_n, "
-            "sum(CASE WHEN j.type IN ('integer', 'real') THEN j.value END) AS total_sum, "
-            "sum(CASE WHEN j.type IN ('integer', 'real') THEN j.value * j.value END) AS total_sumsq, "
-            "min(CASE WHEN j.type IN ('integer', 'real') THEN j.value END) AS vmin, "
-            "max(CASE WHEN j.type IN ('integer', 'real') THEN j.value END) AS vmax "
-            f"FROM ({sql}) AS w, json_each(w.attribute, '$.value') AS j "
+            "SELECT bucket, key, count(*) AS total, count(DISTINCT v) AS distinct_n, count(num) AS numeric_n, "
+            "sum(num) AS total_sum, sum(num * num) AS total_sumsq, min(num) AS vmin, max(num) AS vmax FROM ("
+            " SELECT CAST((w.observed_ts - ?) / ? AS INTEGER) AS bucket, j.key AS key,"
+            " CASE WHEN j.type IS NULL THEN w.value ELSE coalesce(j.atom, j.value) END AS v,"
+            " CASE WHEN j.type IS NULL THEN (CASE WHEN typeof(w.value) IN ('integer', 'real') THEN w.value END)"
+            "  WHEN j.type IN ('integer', 'real') THEN j.value END AS num"
+            f" FROM ({sql}) AS w LEFT JOIN json_each(CASE WHEN typeof(w.value) = 'text' THEN w.value END) AS j) "
             "GROUP BY bucket, key ORDER BY bucket, key", [origin, period_s, *args]).fetchall()
         return [Bucket(row["bucket"], row["key"], row["total"], row["distinct_n"], row["numeric_n"],
                        row["total_sum"], row["total_sumsq"], row["vmin"], row["vmax"]) for row in rows]
@@ -617,6 +636,15 @@ def _entity_filter(query: EntityQuery, attrs_column: str) -> tuple[str, list[Any
         where.append(f"EXISTS (SELECT 1 FROM json_each({attrs_column}) WHERE key IN ({_marks(query.attrs)}))")
         args += query.attrs
     return "".join(f" AND {w}" for w in where), args
+
+
+def _instance(value: Any, rest: str) -> dict[str, Any]:
+    """An attribute instance rebuilt from its stored value and other members."""
+    attribute = loads(rest)
+    if isinstance(value, str):
+        value = loads(value)
+    attribute["object" if attribute.get("type") == "Relationship" else "value"] = value
+    return attribute
 
 
 def _marks(values: tuple[str, ...]) -> str:
