@@ -130,6 +130,8 @@ class ThreePhaseAcMeasurement(BaseModel):
     phaseVoltageAngle: LineValues | None = None
     phaseCurrentAngle: PhaseValues | None = None
     powerQualityStatus: dict[str, bool] | None = None
+    deviceState: str | None = None  # the meter's own health (wire `ds`); also on its Device entity
+    clockSynced: bool | None = None  # false: the meter's clock was not NTP-synced, observedAt is arrival time
 
     @classmethod
     def from_measures(cls, device_id: str, measures: Mapping[str, object]) -> ThreePhaseAcMeasurement:

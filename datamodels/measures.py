@@ -23,6 +23,8 @@ class Shape(str, Enum):
     PHASES_N = "phases_n"  # {"L1","L2","L3","N"} (current with neutral)
     LINE = "line"  # {"L12","L23","L31"} (line-to-line)
     FLAGS = "flags"  # {"<flag>": bool, ...} power-quality status from the chip
+    TEXT = "text"  # a short string (the meter's own state)
+    BOOL = "bool"  # true / false
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -36,6 +38,8 @@ _SHAPE_KEYS: dict[Shape, tuple[str, ...]] = {
     Shape.PHASES_N: ("L1", "L2", "L3", "N"),
     Shape.LINE: ("L12", "L23", "L31"),
     Shape.FLAGS: (),
+    Shape.TEXT: (),
+    Shape.BOOL: (),
 }
 
 # Flags the firmware may report under the `pq` measure (ADE9000 STATUS1 / EVENT_STATUS, reference/ade9000.md §5).
@@ -63,6 +67,7 @@ class Measure:
     minimum: float | None = None  # range the official schema (or physics) allows, checked on ingest
     maximum: float | None = None
     description: str = ""
+    device_state: bool = False  # True: also kept on the meter's SDM Device entity (by the embedded agent)
 
 
 # Units: VLT volt, AMP ampere, WTT watt, D44 var, D46 volt-ampere, HTZ hertz, KWH kilowatt hour,
@@ -94,7 +99,15 @@ MEASURES: tuple[Measure, ...] = (
     Measure("avv", "phaseVoltageAngle", "DD", Shape.LINE, False, 0, 360, "angle between phase voltages"),
     Measure("avi", "phaseCurrentAngle", "DD", Shape.PHASES, False, 0, 360, "angle from phase voltage to current"),
     Measure("pq", "powerQualityStatus", None, Shape.FLAGS, False, None, None, "ADE9000 dip/swell/OI/sequence"),
+    # The meter's health and clock: "ok" or "fault:<reason>" (no-response, chip-id, spi-crc, chip-reset, config);
+    # while a fault lasts the meter sends only this, never values (docs/firmware.md).
+    Measure("ds", "deviceState", None, Shape.TEXT, False, None, None, "meter state: ok or fault:<reason>",
+            device_state=True),
+    Measure("clk", "clockSynced", None, Shape.BOOL, False, None, None,
+            "true: TimeInstant is from an NTP-synced clock; false: none sent, observedAt is the arrival time"),
 )
+
+MAX_TEXT_CHARS = 64  # a meter state is a word and a reason, never a document
 
 # The observation time key on the wire (IoT Agent JSON convention); becomes `observedAt`.
 TIME_INSTANT = "TimeInstant"
@@ -128,6 +141,16 @@ def check_value(measure: Measure, value: object) -> None:
     """
     if measure.shape is Shape.SCALAR:
         _check_number(measure, measure.object_id, value)
+        return
+    if measure.shape is Shape.TEXT:
+        if not isinstance(value, str) or not value:
+            raise ShapeError(f"{measure.object_id}: expected a non-empty string, got {type(value).__name__}")
+        if len(value) > MAX_TEXT_CHARS:
+            raise ShapeError(f"{measure.object_id}: {len(value)} characters, at most {MAX_TEXT_CHARS}")
+        return
+    if measure.shape is Shape.BOOL:
+        if not isinstance(value, bool):
+            raise ShapeError(f"{measure.object_id}: expected true or false, got {type(value).__name__}")
         return
     if not isinstance(value, dict):
         raise ShapeError(f"{measure.object_id}: expected a JSON object, got {type(value).__name__}")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datamodels.measures import MEASURES
 
 
+_SCALAR_WORDS = {"scalar": "number", "flags": "flags", "text": "text", "bool": "true/false"}
+
+
 def measure_table_markdown() -> str:
     """One row per measure: wire id, attribute, unitCode, shape keys, whether the SDM model defines it."""
     lines = [
@@ -12,7 +15,7 @@ def measure_table_markdown() -> str:
         "|---|---|---|---|---|",
     ]
     for m in MEASURES:
-        keys = ",".join(m.shape.keys) if m.shape.keys else ("flags" if m.shape.value == "flags" else "number")
+        keys = ",".join(m.shape.keys) if m.shape.keys else _SCALAR_WORDS[m.shape.value]
         lines.append(
             f"| `{m.object_id}` | `{m.attribute}` | {m.unit_code or '–'} | {keys} | {'yes' if m.in_model else 'extra'} |"
         )

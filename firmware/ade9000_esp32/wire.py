@@ -7,13 +7,11 @@ SHAPES = (
     ("pt", "scalar"), ("qt", "scalar"), ("st", "scalar"), ("pf", "phases"), ("pft", "scalar"),
     ("thdv", "phases"), ("thdi", "phases"), ("f", "scalar"), ("eai", "phases"), ("eae", "phases"),
     ("eait", "scalar"), ("eaet", "scalar"), ("eri", "phases"), ("ere", "phases"), ("esi", "phases"),
-    ("ese", "phases"), ("avv", "line"), ("avi", "phases"), ("pq", "flags"),
+    ("ese", "phases"), ("avv", "line"), ("avi", "phases"), ("pq", "flags"), ("ds", "text"), ("clk", "bool"),
 )
 
-# Keys the measure table does not have yet (to be added there, then moved up into SHAPES):
-DEVICE_STATE = "ds"  # "ok" or "fault:<reason>" (ade9000.py reasons) -> Device entity deviceState
+DEVICE_STATE = "ds"  # "ok" or "fault:<reason>" (ade9000.py reasons) -> deviceState, also on the Device entity
 CLOCK_SYNCED = "clk"  # true: TimeInstant comes from an NTP-synced clock; false: no TimeInstant is sent
-NEW_KEYS = (DEVICE_STATE, CLOCK_SYNCED)
 
 # Power-quality flags under "pq", in the bit order of the 8-bit form kept in offline records.
 PQ_FLAGS = ("dipL1", "dipL2", "dipL3", "swellL1", "swellL2", "swellL3", "overcurrent", "phaseSequenceError")

@@ -144,6 +144,16 @@ def test_meter_device_entity_is_kept_current_and_valid(
     assert [f["type"] for f in second.body] == ["ThreePhaseAcMeasurement", "Device"]
     assert second.body[1]["deviceState"]["value"] == "badData"
     assert [f["type"] for f in third.body] == ["ThreePhaseAcMeasurement"]
+    # the meter's own fault report (wire key `ds`) wins and reaches both entities; recovery flips it back
+    publish("/json/meterkey/meter-007/attrs", json.dumps({"ds": "fault:spi-crc", "clk": True, "TimeInstant": T0}))
+    fourth = recording_broker.wait_for(4)[3]
+    measurement, twin = fourth.body
+    assert measurement["deviceState"]["value"] == "fault:spi-crc"
+    assert measurement["clockSynced"]["value"] is True
+    assert twin["deviceState"]["value"] == "fault:spi-crc"
+    validate_entity(twin)
+    publish("/json/meterkey/meter-007/attrs", json.dumps({"ds": "ok", "f": 50.0, "TimeInstant": T0}))
+    assert recording_broker.wait_for(5)[4].body[1]["deviceState"]["value"] == "ok"
 
 
 def test_a_flooding_device_is_limited_and_others_get_through(

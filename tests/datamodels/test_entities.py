@@ -39,6 +39,8 @@ READING = {
     "avv": {"L12": 120.1, "L23": 119.8, "L31": 120.1},
     "avi": {"L1": 6.7, "L2": 186.2, "L3": 6.9},
     "pq": {"dipL1": False, "swellL2": True},
+    "ds": "ok",
+    "clk": True,
 }
 OBSERVED = datetime(2025, 6, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
 
@@ -103,7 +105,7 @@ def test_naive_observed_at_is_refused() -> None:
 
 
 _SHAPE_TYPE = {Shape.PHASES: PhaseValues, Shape.PHASES_N: PhaseValuesN, Shape.LINE: LineValues,
-               Shape.SCALAR: float, Shape.FLAGS: dict}
+               Shape.SCALAR: float, Shape.FLAGS: dict, Shape.TEXT: str, Shape.BOOL: bool}
 
 
 def test_model_measure_fields_match_the_table() -> None:

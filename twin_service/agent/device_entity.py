@@ -40,13 +40,21 @@ class DeviceEntities:
         self._last: dict[str, tuple[float, str]] = {}  # entity id -> (monotonic time written, state written)
 
     def fragment(
-        self, device: ResolvedDevice, observed_at: str, had_rejections: bool, now: float
+        self, device: ResolvedDevice, observed_at: str, had_rejections: bool, now: float,
+        meter_state: str | None = None,
     ) -> dict[str, Any] | None:
-        """The Device fragment to upsert with this message, or None when the last one is recent enough."""
+        """The Device fragment to upsert with this message, or None when the last one is recent enough.
+
+        The meter's own state (`ds` on the wire, e.g. "fault:spi-crc") wins: it knows its hardware; otherwise
+        the state says whether the agent had to drop anything from the message.
+        """
         entity_id = device_ref(device)
         if entity_id is None:
             return None
-        state = STATE_BAD_DATA if had_rejections else STATE_OK
+        if meter_state and meter_state != STATE_OK:
+            state = meter_state
+        else:
+            state = STATE_BAD_DATA if had_rejections else STATE_OK
         with self._lock:
             last = self._last.get(entity_id)
             if last is not None and last[1] == state and now - last[0] < self._refresh_s:

@@ -21,6 +21,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from datamodels.measures import MEASURES
+
 from .device_entity import DeviceEntities
 from .mapping import map_payload, map_single_attribute
 from .metrics import Metrics
@@ -29,6 +31,9 @@ from .registry import Registry, UnknownSender
 from .rejections import RejectionReporter
 from .timestamps import observed_at
 from .topics import SUBSCRIBE_QOS, SUBSCRIPTIONS, parse_topic
+
+# The attribute in which a meter reports its own health (`ds` on the wire), from the measure table.
+DEVICE_STATE_ATTRIBUTE = next(m.attribute for m in MEASURES if m.device_state)
 
 log = logging.getLogger("twin_service.agent.south")
 
@@ -142,7 +147,8 @@ class MeasureHandler:
         fragments = mapped.fragments
         if self._devices is not None:
             last = _latest_observed_at(fragments) or _observed(received_at)
-            twin = self._devices.fragment(device, last, bool(mapped.rejections), time.monotonic())
+            twin = self._devices.fragment(device, last, bool(mapped.rejections), time.monotonic(),
+                                          meter_state=_meter_state(fragments))
             if twin is not None:
                 fragments = [*fragments, twin]
         self._metrics.inc("measures_total", mapped.measures)
@@ -153,6 +159,14 @@ class MeasureHandler:
         parsed = parse_topic(topic)
         who = {"apikey": parsed.apikey, "device_id": parsed.device_id} if parsed else {}
         self._reporter.report("queue_full", "the on-disk queue to the broker is full", topic, **who)
+
+
+def _meter_state(fragments: list[dict[str, Any]]) -> str | None:
+    """The state the meter reported about itself in its newest fragment (`deviceState`, wire key `ds`)."""
+    attribute = fragments[-1].get(DEVICE_STATE_ATTRIBUTE)
+    if isinstance(attribute, dict) and isinstance(attribute.get("value"), str):
+        return attribute["value"]
+    return None
 
 
 def _latest_observed_at(fragments: list[dict[str, Any]]) -> str | None:
