@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datamodels.measures import MEASURES
 
-
 _SCALAR_WORDS = {"scalar": "number", "flags": "flags", "text": "text", "bool": "true/false"}
 
 
