@@ -17,8 +17,8 @@ from typing import Any, Self
 
 import httpx
 
-from datamodels.context import context_for
-from datamodels.measures import device_entity_id
+from datamodels.context import CORE_CONTEXT, context_for, link_header
+from datamodels.measures import MEASUREMENT_TYPE, device_entity_id
 from provisioning.agent_bodies import DEFAULT_RESOURCE, meter_device, service_group
 from provisioning.inventory import Inventory, Meter, Site, Tenant
 
@@ -159,13 +159,9 @@ class Provisioner:
     def _plan_subscriptions(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
         if not tenant.subscribers and not prune:
             return
-        headers = {"NGSILD-Tenant": tenant.service, "Accept": "application/json"}
-        response = self._broker.get("/ngsi-ld/v1/subscriptions", headers=headers, params={"limit": 1000})
-        if response.status_code in (404, 405, 501) and not tenant.subscribers:
+        existing = self._our_subscriptions(tenant)
+        if existing is None:
             return  # a broker without subscriptions has none of ours to prune
-        if response.status_code != 200:
-            raise ApiError(response)
-        existing = {s["id"]: s for s in response.json() if str(s.get("id", "")).startswith(SUBSCRIPTION_PREFIX)}
         for subscriber in tenant.subscribers:
             body = subscription_body(tenant, subscriber.name, subscriber.url, subscriber.entity_type,
                                      subscriber.attributes, subscriber.format, subscriber.accept)
@@ -190,6 +186,36 @@ class Provisioner:
                              "not in the inventory",
                              self._call(self._broker, "DELETE", f"/ngsi-ld/v1/subscriptions/{sub_id}",
                                         {"NGSILD-Tenant": tenant.service}))
+
+    def _our_subscriptions(self, tenant: Tenant) -> dict[str, dict[str, Any]] | None:
+        """Our subscriptions in the tenant by id, each read back with its entity type's @context.
+
+        A subscription lists its entity types compacted with the context of the request that reads it, so each
+        is read with the context it was created with (as Orion-LD needs too); otherwise a type would come back as
+        a full IRI and look changed on every run. A tenant the broker does not know yet has no subscriptions
+        (404 NonexistentTenant, spelled NonExistingTenant by Orion-LD). None: the broker offers no subscriptions.
+        """
+        contexts = {subscriber.entity_type for subscriber in tenant.subscribers} or {MEASUREMENT_TYPE}
+        found: dict[str, dict[str, Any]] = {}
+        for entity_type in sorted(contexts):
+            headers = {"NGSILD-Tenant": tenant.service, "Accept": "application/json"}
+            user_context = _context_of(entity_type)[0]
+            if user_context != CORE_CONTEXT:
+                headers["Link"] = link_header(user_context)
+            response = self._broker.get("/ngsi-ld/v1/subscriptions", headers=headers, params={"limit": 1000})
+            if response.status_code == 404 and "enant" in response.text:
+                return {}
+            if response.status_code in (404, 405, 501) and not tenant.subscribers:
+                return None
+            if response.status_code != 200:
+                raise ApiError(response)
+            for sub in response.json():
+                sub_id = str(sub.get("id", ""))
+                if not sub_id.startswith(SUBSCRIPTION_PREFIX):
+                    continue
+                if _entity_types(sub) == {entity_type} or sub_id not in found:
+                    found[sub_id] = sub
+        return found
 
     # ---- requests --------------------------------------------------------------------------------------------
 
@@ -288,8 +314,20 @@ def subscription_body(tenant: Tenant, name: str, url: str, entity_type: str, att
         "description": f"energytwin provisioning: notify {name}",
         "entities": [{"type": entity_type}],
         "notification": notification,
-        "@context": context_for(entity_type),
+        "@context": _context_of(entity_type),
     }
+
+
+def _context_of(entity_type: str) -> list[str]:
+    """The project's @context for the type; the core context alone for a type the project does not model."""
+    try:
+        return context_for(entity_type)
+    except KeyError:
+        return [CORE_CONTEXT]
+
+
+def _entity_types(subscription: dict[str, Any]) -> set[str]:
+    return {str(selector.get("type")) for selector in subscription.get("entities", []) if isinstance(selector, dict)}
 
 
 def _differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -1,20 +1,17 @@
-"""Provisioning fixtures: a running agent, the embedded NGSI-LD broker, and a broker stand-in with subscriptions."""
+"""Provisioning fixtures: a running agent and the embedded NGSI-LD broker (entities and subscriptions)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from tests.agent.support import make_agent
 from twin_service.agent import Agent
@@ -34,46 +31,36 @@ def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
     return f"http://127.0.0.1:{port}", server, thread
 
 
+class _TenantSubscriptions:
+    """`broker.subscriptions[tenant]`: the tenant's subscriptions as the real broker lists them, by id."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def __getitem__(self, tenant: str) -> dict[str, dict[str, Any]]:
+        listed = httpx.get(f"{self._url}/ngsi-ld/v1/subscriptions", headers={"NGSILD-Tenant": tenant},
+                           params={"limit": 1000})
+        assert listed.status_code == 200, listed.text
+        return {sub["id"]: sub for sub in listed.json()}
+
+
 @dataclass
 class SubscriptionBroker:
-    """The NGSI-LD `/subscriptions` routes the provisioning uses, per tenant, with every request recorded."""
+    """The real embedded NGSI-LD broker, with a view of its subscriptions per tenant."""
 
-    url: str = ""
-    subscriptions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    writes: list[tuple[str, str]] = field(default_factory=list)
+    url: str
 
-    def app(self) -> Starlette:
-        async def listing(request: Request) -> Response:
-            tenant = request.headers.get("NGSILD-Tenant", "")
-            if request.method == "GET":
-                return JSONResponse(list(self.subscriptions.get(tenant, {}).values()))
-            body = await request.json()
-            self.writes.append(("POST", body["id"]))
-            bucket = self.subscriptions.setdefault(tenant, {})
-            if body["id"] in bucket:
-                return JSONResponse({"type": "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists"}, status_code=409)
-            bucket[body["id"]] = {k: v for k, v in body.items() if k != "@context"}
-            return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{body['id']}"})
-
-        async def one(request: Request) -> Response:
-            tenant = request.headers.get("NGSILD-Tenant", "")
-            sub_id = request.path_params["sub_id"]
-            self.writes.append(("DELETE", sub_id))
-            if self.subscriptions.get(tenant, {}).pop(sub_id, None) is None:
-                return JSONResponse({"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound"}, status_code=404)
-            return Response(status_code=204)
-
-        return Starlette(routes=[
-            Route("/ngsi-ld/v1/subscriptions", listing, methods=["GET", "POST"]),
-            Route("/ngsi-ld/v1/subscriptions/{sub_id:path}", one, methods=["DELETE"]),
-        ])
+    @property
+    def subscriptions(self) -> _TenantSubscriptions:
+        return _TenantSubscriptions(self.url)
 
 
 @pytest.fixture
-def subscription_broker() -> Iterator[SubscriptionBroker]:
-    stub = SubscriptionBroker()
-    stub.url, server, thread = serve(stub.app())
-    yield stub
+def subscription_broker(tmp_path: Path) -> Iterator[SubscriptionBroker]:
+    from twin_service.broker import create_app
+
+    url, server, thread = serve(create_app(tmp_path / "subscription-broker"))
+    yield SubscriptionBroker(url)
     server.should_exit = True
     thread.join(5)
 
