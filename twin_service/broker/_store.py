@@ -11,6 +11,7 @@ connections, so in WAL mode a long history read never holds up ingestion and a w
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sqlite3
 import threading
@@ -91,6 +92,7 @@ _EPOCH_JULIAN = 2440587.5
 # Checkpoints copy the WAL back into the database; done by a background thread every CHECKPOINT_EVERY_S so the
 # writer's COMMIT only appends to the WAL. The writer checkpoints itself only if the WAL outgrows this (~200 MB).
 _AUTOCHECKPOINT_PAGES = 50_000
+_MAX_PERIOD_QUERIES = 2000  # aggregation periods read one query each up to this many
 CHECKPOINT_EVERY_S = 1.0
 _NOT_IN_REST = frozenset({"value", "object", "createdAt", "modifiedAt"})
 _INSERT_HISTORY = ("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
@@ -547,13 +549,62 @@ class Store:
             f"FROM (SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id)", [series_id, *args]).fetchone()
         return row["pairs"], row["kind"]
 
-    def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float) -> list[Bucket]:
+    def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float,
+                  counts: bool = False, distinct: bool = False) -> list[Bucket]:
         """Per-period statistics of one series; object values (per-phase) are aggregated per key.
 
-        Numbers are stored as SQL numbers and aggregated directly; JSON values go through `json_each`, which
-        yields one row with a NULL key for a scalar and one row per key for an object, so one statement serves
-        every shape.
+        Periods are read one range query each (the rows come out of the clustered index in time order, so no
+        sorter is needed); numbers are stored as SQL numbers and aggregated directly, JSON values go through
+        `json_each`, one row per key of an object. Many small periods, or lastN, fall back to one GROUP BY.
         """
+        db = self._conn()
+        sample = db.execute("SELECT typeof(value) FROM history WHERE series_id = ? AND operation != 'delete' "
+                            "LIMIT 1", (series_id,)).fetchone()
+        if sample is None:
+            return []
+        # two queries: SQLite answers a lone min() or max() with one index seek, both together with a scan
+        low = window.start if window.start is not None else db.execute(
+            "SELECT min(observed_ts) FROM history WHERE series_id = ?", (series_id,)).fetchone()[0]
+        high = window.end if window.end is not None else db.execute(
+            "SELECT max(observed_ts) FROM history WHERE series_id = ?", (series_id,)).fetchone()[0] + 1e-6
+        first, last = math.floor((low - origin) / period_s), math.floor((high - origin) / period_s)
+        if window.last_n is not None or last - first > _MAX_PERIOD_QUERIES:
+            return self._aggregate_grouped(series_id, window, origin, period_s)
+        numeric = sample[0] in ("integer", "real")
+        distinct_sql = "count(DISTINCT value)" if distinct else "NULL"
+        out: list[Bucket] = []
+        for index in range(first, last + 1):
+            start, end = max(low, origin + index * period_s), min(high, origin + (index + 1) * period_s)
+            if start >= end:
+                continue
+            if numeric:
+                stats = db.execute(
+                    "SELECT count(*), sum(value), sum(value * value), min(value), max(value) FROM history "
+                    "WHERE series_id = ? AND observed_ts >= ? AND observed_ts < ? AND typeof(value) IN "
+                    "('integer', 'real')", (series_id, start, end)).fetchone()
+                total, distinct_n = stats[0], 0
+                if counts:  # totalCount/distinctCount also count non-numeric values; a second pass only then
+                    total, distinct_n = db.execute(
+                        f"SELECT count(*), {distinct_sql} FROM history WHERE series_id = ? AND observed_ts >= ? "
+                        "AND observed_ts < ? AND value IS NOT NULL", (series_id, start, end)).fetchone()
+                if total:
+                    out.append(Bucket(index, None, total, distinct_n or 0, stats[0], stats[1], stats[2], stats[3],
+                                      stats[4]))
+                continue
+            rows = db.execute(
+                f"SELECT key, count(*) AS total, {distinct_sql.replace('value', 'v')} AS distinct_n, "
+                "count(num) AS numeric_n, sum(num) AS total_sum, sum(num * num) AS total_sumsq, "
+                "min(num) AS vmin, max(num) AS vmax FROM (SELECT j.key AS key, coalesce(j.atom, j.value) AS v, "
+                "CASE WHEN j.type IN ('integer', 'real') THEN j.value END AS num "
+                "FROM history AS h, json_each(h.value) AS j WHERE h.series_id = ? AND h.operation != 'delete' "
+                "AND h.observed_ts >= ? AND h.observed_ts < ?) GROUP BY key ORDER BY key",
+                (series_id, start, end)).fetchall()
+            out += [Bucket(index, row["key"], row["total"], row["distinct_n"] or 0, row["numeric_n"],
+                           row["total_sum"], row["total_sumsq"], row["vmin"], row["vmax"]) for row in rows]
+        return out
+
+    def _aggregate_grouped(self, series_id: int, window: TimeRange, origin: float, period_s: float) -> list[Bucket]:
+        """One GROUP BY over the whole window (many periods, or lastN)."""
         sql, args = self._window(series_id, window)
         rows = self._conn().execute(
             "SELECT bucket, key, count(*) AS total, count(DISTINCT v) AS distinct_n, count(num) AS numeric_n, "

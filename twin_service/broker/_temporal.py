@@ -208,8 +208,9 @@ def _aggregate(store: Store, series_id: int, request: TemporalRequest) -> dict[s
     else:
         period = request.period_s
         origin = request.origin if request.origin is not None else 0.0  # epoch: hours and days align on UTC
-    buckets = store.aggregate(series_id, window, origin,
-                              period if math.isfinite(period) else 1e18)
+    buckets = store.aggregate(series_id, window, origin, period if math.isfinite(period) else 1e18,
+                              counts=bool({"totalCount", "distinctCount"} & set(request.methods)),
+                              distinct="distinctCount" in request.methods)
     if not buckets:
         return None
     out: dict[str, Any] = {"type": "Property"}
