@@ -15,7 +15,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it is open, which would
+# break asyncio.run() in the tests collected after these.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not (CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)):
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make test installs it when run as "
