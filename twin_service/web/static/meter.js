@@ -163,8 +163,11 @@ function drawChart(id, series, format) {
     nodes.push(svg("line", { x1: pad.l, x2: width - pad.r, y1: y(v), y2: y(v), class: "grid" }));
     nodes.push(svg("text", { x: pad.l - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, format(v, step)));
   }
-  const tenMin = 10 * 60 * 1000;
-  for (let t = Math.ceil(t0 / tenMin) * tenMin; t <= t1; t += tenMin) {
+  // time ticks every 10, 15, 20 or 30 minutes: as many as fit with labels at least 70 px apart
+  const plotWidth = width - pad.l - pad.r;
+  const tickMin = [10, 15, 20, 30].find((m) => (plotWidth * m) / 60 >= 70) || 30;
+  const tickMs = tickMin * 60 * 1000;
+  for (let t = Math.ceil(t0 / tickMs) * tickMs; t <= t1; t += tickMs) {
     nodes.push(svg("line", { x1: x(t), x2: x(t), y1: pad.t, y2: height - pad.b, class: "grid" }));
     nodes.push(svg("text", { x: x(t), y: height - 6, "text-anchor": "middle", class: "axis" },
       new Date(t).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })));
