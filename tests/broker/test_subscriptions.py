@@ -254,3 +254,14 @@ def test_subscriptions_and_status_survive_restart(make_client: Callable[[], Test
     second = receiver.wait_for(2)[1]
     assert second.body["data"][0]["phaseVoltage"]["value"]["L1"] == 231.0
     assert "link" in second.headers and ENERGY_CONTEXT in second.headers["link"]
+
+
+def test_patched_endpoint_receives_the_next_notifications(client: TestClient, receiver: Receiver) -> None:
+    sub_id = _subscribe(client, _subscription(receiver, "/old"))
+    _update(client, 230.0)
+    receiver.wait_for(1, path="/old")
+    patch = {"notification": {"endpoint": {"uri": f"{receiver.url}/new"}}}
+    assert client.patch(f"{SUBS}/{sub_id}", json=patch, headers=ENERGY_LINK).status_code == 204
+    _update(client, 231.0)
+    assert receiver.wait_for(1, path="/new")[0].body["data"][0]["phaseVoltage"]["value"]["L1"] == 231.0
+    assert client.get(f"{SUBS}/{sub_id}").json()["notification"]["endpoint"]["accept"] == "application/json"

@@ -20,12 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from ._context import ContextResolver, is_core_context
 from ._errors import NgsiLdError
 from ._http import JSON, JSON_LD, LINK_REL
+from ._json import dumps_bytes
 from ._model import Entity, RenderOptions, now_iso, render_entity
+from ._notify_http import Connection, NotifyError
 from ._operations import Change
 from ._store import EntityQuery, Store
 from ._subscriptions import Status, Subscription, parse_subscription
@@ -48,6 +48,7 @@ class _Outbox:
     task: asyncio.Task[None] | None = None
     ticker: asyncio.Task[None] | None = None
     dropped: int = 0
+    connection: Connection | None = None
 
 
 class SubscriptionManager:
@@ -64,7 +65,6 @@ class SubscriptionManager:
         self._changes: asyncio.Queue[list[Change]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty: set[tuple[str, str]] = set()
-        self._client: httpx.AsyncClient | None = None
         self._running = False
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -98,8 +98,9 @@ class SubscriptionManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.flush_status()
-        if self._client is not None:
-            await self._client.aclose()
+        for outbox in self._outboxes.values():
+            if outbox.connection is not None:
+                await outbox.connection.close()
 
     # -- CRUD (called by the API handlers on the event loop) -------------------------------------------
     def get(self, tenant: str, sub_id: str) -> Subscription | None:
@@ -143,6 +144,9 @@ class SubscriptionManager:
         outbox = self._outboxes[key]
         self._subs[key] = sub
         self._by_tenant[sub.tenant] = [sub if s.id == sub.id else s for s in self._by_tenant[sub.tenant]]
+        if old.uri != sub.uri and outbox.connection is not None:
+            connection, outbox.connection = outbox.connection, None
+            await connection.close()  # the next notification connects to the new endpoint
         self._restart_ticker(sub, outbox)
         outbox.wake.set()
 
@@ -274,22 +278,24 @@ class SubscriptionManager:
 
     async def _deliver(self, key: tuple[str, str], entities: list[Entity]) -> None:
         """Send one notification, retrying with backoff; gives up (logged, status failed) after the last try."""
-        if self._client is None:  # created on first use: building its TLS context takes ~0.3 s
-            self._client = httpx.AsyncClient(timeout=SEND_TIMEOUT_S)
+        outbox = self._outboxes.get(key)
         for attempt, delay in enumerate((0.0, *self._retry_delays_s)):
             if delay:
                 await asyncio.sleep(delay)
             sub = self._subs.get(key)
-            if sub is None or sub.state() == "expired":
+            if sub is None or outbox is None or sub.state() == "expired":
                 return
             body, headers = self._notification(sub, entities)
             error: str | None = None
             try:
-                answer = await self._client.post(sub.uri, json=body, headers=headers)
-                if not 200 <= answer.status_code < 300:
-                    error = f"HTTP {answer.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                if outbox.connection is None:
+                    outbox.connection = Connection(sub.uri, SEND_TIMEOUT_S)
+                status_code = await outbox.connection.post(dumps_bytes(body), headers)
+                if not 200 <= status_code < 300:
+                    error = f"HTTP {status_code}"
+            except NotifyError as exc:
+                error = str(exc)
+                outbox.connection = None
             sent_at = now_iso()
             status = sub.status
             status.times_sent += 1
