@@ -42,6 +42,8 @@ def _stack_options(func):
                      help="IoT Agent provisioning API port."),
         click.option("--quality-port", type=int, default=ports.QUALITY_PORT, show_default=True,
                      help="Power-quality analytics (notifications from the broker, /health); 0 picks a free port."),
+        click.option("--web-port", type=int, default=ports.WEB_PORT, show_default=True,
+                     help="The live twin page; 0 picks a free port."),
         click.option("--mqtt", "mqtt_prefer", type=click.Choice(["auto", "mosquitto", "amqtt"]), default="auto",
                      show_default=True, help="MQTT broker: Mosquitto when installed, else the amqtt fallback."),
     ]
@@ -51,9 +53,10 @@ def _stack_options(func):
 
 
 def _config(data_dir: Path, host: str, mqtt_port: int, broker_port: int, agent_port: int, quality_port: int,
-            mqtt_prefer: str) -> StackConfig:
+            web_port: int, mqtt_prefer: str) -> StackConfig:
     return StackConfig(data_dir=data_dir, host=host, mqtt_port=mqtt_port, broker_port=broker_port,
-                       agent_port=agent_port, quality_port=quality_port, mqtt_prefer=mqtt_prefer)
+                       agent_port=agent_port, quality_port=quality_port, web_port=web_port,
+                       mqtt_prefer=mqtt_prefer)
 
 
 def _wait_for_interrupt(duration_s: float | None, tick=None) -> None:
@@ -69,20 +72,23 @@ def _wait_for_interrupt(duration_s: float | None, tick=None) -> None:
             break
 
 
-def _page_url(cfg: StackConfig) -> str:
-    """The live twin page's address as a browser on this machine reaches it."""
+def _page_url(stack: EmbeddedStack) -> str:
+    """The live twin page's address as a browser on this machine reaches it (its port may be chosen at start)."""
+    cfg = stack.config
     host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
-    return f"http://{host}:{cfg.web_port}/"
+    return f"http://{host}:{stack.web_url.rsplit(':', 1)[1]}/"
 
 
-def _print_endpoints(cfg: StackConfig, mqtt_kind: str) -> None:
+def _print_endpoints(stack: EmbeddedStack) -> None:
+    cfg = stack.config
+    mqtt_kind = stack.mqtt.kind if stack.mqtt else "?"
     table = Table(title="energytwin embedded stack", show_header=True)
     table.add_column("service")
     table.add_column("address")
     table.add_row(f"MQTT ({mqtt_kind})", f"mqtt://{cfg.host}:{cfg.mqtt_port}  topics /json/<apikey>/<device>/attrs")
     table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1")
     table.add_row("IoT Agent north API", f"{cfg.agent_url}/iot/services, /iot/devices, /metrics")
-    table.add_row("live twin page", _page_url(cfg))
+    table.add_row("live twin page", _page_url(stack))
     table.add_row("data and logs", f"{cfg.data_dir.resolve()}  (logs/)")
     console.print(table)
 
@@ -90,18 +96,18 @@ def _print_endpoints(cfg: StackConfig, mqtt_kind: str) -> None:
 @click.command()
 @_stack_options
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
-def up(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer, duration_s):
+def up(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer, duration_s):
     """Run the embedded stack (MQTT, IoT Agent, NGSI-LD broker) on the production ports.
 
     Meters and provisioning scripts talk to it exactly as to the FIWARE Docker stack. Ctrl-C stops it cleanly;
     running it again with the same --data-dir continues from the same twin.
     """
-    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer)
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer)
     stack = EmbeddedStack(cfg)
     with console.status("starting the embedded stack…"):
         stack.start()
     try:
-        _print_endpoints(cfg, stack.mqtt.kind if stack.mqtt else "?")
+        _print_endpoints(stack)
         console.print("Ctrl-C to stop.")
         _wait_for_interrupt(duration_s)
     finally:
@@ -133,7 +139,7 @@ def _parse_phase_list(value: str, name: str) -> tuple[float, float, float]:
               help="Angle from voltage to current per phase: 0 resistive, 30 a lagging motor, 180 exporting PV.")
 @click.option("--frequency-hz", type=float, default=50.0, show_default=True)
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
-def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer, meters, period_s, voltage_v,
+def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer, meters, period_s, voltage_v,
          current_a, angle_deg, frequency_hz, duration_s):
     """Run the embedded stack with simulated meters running the real firmware.
 
@@ -147,12 +153,12 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_
     amps = _parse_phase_list(current_a, "--current-a")
     angles = _parse_phase_list(angle_deg, "--angle-deg")
     loads = tuple(PhaseLoad(voltage_v=v, current_a=a, angle_deg=g) for v, a, g in zip(volts, amps, angles))
-    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_prefer)
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer)
     options = DemoOptions(stack=cfg, meters=meters, period_s=period_s, frequency_hz=frequency_hz, loads=loads)
     with console.status(f"starting the stack and {meters} simulated meter(s)…"):
         running = start_demo(options)
     try:
-        _print_endpoints(cfg, running.stack.mqtt.kind if running.stack.mqtt else "?")
+        _print_endpoints(running.stack)
         for line in running.provisioning.created:
             console.print(f"provisioned {line}")
         for line in running.provisioning.existing:
@@ -164,7 +170,7 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, mqtt_
         console.print(f"[green]first twin update of {first} {elapsed:.1f} s after start[/green]")
         console.print(f"\nTenant: NGSILD-Tenant: {DEMO_SITE.service}. Look at the live twin with:\n")
         print(curl_command(cfg.broker_url, first), flush=True)
-        console.print(f"\nor open the live twin page: [bold]{_page_url(cfg)}meters/{first}[/bold]")
+        console.print(f"\nor open the live twin page: [bold]{_page_url(running.stack)}meters/{first}[/bold]")
         console.print("\nCtrl-C to stop.")
 
         def show() -> None:

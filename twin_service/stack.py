@@ -34,7 +34,7 @@ class StackConfig:
     broker_port: int = ports.BROKER_PORT
     agent_port: int = ports.AGENT_NORTH_PORT
     mqtt_prefer: str = "auto"  # "auto" (Mosquitto if installed), "mosquitto" or "amqtt"
-    quality_port: int = 8070  # power-quality analytics (twin_service.quality.QUALITY_PORT); 0: a free port
+    quality_port: int = ports.QUALITY_PORT  # power-quality analytics; 0: a free port
     quality_tenant: str = "energytwin"  # the tenant the analytics watch (the demo site's)
     web_port: int = ports.WEB_PORT  # the live twin page (twin_service.web); 0: a free port
 

@@ -42,7 +42,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
         mqtt_port=free_port(),
         broker_port=free_port(),
         agent_port=free_port(),
-        quality_port=free_port(),
+        quality_port=0,
+        web_port=0,
     )
     running = EmbeddedStack(cfg)
     running.start()
@@ -204,7 +205,7 @@ def test_demo_command_prints_where_to_look(tmp_path) -> None:
     """`energytwin demo` (what `make demo` runs) starts everything, reports the first update, stops cleanly."""
     argv = [sys.executable, "-m", "energytwin.cli", "demo", "--duration-s", "3", "--data-dir", str(tmp_path),
             "--mqtt-port", str(free_port()), "--broker-port", str(free_port()), "--agent-port", str(free_port()),
-            "--quality-port", str(free_port())]
+            "--quality-port", str(free_port()), "--web-port", str(free_port())]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output

@@ -39,7 +39,8 @@ DEVICES = ["pq-dip", "pq-overvoltage", "pq-unbalance", "pq-thd", "pq-frequency"]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     cfg = StackConfig(data_dir=tmp_path_factory.mktemp("pq-stack"), mqtt_port=free_port(), broker_port=free_port(),
-                      agent_port=free_port(), quality_port=0, quality_tenant=DEMO_SITE.service)
+                      agent_port=free_port(), quality_port=0, web_port=0,
+                      quality_tenant=DEMO_SITE.service)
     running = EmbeddedStack(cfg)
     running.start()
     provision_demo(cfg.agent_url, DEVICES)
