@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +27,7 @@ LINK_REL = "http://www.w3.org/ns/json-ld#context"
 # Largest request body accepted. Orion-LD's default is larger, but a meter update is ~2 KiB and a 1000-entity
 # batch of them fits; beyond this a client is misbehaving and reading it only costs memory.
 MAX_BODY_BYTES = 1024 * 1024
+_PARSE_ON_THREAD_BYTES = 16 * 1024
 # Orion-LD turns tenants into MongoDB database names: letters, digits, '_' and '-', at most 50.
 _TENANT = re.compile(r"^[a-z0-9_\-]{1,50}$")
 _LINK = re.compile(r"^\s*<([^>]*)>\s*(;.*)?$")
@@ -100,7 +102,8 @@ async def read_body(request: Request) -> Body:
     if not raw.strip():
         raise invalid_request("Empty payload", "a JSON body is required")
     try:
-        document = loads(raw)
+        # large bodies (batches) are decoded on a worker thread, not on the loop serving other requests
+        document = await run_in_threadpool(loads, raw) if len(raw) > _PARSE_ON_THREAD_BYTES else loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request("JSON Parse Error", str(exc)) from None
     return Body(document, media, link)
