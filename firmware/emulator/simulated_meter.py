@@ -124,17 +124,27 @@ class SimulatedMeter:
             return self.harness.cycle(self.period_s if seconds is None else seconds)
 
     def start(self) -> None:
-        """Boot and run in a background thread following the wall clock."""
-        self.boot()
+        """Boot and run in a background thread following the wall clock.
+
+        The emulated clock is anchored to the wall clock before booting, and the first period includes the boot
+        time: booting takes a couple of seconds of host time in which no emulated time passes, and without this
+        every TimeInstant would lag real time by that much for the meter's whole life.
+        """
         if self._thread is not None:
             return
+        started = time.monotonic()
+        with self._lock:
+            if not self._booted:
+                self.harness.start_utc_s = time.time() - self.model.simulated_time_s
+        self.boot()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"meter-{self.device_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(started,), name=f"meter-{self.device_id}",
+                                        daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        last = time.monotonic()
-        next_due = last + self.period_s
+    def _run(self, started: float) -> None:
+        last = started
+        next_due = time.monotonic() + self.period_s
         while not self._stop.wait(max(0.0, next_due - time.monotonic())):
             now = time.monotonic()
             try:
