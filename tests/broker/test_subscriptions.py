@@ -265,3 +265,11 @@ def test_patched_endpoint_receives_the_next_notifications(client: TestClient, re
     _update(client, 231.0)
     assert receiver.wait_for(1, path="/new")[0].body["data"][0]["phaseVoltage"]["value"]["L1"] == 231.0
     assert client.get(f"{SUBS}/{sub_id}").json()["notification"]["endpoint"]["accept"] == "application/json"
+
+
+def test_unsupported_subscription_features_are_501(client: TestClient, receiver: Receiver) -> None:
+    for extra in ({"notificationTrigger": ["entityDeleted"]}, {"geoQ": {"georel": "near"}}):
+        assert_problem(client.post(SUBS, json=_subscription(receiver, **extra), headers=ENERGY_LINK),
+                       501, "OperationNotSupported")
+    fine = _subscription(receiver, notificationTrigger=["entityUpdated", "attributeUpdated"])
+    assert client.post(SUBS, json=fine, headers=ENERGY_LINK).status_code == 201

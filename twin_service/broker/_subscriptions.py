@@ -25,6 +25,8 @@ _MEMBERS = frozenset({"id", "type", "subscriptionName", "description", "entities
                       "notification", "throttling", "timeInterval", "expiresAt", "isActive", "@context",
                       "status", "notificationTrigger", "lang", "jsonldContext"})
 _UNSUPPORTED = ("geoQ", "csf", "scopeQ", "temporalQ")
+# What NGSI-LD 1.8 notifies on by default; entity and attribute deletions are not notified here.
+_DEFAULT_TRIGGERS = frozenset({"entityCreated", "entityUpdated", "attributeCreated", "attributeUpdated"})
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,10 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
     for name in _UNSUPPORTED:
         if name in raw:
             raise NgsiLdError("OperationNotSupported", f"{name} in subscriptions is not supported", status=501)
+    trigger = raw.get("notificationTrigger")
+    if trigger is not None and (not isinstance(trigger, list) or not set(trigger) <= _DEFAULT_TRIGGERS):
+        raise NgsiLdError("OperationNotSupported", "notificationTrigger is not supported beyond the default",
+                          f"notifications go out on {', '.join(sorted(_DEFAULT_TRIGGERS))}", status=501)
     unknown = sorted(set(raw) - _MEMBERS)
     if unknown:
         raise bad_request("Invalid subscription", f"unknown members: {', '.join(unknown)}")
