@@ -273,3 +273,36 @@ def test_unsupported_subscription_features_are_501(client: TestClient, receiver:
                        501, "OperationNotSupported")
     fine = _subscription(receiver, notificationTrigger=["entityUpdated", "attributeUpdated"])
     assert client.post(SUBS, json=fine, headers=ENERGY_LINK).status_code == 201
+
+
+def test_concurrent_writers_are_notified_in_commit_order(live_broker: Any, receiver: Receiver) -> None:
+    import threading
+
+    import httpx
+
+    from twin_service.broker import Store
+
+    url = f"{live_broker.url}{BASE}"
+    httpx.post(f"{url}/entities", json=measurement(), headers=ENERGY_LINK).raise_for_status()
+    httpx.post(f"{url}/subscriptions", json=_subscription(receiver), headers=ENERGY_LINK).raise_for_status()
+
+    def writer(offset: float) -> None:
+        with httpx.Client() as http:
+            for n in range(25):
+                http.patch(f"{url}/entities/{MEASUREMENT_ID}/attrs/frequency", headers=ENERGY_LINK,
+                           json={"value": offset + n}).raise_for_status()
+
+    threads = [threading.Thread(target=writer, args=(offset,)) for offset in (100.0, 200.0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    deadline = time.monotonic() + 5
+    notified: list[float] = []
+    while len(notified) < 50 and time.monotonic() < deadline:
+        notified = [e["frequency"]["value"] for r in list(receiver.received) for e in r.body["data"]]
+        time.sleep(0.02)
+    committed = [h.attribute["value"] for h in Store(live_broker.data_dir).history("", MEASUREMENT_ID)
+                 if h.attr_name and h.attr_name.endswith("frequency") and h.operation == "update"]
+    assert len(committed) == 50
+    assert notified == committed

@@ -6,6 +6,7 @@ importing each other.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -85,16 +86,20 @@ async def write(broker: Broker, operation: Callable[..., T], *args: Any) -> T:
     Commits fsync (synchronous=FULL), which must not stall the event loop serving other clients. The changes
     go to the subscription manager only after COMMIT: a notification never announces a write that was undone.
     """
+    loop = asyncio.get_running_loop()
+    manager = broker.subscriptions
 
-    def run() -> tuple[T, list[Change]]:
-        with broker.store.transaction() as store:
-            tx = Tx(store)
-            return operation(tx, *args), tx.changes
+    def run() -> T:
+        changes: list[Change] = []
 
-    result, changes = await run_in_threadpool(run)
-    if changes and broker.subscriptions is not None:
-        broker.subscriptions.publish(changes)
-    return result
+        def announce() -> None:  # inside the write lock: publications follow commit order
+            if changes and manager is not None:
+                loop.call_soon_threadsafe(manager.publish, changes)
+
+        with broker.store.transaction(after_commit=announce) as store:
+            return operation(Tx(store, changes), *args)
+
+    return await run_in_threadpool(run)
 
 
 async def read(function: Callable[..., T], *args: Any) -> T:

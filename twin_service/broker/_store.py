@@ -245,8 +245,12 @@ class Store:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Store]:
-        """All writes inside commit together or not at all (one request = one transaction)."""
+    def transaction(self, after_commit: Callable[[], None] | None = None) -> Iterator[Store]:
+        """All writes inside commit together or not at all (one request = one transaction).
+
+        `after_commit` runs right after COMMIT, still holding the write lock, so whatever it announces is
+        announced in commit order.
+        """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._writer_thread = threading.get_ident()
@@ -264,6 +268,8 @@ class Store:
                 raise
             self._writer_thread = None
             self._db.execute("COMMIT")
+            if after_commit is not None:
+                after_commit()
 
     def _flush(self) -> None:
         if self._pending_updates:
