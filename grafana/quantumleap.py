@@ -59,6 +59,10 @@ def _measure_column(measure) -> Column:
         return Column(name, "Number", "double precision", "double precision", measure.attribute)
     if measure.shape is Shape.FLAGS:
         return Column(name, "StructuredValue", _crate_object(PQ_FLAGS, "boolean"), "jsonb", measure.attribute)
+    if measure.shape is Shape.TEXT:
+        return Column(name, "Text", "text", "text", measure.attribute)
+    if measure.shape is Shape.BOOL:
+        return Column(name, "Boolean", "boolean", "boolean", measure.attribute)
     return Column(
         name,
         "StructuredValue",

@@ -66,3 +66,18 @@ def test_crate_init_creates_tables_before_their_metadata() -> None:
     meta = [s for s in crate_init_statements("site1") if "args" in s]
     assert meta[0]["args"][0] == '"mtsite1"."etthreephaseacmeasurement"'
     assert meta[0]["args"][1]["totalactiveenergyimport"] == ["totalActiveEnergyImport", "Number"]
+
+
+def test_every_measure_of_the_table_gets_a_typed_column() -> None:
+    """A shape the generator does not know must not silently become an empty object column."""
+    from datamodels.measures import MEASURES, Shape
+    from grafana.quantumleap import MEASUREMENT_COLUMNS
+
+    by_name = {column.name: column for column in MEASUREMENT_COLUMNS}
+    for measure in MEASURES:
+        column = by_name[measure.attribute.lower()]
+        assert "as ()" not in str(column), measure.attribute
+        if measure.shape is Shape.TEXT:
+            assert "text" in str(column)
+        if measure.shape is Shape.BOOL:
+            assert "boolean" in str(column)
