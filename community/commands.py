@@ -73,7 +73,7 @@ def community() -> None:
 )
 @click.option(
     "--method",
-    type=click.Choice(["fixed", "proportional", "optimal"]),
+    type=click.Choice(["fixed", "proportional", "optimal", "optimal-mean"]),
     help="What-if: settle with coefficients computed now from the period's actual data "
     "(ex post), instead of an agreed file.",
 )
@@ -230,7 +230,7 @@ def _print_report(result, co2) -> None:
 @click.option("--year", type=int, required=True, help="Year the coefficients are for.")
 @click.option(
     "--method",
-    type=click.Choice(["fixed", "proportional", "optimal"]),
+    type=click.Choice(["fixed", "proportional", "optimal", "optimal-mean"]),
     default="optimal",
     show_default=True,
     help="Method whose coefficients are written to the file.",
@@ -265,7 +265,9 @@ def coefficients(
     scaled to the history, when the installation has location and kWp) feed every method:
       fixed         the agreement's fixed shares (equal, by investment, or explicit)
       proportional  each hour, in proportion to each member's expected consumption
-      optimal       the linear programme that maximises the energy self-consumed by the community
+      optimal       the LP that maximises the community's expected self-consumption over past hours like
+                    each hour (every week of the history at the same weekday and hour: its spread, not its mean)
+      optimal-mean  the same LP on the mean profile only (overfits the mean; kept for comparison)
     All respect the rules (minimum share, cap, energy-poverty reserve; fairness for optimal). The file has
     six decimals with a decimal comma and every hour adds up to exactly 1. A table compares the methods.
 
@@ -294,7 +296,7 @@ def coefficients(
         h_start, h_end, hist = _period(None, int(history_period), tz)
     target = coefficient_file.year_hour_starts_utc(year, c.timezone)
     rules = SharingRules.from_community(c)
-    methods = tuple(dict.fromkeys(("fixed", "proportional", "optimal", method)))
+    methods = tuple(dict.fromkeys(("fixed", "proportional", "optimal-mean", "optimal", method)))
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -340,13 +342,19 @@ def coefficients(
 
 
 def _print_comparison(outcomes, c, year: int, chosen: str) -> None:
-    table = Table(title=f"Methods on the expected data for {year}", title_justify="left")
+    table = Table(title=f"Methods on the expected (mean-profile) data for {year}", title_justify="left")
     table.add_column("", justify="left")
     for name in outcomes:
         table.add_column(name + (" *" if name == chosen else ""), justify="right")
     table.add_row("self-consumption %", *(f"{100 * o.self_consumption_ratio:.1f}" for o in outcomes.values()))
     table.add_row("self-consumed kWh", *(f"{o.self_consumed_kwh:,.0f}" for o in outcomes.values()))
-    table.add_row("surplus kWh", *(f"{o.surplus_kwh:,.0f}" for o in outcomes.values()), end_section=True)
+    table.add_row("surplus kWh", *(f"{o.surplus_kwh:,.0f}" for o in outcomes.values()))
+    if all(o.scenario_self_consumption_ratio is not None for o in outcomes.values()):
+        table.add_row(
+            "self-cons. % over past hours",
+            *(f"{100 * o.scenario_self_consumption_ratio:.1f}" for o in outcomes.values()),
+        )
+    table.rows[-1].end_section = True
     for i, m in enumerate(c.members):
         table.add_row(f"{m.id} saves EUR", *(f"{o.savings_eur[i]:.2f}" for o in outcomes.values()))
     table.add_row("community saves EUR", *(f"{o.savings_eur.sum():.2f}" for o in outcomes.values()))

@@ -18,6 +18,7 @@ from community.expected import (
     expected_from_profile,
     hour_of_week_profile,
 )
+from community.scenarios import Scenarios, scenarios_from_history
 from community.settlement import settle
 from community.sharing import METHODS, SharingRules, shares_by_method
 
@@ -34,6 +35,7 @@ class Expected:
     consumption_kwh: np.ndarray
     generation_kwh: np.ndarray
     notes: tuple[str, ...] = ()
+    scenarios: Scenarios | None = None  # past hours like each target hour, for the stochastic optimum
 
 
 def expected_for(
@@ -43,10 +45,12 @@ def expected_for(
     target_hours_utc: np.ndarray,
 ) -> Expected:
     """Hour-of-week consumption profiles; PV from pvlib clear sky x fitted index when modelled, else the
-    history's mean per calendar month and local hour (a week profile would ignore the seasons)."""
+    history's mean per calendar month and local hour (a week profile would ignore the seasons). Also the
+    scenarios (community/scenarios.py) the stochastic optimum averages over, when generation was measured."""
     c = loaded.community
     tz = c.timezone
     notes: list[str] = []
+    scenarios: Scenarios | None = None
     for i, m in enumerate(c.members):
         if np.isnan(history.import_kwh[i]).all():
             raise PlanningError(
@@ -74,7 +78,18 @@ def expected_for(
             raise PlanningError(
                 f"installation {installation.id}: no generation history and no clear_sky_index"
             )
-        generation = k * clear_sky_energy_kwh(array, target_hours_utc)
+        target_clear = clear_sky_energy_kwh(array, target_hours_utc)
+        generation = k * target_clear
+        if (~np.isnan(measured)).any():
+            scenarios = scenarios_from_history(
+                history.hour_starts_utc,
+                history.import_kwh,
+                measured,
+                target_hours_utc,
+                tz,
+                history_clear_sky_kwh=clear_sky_energy_kwh(array, history.hour_starts_utc),
+                target_clear_sky_kwh=target_clear,
+            )
     else:
         if np.isnan(measured).all():
             raise PlanningError(
@@ -83,7 +98,16 @@ def expected_for(
             )
         generation = _month_hour_profile(history.hour_starts_utc, measured, target_hours_utc, tz)
         notes.append("generation: mean of the history per month and local hour (no location/kWp for pvlib)")
-    return Expected(target_hours_utc, consumption, generation, tuple(notes))
+        scenarios = scenarios_from_history(
+            history.hour_starts_utc, history.import_kwh, measured, target_hours_utc, tz
+        )
+    if scenarios is not None:
+        notes += [
+            f"optimal: expected self-consumption over {scenarios.n_scenarios} past hours per hour "
+            "(same weekday and hour, nearest in the year)",
+            *scenarios.notes,
+        ]
+    return Expected(target_hours_utc, consumption, generation, tuple(notes), scenarios)
 
 
 def _month_hour_profile(
@@ -112,6 +136,9 @@ class MethodOutcome:
     generation_kwh: float
     savings_eur: np.ndarray  # per member
     violations: list[str] = field(default_factory=list)
+    # The same coefficients settled on every scenario (past hours like each target hour): a fairer in-sample
+    # yardstick than the mean profile, which flatters the programme optimised on it.
+    scenario_self_consumption_ratio: float | None = None
 
     @property
     def self_consumption_ratio(self) -> float:
@@ -141,6 +168,14 @@ def evaluate(
     )
 
 
+def scenario_self_consumption(beta: np.ndarray, scenarios: Scenarios) -> float:
+    """Share of the scenarios' generation the community would self-consume with `beta` (sum over scenarios)."""
+    g = scenarios.generation_kwh
+    used = np.minimum(beta[:, :, None] * g[None], scenarios.consumption_kwh).sum()
+    total = float(g.sum())
+    return float(used) / total if total > 0 else 0.0
+
+
 def compare_methods(
     expected: Expected,
     rules: SharingRules,
@@ -160,8 +195,17 @@ def compare_methods(
     for method in methods:
         if progress:
             progress(f"{method}: computing coefficients")
-        beta = shares_by_method(method, expected.consumption_kwh, expected.generation_kwh, rules, progress)
+        beta = shares_by_method(
+            method,
+            expected.consumption_kwh,
+            expected.generation_kwh,
+            rules,
+            progress,
+            scenarios=expected.scenarios,
+        )
         out[method] = evaluate(
             method, beta, expected.consumption_kwh, expected.generation_kwh, rules, savings
         )
+        if expected.scenarios is not None:
+            out[method].scenario_self_consumption_ratio = scenario_self_consumption(beta, expected.scenarios)
     return out

@@ -41,6 +41,7 @@ def simulate(
     year: int,
     *,
     seed: int = 0,
+    weather_seed: int | None = None,
     tz: str = "Europe/Madrid",
     array: PvArray = MADRID_ROOF,
     yearly_kwh_range: tuple[float, float] = (2000.0, 5500.0),
@@ -49,8 +50,14 @@ def simulate(
     """One year of hourly consumption for `n_members` and of generation for `array` with kwp_per_member x n kWp.
 
     1.5 kWp per member yields about half of the members' yearly consumption: the usual size of a shared roof.
+
+    `seed` fixes the households (archetype, yearly kWh, investment); `weather_seed`, when given, draws the
+    hour-to-hour noise, spikes and clouds from its own stream, so two years of the *same* community can be
+    simulated independently (history and an evaluation year that share no random draw). Without it, one stream
+    draws everything, as before.
     """
     rng = np.random.default_rng(seed)
+    noise_rng = rng if weather_seed is None else np.random.default_rng([weather_seed, seed])
     hours = year_hour_starts_utc(year, tz)
     local = pd.DatetimeIndex(hours).tz_localize("UTC").tz_convert(tz)
     hod = np.asarray(local.hour)
@@ -66,8 +73,8 @@ def simulate(
         shape = np.asarray(_SHAPES[kind], float)
         weekend_shape = np.asarray(_SHAPES["home"], float)
         base = np.where(weekend, weekend_shape[hod], shape[hod]) * season
-        noise = rng.lognormal(mean=-0.08, sigma=0.4, size=hours.size)
-        spikes = (rng.random(hours.size) < 0.03) * rng.uniform(1.0, 3.0, hours.size) * base.mean()
+        noise = noise_rng.lognormal(mean=-0.08, sigma=0.4, size=hours.size)
+        spikes = (noise_rng.random(hours.size) < 0.03) * noise_rng.uniform(1.0, 3.0, hours.size) * base.mean()
         load = base * noise + spikes
         consumption[i] = load / load.sum() * yearly[i]
 
@@ -76,7 +83,7 @@ def simulate(
     )
     clear = clear_sky_energy_kwh(scaled, hours)
     days = (hours - hours[0]).astype("timedelta64[D]").astype(int)
-    cloud_by_day = np.clip(rng.beta(5, 1.6, days.max() + 1), 0.05, 1.0)
-    generation = clear * 0.82 * cloud_by_day[days] * rng.uniform(0.9, 1.0, hours.size)
+    cloud_by_day = np.clip(noise_rng.beta(5, 1.6, days.max() + 1), 0.05, 1.0)
+    generation = clear * 0.82 * cloud_by_day[days] * noise_rng.uniform(0.9, 1.0, hours.size)
     investment = np.round(rng.uniform(500, 3000, n_members), -1)
     return SimulatedCommunity(hours, consumption, generation, archetypes, investment)
