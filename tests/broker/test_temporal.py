@@ -143,3 +143,27 @@ def test_invalid_temporal_parameters_are_problem_details(client: TestClient) -> 
     assert_problem(client.get(url, params={"aggrMethods": "avg", "aggrPeriodDuration": "P1M"}),
                    501, "OperationNotSupported")
     assert_problem(client.get(TEMPORAL, params={"type": "ThreePhaseAcMeasurement"}), 400, "BadRequestData")
+
+
+def test_answers_are_the_same_before_and_after_recent_history_is_moved(client: TestClient) -> None:
+    """Instances first land in history_log; the background mover sorts them into history. Readers see both."""
+    _feed(client, ENERGY_LINK, count=4)
+    store = client.app.state.broker.store
+    queries = [{"attrs": "phaseVoltage,activeEnergyImport"},
+               {"attrs": "activeEnergyImport", "options": "temporalValues", "lastN": "3"},
+               {"attrs": "phaseVoltage", "aggrMethods": "avg,max,totalCount", "aggrPeriodDuration": "PT2M"},
+               {"attrs": "activeEnergyImport", "aggrMethods": "sum,distinctCount", "timerel": "before",
+                "timeAt": _at(3600)}]
+
+    def answers() -> list[dict]:
+        return [client.get(f"{TEMPORAL}/{MEASUREMENT_ID}", headers=ENERGY_LINK, params=q).json() for q in queries]
+
+    before = answers()
+    assert store.move_history() > 0
+    assert answers() == before
+    late = _energy(5, 240.0, 20.0)  # one more reading: now in the log while the rest is in history
+    client.post(UPSERT, params={"options": "update"}, headers=ENERGY_LINK, json=[late]).raise_for_status()
+    values = client.get(f"{TEMPORAL}/{MEASUREMENT_ID}", headers=ENERGY_LINK,
+                        params={"attrs": "activeEnergyImport", "options": "temporalValues"}).json()
+    assert [v for v, _ in values["activeEnergyImport"]["values"]] == [10.0, 11.0, 12.0, 13.0, 20.0]
+    assert store.move_history() == 4 and store.move_history() == 0  # the four attributes of that reading

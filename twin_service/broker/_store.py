@@ -67,6 +67,25 @@ CREATE TABLE IF NOT EXISTS history (
     attribute   TEXT,                   -- JSON of the other members (type, unitCode, observedAt, sub-attributes)
     PRIMARY KEY (series_id, observed_ts, instance_id)
 ) WITHOUT ROWID;
+-- Instances land here first (appended in commit order, one small index), and a background mover sorts them into
+-- `history` every few seconds: a request's COMMIT then touches a few dozen pages instead of one page per attribute
+-- series, and `history` receives many rows per page at once.
+CREATE TABLE IF NOT EXISTS history_log (
+    series_id   INTEGER NOT NULL,
+    observed_ts REAL NOT NULL,
+    instance_id INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    operation   TEXT NOT NULL,
+    observed_at TEXT,
+    value,
+    attribute   TEXT
+);
+CREATE INDEX IF NOT EXISTS history_log_by_series ON history_log (series_id, observed_ts);
+CREATE VIEW IF NOT EXISTS all_history AS
+    SELECT series_id, observed_ts, instance_id, recorded_at, operation, observed_at, value, attribute FROM history
+    UNION ALL
+    SELECT series_id, observed_ts, instance_id, recorded_at, operation, observed_at, value, attribute
+    FROM history_log;
 CREATE TABLE IF NOT EXISTS temporal_entities (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
@@ -94,8 +113,9 @@ _EPOCH_JULIAN = 2440587.5
 _AUTOCHECKPOINT_PAGES = 50_000
 _MAX_PERIOD_QUERIES = 2000  # aggregation periods read one query each up to this many
 CHECKPOINT_EVERY_S = 1.0
+MOVE_EVERY_S = 10.0  # how long instances wait in history_log before they are sorted into history
 _NOT_IN_REST = frozenset({"value", "object", "createdAt", "modifiedAt"})
-_INSERT_HISTORY = ("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
+_INSERT_HISTORY = ("INSERT INTO history_log (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
                    "value, attribute) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
@@ -282,17 +302,47 @@ class Store:
             self._pending_history.clear()
 
     def _checkpoint_loop(self) -> None:
-        """Background WAL checkpoints on a connection of their own (PASSIVE: never waits for readers or writer)."""
+        """Background WAL checkpoints (PASSIVE: never waits for readers or writer) and history moves."""
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA busy_timeout=100")
+        last_move = time.monotonic()
         try:
             while not self._checkpoints.wait(CHECKPOINT_EVERY_S):
+                if time.monotonic() - last_move >= MOVE_EVERY_S:
+                    last_move = time.monotonic()
+                    try:
+                        self.move_history()
+                    except sqlite3.Error as exc:
+                        log.warning("moving recent history into place failed (%s); retrying later", exc)
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:
                     log.debug("background checkpoint skipped: %s", exc)
         finally:
             db.close()
+
+    def move_history(self, series_per_transaction: int = 2000) -> int:
+        """Sort the instances in `history_log` into `history`, a range of series per short transaction."""
+        if self._closed:
+            return 0
+        with self._lock:
+            top = self._db.execute("SELECT max(rowid) FROM history_log").fetchone()[0]
+            if top is None:
+                return 0
+            series = [row[0] for row in self._db.execute(
+                "SELECT DISTINCT series_id FROM history_log ORDER BY series_id").fetchall()]
+        moved = 0
+        for start in range(0, len(series), series_per_transaction):
+            low, high = series[start], series[min(start + series_per_transaction, len(series)) - 1]
+            with self.transaction():
+                moved += self._db.execute(
+                    "INSERT OR IGNORE INTO history (series_id, observed_ts, instance_id, recorded_at, operation, "
+                    "observed_at, value, attribute) SELECT series_id, observed_ts, instance_id, recorded_at, "
+                    "operation, observed_at, value, attribute FROM history_log WHERE series_id BETWEEN ? AND ? "
+                    "AND rowid <= ? ORDER BY series_id, observed_ts, instance_id", (low, high, top)).rowcount
+                self._db.execute("DELETE FROM history_log WHERE series_id BETWEEN ? AND ? AND rowid <= ?",
+                                 (low, high, top))
+        return moved
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -454,7 +504,7 @@ class Store:
 
     def history(self, tenant: str, entity_id: str, attr_name: str | None = None) -> list[AttributeInstance]:
         """Every recorded instance of an entity's attributes (one attribute if named), in arrival order."""
-        sql = ("SELECT h.*, s.attr_name, t.type AS entity_type FROM history h JOIN series s USING (series_id) "
+        sql = ("SELECT h.*, s.attr_name, t.type AS entity_type FROM all_history h JOIN series s USING (series_id) "
                "JOIN temporal_entities t ON t.tenant = s.tenant AND t.id = s.entity_id "
                "WHERE s.tenant = ? AND s.entity_id = ?")
         args: list[Any] = [tenant, entity_id]
@@ -520,7 +570,7 @@ class Store:
     @staticmethod
     def _window(series_id: int, window: TimeRange) -> tuple[str, list[Any]]:
         """A sub-select of one series' instances inside the window (lastN: the newest N of them)."""
-        sql = ("SELECT instance_id, observed_ts, observed_at AS at, recorded_at, value, attribute FROM history "
+        sql = ("SELECT instance_id, observed_ts, observed_at AS at, recorded_at, value, attribute FROM all_history "
                "WHERE series_id = ? AND operation != 'delete'")
         args: list[Any] = [series_id]
         if window.start is not None:
@@ -550,7 +600,7 @@ class Store:
         sql, args = self._window(series_id, window)
         row = self._conn().execute(
             "SELECT json_group_array(json_array(CASE WHEN typeof(value) = 'text' THEN json(value) ELSE value END, "
-            "at)) AS pairs, (SELECT attribute ->> '$.type' FROM history WHERE series_id = ? AND "
+            "at)) AS pairs, (SELECT attribute ->> '$.type' FROM all_history WHERE series_id = ? AND "
             "operation != 'delete' LIMIT 1) AS kind "
             f"FROM (SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id)", [series_id, *args]).fetchone()
         return row["pairs"], row["kind"]
@@ -564,15 +614,13 @@ class Store:
         `json_each`, one row per key of an object. Many small periods, or lastN, fall back to one GROUP BY.
         """
         db = self._conn()
-        sample = db.execute("SELECT typeof(value) FROM history WHERE series_id = ? AND operation != 'delete' "
+        sample = db.execute("SELECT typeof(value) FROM all_history WHERE series_id = ? AND operation != 'delete' "
                             "LIMIT 1", (series_id,)).fetchone()
         if sample is None:
             return []
         # two queries: SQLite answers a lone min() or max() with one index seek, both together with a scan
-        low = window.start if window.start is not None else db.execute(
-            "SELECT min(observed_ts) FROM history WHERE series_id = ?", (series_id,)).fetchone()[0]
-        high = window.end if window.end is not None else db.execute(
-            "SELECT max(observed_ts) FROM history WHERE series_id = ?", (series_id,)).fetchone()[0] + 1e-6
+        low = window.start if window.start is not None else self.first_observed(series_id)
+        high = window.end if window.end is not None else self._last_observed(series_id) + 1e-6
         first, last = math.floor((low - origin) / period_s), math.floor((high - origin) / period_s)
         if window.last_n is not None or last - first > _MAX_PERIOD_QUERIES:
             return self._aggregate_grouped(series_id, window, origin, period_s)
@@ -585,13 +633,13 @@ class Store:
                 continue
             if numeric:
                 stats = db.execute(
-                    "SELECT count(*), sum(value), sum(value * value), min(value), max(value) FROM history "
+                    "SELECT count(*), sum(value), sum(value * value), min(value), max(value) FROM all_history "
                     "WHERE series_id = ? AND observed_ts >= ? AND observed_ts < ? AND typeof(value) IN "
                     "('integer', 'real')", (series_id, start, end)).fetchone()
                 total, distinct_n = stats[0], 0
                 if counts:  # totalCount/distinctCount also count non-numeric values; a second pass only then
                     total, distinct_n = db.execute(
-                        f"SELECT count(*), {distinct_sql} FROM history WHERE series_id = ? AND observed_ts >= ? "
+                        f"SELECT count(*), {distinct_sql} FROM all_history WHERE series_id = ? AND observed_ts >= ? "
                         "AND observed_ts < ? AND value IS NOT NULL", (series_id, start, end)).fetchone()
                 if total:
                     out.append(Bucket(index, None, total, distinct_n or 0, stats[0], stats[1], stats[2], stats[3],
@@ -602,7 +650,7 @@ class Store:
                 "count(num) AS numeric_n, sum(num) AS total_sum, sum(num * num) AS total_sumsq, "
                 "min(num) AS vmin, max(num) AS vmax FROM (SELECT j.key AS key, coalesce(j.atom, j.value) AS v, "
                 "CASE WHEN j.type IN ('integer', 'real') THEN j.value END AS num "
-                "FROM history AS h, json_each(h.value) AS j WHERE h.series_id = ? AND h.operation != 'delete' "
+                "FROM all_history AS h, json_each(h.value) AS j WHERE h.series_id = ? AND h.operation != 'delete' "
                 "AND h.observed_ts >= ? AND h.observed_ts < ?) GROUP BY key ORDER BY key",
                 (series_id, start, end)).fetchall()
             out += [Bucket(index, row["key"], row["total"], row["distinct_n"] or 0, row["numeric_n"],
@@ -626,8 +674,21 @@ class Store:
 
     def first_observed(self, series_id: int) -> float | None:
         """The earliest time of a series (aggregation periods start there without timeAt)."""
-        return self._conn().execute("SELECT min(observed_ts) FROM history WHERE series_id = ?",
-                                    (series_id,)).fetchone()[0]
+        return self._bound("min", series_id)
+
+    def _last_observed(self, series_id: int) -> float:
+        bound = self._bound("max", series_id)
+        return bound if bound is not None else 0.0
+
+    def _bound(self, function: str, series_id: int) -> float | None:
+        """min or max observed_ts over both tables: one index seek each (not through the view, which scans)."""
+        db = self._conn()
+        values = [db.execute(f"SELECT {function}(observed_ts) FROM {table} WHERE series_id = ?",
+                             (series_id,)).fetchone()[0] for table in ("history", "history_log")]
+        present = [v for v in values if v is not None]
+        if not present:
+            return None
+        return min(present) if function == "min" else max(present)
 
     def prune_history(self, before_ts: float, series_per_transaction: int = 200) -> int:
         """Delete instances observed before `before_ts`, series by series, in short transactions.
@@ -640,8 +701,9 @@ class Store:
         for start in range(0, len(series), series_per_transaction):
             with self.transaction():
                 for series_id in series[start:start + series_per_transaction]:
-                    deleted += self._db.execute("DELETE FROM history WHERE series_id = ? AND observed_ts < ?",
-                                                (series_id, before_ts)).rowcount
+                    for table in ("history", "history_log"):
+                        deleted += self._db.execute(f"DELETE FROM {table} WHERE series_id = ? AND observed_ts < ?",
+                                                    (series_id, before_ts)).rowcount
         return deleted
 
     # -- subscriptions ------------------------------------------------------------------------------------
