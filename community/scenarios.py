@@ -99,7 +99,7 @@ def scenarios_from_history(
     hist_key = _day_keys(hist_local, match)
     tgt_key = _day_keys(tgt_local, match)
     counts = np.bincount(hist_key[known], minlength=7 * 24)
-    if (counts[np.unique(tgt_key)] == 0).any():
+    if int(known.sum()) < 7 * 24 or (counts[np.unique(tgt_key)] == 0).any():
         hist_key = np.asarray(hist_local.hour)
         tgt_key = np.asarray(tgt_local.hour)
         counts = np.bincount(hist_key[known], minlength=24)
