@@ -145,6 +145,7 @@ def main() -> None:
         while probe.messages < burst and time.time() < deadline:
             time.sleep(0.05)
         rate = probe.messages / (probe.last_at - start)
+        burst_delivered = probe.messages
         print(f"throughput: {probe.messages}/{burst} messages (~30 measures each) in {probe.last_at - start:.2f} s "
               f"= {rate:,.0f} msg/s ({rate * 30:,.0f} measures/s); publishing alone took {published - start:.2f} s")
 
@@ -173,6 +174,14 @@ def main() -> None:
         upserts = sum(float(line.split()[-1]) for line in metrics.splitlines()
                       if line.startswith("energytwin_agent_upserts_total"))
         statuses = [line for line in metrics.splitlines() if line.startswith("energytwin_agent_upserts_total")]
+        out = Path(__file__).resolve().parent / "results" / "agent_ingest.json"
+        out.write_text(json.dumps({
+            "meters": meters, "burst_messages": burst, "burst_delivered": burst_delivered,
+            "throughput_msg_s": round(rate, 1), "latency_seconds": latency_s, "latency_sent": sent,
+            "latency_delivered": probe.messages, "latency_ms": {
+                "p50": round(percentile(lat_ms, 0.50), 1), "p95": round(percentile(lat_ms, 0.95), 1),
+                "p99": round(percentile(lat_ms, 0.99), 1), "mean": round(statistics.fmean(lat_ms), 1)},
+            "batch_upserts": upserts}, indent=2) + "\n")
         print(f"batch upserts sent in total: {upserts:,.0f} for {burst + sent:,} messages ({statuses})")
         client.loop_stop()
         client.disconnect()

@@ -96,7 +96,7 @@ def full_messages(url: str, minutes: int) -> int:
     from twin_service.agent.device_entity import DeviceEntities
     from twin_service.agent.metrics import Metrics
     from twin_service.agent.models import Device, ServiceGroup
-    from twin_service.agent.northbound_writer import UPSERT_PATH, upsert_headers
+    from twin_service.agent.northbound_writer import upsert_headers
     from twin_service.agent.registry import Registry
     from twin_service.agent.rejections import RejectionReporter
     from twin_service.agent.south import FloodLimit, MeasureHandler

@@ -97,7 +97,7 @@ def run_point(stack: EmbeddedStack, gen: LoadGenerator, receiver: NotifyReceiver
     while publisher.is_alive():
         publisher.join(0.5)
         done = agent_upserted(cfg.agent_url) - base
-        if gen.current - done > backlog_limit and not stop.is_set():  # noqa: SIM102
+        if gen.current - done > backlog_limit and not stop.is_set():
             guard["tripped"] = True
             stop.set()
     usage = sampler.stop()

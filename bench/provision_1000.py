@@ -7,6 +7,7 @@ Usage: python bench/provision_1000.py [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def main() -> None:
         wait_for_port("127.0.0.1", broker_port, 15, procs[0])
         wait_for_port("127.0.0.1", north, 15, procs[1])
         wanted = parse_inventory(inventory(meters))
+        figures: dict[str, float | int] = {"meters": meters}
         for label in ("first run (create)", "second run (no change)"):
             start = time.perf_counter()
             with Provisioner(f"http://127.0.0.1:{north}", f"http://127.0.0.1:{broker_port}") as provisioner:
@@ -49,6 +51,11 @@ def main() -> None:
                     action.run()
             elapsed = time.perf_counter() - start
             print(f"provision {meters} meters, {label}: {elapsed:.2f} s ({len(plan.changes())} requests to write)")
+            key = "create" if label.startswith("first") else "rerun_no_change"
+            figures[f"{key}_s"] = round(elapsed, 2)
+            figures[f"{key}_requests"] = len(plan.changes())
+        out = Path(__file__).resolve().parent / "results" / "provision_1000.json"
+        out.write_text(json.dumps(figures, indent=2) + "\n")
     finally:
         for proc in reversed(procs):
             proc.terminate()
