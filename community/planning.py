@@ -102,11 +102,11 @@ def expected_for(
             history.hour_starts_utc, history.import_kwh, measured, target_hours_utc, tz
         )
     if scenarios is not None:
-        notes += [
+        notes.append(
             f"optimal: expected self-consumption over {scenarios.n_scenarios} past hours per hour "
-            "(same weekday and hour, nearest in the year)",
-            *scenarios.notes,
-        ]
+            "(same weekday and hour, nearest in the year)"
+        )
+        notes += scenarios.notes
     return Expected(target_hours_utc, consumption, generation, tuple(notes), scenarios)
 
 

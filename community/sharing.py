@@ -524,7 +524,12 @@ def _solve_block(
     a_ub = sp.vstack(ub_rows, format="csr") if ub_rows else None
     b_ub = np.concatenate(ub_rhs) if ub_rhs else None
     res = linprog(
-        -profit, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=np.column_stack([np.zeros(nv), ub]),
+        -profit,
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=a_eq,
+        b_eq=b_eq,
+        bounds=np.column_stack([np.zeros(nv), ub]),
         method="highs",
     )
     if res.status != 0:
@@ -558,7 +563,9 @@ def _spread_leftover(
         if not grp.any():
             continue
         total = beta[grp].sum(axis=0)
-        out[grp] = _fit_to_total(ref[grp], floor[grp], np.repeat(rules.upper[grp, None], beta.shape[1], 1), total)
+        out[grp] = _fit_to_total(
+            ref[grp], floor[grp], np.repeat(rules.upper[grp, None], beta.shape[1], 1), total
+        )
     return out
 
 

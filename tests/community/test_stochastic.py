@@ -57,7 +57,9 @@ def test_one_scenario_is_the_deterministic_optimum():
 def test_tied_members_share_the_margin_equally():
     # Two members with the same needs, 1 kWh for 2 x 0.8: the tie is split, not settled by member order.
     c = np.full((2, 1, 2), 0.8)
-    result = stochastic_shares(Scenarios(c, np.ones((1, 2)), np.zeros((1, 2), int)), SharingRules.unconstrained(2))
+    result = stochastic_shares(
+        Scenarios(c, np.ones((1, 2)), np.zeros((1, 2), int)), SharingRules.unconstrained(2)
+    )
     np.testing.assert_allclose(result.beta[:, 0], [0.5, 0.5], atol=1e-12)
 
 
@@ -88,7 +90,9 @@ def test_greedy_reaches_the_highs_optimum_and_beats_every_other_feasible_beta(se
         assert rules.violations(r.beta) == []
     # The reported optimum is what the coefficients really give over the scenarios (leftover spreading is free).
     per_scenario_g = scen.generation_kwh.sum() / scen.n_scenarios  # self_consumed_kwh is a scenario average
-    assert scenario_self_consumption(greedy.beta, scen) * per_scenario_g == pytest.approx(greedy.self_consumed_kwh)
+    assert scenario_self_consumption(greedy.beta, scen) * per_scenario_g == pytest.approx(
+        greedy.self_consumed_kwh
+    )
     mean_c, mean_g = scen.mean_consumption_kwh(), scen.mean_generation_kwh()
     others = [
         proportional_shares(mean_c, rules),
@@ -102,7 +106,12 @@ def test_greedy_reaches_the_highs_optimum_and_beats_every_other_feasible_beta(se
 def test_fairness_variant_couples_the_hours_and_holds():
     scen, rules = _random_case(4)
     fair = SharingRules(
-        rules.lower, rules.upper, np.array([0.3, 0.1, 0.1, 0.1, 0.2, 0.2]), rules.reserve, rules.reserve_members, 0.1
+        rules.lower,
+        rules.upper,
+        np.array([0.3, 0.1, 0.1, 0.1, 0.2, 0.2]),
+        rules.reserve,
+        rules.reserve_members,
+        0.1,
     )
     g_exp = scen.mean_generation_kwh()
     free = stochastic_shares(scen, rules)
@@ -122,12 +131,18 @@ def test_scenarios_are_the_same_weekday_and_hour_nearest_in_the_year():
     clear = np.where(np.arange(hist.size) % 24 == 11, 4.0, 0.0)
     measured = clear * 0.5
     scen = scenarios_from_history(
-        hist, index[None, :], measured, target, tz, n_scenarios=3,
-        history_clear_sky_kwh=clear, target_clear_sky_kwh=np.full(target.size, 2.0),
+        hist,
+        index[None, :],
+        measured,
+        target,
+        tz,
+        n_scenarios=3,
+        history_clear_sky_kwh=clear,
+        target_clear_sky_kwh=np.full(target.size, 2.0),
     )
     import pandas as pd
 
-    loc = lambda t: pd.DatetimeIndex(t).tz_localize("UTC").tz_convert(tz)  # noqa: E731
+    loc = lambda t: pd.DatetimeIndex(t).tz_localize("UTC").tz_convert(tz)
     h_local, t_local = loc(hist), loc(target)
     h = 24 * 40 + 12  # a target hour in February
     src = scen.source_index[h]
