@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +43,6 @@ class Broker:
     started_at: float
     subscriptions: SubscriptionManager | None = None
     retention_s: float | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def broker_of(request: Request) -> Broker:

@@ -4,6 +4,9 @@ Current state and history are separate tables because they answer different ques
 NGSI-LD entity API serves (one row per entity, attributes as a JSON object keyed by expanded name), and
 `history` keeps every accepted attribute instance with its observedAt for the temporal API, so an
 offline replay of three fragments leaves three instances even though only the last one is current.
+History is one series per (tenant, entity, attribute) clustered by time, so a temporal query reads one range;
+new instances are first appended to `history_log` in the request's transaction (cheap to commit) and a
+background thread sorts them into `history` every few seconds; readers see both.
 One writer connection guarded by a lock (SQLite serializes writers anyway); readers use their own per-thread
 connections, so in WAL mode a long history read never holds up ingestion and a write never holds up a read.
 """
@@ -321,7 +324,7 @@ class Store:
         finally:
             db.close()
 
-    def move_history(self, series_per_transaction: int = 2000) -> int:
+    def move_history(self, series_per_transaction: int = 500) -> int:
         """Sort the instances in `history_log` into `history`, a range of series per short transaction."""
         if self._closed:
             return 0
