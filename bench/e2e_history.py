@@ -1,10 +1,10 @@
 """Benchmark: fleet history in the temporal store; day, month-hourly and last-value queries; store size per meter-day.
 
-Loading: 1 Hz `frequency` readings for `--meters` meters over `--days` days are written straight into the broker's
-store through its Python API (`Store.transaction()` / `record_instances()` / `update_entity()`, exactly the calls
+Loading: 1 Hz `frequency` readings for `--meters` meters (meter 0 a month, meter 1 a day, the others
+`--others-hours`) are written straight into the broker's store through its Python API (`Store.transaction()` / `record_instances()` / `update_entity()`, exactly the calls
 the broker's write path makes per accepted update; going through HTTP would take hours for a month), then the
-broker CLI is started on that data and queried over HTTP. Meter 0 gets `--month-days` days (default 30) so the
-month query reads a real month. A full firmware message (all ~30 attributes) for one meter over `--full-minutes`
+broker CLI is started on that data and queried over HTTP. Series are clustered per (meter, attribute) and time,
+so a query on one meter does not depend on how much the other meters hold beyond B-tree depth. A full firmware message (all ~30 attributes) for one meter over `--full-minutes`
 goes through the broker's public API (`POST /entityOperations/upsert`, the agent's own mapping) to give the
 store size of a real meter-day. Queries (median of repeated runs; targets from issue 10, not assertions):
   1. a day of one attribute of one meter, temporalValues (target < 100 ms);
@@ -64,15 +64,15 @@ def store_bytes(data_dir: Path) -> int:
     return sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file())
 
 
-def fill(data_dir: Path, meters: int, days: int, month_days: int) -> tuple[int, float]:
-    """1 Hz frequency for every meter (meter 0 for `month_days`); returns (instances, seconds)."""
+def fill(data_dir: Path, meters: int, others_hours: float, month_days: int) -> tuple[int, float]:
+    """1 Hz frequency: meter 0 for `month_days`, meter 1 a day, the others `others_hours`; (instances, seconds)."""
     started = time.perf_counter()
     store = Store(data_dir)
     instances = 0
     with store.transaction() as tx:
         tx.ensure_tenant(TENANT)
     for n in range(meters):
-        seconds = 86_400 * (month_days if n == 0 else days)
+        seconds = 86_400 * month_days if n == 0 else 86_400 if n == 1 else int(3600 * others_hours)
         entity = Entity(meter_id(n), ENERGY + TYPE, {}, format_datetime(START), format_datetime(START))
         with store.transaction() as tx:
             tx.insert_entity(TENANT, entity)
@@ -158,11 +158,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 meters x 1 day, a 1-day 'month' (CI smoke run)")
     parser.add_argument("--meters", type=int)
-    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--others-hours", type=float, help="history of meters 2.. (default 1 h; 24: a day each)")
     parser.add_argument("--month-days", type=int)
     parser.add_argument("--full-minutes", type=int)
     args = parser.parse_args(argv)
-    meters = args.meters or (4 if args.quick else 100)
+    meters = max(2, args.meters or (4 if args.quick else 100))
+    others_hours = args.others_hours if args.others_hours is not None else (24.0 if args.quick else 1.0)
     month_days = args.month_days or (1 if args.quick else 30)
     full_minutes = args.full_minutes or (2 if args.quick else 30)
     runs = 5 if args.quick else 15
@@ -172,10 +173,10 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         data_dir = Path(tmp) / "var"
-        instances, fill_s = fill(data_dir, meters, args.days, month_days)
-        meter_days = (meters - 1) * args.days + month_days
+        instances, fill_s = fill(data_dir, meters, others_hours, month_days)
+        meter_days = instances / 86_400
         size = store_bytes(data_dir)
-        print(f"loaded {instances:,} instances ({meter_days} meter-days of 1 Hz frequency) in {fill_s:.1f} s "
+        print(f"loaded {instances:,} instances ({meter_days:.1f} meter-days of 1 Hz frequency) in {fill_s:.1f} s "
               f"= {instances / fill_s:,.0f}/s; store {size / 1e6:,.0f} MB", flush=True)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -217,7 +218,8 @@ def main(argv: list[str]) -> int:
             broker.wait(60)
         full_bytes = store_bytes(full_dir) - empty
     summary = {
-        "meters": meters, "days_per_meter": args.days, "month_days_meter0": month_days, "instances": instances,
+        "meters": meters, "month_days_meter0": month_days, "day_meter1": 1, "hours_other_meters": others_hours,
+        "instances": instances,
         "load_seconds": round(fill_s, 1), "load_instances_per_s": round(instances / fill_s),
         "store_mb": round(size / 1e6, 1),
         "store_bytes_per_meter_day_frequency_only": round(size / meter_days),
