@@ -90,6 +90,8 @@ def test_notification_shapes_filters_and_headers(client: TestClient, receiver: R
         "format": "keyValues", "endpoint": {"uri": f"{receiver.url}/ld", "accept": "application/ld+json"}}))
     _subscribe(client, _subscription(receiver, "/watched", watchedAttributes=["activeEnergyImport"]))
     _subscribe(client, _subscription(receiver, "/q", q="phaseVoltage[L1]>=240"))
+    _subscribe(client, {**_subscription(receiver, "/other"), "entities": [
+        {"type": "ThreePhaseAcMeasurement", "idPattern": "meter-00[2-9]$"}]})
     _update(client, 230.0)
     _update(client, 240.0)
 
@@ -114,7 +116,7 @@ def test_notification_shapes_filters_and_headers(client: TestClient, receiver: R
     time.sleep(0.2)
     assert len(receiver.wait_for(1, path="/q")) == 1  # 230 did not match
     assert q_matches[0].body["data"][0]["phaseVoltage"]["value"]["L1"] == 240.0
-    assert [r for r in receiver.received if r.path == "/watched"] == []
+    assert [r for r in receiver.received if r.path in ("/watched", "/other")] == []
     _update(client, 241.0, activeEnergyImport={"type": "Property", "value": 1.5})
     assert receiver.wait_for(1, path="/watched")[0].body["data"][0]["activeEnergyImport"]["value"] == 1.5
 

@@ -167,3 +167,17 @@ def test_answers_are_the_same_before_and_after_recent_history_is_moved(client: T
                         params={"attrs": "activeEnergyImport", "options": "temporalValues"}).json()
     assert [v for v, _ in values["activeEnergyImport"]["values"]] == [10.0, 11.0, 12.0, 13.0, 20.0]
     assert store.move_history() == 4 and store.move_history() == 0  # the four attributes of that reading
+
+
+def test_many_small_periods_and_last_n_use_one_grouped_query(client: TestClient) -> None:
+    _feed(client, ENERGY_LINK, count=4)
+    url = f"{TEMPORAL}/{MEASUREMENT_ID}"
+    window = {"timerel": "between", "timeAt": _at(0), "endTimeAt": _at(240), "attrs": "activeEnergyImport,phaseVoltage"}
+    fine = client.get(url, headers=ENERGY_LINK, params={**window, "aggrMethods": "max,totalCount",
+                                                        "aggrPeriodDuration": "PT0.1S"}).json()  # 2,400 periods
+    assert fine["activeEnergyImport"]["max"] == [[10.0 + n, _at(n * 60), _at(n * 60 + 0.1)] for n in range(4)]
+    assert fine["phaseVoltage"]["max"][3][0] == {"L1": 233.0, "L2": 234.0, "L3": 232.0}
+    assert [c for c, _, _ in fine["activeEnergyImport"]["totalCount"]] == [1, 1, 1, 1]
+    last = client.get(url, headers=ENERGY_LINK, params={**window, "lastN": "2", "aggrMethods": "avg",
+                                                        "aggrPeriodDuration": "PT1H"}).json()
+    assert last["activeEnergyImport"]["avg"][0][0] == 12.5  # the newest two: 12 and 13
