@@ -125,9 +125,10 @@ def test_retention_prunes_old_history(data_dir: Path, make_client: Callable[[], 
 
 def test_retention_setting_on_the_command_line(tmp_path: Path) -> None:
     refused = subprocess.run([sys.executable, "-m", "twin_service.broker", "--retention-days", "0", "--data-dir",
-                              str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+                              str(tmp_path)], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "--retention-days must be positive" in refused.stderr
-    bad_env = subprocess.run([sys.executable, "-m", "twin_service.broker", "--data-dir", str(tmp_path)], cwd=REPO,
+    bad_env = subprocess.run([sys.executable, "-m", "twin_service.broker", "--data-dir", str(tmp_path)], check=False,
+                             cwd=REPO,
                              capture_output=True, text=True, timeout=60,
                              env={**os.environ, "ENERGYTWIN_BROKER_RETENTION_DAYS": "a week"})
     assert bad_env.returncode != 0 and "ENERGYTWIN_BROKER_RETENTION_DAYS" in bad_env.stderr
