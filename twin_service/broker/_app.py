@@ -130,10 +130,9 @@ async def query_entities(request: Request) -> Response:
                         ids=tuple(ids) if ids else None, id_pattern=id_pattern,
                         attrs=tuple(sorted(options.attrs)) if options.attrs is not None else None)
     q = compile_q(q_text, ctx) if q_text is not None else None
-    if q is None:
-        entities, total = broker.store.query_entities(tenant, query, limit, offset)
-    else:
-        entities, total = await read(broker.store.query_entities, tenant, query, limit, offset, q.matches)
+    # on a worker thread: a page of up to 1000 entities is megabytes of JSON to decode, too long for the loop
+    entities, total = await read(broker.store.query_entities, tenant, query, limit, offset,
+                                 q.matches if q is not None else None)
     headers = {"NGSILD-Results-Count": str(total)} if count else {}
     return entity_response([render_entity(e, ctx, options) for e in entities], media, ctx, headers)
 
