@@ -20,6 +20,8 @@ from ._errors import NgsiLdError, bad_request
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
 # Characters Orion-LD forbids in attribute and type names (they break its q-language and storage).
 _FORBIDDEN_NAME_CHARS = frozenset('<>"\'=;()\\ \t\r\n&?/#')
+_VALID_NAMES: set[str] = set()  # names already checked (bounded: clients inventing names cannot grow it)
+_MAX_VALID_NAMES = 10_000
 GEO_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"})
 ATTRIBUTE_TYPES = frozenset({"Property", "Relationship", "GeoProperty"})
 # Keys of an attribute that are not sub-attributes: kept under their short names, never expanded.
@@ -89,9 +91,13 @@ def check_name(name: Any, what: str) -> str:
     """An attribute or type name without the characters Orion-LD refuses."""
     if not isinstance(name, str) or not name:
         raise bad_request(f"Invalid {what}", f"{what} missing or not a string")
+    if name in _VALID_NAMES:  # a meter sends the same ~30 names in every reading
+        return name
     bad = sorted(_FORBIDDEN_NAME_CHARS.intersection(name))
     if bad and not is_uri(name):
         raise bad_request(f"Invalid {what}", f"{name!r} holds forbidden characters {''.join(bad)!r}")
+    if len(_VALID_NAMES) < _MAX_VALID_NAMES:
+        _VALID_NAMES.add(name)
     return name
 
 
