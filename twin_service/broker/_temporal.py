@@ -103,9 +103,11 @@ def parse_temporal_request(params: QueryParams, ctx: ActiveContext, *, need_time
         if end_at <= time_at:
             raise bad_request("Invalid time window", "endTimeAt must be after timeAt")
         start, end = time_at, end_at
-    last_n = int_param(params, "lastN", 0) or None if "lastN" in params else None
-    if "lastN" in params and last_n is None:
-        raise bad_request("Invalid value for URI parameter lastN", "lastN must be a positive integer")
+    last_n: int | None = None
+    if "lastN" in params:
+        last_n = int_param(params, "lastN", 0)
+        if last_n == 0:
+            raise bad_request("Invalid value for URI parameter lastN", "lastN must be a positive integer")
 
     options = set(list_param(params, "options") or [])
     fmt = params.get("format")
@@ -294,6 +296,7 @@ async def query_temporal_entities(request: Request) -> Response:
 
 
 def _without(params: QueryParams, option: str) -> QueryParams:
+    """The parameters with one value removed from `options` (`options=count` is not a representation)."""
     options = [o for o in (list_param(params, "options") or []) if o != option]
     items = [(k, v) for k, v in params.multi_items() if k != "options"]
     if options:
