@@ -256,10 +256,14 @@ class Store:
         return reader
 
     def close(self) -> None:
-        """Checkpoint and close the database (a clean shutdown leaves no WAL behind)."""
-        self._closed = True
+        """Sort waiting history into place, checkpoint and close (a clean shutdown leaves no WAL behind)."""
         self._checkpoints.set()
-        self._checkpointer.join(timeout=5)
+        self._checkpointer.join(timeout=30)
+        try:
+            self.move_history()  # bulk loads through record_instances() end up in the clustered table too
+        except sqlite3.Error as exc:
+            log.warning("history_log not moved at shutdown (%s); it will be at the next start", exc)
+        self._closed = True
         with self._readers_lock:
             for reader in self._readers:
                 reader.close()
