@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name != "run_all.py" and not p.name.startswith("_"))
 # Benchmarks owned elsewhere that do not (yet) take --quick / write JSON: they are listed, not run here.
-NO_QUICK_MODE = {"community_coefficients.py"}
+NO_QUICK_MODE: set[str] = set()
 
 
 @pytest.mark.parametrize("script", [s for s in SCRIPTS if s not in NO_QUICK_MODE])
