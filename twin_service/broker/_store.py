@@ -65,9 +65,9 @@ CREATE TABLE IF NOT EXISTS history (
     instance_id INTEGER NOT NULL,       -- unique, increasing in arrival order
     recorded_at TEXT NOT NULL,          -- when the broker accepted it (modifiedAt)
     operation   TEXT NOT NULL,          -- create | update | replace | append | merge | delete
-    observed_at TEXT,                   -- observedAt (else recorded_at) as written: the time temporal values show
+    observed_at TEXT,                   -- observedAt as written; NULL when the writer gave none (recorded_at then)
     value,                              -- value/object: a number as is, anything else as JSON text; NULL: deletion
-    attribute   TEXT,                   -- JSON of the other members (type, unitCode, observedAt, sub-attributes)
+    attribute   TEXT,                   -- JSON of the other members (type, unitCode, sub-attributes…)
     PRIMARY KEY (series_id, observed_ts, instance_id)
 ) WITHOUT ROWID;
 -- Instances land here first (appended in commit order, one small index), and a background mover sorts them into
@@ -117,7 +117,8 @@ _AUTOCHECKPOINT_PAGES = 50_000
 _MAX_PERIOD_QUERIES = 2000  # aggregation periods read one query each up to this many
 CHECKPOINT_EVERY_S = 1.0
 MOVE_EVERY_S = 10.0  # how long instances wait in history_log before they are sorted into history
-_NOT_IN_REST = frozenset({"value", "object", "createdAt", "modifiedAt"})
+_NOT_IN_REST = frozenset({"value", "object", "observedAt", "createdAt", "modifiedAt"})
+SCHEMA_VERSION = 2  # PRAGMA user_version: 2 = observedAt only in its column (not repeated in `attribute`)
 _INSERT_HISTORY = ("INSERT INTO history_log (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
                    "value, attribute) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -216,10 +217,17 @@ class Store:
             self._db.execute("ALTER TABLE history ADD COLUMN observed_at TEXT")
             self._db.execute("ALTER TABLE history ADD COLUMN value")
             self._db.execute(
-                "UPDATE history SET observed_at = coalesce(attribute ->> '$.observedAt', recorded_at), "
+                "UPDATE history SET observed_at = attribute ->> '$.observedAt', "
                 "value = CASE WHEN json_type(attribute, '$.value') IN ('integer', 'real') THEN attribute ->> "
                 "'$.value' ELSE coalesce(attribute -> '$.value', attribute -> '$.object') END, "
-                "attribute = json_remove(attribute, '$.value', '$.object') WHERE attribute IS NOT NULL")
+                "attribute = json_remove(attribute, '$.value', '$.object', '$.observedAt') WHERE attribute IS NOT NULL")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            # version 1 kept observedAt in `attribute` and the coalesced time in observed_at
+            for table in ("history", "history_log"):
+                self._db.execute(f"UPDATE {table} SET observed_at = attribute ->> '$.observedAt', "
+                                 "attribute = json_remove(attribute, '$.observedAt') WHERE attribute IS NOT NULL")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         old = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'attribute_instances'").fetchone()
         if old is None:
             return
@@ -233,13 +241,14 @@ class Store:
             "INSERT OR IGNORE INTO history (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
             "value, attribute) SELECT s.series_id, (julianday(coalesce(a.observed_at, a.recorded_at)) - "
             f"{_EPOCH_JULIAN}) * 86400.0, a.instance_id, a.recorded_at, a.operation, "
-            "coalesce(a.observed_at, a.recorded_at), CASE WHEN a.attribute IS NULL THEN NULL WHEN "
+            "a.observed_at, CASE WHEN a.attribute IS NULL THEN NULL WHEN "
             "json_type(a.attribute, '$.value') IN ('integer', 'real') THEN a.attribute ->> '$.value' ELSE "
             "coalesce(a.attribute -> '$.value', a.attribute -> '$.object') END, "
-            "json_remove(a.attribute, '$.value', '$.object', '$.createdAt', '$.modifiedAt') "
+            "json_remove(a.attribute, '$.value', '$.object', '$.observedAt', '$.createdAt', '$.modifiedAt') "
             "FROM attribute_instances a JOIN series s ON s.tenant = a.tenant AND s.entity_id = a.entity_id "
             "AND s.attr_name = coalesce(a.attr_name, '')")
         self._db.execute("DROP TABLE attribute_instances")
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.execute("COMMIT")
 
     def _conn(self) -> sqlite3.Connection:
@@ -486,7 +495,7 @@ class Store:
                 rest = {k: v for k, v in attribute.items() if k not in _NOT_IN_REST}
                 rows.append((self._series_id(tenant, entity.id, name),
                              epoch_seconds(observed) if observed else recorded_ts, self._instance_id(),
-                             recorded_at, operation, observed or recorded_at,
+                             recorded_at, operation, observed,
                              value if type(value) in (int, float) else dumps(value), dumps(rest)))
             if self._writer_thread == threading.get_ident():
                 self._pending_history.extend(rows)
@@ -521,7 +530,8 @@ class Store:
         rows = self._conn().execute(sql + " ORDER BY h.instance_id", args).fetchall()
         out = []
         for row in rows:
-            attribute = _instance(row["value"], row["attribute"]) if row["attribute"] else None
+            attribute = (_instance(row["value"], row["attribute"], row["observed_at"]) if row["attribute"]
+                         else None)
             out.append(AttributeInstance(row["instance_id"], entity_id, row["entity_type"], row["attr_name"] or None,
                                          attribute.get("observedAt") if attribute else None, row["recorded_at"],
                                          row["operation"], attribute))
@@ -586,7 +596,8 @@ class Store:
 
     def _window(self, series_id: int, window: TimeRange) -> tuple[str, list[Any]]:
         """A sub-select of one series' instances inside the window (lastN: the newest N of them)."""
-        sql = (f"SELECT instance_id, observed_ts, observed_at AS at, recorded_at, value, attribute FROM "
+        sql = (f"SELECT instance_id, observed_ts, observed_at, coalesce(observed_at, recorded_at) AS at, "
+               f"recorded_at, value, attribute FROM "
                f"{self._source(series_id)} "
                "WHERE series_id = ? AND operation != 'delete'")
         args: list[Any] = [series_id]
@@ -605,8 +616,8 @@ class Store:
         """(instance id, time, recorded at, attribute) of one series inside the window, oldest first."""
         sql, args = self._window(series_id, window)
         rows = self._conn().execute(f"SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id", args).fetchall()
-        return [(row["instance_id"], row["at"], row["recorded_at"], _instance(row["value"], row["attribute"]))
-                for row in rows]
+        return [(row["instance_id"], row["at"], row["recorded_at"],
+                 _instance(row["value"], row["attribute"], row["observed_at"])) for row in rows]
 
     def temporal_values_json(self, series_id: int, window: TimeRange) -> tuple[str, str | None]:
         """The `[[value, time], …]` array as JSON text built by SQLite, and the attribute type.
@@ -775,12 +786,14 @@ def _entity_filter(query: EntityQuery, attrs_column: str) -> tuple[str, list[Any
     return "".join(f" AND {w}" for w in where), args
 
 
-def _instance(value: Any, rest: str) -> dict[str, Any]:
-    """An attribute instance rebuilt from its stored value and other members."""
+def _instance(value: Any, rest: str, observed_at: str | None) -> dict[str, Any]:
+    """An attribute instance rebuilt from its stored value, observedAt and other members."""
     attribute = loads(rest)
     if isinstance(value, str):
         value = loads(value)
     attribute["object" if attribute.get("type") == "Relationship" else "value"] = value
+    if observed_at is not None:
+        attribute["observedAt"] = observed_at
     return attribute
 
 
