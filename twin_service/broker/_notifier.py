@@ -11,7 +11,6 @@ entities are coalesced into one notification (`data` is an array) rather than dr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -37,6 +36,7 @@ MAX_QUEUED_PER_SUBSCRIPTION = 10_000  # beyond this the oldest queued entities a
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 SEND_TIMEOUT_S = 5.0
 STATUS_FLUSH_S = 1.0
+STOP_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -92,11 +92,16 @@ class SubscriptionManager:
         tasks = list(self._tasks)
         for outbox in self._outboxes.values():
             tasks += [t for t in (outbox.task, outbox.ticker) if t is not None]
+        for _ in range(3):  # again if a cancellation was lost (cancelled exactly as an await completed)
+            pending = [task for task in tasks if not task.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.done():
+                log.warning("notifier task %s did not stop; leaving it", task.get_name())
         self.flush_status()
         for outbox in self._outboxes.values():
             if outbox.connection is not None:
@@ -246,7 +251,7 @@ class SubscriptionManager:
 
     # -- delivery -------------------------------------------------------------------------------------------
     async def _sender(self, key: tuple[str, str], outbox: _Outbox) -> None:
-        while True:
+        while self._running:
             await outbox.wake.wait()
             outbox.wake.clear()
             while outbox.pending:

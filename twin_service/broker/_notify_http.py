@@ -13,6 +13,8 @@ import contextlib
 import ssl
 from urllib.parse import urlsplit
 
+CLOSE_TIMEOUT_S = 1.0
+
 
 class NotifyError(Exception):
     """The receiver could not be reached or answered something that is not HTTP."""
@@ -39,7 +41,10 @@ class Connection:
         for attempt in range(2):
             fresh = self._writer is None
             try:
-                return await asyncio.wait_for(self._exchange(body, headers), self._timeout_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
+                # exchange completes, leaving the sender task running after shutdown cancelled it
+                async with asyncio.timeout(self._timeout_s):
+                    return await self._exchange(body, headers)
             except (OSError, asyncio.IncompleteReadError, NotifyError, TimeoutError) as exc:
                 await self.close()
                 if fresh or attempt == 1 or isinstance(exc, TimeoutError):
@@ -94,5 +99,6 @@ class Connection:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            with contextlib.suppress(Exception):  # a receiver that stopped reading must not hold up shutdown
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await writer.wait_closed()
