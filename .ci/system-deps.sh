@@ -16,8 +16,9 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# Debian starts the packaged service; the project runs its own instances on its own ports.
-if command -v systemctl >/dev/null 2>&1; then
-  systemctl disable --now mosquitto >/dev/null 2>&1 || true
-  systemctl disable --now postgresql >/dev/null 2>&1 || true
-fi
+# Debian starts the packaged services; the project runs its own instances on its own ports, and a system Mosquitto
+# on 1883 would stand in the way of `make demo`.
+for service in mosquitto postgresql; do
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$service" >/dev/null 2>&1 || true; fi
+  if command -v service >/dev/null 2>&1; then service "$service" stop >/dev/null 2>&1 || true; fi
+done
