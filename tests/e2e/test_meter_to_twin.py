@@ -21,6 +21,7 @@ import pytest
 from datamodels.measures import measurement_id
 from datamodels.validation import validate_entity
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
+from tests.polling import wait_until
 from twin_service.demo import DEMO_APIKEY, DEMO_SITE, provision_demo, twin_headers
 from twin_service.mqtt_server import free_port
 from twin_service.stack import EmbeddedStack, StackConfig
@@ -80,14 +81,9 @@ def _get_entity(cfg: StackConfig) -> dict | None:
     return r.json() if r.status_code == 200 else None
 
 
+
 def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    return wait_until(predicate, timeout_s, what, poll_s=0.2)
 
 
 def test_meter_values_reach_the_twin_with_meter_time(stack: EmbeddedStack) -> None:

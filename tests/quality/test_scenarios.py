@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from datamodels.context import ALERT_CONTEXT, context_for, link_header
 from datamodels.validation import validate_entity
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
+from tests.polling import wait_until
 from twin_service.demo import DEMO_APIKEY, DEMO_SITE, provision_demo
 from twin_service.mqtt_server import free_port
 from twin_service.quality.commands import quality
@@ -53,15 +54,9 @@ def _health(stack: EmbeddedStack) -> dict:
     return httpx.get(f"{stack.quality_url}/health", timeout=5).json()
 
 
+
 def _wait(predicate, timeout_s: float, what: str):
-    import time
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    return wait_until(predicate, timeout_s, what, poll_s=0.05)
 
 
 def _records(stack: EmbeddedStack, device: str) -> list[dict]:
