@@ -105,8 +105,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller run (CI smoke)")
     args = parser.parse_args()
     meters = 200 if args.quick else 1000
-    burst = 2000 if args.quick else 20000
-    latency_s = 5 if args.quick else 20
+    burst = 1000 if args.quick else 20000
+    latency_s = 2 if args.quick else 20
     work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     mqtt_server = start_mqtt_server(work / "mqtt", port=free_port())
     probe = LatencyProbe(create_app(work / "broker"))

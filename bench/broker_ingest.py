@@ -160,7 +160,7 @@ def history_reader(url: str, stop: threading.Event, counter: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10 s phases instead of 60 s")
+    parser.add_argument("--quick", action="store_true", help="2 s phases instead of 60 s (CI smoke run)")
     parser.add_argument("--seconds", type=float, help="length of the sustained phase")
     parser.add_argument("--writers", type=int, default=2)
     parser.add_argument("--probe", nargs=2, metavar=("URL", "SECONDS"), help=argparse.SUPPRESS)
@@ -168,7 +168,7 @@ def main() -> None:
     if args.probe:  # the GET prober runs in its own process: the load generator's GIL must not delay it
         print(json.dumps(measure_gets(args.probe[0], float(args.probe[1]))))
         return
-    seconds = args.seconds or (10.0 if args.quick else 60.0)
+    seconds = args.seconds or (2.0 if args.quick else 60.0)
     side_seconds = min(seconds, 10.0)
     print(f"attributes per entity: {len(meter_entity(0, '2026-01-01T00:00:00Z', 0)) - 2}; batch {BATCH}; "
           f"{METERS} meters; {args.writers} writers; {os.cpu_count()} CPUs")

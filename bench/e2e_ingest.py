@@ -148,11 +148,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small point (CI smoke run)")
     parser.add_argument("--points", help=f"NxR list (default {FULL_POINTS}; quick {QUICK_POINTS})")
-    parser.add_argument("--seconds", type=float, help="publishing time per point (default 20; quick 3)")
+    parser.add_argument("--seconds", type=float, help="publishing time per point (default 20; quick 2)")
     parser.add_argument("--keep-going", action="store_true", help="run every point after the first broken one too")
     args = parser.parse_args(argv)
     points = [tuple(float(v) for v in p.split("x")) for p in (args.points or (QUICK_POINTS if args.quick else FULL_POINTS)).split(",")]
-    seconds = args.seconds or (3.0 if args.quick else 20.0)
+    seconds = args.seconds or (2.0 if args.quick else 20.0)
     drain_s = 20.0 if args.quick else 60.0
     max_meters = int(max(m for m, _ in points))
     template, payload_bytes = meter_payload_template()
