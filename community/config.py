@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from community.co2 import SPAIN_PENINSULA_KG_PER_KWH, TREE_KG_CO2_PER_YEAR
+from energytwin.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
 
 # CUPS: "ES" + 16 digits + 2 control letters, optionally 2 more characters for the border point (20 or 22 chars).
 CUPS_RE = re.compile(r"^ES\d{16}[A-Z]{2}([0-9A-Z]{2})?$")
@@ -221,30 +221,23 @@ def load_community(path: str | Path) -> LoadedCommunity:
 def parse_community(text: str, filename: str = "<community>") -> Community:
     """Validate YAML text as a community file (see `load_community`)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise CommunityFileError(
-            [f"{filename}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]
-        ) from None
+        data, lines = load_with_lines(text, filename)
+    except YamlSyntaxError as exc:
+        raise CommunityFileError([str(exc)]) from None
     if not isinstance(data, dict):
         raise CommunityFileError(
             [f"{filename}:1: expected a mapping with name, tariffs, installations, members"]
         )
-    lines: dict[tuple, int] = {}
-    _index_lines(node, (), lines)
     try:
         community = Community.model_validate(data)
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
-            errors.append(f"{filename}:{_line_for(loc, lines)}: {_where(loc)}: {_message(err)}")
+            errors.append(f"{filename}:{line_of(lines, loc)}: {_where(loc)}: {_message(err)}")
         raise CommunityFileError(errors) from None
     errors = [
-        f"{filename}:{_line_for(loc, lines)}: {_where(loc)}: {msg}" for loc, msg in _cross_checks(community)
+        f"{filename}:{line_of(lines, loc)}: {_where(loc)}: {msg}" for loc, msg in _cross_checks(community)
     ]
     if errors:
         raise CommunityFileError(errors)
@@ -329,30 +322,14 @@ def member_bounds(c: Community, m: Member) -> tuple[float, float]:
     return lo, hi
 
 
-def _index_lines(node: yaml.Node, path: tuple, out: dict[tuple, int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = path + (key.value,)
-            out[sub] = key.start_mark.line + 1
-            _index_lines(value, sub, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, path + (i,), out)
 
 
-def _line_for(loc: tuple, lines: dict[tuple, int]) -> int:
-    for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            return lines[loc[:cut]]
-    return 1
+
+
 
 
 def _where(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+    return dotted(loc, "(top level)")
 
 
 def _message(err: dict[str, Any]) -> str:

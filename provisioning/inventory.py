@@ -37,10 +37,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from datamodels.measures import MEASUREMENT_TYPE
+from energytwin.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
 
 _ID = re.compile(r"^[A-Za-z0-9_.\-:]+$")  # fits an MQTT topic level and an NGSI-LD URN
 _APIKEY = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -203,15 +203,11 @@ def load_inventory(path: Path) -> Inventory:
 def parse_inventory(text: str, name: str = "<inventory>") -> Inventory:
     """Validate inventory YAML text (see the module docstring for the schema)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise InventoryError([f"{name}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    if node is None or not isinstance(data, dict):
+        data, lines = load_with_lines(text, name)
+    except YamlSyntaxError as exc:
+        raise InventoryError([str(exc)]) from None
+    if not isinstance(data, dict):
         raise InventoryError([f"{name}:1: expected a mapping with a 'tenants' list"])
-    lines = _lines(node)
     try:
         return Inventory.model_validate(data)
     except ValidationError as exc:
@@ -224,7 +220,7 @@ def parse_inventory(text: str, name: str = "<inventory>") -> Inventory:
                 loc = _prefix(loc, cause.loc) + cause.loc
                 message = str(cause)
             message = message.removeprefix("Value error, ")
-            problems.append(f"{name}:{_line_of(lines, loc)}: {_dotted(loc)}: {message}")
+            problems.append(f"{name}:{line_of(lines, loc)}: {dotted(loc)}: {message}")
         raise InventoryError(problems) from None
 
 
@@ -235,34 +231,3 @@ def _prefix(loc: tuple[Any, ...], inner: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(part for part in loc[:2])
 
 
-def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Line (1-based) of every mapping key and sequence item, by path."""
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = (*path, key.value)
-            lines[sub] = key.start_mark.line + 1
-            for inner, line in _lines(value, sub).items():
-                lines.setdefault(inner, line)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_lines(item, (*path, index)))
-    return lines
-
-
-def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
-    """The line of the deepest part of `loc` the file has (a missing field: its parent's line)."""
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(file)"
