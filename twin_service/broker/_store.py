@@ -400,7 +400,7 @@ class Store:
 
         `keep` filters in Python what SQL cannot (the q language); then paging happens after it.
         """
-        clause, args = _entity_filter(query, "entities.attrs")
+        clause, args = _entity_filter(query, _HAS_ATTRS_NOW)
         db = self._conn()
         if keep is None:
             total = db.execute(f"SELECT count(*) FROM entities WHERE tenant = ? {clause}",
@@ -420,7 +420,7 @@ class Store:
 
     def entities_of(self, tenant: str, query: EntityQuery) -> Iterator[Entity]:
         """Every entity matching the filter (periodic subscriptions)."""
-        clause, args = _entity_filter(query, "entities.attrs")
+        clause, args = _entity_filter(query, _HAS_ATTRS_NOW)
         for row in self._conn().execute(f"SELECT * FROM entities WHERE tenant = ? {clause} ORDER BY rowid",
                                         [tenant, *args]).fetchall():
             yield _entity(row)
@@ -541,21 +541,7 @@ class Store:
     def temporal_entities(self, tenant: str, query: EntityQuery, limit: int,
                           offset: int) -> tuple[list[tuple[str, str]], int]:
         """(id, expanded type) of entities with history, current or deleted, in first-creation order."""
-        where, args = [], []
-        if query.types is not None:
-            where.append(f"type IN ({_marks(query.types)})")
-            args += query.types
-        if query.ids is not None:
-            where.append(f"id IN ({_marks(query.ids)})")
-            args += query.ids
-        if query.id_pattern is not None:
-            where.append("regexp(?, id)")
-            args.append(query.id_pattern)
-        if query.attrs is not None:
-            where.append(f"EXISTS (SELECT 1 FROM series s WHERE s.tenant = t.tenant AND s.entity_id = t.id AND "
-                         f"s.attr_name IN ({_marks(query.attrs)}))")
-            args += query.attrs
-        clause = "".join(f" AND {w}" for w in where)
+        clause, args = _entity_filter(query, _HAS_ATTRS_IN_HISTORY)
         db = self._conn()
         total = db.execute(f"SELECT count(*) FROM temporal_entities t WHERE tenant = ? {clause}",
                            [tenant, *args]).fetchone()[0]
@@ -768,7 +754,14 @@ class Store:
                     (url, dumps(document), now_iso()))
 
 
-def _entity_filter(query: EntityQuery, attrs_column: str) -> tuple[str, list[Any]]:
+# How "has one of these attributes" reads against current entities and against history ({marks}: placeholders).
+_HAS_ATTRS_NOW = "EXISTS (SELECT 1 FROM json_each(entities.attrs) WHERE key IN ({marks}))"
+_HAS_ATTRS_IN_HISTORY = ("EXISTS (SELECT 1 FROM series s WHERE s.tenant = t.tenant AND s.entity_id = t.id AND "
+                         "s.attr_name IN ({marks}))")
+
+
+def _entity_filter(query: EntityQuery, has_attrs: str) -> tuple[str, list[Any]]:
+    """SQL ` AND …` conditions and their arguments for a query's types, ids, idPattern and attrs."""
     where: list[str] = []
     args: list[Any] = []
     if query.types is not None:
@@ -781,7 +774,7 @@ def _entity_filter(query: EntityQuery, attrs_column: str) -> tuple[str, list[Any
         where.append("regexp(?, id)")
         args.append(query.id_pattern)
     if query.attrs is not None:
-        where.append(f"EXISTS (SELECT 1 FROM json_each({attrs_column}) WHERE key IN ({_marks(query.attrs)}))")
+        where.append(has_attrs.format(marks=_marks(query.attrs)))
         args += query.attrs
     return "".join(f" AND {w}" for w in where), args
 
