@@ -151,12 +151,7 @@ class NotifyReceiver:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length)
+                body = await read_request_body(reader)
                 self.received.append((time.time(), body))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
@@ -278,6 +273,16 @@ def landed(broker_url: str, headers: dict[str, str], since: float, until: float,
             if len(page) < 100:
                 return out
             offset += 100
+
+
+async def read_request_body(reader: asyncio.StreamReader) -> bytes:
+    """The body of the next HTTP/1.1 request on a kept-alive connection (the receivers only need the body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return await reader.readexactly(length)
 
 
 def percentile(values: list[float], q: float) -> float:

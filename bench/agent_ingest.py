@@ -28,6 +28,8 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _e2e import percentile
+
 from provisioning.inventory import parse_inventory
 from provisioning.sync import Provisioner
 from twin_service.broker import create_app
@@ -94,10 +96,6 @@ def inventory(meters: int) -> str:
     return ("tenants:\n  - service: bench\n    groups:\n      - apikey: benchkey\n    sites:\n      - id: s\n"
             "        meters:\n" + rows)
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -168,8 +166,8 @@ def main() -> None:
             time.sleep(0.05)
         lat_ms = [v * 1000 for v in probe.latencies_s]
         print(f"latency at {meters} meters x 1 Hz over {latency_s} s ({probe.messages}/{sent} delivered): "
-              f"p50 {percentile(lat_ms, 0.50):.1f} ms, p95 {percentile(lat_ms, 0.95):.1f} ms, "
-              f"p99 {percentile(lat_ms, 0.99):.1f} ms, mean {statistics.fmean(lat_ms):.1f} ms")
+              f"p50 {percentile(lat_ms, 50):.1f} ms, p95 {percentile(lat_ms, 95):.1f} ms, "
+              f"p99 {percentile(lat_ms, 99):.1f} ms, mean {statistics.fmean(lat_ms):.1f} ms")
         metrics = httpx.get(f"http://127.0.0.1:{north}/metrics").text
         upserts = sum(float(line.split()[-1]) for line in metrics.splitlines()
                       if line.startswith("energytwin_agent_upserts_total"))
@@ -179,8 +177,8 @@ def main() -> None:
             "meters": meters, "burst_messages": burst, "burst_delivered": burst_delivered,
             "throughput_msg_s": round(rate, 1), "latency_seconds": latency_s, "latency_sent": sent,
             "latency_delivered": probe.messages, "latency_ms": {
-                "p50": round(percentile(lat_ms, 0.50), 1), "p95": round(percentile(lat_ms, 0.95), 1),
-                "p99": round(percentile(lat_ms, 0.99), 1), "mean": round(statistics.fmean(lat_ms), 1)},
+                "p50": round(percentile(lat_ms, 50), 1), "p95": round(percentile(lat_ms, 95), 1),
+                "p99": round(percentile(lat_ms, 99), 1), "mean": round(statistics.fmean(lat_ms), 1)},
             "batch_upserts": upserts}, indent=2) + "\n")
         print(f"batch upserts sent in total: {upserts:,.0f} for {burst + sent:,} messages ({statuses})")
         client.loop_stop()

@@ -30,6 +30,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _e2e import percentile
+
 from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import MEASURES, Shape
 from twin_service.mqtt_server import free_port
@@ -77,11 +79,6 @@ def start_broker(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
             raise SystemExit("broker did not start")
         time.sleep(0.1)
 
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) of values, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] if ordered else float("nan")
 
 
 class Load:

@@ -25,6 +25,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _e2e import percentile, read_request_body
+
 from datamodels.context import ENERGY_CONTEXT, link_header
 from twin_service.mqtt_server import free_port
 
@@ -60,12 +62,7 @@ class Receivers:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length)
+                body = await read_request_body(reader)
                 received = time.time()
                 for entity in json.loads(body)["data"]:
                     self.latencies_ms.append((received - entity["benchSentAt"]["value"]) * 1000)
@@ -74,11 +71,6 @@ class Receivers:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def main() -> None:
