@@ -159,10 +159,9 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
         running = start_demo(options)
     try:
         _print_endpoints(running.stack)
-        for line in running.provisioning.created:
-            console.print(f"provisioned {line}")
-        for line in running.provisioning.existing:
-            console.print(f"already provisioned: {line}")
+        for action in running.provisioning.actions:
+            done = "already provisioned" if action.verb == "unchanged" else f"provisioning: {action.verb}"
+            console.print(f"{done} {action.kind} {action.key}")
         first = demo_device_id(1)
         with console.status(f"waiting for the first twin update of {first}…"):
             wait_for_first_update(cfg.broker_url, first)

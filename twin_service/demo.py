@@ -15,8 +15,9 @@ import httpx
 from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import measurement_id
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
-from provisioning.agent_bodies import Site, meter_device, service_group
-from provisioning.north_client import NorthClient, ProvisioningReport
+from provisioning.agent_bodies import Site
+from provisioning.inventory import Inventory
+from provisioning.sync import Plan, Provisioner
 from twin_service.stack import EmbeddedStack, StackConfig
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class RunningDemo:
 
     stack: EmbeddedStack
     meters: list[SimulatedMeter]
-    provisioning: ProvisioningReport
+    provisioning: Plan
     started_at: float
 
     def stop(self) -> None:
@@ -61,14 +62,25 @@ class RunningDemo:
         self.stack.stop()
 
 
-def provision_demo(agent_url: str, device_ids: list[str]) -> ProvisioningReport:
-    """Register the demo service group and meters (idempotent: existing ones are reported, not re-created)."""
-    report = ProvisioningReport()
-    with NorthClient(agent_url, DEMO_SITE) as north:
-        north.ensure_group(service_group(DEMO_APIKEY), report)
-        for device_id in device_ids:
-            north.ensure_device(meter_device(device_id, DEMO_APIKEY), report)
-    return report
+def demo_inventory(device_ids: list[str], frequency_hz: float = 50.0) -> Inventory:
+    """The demo site as an inventory: what `energytwin provision` would be given for it."""
+    meters = [{"device_id": device_id, "nominal_voltage_v": 230, "nominal_frequency_hz": round(frequency_hz),
+               "ct_primary_a": 100, "wiring": "3P4W"} for device_id in device_ids]
+    return Inventory.model_validate({"tenants": [{
+        "service": DEMO_SITE.service, "service_path": DEMO_SITE.service_path,
+        "groups": [{"apikey": DEMO_APIKEY}],
+        "sites": [{"id": "demo", "name": "energytwin demo", "meters": meters}],
+    }]})
+
+
+def provision_demo(agent_url: str, broker_url: str, device_ids: list[str], frequency_hz: float = 50.0) -> Plan:
+    """Make the agent match the demo inventory, as `energytwin provision` does (idempotent); the plan it ran."""
+    with Provisioner(agent_url, broker_url) as provisioner:
+        plan = provisioner.plan(demo_inventory(device_ids, frequency_hz))
+        for action in plan.changes():
+            assert action.run is not None
+            action.run()
+    return plan
 
 
 def start_demo(options: DemoOptions) -> RunningDemo:
@@ -79,7 +91,7 @@ def start_demo(options: DemoOptions) -> RunningDemo:
     meters: list[SimulatedMeter] = []
     try:
         device_ids = [demo_device_id(i + 1) for i in range(options.meters)]
-        report = provision_demo(options.stack.agent_url, device_ids)
+        report = provision_demo(options.stack.agent_url, options.stack.broker_url, device_ids, options.frequency_hz)
         for device_id in device_ids:
             meter = SimulatedMeter(
                 device_id=device_id,

@@ -48,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     )
     running = EmbeddedStack(cfg)
     running.start()
-    provision_demo(cfg.agent_url, [DEVICE])
+    provision_demo(cfg.agent_url, cfg.broker_url, [DEVICE])
     yield running
     running.stop()
 

@@ -44,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
                       quality_tenant=DEMO_SITE.service)
     running = EmbeddedStack(cfg)
     running.start()
-    provision_demo(cfg.agent_url, DEVICES)
+    provision_demo(cfg.agent_url, cfg.broker_url, DEVICES)
     _wait(lambda: _health(running)["subscription"]["id"], 30, "the analytics' subscription")
     yield running
     running.stop()

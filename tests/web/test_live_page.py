@@ -63,7 +63,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     meter = SimulatedMeter(device_id=DEVICE, apikey=DEMO_APIKEY, mqtt_host=cfg.host, mqtt_port=cfg.mqtt_port,
                            period_s=PERIOD_S, loads=LOADS)
     try:
-        provision_demo(cfg.agent_url, [DEVICE])
+        provision_demo(cfg.agent_url, cfg.broker_url, [DEVICE])
         _wait(lambda: httpx.get(f"{stack.web_url}/health", timeout=5).json()["status"] == "ok", 30,
               "the page service's subscriptions")
         meter.start()
