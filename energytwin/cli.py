@@ -23,6 +23,7 @@ class _LazyGroup(click.Group):
         "provision": ("provisioning.commands", "provision", "Make the agent and broker match an inventory file."),
         "web": ("twin_service.web.commands", "web", "Serve the live twin page (overview, meters, phasors, events)."),
         "meter": ("firmware.commands", "meter", "Meter helpers: calibrate gain registers from a reference reading."),
+        "fleet": ("fleet.commands", "fleet", "Home batteries steered toward the fleet's mean state of charge; strategy simulation."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
