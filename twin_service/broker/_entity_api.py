@@ -1,25 +1,54 @@
-"""HTTP handlers for attribute-level writes and the batch operations other than upsert.
+"""HTTP handlers of the entity resources, grouped as ETSI GS CIM 009 V1.8.1 §6.4-§6.7 and §6.14-§6.17 bind them.
 
-Append (POST .../attrs), update (PATCH .../attrs), partial attribute update (PATCH .../attrs/{attr}), attribute
-delete, merge-patch (PATCH /entities/{id}), replace (PUT /entities/{id}), and entityOperations create/update/
-delete. Each handler checks the request and hands one call to `_operations` inside one transaction.
+`/entities` (create, query, purge), `/entities/{id}` (retrieve, delete, merge-patch, replace),
+`/entities/{id}/attrs` (append, update), `/entities/{id}/attrs/{attr}` (partial update, delete) and the batch
+operations under `/entityOperations` (create, upsert, update, merge, delete, query). Each handler checks the
+request and hands one call to `_operations` inside one transaction (writes) or to the store (reads).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import _operations as ops
-from ._api import broker_of, endpoint, existing_tenant, write
+from ._api import BASE, Broker, broker_of, endpoint, existing_tenant, read, write
 from ._context import ActiveContext
-from ._errors import NgsiLdError, bad_request
-from ._http import JSON, Body, body_context, link_context, list_param, read_body, tenant_of
-from ._model import Entity, check_entity_id, check_name, parse_attribute, parse_entity
+from ._errors import NgsiLdError, bad_request, not_found
+from ._geo import GeoQuery, feature, feature_collection, parse_geo_query
+from ._http import (
+    GEO_JSON,
+    JSON,
+    Body,
+    body_context,
+    bool_param,
+    entity_response,
+    int_param,
+    link_context,
+    list_param,
+    negotiate,
+    read_body,
+    tenant_of,
+)
+from ._json import dumps_bytes
+from ._model import (
+    Entity,
+    RenderOptions,
+    check_entity_id,
+    check_name,
+    parse_attribute,
+    parse_entity,
+    render_entity,
+)
+from ._query import compile_q
+from ._store import EntityQuery
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +90,214 @@ def _entity_id(request: Request) -> str:
     return check_entity_id(request.path_params["entity_id"])
 
 
+# -- /entities and /entities/{id} (§6.4, §6.5) ---------------------------------------------------------------
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 1000  # Orion-LD's cap; above it is 400, not a silently shortened page
+_OPTIONS = frozenset({"keyValues", "simplified", "normalized", "sysAttrs", "concise"})
+# Query features not implemented; refused loudly rather than ignored (an ignored filter returns too much).
+_NOT_SUPPORTED = ("csf", "scopeQ", "datasetId")
+Selector = tuple[tuple[str, ...] | None, tuple[str, ...] | None, str | None]  # (types, ids, idPattern)
+
+
+@endpoint
+async def create_entity(request: Request) -> Response:
+    """POST /entities (§5.6.1, §6.4.3.1): 201 + Location, 409 AlreadyExists when the id exists."""
+    broker = broker_of(request)
+    tenant = tenant_of(request)
+    body = await read_body(request)
+    if not isinstance(body.json, dict):
+        raise bad_request("Invalid Entity", "POST /entities takes one JSON object")
+    ctx = await broker.contexts.activate(body_context(body, body.json))
+    entity = parse_entity(body.json, ctx)
+    await write(broker, ops.create_entity, tenant, entity)
+    return Response(status_code=201, headers={"Location": f"{BASE}/entities/{entity.id}"})
+
+
+@endpoint
+async def retrieve_entity(request: Request) -> Response:
+    """GET /entities/{id} (§5.7.1, §6.5.3.1): one entity, compacted with the request's context.
+
+    `Accept: application/geo+json` answers a GeoJSON Feature (§4.5.16) whose geometry is the GeoProperty named by
+    `geometryProperty` (default `location`).
+    """
+    broker = broker_of(request)
+    tenant = existing_tenant(request, broker)
+    media = negotiate(request, geo=True)
+    entity_id = _entity_id(request)
+    ctx = await broker.contexts.activate(link_context(request))
+    options = render_options(request.query_params, ctx)
+    entity = broker.store.get_entity(tenant, entity_id)
+    wanted_types = list_param(request.query_params, "type")
+    if entity is None or (wanted_types and entity.type not in {ctx.expand(t) for t in wanted_types}):
+        raise not_found(entity_id)
+    rendered = render_entity(entity, ctx, options)
+    if media == GEO_JSON:
+        return _geo_response(feature(rendered, entity, _geometry_property(request.query_params, ctx)), ctx, {})
+    return entity_response(rendered, media, ctx)
+
+
+@endpoint
+async def query_entities(request: Request) -> Response:
+    """GET /entities (§5.7.2, §6.4.3.2): filter by type/id/idPattern/attrs/q/geo-query, page, count.
+
+    id and idPattern select on their own (no type needed, as FiLiP's default `get_entity_list()` sends `id=`).
+    """
+    broker = broker_of(request)
+    params = request.query_params
+    _refuse_unsupported(params)
+    types, ids, id_pattern = list_param(params, "type"), list_param(params, "id"), params.get("idPattern")
+    attrs, q_text = list_param(params, "attrs"), params.get("q")
+    tenant = existing_tenant(request, broker)
+    media = negotiate(request, geo=True)
+    ctx = await broker.contexts.activate(link_context(request))
+    geo = parse_geo_query(params.get("georel"), params.get("geometry"), params.get("coordinates"),
+                          params.get("geoproperty"), ctx)
+    if types is None and ids is None and id_pattern is None and attrs is None and q_text is None and geo is None:
+        raise bad_request("Too broad query", "give at least one of type, id, idPattern, attrs, q or a geo-query")
+    selectors: list[Selector] = [(tuple(ctx.expand(t) for t in types) if types else None,
+                                  tuple(ids) if ids else None, _checked_pattern(id_pattern))]
+    return await _answer_query(request, broker, tenant, ctx, media, params, selectors, q_text, geo)
+
+
+@endpoint
+async def purge_entities(request: Request) -> Response:
+    """DELETE /entities (Purge Entities, §5.6.21, §6.4.3.3): delete every entity the type/id/idPattern/q select.
+
+    At least one of them is required (a bare DELETE /entities would wipe the tenant: 400 BadRequestData).
+    Answers 204, also when nothing matched (the state asked for holds).
+    """
+    broker = broker_of(request)
+    params = request.query_params
+    _refuse_unsupported(params)
+    types, ids, id_pattern, q_text = (list_param(params, "type"), list_param(params, "id"), params.get("idPattern"),
+                                      params.get("q"))
+    if types is None and ids is None and id_pattern is None and q_text is None:
+        raise bad_request("Too broad purge", "give at least one of type, id, idPattern or q")
+    tenant = existing_tenant(request, broker)
+    ctx = await broker.contexts.activate(link_context(request))
+    query, keep = _selection([(tuple(ctx.expand(t) for t in types) if types else None, tuple(ids) if ids else None,
+                               _checked_pattern(id_pattern))], None, q_text, None, ctx)
+
+    def matching() -> list[str]:
+        return [e.id for e in broker.store.entities_of(tenant, query) if keep is None or keep(e)]
+
+    selected = await read(matching)
+    if selected:
+        await write(broker, ops.purge_entities, tenant, selected)
+    return Response(status_code=204)
+
+
+@endpoint
+async def delete_entity(request: Request) -> Response:
+    """DELETE /entities/{id} (§5.6.6, §6.5.3.2): 204, 404 when absent, 400 when the id is not a URI."""
+    broker = broker_of(request)
+    tenant = existing_tenant(request, broker)
+    await write(broker, ops.delete_entity, tenant, _entity_id(request))
+    return Response(status_code=204)
+
+
+def render_options(params: QueryParams, ctx: ActiveContext) -> RenderOptions:
+    """The representation a client asked for: options/format, attrs, pick, omit (§6.3.7, §4.21)."""
+    options = set(list_param(params, "options") or [])
+    fmt = params.get("format")
+    if fmt is not None:
+        options.add(fmt)
+    unknown = options - _OPTIONS
+    if unknown:
+        raise bad_request("Invalid value for URI parameter options",
+                          f"{', '.join(sorted(unknown))}: supported are {', '.join(sorted(_OPTIONS))}")
+    shapes = {"keyValues" if o == "simplified" else o for o in options & {"keyValues", "simplified", "concise",
+                                                                            "normalized"}}
+    if len(shapes) > 1:
+        raise bad_request("Conflicting options", "choose one of normalized, concise and keyValues/simplified")
+    attrs, pick, omit = list_param(params, "attrs"), list_param(params, "pick"), list_param(params, "omit")
+    if pick and omit:
+        raise bad_request("Conflicting URI parameters", "pick and omit exclude each other")
+
+    def names(items: list[str] | None) -> frozenset[str] | None:
+        return frozenset(i if i in ("id", "type") else ctx.expand(i) for i in items) if items else None
+
+    return RenderOptions(key_values=bool(options & {"keyValues", "simplified"}), sys_attrs="sysAttrs" in options,
+                         attrs=frozenset(ctx.expand(a) for a in attrs) if attrs else None,
+                         concise="concise" in options, pick=names(pick), omit=names(omit))
+
+
+def _refuse_unsupported(params: QueryParams) -> None:
+    for name in _NOT_SUPPORTED:
+        if name in params:
+            raise NgsiLdError("OperationNotSupported", f"URI parameter {name} is not supported",
+                              "see docs/compatibility.md for what the embedded broker filters by", status=501)
+
+
+def _checked_pattern(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise bad_request("Invalid idPattern", f"{pattern!r}: {exc}") from None
+    return pattern
+
+
+def _selection(selectors: list[Selector], attrs: frozenset[str] | None, q_text: str | None, geo: GeoQuery | None,
+               ctx: ActiveContext) -> tuple[EntityQuery, Callable[[Entity], bool] | None]:
+    """The SQL-side filter and the Python-side test (q, geo-query, several entity selectors ORed together)."""
+    attr_filter = tuple(sorted(attrs)) if attrs is not None else None
+    tests: list[Callable[[Entity], bool]] = []
+    if len(selectors) == 1:
+        types, ids, pattern = selectors[0]
+        query = EntityQuery(types=types, ids=ids, id_pattern=pattern, attrs=attr_filter)
+    else:
+        query = EntityQuery(attrs=attr_filter)
+        compiled = [(types, ids, re.compile(pattern) if pattern else None) for types, ids, pattern in selectors]
+        tests.append(lambda e: any((types is None or e.type in types) and (ids is None or e.id in ids)
+                                   and (pattern is None or pattern.search(e.id) is not None)
+                                   for types, ids, pattern in compiled))
+    if q_text is not None:
+        tests.append(compile_q(q_text, ctx).matches)
+    if geo is not None:
+        tests.append(geo.matches)
+    if not tests:
+        return query, None
+    if len(tests) == 1:
+        return query, tests[0]
+    return query, lambda e: all(test(e) for test in tests)
+
+
+def _geometry_property(params: QueryParams, ctx: ActiveContext) -> str:
+    return ctx.expand(params.get("geometryProperty", "location"))
+
+
+async def _answer_query(request: Request, broker: Broker, tenant: str, ctx: ActiveContext, media: str,
+                        params: QueryParams, selectors: list[Selector], q_text: str | None,
+                        geo: GeoQuery | None, body_attrs: list[str] | None = None) -> Response:
+    """One page of a query (GET /entities or POST /entityOperations/query) in the negotiated representation."""
+    limit = int_param(params, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    offset = int_param(params, "offset", 0)
+    count = bool_param(params, "count")
+    options = render_options(params, ctx)
+    if body_attrs:
+        options = RenderOptions(options.key_values, options.sys_attrs, frozenset(ctx.expand(a) for a in body_attrs),
+                                options.concise, options.pick, options.omit)
+    query, keep = _selection(selectors, options.attrs, q_text, geo, ctx)
+    # on a worker thread: a page of up to 1000 entities is megabytes of JSON to decode, too long for the loop
+    entities, total = await read(broker.store.query_entities, tenant, query, limit, offset, keep)
+    headers = {"NGSILD-Results-Count": str(total)} if count else {}
+    if media == GEO_JSON:
+        where = _geometry_property(params, ctx)
+        return _geo_response(feature_collection([feature(render_entity(e, ctx, options), e, where)
+                                                 for e in entities]), ctx, headers)
+    return entity_response([render_entity(e, ctx, options) for e in entities], media, ctx, headers)
+
+
+def _geo_response(payload: dict[str, Any], ctx: ActiveContext, headers: dict[str, str]) -> Response:
+    """GeoJSON (RFC 7946) with the @context in a Link header, as for application/json."""
+    headers = dict(headers)
+    if isinstance(ctx.echo, str):
+        headers["Link"] = f'<{ctx.echo}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+    return Response(dumps_bytes(payload), headers=headers, media_type=GEO_JSON)
+
+
+# -- /entities/{id}/attrs and /entities/{id}/attrs/{attr} (§6.6, §6.7) -----------------------------------------
 @endpoint
 async def append_attributes(request: Request) -> Response:
     """POST /entities/{id}/attrs[?options=noOverwrite]: 204, or 207 naming attributes kept as they were."""
@@ -179,6 +416,7 @@ def batch_response(result: ops.BatchResult, tenant: str, created_status: bool) -
     return Response(status_code=204)
 
 
+# -- /entityOperations (§6.14-§6.17, §6.23, §6.31) -------------------------------------------------------------
 @endpoint
 async def batch_create(request: Request) -> Response:
     """POST /entityOperations/create: 201 with the ids, or 207 (AlreadyExists / invalid per entity)."""
@@ -210,3 +448,100 @@ async def batch_delete(request: Request) -> Response:
         raise bad_request("Invalid payload", "a batch delete takes a non-empty JSON array of entity ids")
     result = await write(broker, ops.delete_batch, tenant, list(body.json))
     return batch_response(result, tenant, created_status=False)
+
+
+@endpoint
+async def batch_upsert(request: Request) -> Response:
+    """POST /entityOperations/upsert (§5.6.8): fragments applied in order; 201 created ids, 204, or 207."""
+    broker = broker_of(request)
+    tenant = tenant_of(request)
+    raw_mode = request.query_params.get("options", ops.UpsertMode.REPLACE.value)
+    try:
+        mode = ops.UpsertMode(raw_mode)
+    except ValueError:
+        raise bad_request("Invalid value for URI parameter options", f"{raw_mode!r}: use update or replace") from None
+    fragments = await parse_batch(request)
+    result = await write(broker, ops.upsert_batch, tenant, fragments, mode)
+    return batch_response(result, tenant, created_status=True)
+
+
+@endpoint
+async def batch_merge(request: Request) -> Response:
+    """POST /entityOperations/merge (Batch Entity Merge, §5.6.20): merge-patch each entity; 204, or 207."""
+    broker = broker_of(request)
+    tenant = existing_tenant(request, broker)
+    body = await read_body(request)
+    if not isinstance(body.json, list) or not body.json:
+        raise bad_request("Invalid payload", "a batch merge takes a non-empty JSON array of entities")
+    items: list[tuple[str, dict[str, Any], ActiveContext] | tuple[str | None, NgsiLdError]] = []
+    for item in body.json:
+        entity_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            if not isinstance(item, dict):
+                raise bad_request("Invalid Entity", "each item of a batch merge is an entity (JSON object)")
+            check_entity_id(entity_id)
+            ctx = await broker.contexts.activate(body_context(body, item))
+        except NgsiLdError as exc:
+            if exc.error_type == "LdContextNotAvailable":
+                raise
+            items.append((entity_id, exc))
+            continue
+        items.append((entity_id, item, ctx))
+    result = await write(broker, ops.merge_batch, tenant, items)
+    return batch_response(result, tenant, created_status=False)
+
+
+@endpoint
+async def batch_query(request: Request) -> Response:
+    """POST /entityOperations/query (Query Entities via POST, §5.7.2, §6.23.3.1): a Query (§5.2.23) in the body.
+
+    `entities` (each {type, id, idPattern}, ORed), `attrs`, `q` and `geoQ` select as the GET parameters do;
+    limit, offset, count, options/format, pick and omit stay URI parameters.
+    """
+    broker = broker_of(request)
+    tenant = existing_tenant(request, broker)
+    media = negotiate(request, geo=True)
+    body = await read_body(request)
+    query = body.json
+    if not isinstance(query, dict):
+        raise bad_request("Invalid Query", "POST /entityOperations/query takes one Query object")
+    if query.get("type", "Query") != "Query":
+        raise bad_request("Invalid Query", f"type must be Query, not {query.get('type')!r}")
+    for name in ("csf", "scopeQ", "temporalQ"):
+        if name in query:
+            raise NgsiLdError("OperationNotSupported", f"Query member {name} is not supported",
+                              "see docs/compatibility.md", status=501)
+    ctx = await broker.contexts.activate(body_context(body, query))
+    selectors = [_selector(item, ctx) for item in _list_member(query, "entities", dict)]
+    attrs = _list_member(query, "attrs", str) or None
+    q_text = query.get("q")
+    if q_text is not None and not isinstance(q_text, str):
+        raise bad_request("Invalid Query", "q must be a string")
+    geo_q = query.get("geoQ")
+    if geo_q is not None and not isinstance(geo_q, dict):
+        raise bad_request("Invalid Query", "geoQ must be an object")
+    geo = parse_geo_query(geo_q.get("georel"), geo_q.get("geometry"), geo_q.get("coordinates"),
+                          geo_q.get("geoproperty"), ctx) if geo_q else None
+    if not selectors and attrs is None and q_text is None and geo is None:
+        raise bad_request("Too broad query", "give at least one of entities, attrs, q or geoQ")
+    return await _answer_query(request, broker, tenant, ctx, media, request.query_params,
+                               selectors or [(None, None, None)], q_text, geo, body_attrs=attrs)
+
+
+def _list_member(document: dict[str, Any], name: str, kind: type) -> list[Any]:
+    value = document.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+        raise bad_request("Invalid Query", f"{name} must be an array of {'objects' if kind is dict else 'strings'}")
+    return value
+
+
+def _selector(item: dict[str, Any], ctx: ActiveContext) -> Selector:
+    """One EntitySelector (§5.2.33): any of type, id, idPattern; a type may list several, comma-separated."""
+    raw_type, entity_id, pattern = item.get("type"), item.get("id"), item.get("idPattern")
+    if raw_type is None and entity_id is None and pattern is None:
+        raise bad_request("Invalid Query", "an entity selector needs type, id or idPattern")
+    for name, value in (("type", raw_type), ("id", entity_id), ("idPattern", pattern)):
+        if value is not None and not isinstance(value, str):
+            raise bad_request("Invalid Query", f"entities[].{name} must be a string")
+    types = tuple(ctx.expand(check_name(t.strip(), "entity type")) for t in raw_type.split(",")) if raw_type else None
+    return types, (check_entity_id(entity_id),) if entity_id else None, _checked_pattern(pattern)

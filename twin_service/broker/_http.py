@@ -23,6 +23,7 @@ from ._store import DEFAULT_TENANT
 JSON = "application/json"
 JSON_LD = "application/ld+json"
 MERGE_PATCH = "application/merge-patch+json"
+GEO_JSON = "application/geo+json"
 LINK_REL = "http://www.w3.org/ns/json-ld#context"
 # Largest request body accepted. Orion-LD's default is larger, but a meter update is ~2 KiB and a 1000-entity
 # batch of them fits; beyond this a client is misbehaving and reading it only costs memory.
@@ -127,8 +128,11 @@ def _too_large(size: int) -> NgsiLdError:
                        f"{size} bytes; the limit is {MAX_BODY_BYTES} bytes", status=413)
 
 
-def negotiate(request: Request) -> str:
-    """The response media type from `Accept`: JSON (context in a Link header) or JSON-LD (context in body)."""
+def negotiate(request: Request, geo: bool = False) -> str:
+    """The response media type from `Accept`: JSON (context in a Link header) or JSON-LD (context in body).
+
+    `geo`: the operation also offers GeoJSON (`application/geo+json`: retrieve and query entities, §6.3.15).
+    """
     accept = request.headers.get("accept", "").strip()
     if not accept:
         return JSON
@@ -143,12 +147,14 @@ def negotiate(request: Request) -> str:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-        chosen = {JSON: JSON, JSON_LD: JSON_LD, "*/*": JSON, "application/*": JSON}.get(media.lower())
+        chosen = {JSON: JSON, JSON_LD: JSON_LD, "*/*": JSON, "application/*": JSON,
+                  GEO_JSON: GEO_JSON if geo else None}.get(media.lower())
         if chosen and quality > 0 and (best is None or quality > best[0]):
             best = (quality, chosen)
     if best is None:
         raise NgsiLdError("InvalidRequest", "Not Acceptable",
-                          f"Accept {accept!r}: this broker answers {JSON} or {JSON_LD}", status=406)
+                          f"Accept {accept!r}: this operation answers {JSON}, {JSON_LD}"
+                          f"{' or ' + GEO_JSON if geo else ''}", status=406)
     return best[1]
 
 

@@ -159,6 +159,34 @@ def delete_batch(tx: Tx, tenant: str, ids: list[str]) -> BatchResult:
     return result
 
 
+def merge_batch(tx: Tx, tenant: str, items: list[Any]) -> BatchResult:
+    """Batch Entity Merge (§5.6.20): merge-patch each (id, body, context); missing entities are errors (404)."""
+    result = BatchResult()
+    for item in items:
+        if isinstance(item[1], NgsiLdError):
+            result.errors.append((item[0], item[1]))
+            continue
+        entity_id, body, ctx = item
+        try:
+            merge_entity(tx, tenant, entity_id, body, ctx)
+        except NgsiLdError as exc:
+            result.errors.append((entity_id, exc))
+            continue
+        if entity_id not in result.success:
+            result.success.append(entity_id)
+    return result
+
+
+def purge_entities(tx: Tx, tenant: str, ids: list[str]) -> int:
+    """Purge Entities (§5.6.21): delete the selected entities that still exist; how many were deleted."""
+    deleted = 0
+    for entity_id in ids:
+        if tx.store.get_entity(tenant, entity_id) is not None:
+            delete_entity(tx, tenant, entity_id)
+            deleted += 1
+    return deleted
+
+
 def _batch(fragments: list[Entity | tuple[str, NgsiLdError]], apply: Any) -> BatchResult:
     result = BatchResult()
     for item in fragments:
