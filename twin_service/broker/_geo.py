@@ -21,7 +21,6 @@ from typing import Any
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform
 
 from ._context import ActiveContext
 from ._errors import bad_request
@@ -138,10 +137,10 @@ def _distance_m(reference: BaseGeometry, target: BaseGeometry) -> float:
     scale_x = _EARTH_RADIUS_M * math.cos(lat0) * math.pi / 180
     scale_y = _EARTH_RADIUS_M * math.pi / 180
 
-    def project(x: Any, y: Any, z: Any = None) -> tuple[Any, Any]:
-        return (x - centre.x) * scale_x, (y - centre.y) * scale_y
+    def project(coords: Any) -> Any:  # an (n, 2) array of lon/lat -> metres east/north of the centre
+        return (coords - (centre.x, centre.y)) * (scale_x, scale_y)
 
-    return float(transform(project, reference).distance(transform(project, target)))
+    return float(shapely.transform(reference, project).distance(shapely.transform(target, project)))
 
 
 def feature(rendered: dict[str, Any], entity: Entity, geometry_property: str) -> dict[str, Any]:
