@@ -8,6 +8,7 @@ request and hands one call to `_operations` inside one transaction (writes) or t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from ._model import (
     check_name,
     parse_attribute,
     parse_entity,
+    parse_lang,
     render_entity,
 )
 from ._query import compile_q
@@ -219,7 +221,8 @@ def render_options(params: QueryParams, ctx: ActiveContext) -> RenderOptions:
 
     return RenderOptions(key_values=bool(options & {"keyValues", "simplified"}), sys_attrs="sysAttrs" in options,
                          attrs=frozenset(ctx.expand(a) for a in attrs) if attrs else None,
-                         concise="concise" in options, pick=names(pick), omit=names(omit))
+                         concise="concise" in options, pick=names(pick), omit=names(omit),
+                         lang=parse_lang(params.get("lang")))
 
 
 def _refuse_unsupported(params: QueryParams) -> None:
@@ -276,8 +279,7 @@ async def _answer_query(request: Request, broker: Broker, tenant: str, ctx: Acti
     count = bool_param(params, "count")
     options = render_options(params, ctx)
     if body_attrs:
-        options = RenderOptions(options.key_values, options.sys_attrs, frozenset(ctx.expand(a) for a in body_attrs),
-                                options.concise, options.pick, options.omit)
+        options = dataclasses.replace(options, attrs=frozenset(ctx.expand(a) for a in body_attrs))
     query, keep = _selection(selectors, options.attrs, q_text, geo, ctx)
     # on a worker thread: a page of up to 1000 entities is megabytes of JSON to decode, too long for the loop
     entities, total = await read(broker.store.query_entities, tenant, query, limit, offset, keep)

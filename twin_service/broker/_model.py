@@ -23,10 +23,20 @@ _FORBIDDEN_NAME_CHARS = frozenset('<>"\'=;()\\ \t\r\n&?/#')
 _VALID_NAMES: set[str] = set()  # names already checked (bounded: clients inventing names cannot grow it)
 _MAX_VALID_NAMES = 10_000
 GEO_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"})
-ATTRIBUTE_TYPES = frozenset({"Property", "Relationship", "GeoProperty"})
+# The attribute types of ETSI GS CIM 009 V1.8.1 §4.5 / §5.2 and the member holding each one's value:
+# Property (§5.2.5), Relationship (§5.2.6), GeoProperty (§5.2.7), LanguageProperty (§5.2.32, a language map),
+# VocabProperty (§5.2.35, terms expanded with the @context), JsonProperty (§5.2.38, JSON never expanded),
+# ListProperty (§5.2.36, an ordered list) and ListRelationship (§5.2.37, an ordered list of objects).
+VALUE_MEMBER = {"Property": "value", "GeoProperty": "value", "Relationship": "object",
+                "LanguageProperty": "languageMap", "VocabProperty": "vocab", "JsonProperty": "json",
+                "ListProperty": "valueList", "ListRelationship": "objectList"}
+ATTRIBUTE_TYPES = frozenset(VALUE_MEMBER)
+VALUE_MEMBERS = frozenset(VALUE_MEMBER.values())
 # Keys of an attribute that are not sub-attributes: kept under their short names, never expanded.
-_ATTRIBUTE_KEYWORDS = frozenset({"type", "value", "object", "objectType", "unitCode", "observedAt", "datasetId",
-                                 "createdAt", "modifiedAt", "instanceId", "deletedAt"})
+_ATTRIBUTE_KEYWORDS = frozenset({"type", "objectType", "unitCode", "observedAt", "datasetId", "lang",
+                                 "createdAt", "modifiedAt", "instanceId", "deletedAt"}) | VALUE_MEMBERS
+# BCP 47 language tag (RFC 5646) as far as its shape, or JSON-LD's @none for a string without a language.
+_LANGUAGE_TAG = re.compile(r"^(?:[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|@none)$")
 _SYSTEM_KEYS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
 # Geo attributes the core context defines; Orion-LD insists they be GeoProperties.
 _GEO_ATTRIBUTES = frozenset({"https://uri.etsi.org/ngsi-ld/location", "https://uri.etsi.org/ngsi-ld/observationSpace",
@@ -134,19 +144,13 @@ def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
     if kind not in ATTRIBUTE_TYPES:
         raise bad_request("Invalid attribute", f"{name}: type must be one of {sorted(ATTRIBUTE_TYPES)}, "
                                                f"not {kind!r}")
-    attribute: dict[str, Any] = {"type": kind}
-    if kind == "Relationship":
-        if "value" in raw:
-            raise bad_request("Invalid attribute", f"{name}: a Relationship has an object, not a value")
-        attribute["object"] = _relationship_object(name, raw.get("object"))
-    else:
-        if "object" in raw:
-            raise bad_request("Invalid attribute", f"{name}: a {kind} has a value, not an object")
-        if raw.get("value") is None:
-            raise bad_request("Invalid attribute", f"{name}: value missing or null")
-        attribute["value"] = _geometry(name, raw["value"]) if kind == "GeoProperty" else raw["value"]
+    member = VALUE_MEMBER[kind]
+    foreign = sorted((VALUE_MEMBERS - {member}) & raw.keys())
+    if foreign:
+        raise bad_request("Invalid attribute", f"{name}: a {kind} has {member}, not {', '.join(foreign)}")
+    attribute: dict[str, Any] = {"type": kind, member: _attribute_value(name, kind, raw.get(member), ctx)}
     for key, sub in raw.items():
-        if key in ("type", "value", "object") or key in _SYSTEM_KEYS:
+        if key == "type" or key in VALUE_MEMBERS or key in _SYSTEM_KEYS:
             continue
         if key == "observedAt":
             attribute[key] = parse_datetime(sub, f"{name}.observedAt")
@@ -163,6 +167,51 @@ def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
         else:
             attribute[ctx.expand(check_name(key, "sub-attribute name"))] = parse_attribute(f"{name}.{key}", sub, ctx)
     return attribute
+
+
+def _attribute_value(name: str, kind: str, value: Any, ctx: ActiveContext) -> Any:
+    """The value member of one attribute, checked for its type (400 BadRequestData when wrong or missing)."""
+    member = VALUE_MEMBER[kind]
+    if value is None:
+        raise bad_request("Invalid attribute", f"{name}: {member} missing or null")
+    if kind == "Relationship":
+        return _relationship_object(name, value)
+    if kind == "GeoProperty":
+        return _geometry(name, value)
+    if kind == "LanguageProperty":
+        if (not isinstance(value, dict) or not value
+                or not all(isinstance(tag, str) and _LANGUAGE_TAG.match(tag) for tag in value)
+                or not all(isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(i, str) for i in v))
+                           for v in value.values())):
+            raise bad_request("Invalid attribute", f"{name}: languageMap must map language tags (BCP 47) to "
+                                                   "strings or arrays of strings")
+        return value
+    if kind == "VocabProperty":
+        terms = value if isinstance(value, list) else [value]
+        if not terms or not all(isinstance(t, str) and t for t in terms):
+            raise bad_request("Invalid attribute", f"{name}: vocab must be a term or an array of terms")
+        expanded = [ctx.expand(t) for t in terms]
+        return expanded if isinstance(value, list) else expanded[0]
+    if kind == "ListProperty":
+        if not isinstance(value, list):
+            raise bad_request("Invalid attribute", f"{name}: valueList must be an array")
+        return value
+    if kind == "ListRelationship":
+        items = [item.get("object") if isinstance(item, dict) else item for item in value] \
+            if isinstance(value, list) else None
+        if not items or not all(is_uri(item) for item in items):
+            raise bad_request("Invalid attribute", f"{name}: objectList must be an array of URIs (or of "
+                                                   "{\"object\": URI})")
+        return [{"object": item} for item in items]
+    return value  # Property and JsonProperty: any JSON value, opaque
+
+
+def value_of(attribute: dict[str, Any]) -> Any:
+    """What an attribute holds, whatever its type (keyValues and the q language read this)."""
+    kind = attribute.get("type")
+    if kind == "ListRelationship":
+        return [item["object"] for item in attribute.get("objectList", [])]
+    return attribute.get(VALUE_MEMBER.get(kind, "value"))
 
 
 def _relationship_object(name: str, target: Any) -> str | list[str]:
@@ -193,6 +242,7 @@ class RenderOptions:
     concise: bool = False
     pick: frozenset[str] | None = None  # may hold "id" and "type" as well
     omit: frozenset[str] | None = None
+    lang: tuple[str, ...] | None = None  # `lang=`: LanguageProperties rendered in the first of these languages
 
 
 def render_entity(entity: Entity, ctx: ActiveContext, options: RenderOptions) -> dict[str, Any]:
@@ -208,13 +258,59 @@ def render_entity(entity: Entity, ctx: ActiveContext, options: RenderOptions) ->
         if (options.attrs is not None and name not in options.attrs) or not _shown(name, options):
             continue
         short = ctx.compact(name)
+        if options.lang is not None and attribute.get("type") == "LanguageProperty":
+            attribute = in_language(attribute, options.lang)
         if options.key_values:
-            out[short] = attribute["object"] if attribute["type"] == "Relationship" else attribute["value"]
+            out[short] = _compact_vocab(value_of(attribute), ctx) if attribute["type"] == "VocabProperty" \
+                else value_of(attribute)
         elif options.concise:
             out[short] = concise_attribute(render_attribute(attribute, ctx, options.sys_attrs))
         else:
             out[short] = render_attribute(attribute, ctx, options.sys_attrs)
     return out
+
+
+def in_language(attribute: dict[str, Any], lang: tuple[str, ...]) -> dict[str, Any]:
+    """A LanguageProperty as a Property in the client's language (`lang=`, §4.15): the first tag of `lang` the
+    map has (a tag also matches its subtags: `en` matches `en-GB`), else `@none`, else the first entry.
+    `lang=*` keeps the whole map."""
+    if "*" in lang:
+        return attribute
+    languages = attribute["languageMap"]
+    chosen = next((tag for wanted in lang for tag in languages
+                   if tag.lower() == wanted.lower() or tag.lower().startswith(wanted.lower() + "-")), None)
+    if chosen is None:
+        chosen = "@none" if "@none" in languages else next(iter(languages))
+    out = {k: v for k, v in attribute.items() if k != "languageMap"}
+    out["type"] = "Property"
+    out["value"] = languages[chosen]
+    if chosen != "@none":
+        out["lang"] = chosen
+    return out
+
+
+def parse_lang(raw: str | None) -> tuple[str, ...] | None:
+    """The `lang` URI parameter (`fr`, `fr,en;q=0.8`, `*`): tags by decreasing preference (400 when malformed)."""
+    if raw is None:
+        return None
+    weighted: list[tuple[float, int, str]] = []
+    for position, part in enumerate(raw.split(",")):
+        tag, *params = [p.strip() for p in part.split(";")]
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            try:
+                quality = float(value) if key == "q" else quality
+            except ValueError:
+                raise bad_request("Invalid value for URI parameter lang", f"{raw!r}") from None
+        if not (tag == "*" or (_LANGUAGE_TAG.match(tag) and tag != "@none")):
+            raise bad_request("Invalid value for URI parameter lang", f"{tag!r} is not a language tag")
+        weighted.append((-quality, position, tag))
+    return tuple(tag for _, _, tag in sorted(weighted))
+
+
+def _compact_vocab(value: Any, ctx: ActiveContext) -> Any:
+    return [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
 
 
 def _shown(name: str, options: RenderOptions) -> bool:
@@ -236,10 +332,13 @@ def concise_attribute(attribute: dict[str, Any]) -> Any:
 def render_attribute(attribute: dict[str, Any], ctx: ActiveContext, sys_attrs: bool) -> dict[str, Any]:
     """One normalized attribute compacted with the reader's context (system times only with sysAttrs)."""
     out: dict[str, Any] = {}
+    member = VALUE_MEMBER.get(attribute.get("type", "Property"), "value")
     for key, value in attribute.items():
         if key in _ATTRIBUTE_KEYWORDS:
-            if key in _SYSTEM_KEYS and not sys_attrs:
-                continue
+            if (key in _SYSTEM_KEYS and not sys_attrs) or (key in VALUE_MEMBERS and key != member):
+                continue  # a history instance of a v1.8 type also carries the store's (empty) `value`
+            if key == "vocab":
+                value = _compact_vocab(value, ctx)
             out[key] = value
         else:
             out[ctx.compact(key)] = render_attribute(value, ctx, sys_attrs)

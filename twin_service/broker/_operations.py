@@ -14,7 +14,7 @@ from typing import Any
 
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request, not_found
-from ._model import Entity, now_iso, parse_attribute, parse_entity
+from ._model import VALUE_MEMBER, VALUE_MEMBERS, Entity, now_iso, parse_attribute, parse_entity
 from ._store import Store
 
 log = logging.getLogger(__name__)
@@ -246,20 +246,32 @@ def merge_attribute(name: str, existing: dict[str, Any], partial: dict[str, Any]
                     ctx: ActiveContext) -> dict[str, Any]:
     """An attribute with the members of a partial one merged in (what PATCH .../attrs/{attr} means)."""
     merged: dict[str, Any] = {k: v for k, v in existing.items() if k not in _SYSTEM}
-    if "object" in partial:
-        merged.pop("value", None)
-    if "value" in partial:
-        merged.pop("object", None)
+    given = VALUE_MEMBERS & partial.keys()
+    if given:  # a new value (of whatever attribute type) replaces the old one
+        for member in VALUE_MEMBERS:
+            merged.pop(member, None)
+        if "type" not in partial:  # concise partial: the type follows the value member given
+            member = next(iter(given))
+            if member != "value":
+                merged["type"] = next(t for t, m in VALUE_MEMBER.items() if m == member and t != "GeoProperty")
+            elif existing.get("type") not in ("Property", "GeoProperty"):
+                merged["type"] = "Property"
     for key, value in partial.items():
         if key in ("createdAt", "modifiedAt", "@context", "instanceId"):
             continue
-        if key in ("type", "value", "object", "unitCode", "observedAt", "datasetId", "objectType"):
+        if key in VALUE_MEMBERS or key in ("type", "unitCode", "observedAt", "datasetId", "objectType"):
             merged[key] = value
         else:
             merged[ctx.expand(key)] = value
-    if merged.get("value") == NULL or merged.get("object") == NULL:
+    if any(merged.get(member) == NULL for member in VALUE_MEMBERS):
         raise bad_request("Invalid attribute", f"{name}: use DELETE to remove an attribute")
+    if merged.get("type") == "VocabProperty" and "vocab" in merged and "vocab" not in partial:
+        merged["vocab"] = _compact_terms(merged["vocab"], ctx)  # stored expanded; parse_attribute expands again
     return parse_attribute(ctx.compact(name), merged, ctx)
+
+
+def _compact_terms(value: Any, ctx: ActiveContext) -> Any:
+    return [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
 
 
 def partial_update(tx: Tx, tenant: str, entity_id: str, name: str, partial: dict[str, Any],
@@ -286,7 +298,7 @@ def merge_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ctx:
         if key in ("id", "type", "@context", "createdAt", "modifiedAt"):
             continue
         name = ctx.expand(key)
-        if raw == NULL or (isinstance(raw, dict) and NULL in (raw.get("value"), raw.get("object"))):
+        if raw == NULL or (isinstance(raw, dict) and any(raw.get(m) == NULL for m in VALUE_MEMBERS)):
             if name in current.attrs:
                 removed.append(name)
             continue

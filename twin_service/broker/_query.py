@@ -19,12 +19,11 @@ from typing import Any
 
 from ._context import ActiveContext
 from ._errors import bad_request
-from ._model import Entity
+from ._model import VALUE_MEMBERS, Entity, value_of
 
 _OPERATORS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
 _STOP = set("=!<>~;|()[].")
-_KEYWORD_MEMBERS = frozenset({"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "value", "object",
-                              "type"})
+_KEYWORD_MEMBERS = frozenset({"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "type"}) | VALUE_MEMBERS
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 _COMPARABLE_BARE = re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{2}:\d{2})")  # DateTime, Date or Time
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
@@ -202,9 +201,8 @@ def _short_key(iri: str) -> str:
 
 
 def _value_of(attribute: dict[str, Any]) -> Any:
-    if "object" in attribute:
-        return attribute["object"]
-    return attribute.get("value", _MISSING)
+    value = value_of(attribute)
+    return _MISSING if value is None else value
 
 
 def _scalar(raw: str) -> Any:
