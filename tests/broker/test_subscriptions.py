@@ -270,9 +270,13 @@ def test_patched_endpoint_receives_the_next_notifications(client: TestClient, re
 
 
 def test_unsupported_subscription_features_are_501(client: TestClient, receiver: Receiver) -> None:
-    for extra in ({"notificationTrigger": ["entityDeleted"]}, {"geoQ": {"georel": "near"}}):
+    for extra in ({"csf": "x"}, {"scopeQ": "/Madrid"}):
         assert_problem(client.post(SUBS, json=_subscription(receiver, **extra), headers=ENERGY_LINK),
                        501, "OperationNotSupported")
+    for extra in ({"notificationTrigger": ["entityVanished"]}, {"notificationTrigger": []},
+                  {"geoQ": {"georel": "near"}}):
+        assert_problem(client.post(SUBS, json=_subscription(receiver, **extra), headers=ENERGY_LINK),
+                       400, "BadRequestData")
     fine = _subscription(receiver, notificationTrigger=["entityUpdated", "attributeUpdated"])
     assert client.post(SUBS, json=fine, headers=ENERGY_LINK).status_code == 201
 
@@ -308,3 +312,62 @@ def test_concurrent_writers_are_notified_in_commit_order(live_broker: Any, recei
                  if h.attr_name and h.attr_name.endswith("frequency") and h.operation == "update"]
     assert len(committed) == 50
     assert notified == committed
+
+
+def test_notification_triggers(client: TestClient, receiver: Receiver) -> None:
+    """ETSI GS CIM 009 V1.8.1 §5.2.12 notificationTrigger: each kind of change notifies only the subscriptions
+    asking for it; deletions carry deletedAt (entity) or urn:ngsi-ld:null + deletedAt (attribute), §5.3.1."""
+    def subscribe(path: str, *triggers: str) -> None:
+        _subscribe(client, _subscription(receiver, path, notificationTrigger=list(triggers)))
+
+    subscribe("/created", "entityCreated")
+    subscribe("/attr-created", "attributeCreated")
+    subscribe("/attr-updated", "attributeUpdated")
+    subscribe("/attr-deleted", "attributeDeleted")
+    subscribe("/deleted", "entityDeleted")
+    assert client.get(SUBS, headers=ENERGY_LINK).json()[0]["notificationTrigger"] == ["entityCreated"]
+    entity = f"{BASE}/entities/{MEASUREMENT_ID}"
+    client.post(f"{BASE}/entities", json=measurement(), headers=ENERGY_LINK).raise_for_status()
+    assert receiver.wait_for(1, path="/created")[0].body["data"][0]["id"] == MEASUREMENT_ID
+    receiver.wait_for(1, path="/attr-created")
+    client.patch(f"{entity}/attrs/frequency", json={"value": 49.9}, headers=ENERGY_LINK).raise_for_status()
+    receiver.wait_for(1, path="/attr-updated")
+    client.post(f"{entity}/attrs", json={"powerFactor": {"type": "Property", "value": 0.9}},
+                headers=ENERGY_LINK).raise_for_status()
+    assert len(receiver.wait_for(2, path="/attr-created")) == 2
+    client.delete(f"{entity}/attrs/powerFactor", headers=ENERGY_LINK).raise_for_status()
+    gone = receiver.wait_for(1, path="/attr-deleted")[0].body["data"][0]["powerFactor"]
+    assert gone["value"] == "urn:ngsi-ld:null" and "deletedAt" in gone
+    client.delete(entity).raise_for_status()
+    deleted = receiver.wait_for(1, path="/deleted")[0].body["data"][0]
+    assert set(deleted) == {"id", "type", "deletedAt"}
+    time.sleep(0.2)  # nothing else arrives late
+    counts = {p: len([r for r in receiver.received if r.path == p])
+              for p in ("/created", "/attr-created", "/attr-updated", "/attr-deleted", "/deleted")}
+    assert counts == {"/created": 1, "/attr-created": 2, "/attr-updated": 1, "/attr-deleted": 1, "/deleted": 1}
+
+
+def test_default_triggers_do_not_notify_deletions(client: TestClient, receiver: Receiver) -> None:
+    _subscribe(client, _subscription(receiver))
+    client.post(f"{BASE}/entities", json=measurement(), headers=ENERGY_LINK).raise_for_status()
+    receiver.wait_for(1)
+    client.delete(f"{BASE}/entities/{MEASUREMENT_ID}/attrs/frequency", headers=ENERGY_LINK).raise_for_status()
+    client.delete(f"{BASE}/entities/{MEASUREMENT_ID}").raise_for_status()
+    time.sleep(0.2)
+    assert len(receiver.received) == 1
+
+
+def test_geo_query_in_subscription(client: TestClient, receiver: Receiver) -> None:
+    """§5.2.12 Subscription.geoQ (§4.10): only entities inside the area notify."""
+    area = {"geometry": "Polygon", "georel": "within",
+            "coordinates": [[[-3.71, 40.41], [-3.70, 40.41], [-3.70, 40.42], [-3.71, 40.42], [-3.71, 40.41]]]}
+    _subscribe(client, _subscription(receiver, geoQ=area))
+    assert client.get(SUBS, headers=ENERGY_LINK).json()[0]["geoQ"] == area
+    inside = measurement(location={"type": "GeoProperty", "value": {"type": "Point", "coordinates": [-3.705, 40.415]}})
+    outside = measurement(entity_id="urn:ngsi-ld:ThreePhaseAcMeasurement:far",
+                          location={"type": "GeoProperty", "value": {"type": "Point", "coordinates": [2.17, 41.38]}})
+    client.post(UPSERT, json=[outside, inside], headers=ENERGY_LINK).raise_for_status()
+    got = receiver.wait_for(1)
+    time.sleep(0.2)
+    assert [e["id"] for r in receiver.received for e in r.body["data"]] == [MEASUREMENT_ID]
+    assert got[0].body["data"][0]["id"] == MEASUREMENT_ID

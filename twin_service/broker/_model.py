@@ -52,6 +52,7 @@ class Entity:
     attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_at: str | None = None
     modified_at: str | None = None
+    deleted_at: str | None = None  # only on what an entityDeleted notification carries
 
 
 def now_iso() -> str:
@@ -251,7 +252,9 @@ def render_entity(entity: Entity, ctx: ActiveContext, options: RenderOptions) ->
     for member, value in (("id", entity.id), ("type", ctx.compact(entity.type))):
         if _shown(member, options):
             out[member] = value
-    if options.sys_attrs and not options.key_values:
+    if entity.deleted_at is not None:
+        out["deletedAt"] = entity.deleted_at
+    elif options.sys_attrs and not options.key_values:
         out["createdAt"] = entity.created_at
         out["modifiedAt"] = entity.modified_at
     for name, attribute in entity.attrs.items():
@@ -335,7 +338,8 @@ def render_attribute(attribute: dict[str, Any], ctx: ActiveContext, sys_attrs: b
     member = VALUE_MEMBER.get(attribute.get("type", "Property"), "value")
     for key, value in attribute.items():
         if key in _ATTRIBUTE_KEYWORDS:
-            if (key in _SYSTEM_KEYS and not sys_attrs) or (key in VALUE_MEMBERS and key != member):
+            if (key in _SYSTEM_KEYS and not sys_attrs and key != "deletedAt") or (key in VALUE_MEMBERS and
+                                                                                    key != member):
                 continue  # a history instance of a v1.8 type also carries the store's (empty) `value`
             if key == "vocab":
                 value = _compact_vocab(value, ctx)

@@ -215,7 +215,7 @@ class SubscriptionManager:
                         if moment - sub.last_accepted < sub.throttling:
                             continue  # within the throttling period: not notified, as in Orion-LD
                         sub.last_accepted = moment
-                    self._enqueue((sub.tenant, sub.id), [change.entity])
+                    self._enqueue((sub.tenant, sub.id), [change.notified()])
 
     def _enqueue(self, key: tuple[str, str], entities: list[Entity]) -> None:
         outbox = self._outboxes.get(key)

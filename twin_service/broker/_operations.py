@@ -32,12 +32,30 @@ class UpsertMode(str, Enum):
 
 @dataclass(frozen=True)
 class Change:
-    """One committed change of one entity: what subscriptions are matched against."""
+    """One committed change of one entity: what subscriptions are matched against.
+
+    The kinds follow the notification triggers of ETSI GS CIM 009 V1.8.1 §5.2.12: entity created / updated /
+    deleted, attributes created (`new_attrs`), updated (`attrs` minus `new_attrs`) or deleted (`deleted_attrs`).
+    """
 
     tenant: str
-    entity: Entity  # the state after the write
+    entity: Entity  # the state after the write (before it, for a deleted entity)
     attrs: frozenset[str]  # expanded names of the attributes written
     created: bool = False
+    new_attrs: frozenset[str] = frozenset()  # of `attrs`, those the entity did not have before
+    deleted_attrs: frozenset[str] = frozenset()
+    deleted: bool = False
+    at: str = ""  # when (deletedAt of what was deleted)
+
+    def notified(self) -> Entity:
+        """The entity a notification about this change carries (§5.3.1: deletions as deletedAt/urn:ngsi-ld:null)."""
+        if self.deleted:
+            return Entity(self.entity.id, self.entity.type, {}, deleted_at=self.at)
+        if not self.deleted_attrs:
+            return self.entity
+        gone = {name: {"type": "Property", "value": NULL, "deletedAt": self.at} for name in self.deleted_attrs}
+        return Entity(self.entity.id, self.entity.type, {**self.entity.attrs, **gone}, self.entity.created_at,
+                      self.entity.modified_at)
 
 
 @dataclass
@@ -73,8 +91,9 @@ def _existing(tx: Tx, tenant: str, entity_id: str) -> Entity:
 
 
 def _commit(tx: Tx, tenant: str, entity: Entity, written: dict[str, dict[str, Any]], operation: str,
-            now: str) -> None:
-    """Stamp, store and record the attributes written into an existing entity."""
+            now: str, deleted: frozenset[str] = frozenset()) -> None:
+    """Stamp, store and record the attributes written into an existing entity (`deleted`: removed before)."""
+    new_attrs = frozenset(name for name in written if name not in entity.attrs)
     for name, attribute in written.items():
         previous = entity.attrs.get(name)
         attribute["createdAt"] = (previous["createdAt"] if previous and "createdAt" in previous
@@ -84,7 +103,8 @@ def _commit(tx: Tx, tenant: str, entity: Entity, written: dict[str, dict[str, An
     entity.modified_at = now
     tx.store.update_entity(tenant, entity)
     tx.store.record_instances(tenant, entity, written, operation, now)
-    tx.changes.append(Change(tenant, entity, frozenset(written)))
+    tx.changes.append(Change(tenant, entity, frozenset(written), new_attrs=new_attrs,
+                             deleted_attrs=deleted - frozenset(written), at=now))
 
 
 def create_entity(tx: Tx, tenant: str, entity: Entity) -> None:
@@ -311,7 +331,7 @@ def merge_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ctx:
     for name in removed:
         del current.attrs[name]
         tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
-    _commit(tx, tenant, current, written, "merge", now)
+    _commit(tx, tenant, current, written, "merge", now, frozenset(removed))
 
 
 def replace_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ctx: ActiveContext) -> None:
@@ -322,11 +342,12 @@ def replace_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ct
         raise bad_request("Entity id mismatch", f"the body is about {raw['id']}, the URL about {entity_id}")
     replacement = parse_entity(raw, ctx)
     now = now_iso()
-    for name in set(current.attrs) - set(replacement.attrs):
+    removed = frozenset(set(current.attrs) - set(replacement.attrs))
+    for name in removed:
         tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
     current.type = replacement.type
     current.attrs = {}
-    _commit(tx, tenant, current, replacement.attrs, "replace", now)
+    _commit(tx, tenant, current, replacement.attrs, "replace", now, removed)
 
 
 def delete_attribute(tx: Tx, tenant: str, entity_id: str, name: str, ctx: ActiveContext) -> None:
@@ -339,13 +360,16 @@ def delete_attribute(tx: Tx, tenant: str, entity_id: str, name: str, ctx: Active
     current.modified_at = now
     tx.store.update_entity(tenant, current)
     tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
+    tx.changes.append(Change(tenant, current, frozenset(), deleted_attrs=frozenset({name}), at=now))
 
 
 def delete_entity(tx: Tx, tenant: str, entity_id: str) -> None:
     """Delete an entity; its history stays, ended by a deletion mark."""
     current = _existing(tx, tenant, entity_id)
+    now = now_iso()
     tx.store.delete_entity(tenant, entity_id)
-    tx.store.record_deletion(tenant, entity_id, current.type, now_iso())
+    tx.store.record_deletion(tenant, entity_id, current.type, now)
+    tx.changes.append(Change(tenant, current, frozenset(), deleted=True, at=now))
     log.info("entity %s deleted from tenant %r", entity_id, tenant)
 
 
@@ -355,5 +379,6 @@ def _insert(tx: Tx, tenant: str, entity: Entity, now: str) -> None:
         attribute["createdAt"] = attribute["modifiedAt"] = now
     tx.store.insert_entity(tenant, entity)
     tx.store.record_instances(tenant, entity, entity.attrs, "create", now)
-    tx.changes.append(Change(tenant, entity, frozenset(entity.attrs), created=True))
+    tx.changes.append(Change(tenant, entity, frozenset(entity.attrs), created=True,
+                             new_attrs=frozenset(entity.attrs), at=now))
     log.debug("entity %s created in tenant %r", entity.id, tenant)

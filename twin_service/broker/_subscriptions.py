@@ -15,6 +15,7 @@ from typing import Any
 
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request
+from ._geo import GeoQuery, parse_geo_query
 from ._model import Entity, is_uri, now_iso, parse_datetime
 from ._operations import Change
 from ._query import Query, compile_q
@@ -23,9 +24,11 @@ FORMATS = frozenset({"normalized", "keyValues", "concise", "simplified"})
 ACCEPTS = frozenset({"application/json", "application/ld+json"})
 _MEMBERS = frozenset({"id", "type", "subscriptionName", "description", "entities", "watchedAttributes", "q",
                       "notification", "throttling", "timeInterval", "expiresAt", "isActive", "@context",
-                      "status", "notificationTrigger", "lang", "jsonldContext"})
-_UNSUPPORTED = ("geoQ", "csf", "scopeQ", "temporalQ")
-# What NGSI-LD 1.8 notifies on by default; entity and attribute deletions are not notified here.
+                      "status", "notificationTrigger", "lang", "jsonldContext", "geoQ"})
+_UNSUPPORTED = ("csf", "scopeQ", "temporalQ")
+# Notification triggers of ETSI GS CIM 009 V1.8.1 §5.2.12 and the default (deletions are notified only on request).
+TRIGGERS = frozenset({"entityCreated", "entityUpdated", "entityDeleted", "attributeCreated", "attributeUpdated",
+                      "attributeDeleted"})
 _DEFAULT_TRIGGERS = frozenset({"entityCreated", "entityUpdated", "attributeCreated", "attributeUpdated"})
 
 
@@ -92,6 +95,8 @@ class Subscription:
     time_interval: float | None
     expires_at: str | None
     is_active: bool
+    triggers: frozenset[str] = _DEFAULT_TRIGGERS
+    geo: GeoQuery | None = None
     status: Status = field(default_factory=Status)
     last_accepted: float = float("-inf")  # monotonic time of the last notification queued (throttling)
 
@@ -105,14 +110,29 @@ class Subscription:
         """Whether the entity is in the subscription's scope (entities + q), whatever changed."""
         if self.selectors and not any(s.matches(entity) for s in self.selectors):
             return False
-        return self.q is None or self.q.matches(entity)
+        return (self.q is None or self.q.matches(entity)) and (self.geo is None or self.geo.matches(entity))
 
     def triggered_by(self, change: Change) -> bool:
         """Whether a committed change should notify (periodic subscriptions never are, they poll)."""
         if self.time_interval is not None:
             return False
-        if self.watched is not None and not (self.watched & change.attrs):
+        triggers = self.triggers
+        if change.deleted:
+            hit = "entityDeleted" in triggers
+        elif change.created:
+            hit = bool({"entityCreated", "attributeCreated"} & triggers)
+        else:
+            updated = change.attrs - change.new_attrs
+            hit = (bool(change.attrs and "entityUpdated" in triggers)
+                   or bool(change.new_attrs and "attributeCreated" in triggers)
+                   or bool(updated and "attributeUpdated" in triggers)
+                   or bool(change.deleted_attrs and "attributeDeleted" in triggers))
+        if not hit:
             return False
+        if self.watched is not None and not change.deleted:
+            touched = change.attrs | (change.deleted_attrs if "attributeDeleted" in triggers else frozenset())
+            if not (self.watched & touched):
+                return False
         return self.selects(change.entity)
 
     def render(self, ctx: ActiveContext) -> dict[str, Any]:
@@ -130,6 +150,8 @@ class Subscription:
             out["watchedAttributes"] = sorted(ctx.compact(a) for a in self.watched)
         if self.q is not None:
             out["q"] = self.q.text
+        if "geoQ" in self.raw:
+            out["geoQ"] = self.raw["geoQ"]
         notification: dict[str, Any] = {"format": self.format}
         if self.attributes is not None:
             notification["attributes"] = sorted(ctx.compact(a) for a in self.attributes)
@@ -154,6 +176,8 @@ class Subscription:
             out["timeInterval"] = self.time_interval
         if self.expires_at is not None:
             out["expiresAt"] = self.expires_at
+        if "notificationTrigger" in self.raw:
+            out["notificationTrigger"] = self.raw["notificationTrigger"]
         out["isActive"] = self.is_active
         out["status"] = self.state()
         return out
@@ -190,9 +214,10 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         if name in raw:
             raise NgsiLdError("OperationNotSupported", f"{name} in subscriptions is not supported", status=501)
     trigger = raw.get("notificationTrigger")
-    if trigger is not None and (not isinstance(trigger, list) or not set(trigger) <= _DEFAULT_TRIGGERS):
-        raise NgsiLdError("OperationNotSupported", "notificationTrigger is not supported beyond the default",
-                          f"notifications go out on {', '.join(sorted(_DEFAULT_TRIGGERS))}", status=501)
+    if trigger is not None and (not isinstance(trigger, list) or not trigger
+                                or not all(isinstance(t, str) for t in trigger) or not set(trigger) <= TRIGGERS):
+        raise bad_request("Invalid subscription", f"notificationTrigger must be a non-empty array of "
+                                                  f"{', '.join(sorted(TRIGGERS))}")
     unknown = sorted(set(raw) - _MEMBERS)
     if unknown:
         raise bad_request("Invalid subscription", f"unknown members: {', '.join(unknown)}")
@@ -219,6 +244,11 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
     watched = _names(raw.get("watchedAttributes"), "watchedAttributes", ctx)
     if not selectors and watched is None:
         raise bad_request("Invalid subscription", "give entities or watchedAttributes (or both)")
+    geo_q = raw.get("geoQ")
+    if geo_q is not None and not isinstance(geo_q, dict):
+        raise bad_request("Invalid subscription", "geoQ must be an object (§5.2.13 GeoQuery)")
+    geo = parse_geo_query(geo_q.get("georel"), geo_q.get("geometry"), geo_q.get("coordinates"),
+                          geo_q.get("geoproperty"), ctx) if geo_q else None
     q = raw.get("q")
     if q is not None and (not isinstance(q, str) or not q):
         raise bad_request("Invalid subscription", "q must be a non-empty string")
@@ -263,7 +293,9 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         attributes=_names(notification.get("attributes"), "notification.attributes", ctx),
         format="keyValues" if fmt == "simplified" else fmt, sys_attrs=sys_attrs is True, uri=uri, accept=accept,
         receiver_info=tuple(receiver_info), throttling=throttling, time_interval=time_interval,
-        expires_at=expires_at, is_active=is_active, status=status or Status())
+        expires_at=expires_at, is_active=is_active,
+        triggers=frozenset(trigger) if trigger is not None else _DEFAULT_TRIGGERS, geo=geo,
+        status=status or Status())
 
 
 def merge_patch(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
