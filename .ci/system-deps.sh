@@ -8,6 +8,10 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # Debian's Chromium: tests/web drive the live twin page in it through Playwright (never a downloaded browser).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# Node.js + npm: tests run the FIWARE IoT Agent library (npm iotagent-node-lib, pinned by its package-lock.json);
+# its `npm ci` runs on every way out of this script, after the Debian packages (a no-op once installed).
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+trap 'bash "$(dirname "$0")/../tests/peers/iotagent/install.sh" || exit 1' EXIT
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "note: not root, not installing ${need[*]}; tests use the pure-Python fallbacks" >&2

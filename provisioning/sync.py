@@ -21,21 +21,14 @@ from datamodels.context import CORE_CONTEXT, context_for, link_header
 from datamodels.measures import MEASUREMENT_TYPE, device_entity_id
 from provisioning.agent_bodies import DEFAULT_RESOURCE, meter_device, service_group
 from provisioning.inventory import Inventory, Meter, Site, Tenant
+from provisioning.north_api import AgentNorth, ApiError
+
+__all__ = ["SUBSCRIPTION_PREFIX", "Action", "ApiError", "Plan", "Provisioner"]
 
 SUBSCRIPTION_PREFIX = "urn:ngsi-ld:Subscription:energytwin:"
-DEVICE_PAGE = 500  # GET /iot/devices page size
-CREATE_CHUNK = 250  # devices per POST /iot/devices: one request per chunk, all-or-nothing on the agent
-_IDENTITY = ("entity_name", "entity_type")  # the FIWARE agent cannot change these with PUT
-
-
-class ApiError(RuntimeError):
-    """A request was refused; says which, and what the server answered."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(
-            f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text[:500]}"
-        )
-        self.response = response
+CREATE_CHUNK = 250  # devices per POST /iot/devices (the embedded agent stores a chunk all-or-nothing)
+# PUT of these is refused by the FIWARE agent in some versions and does not move the entity: delete + create
+_IDENTITY = ("entity_name", "entity_type")
 
 
 @dataclass
@@ -75,6 +68,10 @@ class Provisioner:
         self._agent = httpx.Client(base_url=agent_url.rstrip("/"), timeout=timeout_s)
         self._broker = httpx.Client(base_url=broker_url.rstrip("/"), timeout=timeout_s)
 
+    def north(self, tenant: Tenant) -> AgentNorth:
+        """The agent's north API for one tenant."""
+        return AgentNorth(self._agent, tenant.service, tenant.service_path)
+
     def close(self) -> None:
         self._agent.close()
         self._broker.close()
@@ -97,9 +94,8 @@ class Provisioner:
         return plan
 
     def _plan_groups(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
-        headers = _agent_headers(tenant)
-        existing = {g["apikey"]: g for g in self._get(self._agent, "/iot/services", headers)["services"]
-                    if g.get("resource") == DEFAULT_RESOURCE}
+        north = self.north(tenant)
+        existing = {g["apikey"]: g for g in north.groups() if g.get("resource") == DEFAULT_RESOURCE}
         for group in tenant.groups:
             body = service_group(group.apikey)
             body.update(entity_type=group.entity_type, autoprovision=group.autoprovision,
@@ -107,8 +103,7 @@ class Provisioner:
             current = existing.pop(group.apikey, None)
             label = f"apikey={group.apikey}"
             if current is None:
-                yield Action("create", "group", tenant.service, label, "",
-                             self._call(self._agent, "POST", "/iot/services", headers, {"services": [body]}))
+                yield Action("create", "group", tenant.service, label, "", _bind(north.create_groups, [body]))
                 continue
             differs = _differences(body, current)
             if not differs:
@@ -116,17 +111,15 @@ class Provisioner:
                 continue
             update = {k: v for k, v in body.items() if k not in ("apikey", "resource")}
             yield Action("update", "group", tenant.service, label, ", ".join(differs),
-                         self._call(self._agent, "PUT", "/iot/services", headers, update,
-                                    {"resource": DEFAULT_RESOURCE, "apikey": group.apikey}))
+                         _bind(north.update_group, DEFAULT_RESOURCE, group.apikey, update))
         if prune:
             for apikey in existing:
                 yield Action("delete", "group", tenant.service, f"apikey={apikey}", "not in the inventory",
-                             self._call(self._agent, "DELETE", "/iot/services", headers, None,
-                                        {"resource": DEFAULT_RESOURCE, "apikey": apikey}))
+                             _bind(north.delete_group, DEFAULT_RESOURCE, apikey))
 
     def _plan_devices(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
-        headers = _agent_headers(tenant)
-        existing = {d["device_id"]: d for d in self._all_devices(headers)}
+        north = self.north(tenant)
+        existing = {d["device_id"]: d for d in north.devices()}
         to_create: list[dict[str, Any]] = []
         for site, meter in tenant.meters():
             body = device_body(tenant, site, meter)
@@ -139,22 +132,22 @@ class Provisioner:
                 yield Action("unchanged", "device", tenant.service, meter.device_id)
             elif any(name in _IDENTITY for name in differs):
                 yield Action("replace", "device", tenant.service, meter.device_id, ", ".join(differs),
-                             self._replace_device(headers, body))
+                             _in_order(_bind(north.delete_device, meter.device_id),
+                                       _bind(north.create_devices, [body])))
             else:
                 update = {k: v for k, v in body.items() if k != "device_id"}
                 yield Action("update", "device", tenant.service, meter.device_id, ", ".join(differs),
-                             self._call(self._agent, "PUT", f"/iot/devices/{meter.device_id}", headers, update))
+                             _bind(north.update_device, meter.device_id, update))
         for start in range(0, len(to_create), CREATE_CHUNK):
             chunk = to_create[start:start + CREATE_CHUNK]
             ids = [d["device_id"] for d in chunk]
             key = ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]} ({len(ids)} devices)"
-            yield Action("create", "device", tenant.service, key, "",
-                         self._call(self._agent, "POST", "/iot/devices", headers, {"devices": chunk}),
+            yield Action("create", "device", tenant.service, key, "", _bind(north.create_devices, chunk),
                          weight=len(chunk))
         if prune:
             for device_id in existing:
                 yield Action("delete", "device", tenant.service, device_id, "not in the inventory",
-                             self._call(self._agent, "DELETE", f"/iot/devices/{device_id}", headers))
+                             _bind(north.delete_device, device_id))
 
     def _plan_subscriptions(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
         if not tenant.subscribers and not prune:
@@ -219,21 +212,6 @@ class Provisioner:
 
     # ---- requests --------------------------------------------------------------------------------------------
 
-    def _all_devices(self, headers: dict[str, str]) -> list[dict[str, Any]]:
-        devices: list[dict[str, Any]] = []
-        while True:
-            page = self._get(self._agent, "/iot/devices", headers, {"limit": DEVICE_PAGE, "offset": len(devices)})
-            devices += page["devices"]
-            if not page["devices"] or len(devices) >= page["count"]:
-                return devices
-
-    def _get(self, client: httpx.Client, path: str, headers: dict[str, str],
-             params: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = client.get(path, headers=headers, params=params)
-        if response.status_code != 200:
-            raise ApiError(response)
-        return response.json()
-
     def _call(self, client: httpx.Client, method: str, path: str, headers: dict[str, str],
               body: Any = None, params: dict[str, Any] | None = None) -> Callable[[], None]:
         def run() -> None:
@@ -243,14 +221,14 @@ class Provisioner:
 
         return run
 
-    def _replace_device(self, headers: dict[str, str], body: dict[str, Any]) -> Callable[[], None]:
-        delete = self._call(self._agent, "DELETE", f"/iot/devices/{body['device_id']}", headers)
-        create = self._call(self._agent, "POST", "/iot/devices", headers, {"devices": [body]})
-        return _in_order(delete, create)
-
     def _create_subscription(self, tenant: Tenant, body: dict[str, Any]) -> Callable[[], None]:
         headers = {"NGSILD-Tenant": tenant.service, "Content-Type": "application/ld+json"}
         return self._call(self._broker, "POST", "/ngsi-ld/v1/subscriptions", headers, body)
+
+
+def _bind(function: Callable[..., None], *args: Any) -> Callable[[], None]:
+    """A request to run later, when the plan is applied."""
+    return lambda: function(*args)
 
 
 def _in_order(*steps: Callable[[], None]) -> Callable[[], None]:
@@ -261,10 +239,6 @@ def _in_order(*steps: Callable[[], None]) -> Callable[[], None]:
             step()
 
     return run
-
-
-def _agent_headers(tenant: Tenant) -> dict[str, str]:
-    return {"fiware-service": tenant.service, "fiware-servicepath": tenant.service_path}
 
 
 def device_body(tenant: Tenant, site: Site, meter: Meter) -> dict[str, Any]:

@@ -208,3 +208,37 @@ def test_registry_survives_restart(tmp_path: Path) -> None:
         second.resolve("nokey", "meter-001")
     assert no_key.value.reason == "unknown_apikey"
     second.close()
+
+
+def test_static_numbers_are_kept_as_the_fiware_agent_keeps_them(api: TestClient, registry: Registry) -> None:
+    """JavaScript reads 400.0 as 400: static values come back and reach the entity as integers (node-lib 4.14)."""
+    statics = [{"name": "ctPrimaryCurrent", "type": "Number", "value": 400.0},
+               {"name": "nominalFrequency", "type": "Number", "value": 50.5},
+               {"name": "location", "type": "GeoProperty", "value": {"type": "Point", "coordinates": [11.0, 48.25]}}]
+    api.post("/iot/services", json={"services": [GROUP]}, headers=HEADERS)
+    created = api.post("/iot/devices", headers=HEADERS,
+                       json={"devices": [{**DEVICE, "apikey": "meterkey", "static_attributes": statics}]})
+    assert created.status_code == 201
+    listed = api.get("/iot/devices/meter-001", headers=HEADERS).json()["static_attributes"]
+    values = [s["value"] for s in listed]
+    assert values == [400, 50.5, {"type": "Point", "coordinates": [11, 48.25]}]
+    assert type(values[0]) is int and type(values[2]["coordinates"][0]) is int
+    resolved = registry.resolve("meterkey", "meter-001")
+    assert [type(s.value) for s in resolved.static_attributes] == [int, float, dict]
+
+
+def test_device_put_replaces_the_lists_it_names_and_keeps_the_rest(api: TestClient) -> None:
+    """As node-lib's handleUpdateDevice: each field given replaces the stored one; fields not given stay."""
+    api.post("/iot/services", json={"services": [GROUP]}, headers=HEADERS)
+    device = {**DEVICE, "apikey": "meterkey", "timestamp": True,
+              "attributes": [{"object_id": "f", "name": "frequency", "type": "Number"}],
+              "static_attributes": [{"name": "a", "type": "Text", "value": "1"},
+                                    {"name": "b", "type": "Text", "value": "2"}]}
+    api.post("/iot/devices", json={"devices": [device]}, headers=HEADERS)
+    put = api.put("/iot/devices/meter-001", headers=HEADERS,
+                  json={"static_attributes": [{"name": "b", "type": "Text", "value": "3"}]})
+    assert put.status_code == 204
+    stored = api.get("/iot/devices/meter-001", headers=HEADERS).json()
+    assert stored["static_attributes"] == [{"name": "b", "type": "Text", "value": "3"}]
+    assert stored["attributes"] == [{"object_id": "f", "name": "frequency", "type": "Number"}]
+    assert stored["timestamp"] is True

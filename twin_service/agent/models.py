@@ -50,12 +50,32 @@ class AttributeSpec(_Body):
 
 
 class StaticAttribute(_Body):
-    """An attribute added with a fixed value to every update from the device."""
+    """An attribute added with a fixed value to every update from the device.
+
+    Numbers are kept as the FIWARE agent (JavaScript) keeps them: `400.0` is the integer `400`, in the
+    provisioning API's answers and on the entity, so both agents write the same static values.
+    """
 
     name: str = Field(min_length=1)
     type: str = "Property"
     value: Any = None
     metadata: dict[str, Any] | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _javascript_numbers(cls, value: Any) -> Any:
+        return javascript_numbers(value)
+
+
+def javascript_numbers(value: Any) -> Any:
+    """JSON as JavaScript parses it: integral floats become ints (at any depth); everything else unchanged."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [javascript_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: javascript_numbers(item) for key, item in value.items()}
+    return value
 
 
 class ServiceGroup(_Body):
