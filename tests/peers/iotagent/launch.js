@@ -104,7 +104,9 @@ function measureServer() {
                     : toValues(payload, device);
                 iotAgentLib.update(device.name, device.type, '', values, device, (updateError) => {
                     if (updateError) {
-                        answer(res, updateError.code || 500, {
+                        // node-lib puts the broker's status in `code`, a 207 too: an error is never a 2xx here
+                        const status = updateError.code >= 400 ? updateError.code : 500;
+                        answer(res, status, {
                             name: updateError.name,
                             message: updateError.message,
                             details: updateError.details || null
