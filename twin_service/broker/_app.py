@@ -26,6 +26,7 @@ from datamodels.context import CORE_CONTEXT
 from . import _entity_api as entity_api
 from . import _subscription_api as subscription_api
 from . import _temporal as temporal
+from . import _temporal_provision as temporal_provision
 from . import _types as types
 from ._api import BASE, Broker, Handler, broker_of, endpoint
 from ._context import ContextResolver
@@ -139,8 +140,19 @@ ROUTES = [
     Route(f"{BASE}/types/{{type:path}}", types.type_info, methods=["GET"]),
     Route(f"{BASE}/attributes", types.list_attributes, methods=["GET"]),
     Route(f"{BASE}/attributes/{{attr:path}}", types.attribute_info, methods=["GET"]),
-    Route(f"{BASE}/temporal/entities", temporal.query_temporal_entities, methods=["GET"]),
-    Route(f"{BASE}/temporal/entities/{{entity_id}}", temporal.retrieve_temporal_entity, methods=["GET"]),
+    Route(f"{BASE}/temporal/entities", _by_method(GET=temporal.query_temporal_entities,
+                                                  POST=temporal_provision.create_temporal_entity),
+          methods=["GET", "POST"]),
+    Route(f"{BASE}/temporal/entities/{{entity_id}}",
+          _by_method(GET=temporal.retrieve_temporal_entity, DELETE=temporal_provision.delete_temporal_entity),
+          methods=["GET", "DELETE"]),
+    Route(f"{BASE}/temporal/entities/{{entity_id}}/attrs", temporal_provision.add_temporal_attributes,
+          methods=["POST"]),
+    Route(f"{BASE}/temporal/entities/{{entity_id}}/attrs/{{attr}}", temporal_provision.delete_temporal_attribute,
+          methods=["DELETE"]),
+    Route(f"{BASE}/temporal/entities/{{entity_id}}/attrs/{{attr}}/{{instance_id}}",
+          _by_method(DELETE=temporal_provision.delete_temporal_instance,
+                     PATCH=temporal_provision.modify_temporal_instance), methods=["DELETE", "PATCH"]),
 ]
 
 

@@ -154,6 +154,9 @@ class TimeRange:
     start: float | None = None
     end: float | None = None
     last_n: int | None = None
+    # `timeproperty` (NGSI-LD §6.3.9 / §4.11): observedAt, or the time the broker accepted the instance, which is
+    # both its createdAt and its modifiedAt (an instance is never modified after it was recorded)
+    axis: str = "observedAt"
 
 
 @dataclass(frozen=True)
@@ -518,6 +521,49 @@ class Store:
         """Mark in history that the entity was deleted (the temporal API reports deletedAt)."""
         self._record_mark(tenant, entity_id, "", recorded_at)
 
+    # -- temporal provision (NGSI-LD §5.6.11-§5.6.16: history written and deleted directly) ----------------
+    def record_temporal_entity(self, tenant: str, entity_id: str, entity_type: str) -> bool:
+        """Register an entity's temporal representation (it need not exist now); True when it is new."""
+        existed = self._db.execute("SELECT 1 FROM temporal_entities WHERE tenant = ? AND id = ?",
+                                   (tenant, entity_id)).fetchone() is not None
+        self._write("INSERT INTO temporal_entities (tenant, id, type) VALUES (?, ?, ?) "
+                    "ON CONFLICT (tenant, id) DO UPDATE SET type = excluded.type", (tenant, entity_id, entity_type))
+        return not existed
+
+    def delete_history(self, tenant: str, entity_id: str, attr_name: str | None = None) -> bool:
+        """Delete every instance of one attribute (or of the whole entity: all its series and, unless the entity
+        exists now, its temporal representation); False when there was nothing to delete."""
+        if attr_name is None:
+            rows = self._db.execute("SELECT series_id, attr_name FROM series WHERE tenant = ? AND entity_id = ?",
+                                    (tenant, entity_id)).fetchall()
+        else:
+            rows = self._db.execute("SELECT series_id, attr_name FROM series WHERE tenant = ? AND entity_id = ? "
+                                    "AND attr_name = ?", (tenant, entity_id, attr_name)).fetchall()
+        self._flush()
+        for series_id, name in rows:
+            for table in ("history", "history_log", "series"):
+                self._write(f"DELETE FROM {table} WHERE series_id = ?", (series_id,))
+            self._series.pop((tenant, entity_id, name), None)
+        if attr_name is not None:
+            return bool(rows)
+        exists_now = self._db.execute("SELECT 1 FROM entities WHERE tenant = ? AND id = ?",
+                                      (tenant, entity_id)).fetchone() is not None
+        if exists_now:
+            return True
+        return self._write("DELETE FROM temporal_entities WHERE tenant = ? AND id = ?",
+                           (tenant, entity_id)).rowcount > 0 or bool(rows)
+
+    def delete_instance(self, tenant: str, entity_id: str, attr_name: str, instance_id: int) -> bool:
+        """Delete one attribute instance by its id; False when the attribute has no such instance."""
+        row = self._db.execute("SELECT series_id FROM series WHERE tenant = ? AND entity_id = ? AND attr_name = ?",
+                               (tenant, entity_id, attr_name)).fetchone()
+        if row is None:
+            return False
+        self._flush()
+        return sum(self._write(f"DELETE FROM {table} WHERE series_id = ? AND instance_id = ? AND "
+                               "operation != 'delete'", (row[0], instance_id)).rowcount
+                   for table in ("history", "history_log")) > 0
+
     def history(self, tenant: str, entity_id: str, attr_name: str | None = None) -> list[AttributeInstance]:
         """Every recorded instance of an entity's attributes (one attribute if named), in arrival order."""
         sql = ("SELECT h.*, s.attr_name, t.type AS entity_type FROM all_history h JOIN series s USING (series_id) "
@@ -582,26 +628,29 @@ class Store:
 
     def _window(self, series_id: int, window: TimeRange) -> tuple[str, list[Any]]:
         """A sub-select of one series' instances inside the window (lastN: the newest N of them)."""
-        sql = (f"SELECT instance_id, observed_ts, observed_at, coalesce(observed_at, recorded_at) AS at, "
+        observed = window.axis == "observedAt"
+        axis = "observed_ts" if observed else f"((julianday(recorded_at) - {_EPOCH_JULIAN}) * 86400.0)"
+        sql = (f"SELECT instance_id, observed_ts, {axis} AS t, observed_at, "
+               f"{'coalesce(observed_at, recorded_at)' if observed else 'recorded_at'} AS at, "
                f"recorded_at, value, attribute FROM "
                f"{self._source(series_id)} "
                "WHERE series_id = ? AND operation != 'delete'")
         args: list[Any] = [series_id]
         if window.start is not None:
-            sql += " AND observed_ts >= ?"
+            sql += f" AND {axis} >= ?"
             args.append(window.start)
         if window.end is not None:
-            sql += " AND observed_ts < ?"
+            sql += f" AND {axis} < ?"
             args.append(window.end)
         if window.last_n is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY observed_ts DESC, instance_id DESC LIMIT ?)"
+            sql = f"SELECT * FROM ({sql} ORDER BY t DESC, instance_id DESC LIMIT ?)"
             args.append(window.last_n)
         return sql, args
 
     def instances(self, series_id: int, window: TimeRange) -> list[tuple[int, str, str, dict[str, Any]]]:
         """(instance id, time, recorded at, attribute) of one series inside the window, oldest first."""
         sql, args = self._window(series_id, window)
-        rows = self._conn().execute(f"SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id", args).fetchall()
+        rows = self._conn().execute(f"SELECT * FROM ({sql}) ORDER BY t, instance_id", args).fetchall()
         return [(row["instance_id"], row["at"], row["recorded_at"],
                  _instance(row["value"], row["attribute"], row["observed_at"])) for row in rows]
 
@@ -616,7 +665,7 @@ class Store:
             "SELECT json_group_array(json_array(CASE WHEN typeof(value) = 'text' THEN json(value) ELSE value END, "
             "at)) AS pairs, (SELECT attribute ->> '$.type' FROM all_history WHERE series_id = ? AND "
             "operation != 'delete' LIMIT 1) AS kind "
-            f"FROM (SELECT * FROM ({sql}) ORDER BY observed_ts, instance_id)", [series_id, *args]).fetchone()
+            f"FROM (SELECT * FROM ({sql}) ORDER BY t, instance_id)", [series_id, *args]).fetchone()
         return row["pairs"], row["kind"]
 
     def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float,
@@ -636,7 +685,7 @@ class Store:
         low = window.start if window.start is not None else self.first_observed(series_id)
         high = window.end if window.end is not None else self._last_observed(series_id) + 1e-6
         first, last = math.floor((low - origin) / period_s), math.floor((high - origin) / period_s)
-        if window.last_n is not None or last - first > _MAX_PERIOD_QUERIES:
+        if window.last_n is not None or window.axis != "observedAt" or last - first > _MAX_PERIOD_QUERIES:
             return self._aggregate_grouped(series_id, window, origin, period_s)
         numeric = sample[0] in ("integer", "real")
         source = self._source(series_id)
@@ -678,7 +727,7 @@ class Store:
         rows = self._conn().execute(
             "SELECT bucket, key, count(*) AS total, count(DISTINCT v) AS distinct_n, count(num) AS numeric_n, "
             "sum(num) AS total_sum, sum(num * num) AS total_sumsq, min(num) AS vmin, max(num) AS vmax FROM ("
-            " SELECT CAST((w.observed_ts - ?) / ? AS INTEGER) AS bucket, j.key AS key,"
+            " SELECT CAST((w.t - ?) / ? AS INTEGER) AS bucket, j.key AS key,"
             " CASE WHEN j.type IS NULL THEN w.value ELSE coalesce(j.atom, j.value) END AS v,"
             " CASE WHEN j.type IS NULL THEN (CASE WHEN typeof(w.value) IN ('integer', 'real') THEN w.value END)"
             "  WHEN j.type IN ('integer', 'real') THEN j.value END AS num"

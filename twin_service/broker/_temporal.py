@@ -77,9 +77,13 @@ def _time_param(params: QueryParams, *names: str) -> float | None:
 def parse_temporal_request(params: QueryParams, ctx: ActiveContext, *, need_timerel: bool) -> TemporalRequest:
     """Validate timerel/timeAt/endTimeAt (or the old time/endTime), lastN, options and aggregation."""
     timeproperty = params.get("timeproperty", "observedAt")
-    if timeproperty != "observedAt":
-        raise NgsiLdError("OperationNotSupported", "Only observedAt is a time axis here",
-                          f"timeproperty={timeproperty!r}", status=501)
+    if timeproperty == "deletedAt":
+        raise NgsiLdError("OperationNotSupported", "timeproperty=deletedAt is not supported",
+                          "use observedAt, createdAt or modifiedAt", status=501)
+    if timeproperty not in ("observedAt", "createdAt", "modifiedAt"):
+        raise bad_request("Invalid value for URI parameter timeproperty",
+                          f"{timeproperty!r}: use observedAt, createdAt or modifiedAt")
+    axis = "observedAt" if timeproperty == "observedAt" else "modifiedAt"  # an instance is created once, never modified
     timerel = params.get("timerel")
     time_at = _time_param(params, "timeAt", "time")
     end_at = _time_param(params, "endTimeAt", "endTime")
@@ -135,7 +139,7 @@ def parse_temporal_request(params: QueryParams, ctx: ActiveContext, *, need_time
     if period_s is not None and period_s <= 0:
         period_s = None  # PT0S: the spec's "one period over the whole window"
     attrs = list_param(params, "attrs")
-    return TemporalRequest(TimeRange(start, end, last_n), start, representation, methods, period_s,
+    return TemporalRequest(TimeRange(start, end, last_n, axis), start, representation, methods, period_s,
                            "sysAttrs" in options, tuple(ctx.expand(a) for a in attrs) if attrs else None)
 
 
