@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from energytwin import ports
-from provisioning.inventory import InventoryError, load_inventory
+from provisioning.inventory import Inventory, InventoryError, load_inventory
 from provisioning.sync import Action, ApiError, Plan, Provisioner
 
 _VERBS = ("create", "update", "replace", "delete", "unchanged")
@@ -27,7 +27,10 @@ _PLAN_ROWS = 200  # beyond this many changes the plan table shows the first ones
               envvar="ENERGYTWIN_BROKER_URL", help="NGSI-LD broker (for subscriptions).")
 @click.option("--dry-run", is_flag=True, help="Print the plan as a table; change nothing.")
 @click.option("--prune", is_flag=True, help="Also delete groups, devices and our subscriptions not listed.")
-def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, prune: bool) -> None:
+@click.option("--check", is_flag=True,
+              help="Only check that the agent writes to --broker-url with the project's @context (a probe device "
+                   "in the first tenant, removed afterwards); exit 1 with the likely cause when it does not.")
+def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, prune: bool, check: bool) -> None:
     """Make the agent and broker match INVENTORY (YAML; schema in docs/provisioning.md).
 
     \b
@@ -37,6 +40,7 @@ def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, p
     Examples:
       energytwin provision provisioning/examples/site.yaml --dry-run
       energytwin provision site.yaml --agent-url http://iot-agent:4041 --broker-url http://orion:1026
+      energytwin provision site.yaml --check    # is IOTA_JSON_LD_CONTEXT set? does the agent reach the broker?
     """
     console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: no wrapped ids
     try:
@@ -45,6 +49,9 @@ def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, p
         for problem in exc.problems:
             click.echo(problem, err=True)
         raise SystemExit(2) from None
+    if check:
+        _check(agent_url, broker_url, wanted)
+        return
     try:
         with Provisioner(agent_url, broker_url) as provisioner:
             plan = provisioner.plan(wanted, prune=prune)
@@ -63,6 +70,24 @@ def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, p
     if failures:
         for action, error in failures:
             click.echo(f"failed: {action.verb} {action.kind} {action.key}: {error}", err=True)
+        raise SystemExit(1)
+
+
+def _check(agent_url: str, broker_url: str, wanted: Inventory) -> None:
+    from provisioning.check import check_agent_writes
+
+    try:
+        result = check_agent_writes(agent_url, broker_url, wanted.tenants[0])
+    except ApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    except (httpx.TransportError, OSError) as exc:
+        click.echo(f"error: cannot reach the agent ({agent_url}) or broker ({broker_url}): {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"{'ok' if result.ok else 'warning'}: {result.agent}", err=not result.ok)
+    for finding in result.findings:
+        click.echo(f"  {finding}", err=not result.ok)
+    if not result.ok:
         raise SystemExit(1)
 
 

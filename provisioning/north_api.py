@@ -134,12 +134,12 @@ class AgentNorth:
                     if single.name != DUPLICATE_DEVICE:
                         raise
 
-    def update_device(self, device_id: str, update: dict[str, Any]) -> None:
-        """PUT a device; once more after ENTITY_GENERIC_ERROR (see the module docstring)."""
+    def update_device(self, device_id: str, update: dict[str, Any], *, again: bool = True) -> None:
+        """PUT a device; once more after ENTITY_GENERIC_ERROR unless `again` is false (see the module docstring)."""
         try:
             self._request("PUT", f"/iot/devices/{device_id}", update)
         except ApiError as exc:
-            if exc.name != ENTITY_GENERIC_ERROR:
+            if exc.name != ENTITY_GENERIC_ERROR or not again:
                 raise
             self._request("PUT", f"/iot/devices/{device_id}", update)
 

@@ -45,6 +45,13 @@ def fiware_agent(broker: str) -> Iterator[NodeAgent]:
     agent.stop()
 
 
+@pytest.fixture(scope="module")
+def fiware_agent_without_context(broker: str) -> Iterator[NodeAgent]:
+    agent = start_node_agent(broker, None)
+    yield agent
+    agent.stop()
+
+
 def _site(tmp_path: Path, text: str | None = None) -> tuple[Path, str]:
     """The example inventory on a tenant and apikey of its own (apikeys are global in the agent)."""
     n = next(_tenants)
@@ -205,3 +212,26 @@ def test_the_same_inventory_gives_the_same_devices_on_both_agents(
                 for d in devices}
 
     assert listing(fiware_agent.url) == listing(embedded.north_url)
+
+
+def test_check_says_whether_the_agent_writes_with_the_projects_context(
+    tmp_path: Path, fiware_agent: NodeAgent, fiware_agent_without_context: NodeAgent, broker: str, agent_for: Any
+) -> None:
+    inventory, service = _site(tmp_path)
+    good = _run(str(inventory), "--check", "--agent-url", fiware_agent.url, "--broker-url", broker)
+    assert good.exit_code == 0, good.output
+    assert "ok: FIWARE IoT Agent (node-lib 4.14.0" in good.output and "SDM Energy @context" in good.output
+
+    bad = _run(str(inventory), "--check", "--agent-url", fiware_agent_without_context.url, "--broker-url", broker)
+    assert bad.exit_code == 1, bad.output
+    assert "warning: FIWARE IoT Agent" in bad.output and "IOTA_JSON_LD_CONTEXT is unset" in bad.output
+
+    embedded = _run(str(inventory), "--check", "--agent-url", agent_for(broker).north_url, "--broker-url", broker)
+    assert embedded.exit_code == 0 and "embedded energytwin agent" in embedded.output
+
+    # the probe leaves nothing behind, on either agent or on the broker; the inventory was not provisioned
+    for url in (fiware_agent.url, fiware_agent_without_context.url):
+        assert httpx.get(f"{url}/iot/devices", headers=_headers(service)).json()["count"] == 0
+    probes = httpx.get(f"{broker}/ngsi-ld/v1/entities", params={"type": "EnergytwinWriteCheck"},
+                       headers={"NGSILD-Tenant": service})
+    assert probes.status_code == 200 and probes.json() == []
