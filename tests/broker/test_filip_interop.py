@@ -7,7 +7,13 @@ import time
 
 from filip.clients.ngsi_ld.cb import ContextBrokerLDClient
 from filip.models.base import FiwareLDHeader
-from filip.models.ngsi_ld.context import ActionTypeLD, ContextLDEntity, ContextProperty, NamedContextProperty
+from filip.models.ngsi_ld.context import (
+    ActionTypeLD,
+    ContextGeoProperty,
+    ContextLDEntity,
+    ContextProperty,
+    NamedContextProperty,
+)
 from filip.models.ngsi_ld.subscriptions import Endpoint, EntityInfo, NotificationParams, SubscriptionLD
 
 from datamodels.context import ENERGY_CONTEXT
@@ -92,3 +98,34 @@ def test_filip_subscribes_and_receives_notifications(live_broker: LiveBroker, re
     assert cb.get_subscription(sub_id).q == "phaseVoltage[L1]>300"
     cb.delete_subscription(sub_id)
     assert cb.get_subscription_list() == []
+
+
+def test_filip_defaults_list_query_batch_and_geo(live_broker: LiveBroker) -> None:
+    """FiLiP's calls with their default arguments, as an app written against Orion-LD makes them.
+
+    `get_entity_list()` sends `GET /entities/?idPattern=.*&count=true&limit=…` (no type: ETSI GS CIM 009 V1.8.1
+    §5.7.2 allows it) and pages with offset; `get_entity_list(entity_id=…)` adds `id=`; `post_entity` and the
+    batch operations use their default options; geo-queries go as URI parameters (§4.10).
+    """
+    cb = _client(live_broker)
+    located = ContextLDEntity(id=METER.format(99), type="ThreePhaseAcMeasurement",
+                              frequency=ContextProperty(value=50.0, unitCode="HTZ"),
+                              location=ContextGeoProperty(value={"type": "Point", "coordinates": [-3.7038, 40.4168]}))
+    cb.post_entity(located)
+    cb.entity_batch_operation(entities=[_meter(n, 230.0 + n) for n in range(30)], action_type=ActionTypeLD.CREATE)
+    everything = cb.get_entity_list()
+    assert len(everything) == 31  # more than one page of 20: FiLiP followed NGSILD-Results-Count with offset
+    assert [e.id for e in cb.get_entity_list(entity_id=METER.format(7))] == [METER.format(7)]
+    assert len(cb.get_entity_list(limit=5)) == 5
+    simple = cb.get_entity_list(entity_id=METER.format(3), options="keyValues")
+    assert simple[0].model_dump()["frequency"] == 50.0
+    near = cb.get_entity_list(georel="near;maxDistance==1000", geometry="Point",
+                              coordinates="[-3.7074, 40.4155]")
+    assert [e.id for e in near] == [METER.format(99)]
+    cb.entity_batch_operation(entities=[_meter(n, 0.0) for n in range(2)], action_type=ActionTypeLD.UPDATE)
+    assert cb.get_entity(METER.format(1)).model_dump()["phaseVoltage"]["value"]["L1"] == 0.0
+    cb.entity_batch_operation(entities=[_meter(n, 240.0) for n in range(30, 32)], action_type=ActionTypeLD.UPSERT)
+    assert len(cb.get_entity_list()) == 33
+    cb.delete_entity_by_id(METER.format(99))
+    cb.entity_batch_operation(entities=[_meter(n, 0.0) for n in range(32)], action_type=ActionTypeLD.DELETE)
+    assert cb.get_entity_list() == []

@@ -42,7 +42,8 @@ class NgsiLdError(Exception):
 
     def problem(self) -> dict[str, Any]:
         """The ProblemDetails body (also used inside 207 batch answers)."""
-        body: dict[str, Any] = {"type": ERROR_TYPE_PREFIX + self.error_type, "title": self.title}
+        body: dict[str, Any] = {"type": ERROR_TYPE_PREFIX + self.error_type, "title": self.title,
+                                "status": self.status}  # RFC 9457 member; FiLiP logs it for 207 batch errors
         if self.detail:
             body["detail"] = self.detail
         return body
