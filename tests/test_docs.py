@@ -16,3 +16,16 @@ def test_readme_gives_the_two_commands_first():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     first_block = readme.split("```")[1]
     assert "make demo" in first_block and "make test" in first_block
+
+
+def test_readme_lists_every_cli_command():
+    """The README's command table is the CLI's command table: every command with its help line, nothing else."""
+    import re
+
+    from energytwin.cli import _LazyGroup
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    listed = dict(re.findall(r"^\| `energytwin ([\w-]+)` \| (.*) \|$", section, flags=re.MULTILINE))
+    expected = {name: help_text for name, (_, _, help_text) in _LazyGroup._commands.items()}
+    assert listed == expected, "update the table in README.md '## The command line' from energytwin/cli.py"
