@@ -68,6 +68,7 @@ class Measure:
     maximum: float | None = None
     description: str = ""
     device_state: bool = False  # True: also kept on the meter's SDM Device entity (by the embedded agent)
+    cumulative: bool = False  # True: a counter that only grows; the agent keeps it continuous across resets
 
 
 # Units: VLT volt, AMP ampere, WTT watt, D44 var, D46 volt-ampere, HTZ hertz, KWH kilowatt hour,
@@ -87,14 +88,22 @@ MEASURES: tuple[Measure, ...] = (
     Measure("thdv", "thdVoltage", "C62", Shape.PHASES, True, 0, 1, "voltage THD as a fraction"),
     Measure("thdi", "thdCurrent", "C62", Shape.PHASES, True, 0, 1, "current THD as a fraction"),
     Measure("f", "frequency", "HTZ", Shape.SCALAR, True, 0, None, "line frequency"),
-    Measure("eai", "activeEnergyImport", "KWH", Shape.PHASES, True, 0, None, "active energy imported"),
-    Measure("eae", "activeEnergyExport", "KWH", Shape.PHASES, True, 0, None, "active energy exported"),
-    Measure("eait", "totalActiveEnergyImport", "KWH", Shape.SCALAR, True, 0, None, "active energy imported, all"),
-    Measure("eaet", "totalActiveEnergyExport", "KWH", Shape.SCALAR, True, 0, None, "active energy exported, all"),
-    Measure("eri", "reactiveEnergyImport", "K3", Shape.PHASES, True, 0, None, "reactive energy imported"),
-    Measure("ere", "reactiveEnergyExport", "K3", Shape.PHASES, True, 0, None, "reactive energy exported"),
-    Measure("esi", "apparentEnergyImport", "C79", Shape.PHASES, True, 0, None, "apparent energy imported"),
-    Measure("ese", "apparentEnergyExport", "C79", Shape.PHASES, True, 0, None, "apparent energy exported"),
+    Measure("eai", "activeEnergyImport", "KWH", Shape.PHASES, True, 0, None, "active energy imported",
+            cumulative=True),
+    Measure("eae", "activeEnergyExport", "KWH", Shape.PHASES, True, 0, None, "active energy exported",
+            cumulative=True),
+    Measure("eait", "totalActiveEnergyImport", "KWH", Shape.SCALAR, True, 0, None, "active energy imported, all",
+            cumulative=True),
+    Measure("eaet", "totalActiveEnergyExport", "KWH", Shape.SCALAR, True, 0, None, "active energy exported, all",
+            cumulative=True),
+    Measure("eri", "reactiveEnergyImport", "K3", Shape.PHASES, True, 0, None, "reactive energy imported",
+            cumulative=True),
+    Measure("ere", "reactiveEnergyExport", "K3", Shape.PHASES, True, 0, None, "reactive energy exported",
+            cumulative=True),
+    Measure("esi", "apparentEnergyImport", "C79", Shape.PHASES, True, 0, None, "apparent energy imported",
+            cumulative=True),
+    Measure("ese", "apparentEnergyExport", "C79", Shape.PHASES, True, 0, None, "apparent energy exported",
+            cumulative=True),
     # Extras the model lacks (DESIGN.md §3.1): named in the model's style, listed here.
     Measure("avv", "phaseVoltageAngle", "DD", Shape.LINE, False, 0, 360, "angle between phase voltages"),
     Measure("avi", "phaseCurrentAngle", "DD", Shape.PHASES, False, 0, 360, "angle from phase voltage to current"),
@@ -122,6 +131,14 @@ DEVICE_TYPE = "Device"
 def measurement_id(device_id: str) -> str:
     """Entity id of a meter's ThreePhaseAcMeasurement (DESIGN.md §3.2)."""
     return f"urn:ngsi-ld:{MEASUREMENT_TYPE}:{device_id}"
+
+
+def device_of(entity_id: str) -> str:
+    """The meter's device id in a measurement or Device entity id (`meter-001`); other ids come back unchanged."""
+    for prefix in (f"urn:ngsi-ld:{MEASUREMENT_TYPE}:", f"urn:ngsi-ld:{DEVICE_TYPE}:"):
+        if entity_id.startswith(prefix):
+            return entity_id[len(prefix):]
+    return entity_id
 
 
 def device_entity_id(device_id: str) -> str:

@@ -88,3 +88,11 @@ def test_every_context_used_by_a_type_is_vendored() -> None:
         for url in urls:
             assert url in VENDORED
             json.dumps(load_vendored(url))
+
+
+def test_device_of_inverts_both_entity_ids() -> None:
+    from datamodels.measures import device_entity_id, device_of, measurement_id
+
+    assert device_of(measurement_id("meter-001")) == "meter-001"
+    assert device_of(device_entity_id("meter:with:colons")) == "meter:with:colons"
+    assert device_of("urn:ngsi-ld:Anomaly:x") == "urn:ngsi-ld:Anomaly:x"  # not a meter's id: unchanged

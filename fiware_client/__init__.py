@@ -1,0 +1,68 @@
+"""fiware_client: one typed client per FIWARE service, for every part of energytwin that talks to one.
+
+    from fiware_client import NgsiLdClient, NotFound
+
+    with NgsiLdClient("http://127.0.0.1:1026", tenant="energy") as broker:
+        broker.upsert_entities([entity])                      # batch, chunked, @context from datamodels
+        meters = broker.query_entities(type="ThreePhaseAcMeasurement", attrs=["totalActivePower"])
+        history = broker.attribute_history(entity_id, ["totalActiveEnergyImport"], start, end)
+        broker.ensure_subscription(body)                      # created / unchanged / replaced
+
+`AsyncNgsiLdClient` has the same methods for asyncio; `IotAgentClient` speaks the IoT Agent north API. Errors
+are one hierarchy: `FiwareError` > `BrokerError` (status + ProblemDetails) > `NotFound`, `NonexistentTenant`,
+... and `IotAgentError` (name + message). docs/architecture.md shows where the client sits.
+"""
+
+from ._attributes import attribute_value, instances, observed_at, parse_time, unwrap
+from ._errors import (
+    BadRequest,
+    BatchError,
+    BrokerError,
+    BrokerUnavailable,
+    Conflict,
+    ContextNotAvailable,
+    FiwareError,
+    InternalError,
+    IotAgentError,
+    NonexistentTenant,
+    NotFound,
+    OperationNotSupported,
+    TemporalApiMissing,
+    TooManyResults,
+)
+from ._http import RetryPolicy
+from ._iot_agent import IotAgentClient
+from ._models import BatchResult, Measurement, SubscriptionOutcome
+from ._ngsi_ld import AsyncNgsiLdClient, NgsiLdClient
+from ._requests import subscription_differences, type_of
+
+__all__ = [
+    "AsyncNgsiLdClient",
+    "BadRequest",
+    "BatchError",
+    "BatchResult",
+    "BrokerError",
+    "BrokerUnavailable",
+    "Conflict",
+    "ContextNotAvailable",
+    "FiwareError",
+    "InternalError",
+    "IotAgentClient",
+    "IotAgentError",
+    "Measurement",
+    "NgsiLdClient",
+    "NonexistentTenant",
+    "NotFound",
+    "OperationNotSupported",
+    "RetryPolicy",
+    "SubscriptionOutcome",
+    "TemporalApiMissing",
+    "TooManyResults",
+    "attribute_value",
+    "instances",
+    "observed_at",
+    "parse_time",
+    "subscription_differences",
+    "type_of",
+    "unwrap",
+]
