@@ -235,3 +235,62 @@ def test_check_says_whether_the_agent_writes_with_the_projects_context(
     probes = httpx.get(f"{broker}/ngsi-ld/v1/entities", params={"type": "EnergytwinWriteCheck"},
                        headers={"NGSILD-Tenant": service})
     assert probes.status_code == 200 and probes.json() == []
+
+
+def test_the_differences_docs_compatibility_lists_still_hold(
+    fiware_agent: NodeAgent, broker: str, agent_for: Any
+) -> None:
+    """One row of docs/compatibility.md's provisioning table each: what node-lib answers, what ours answers."""
+    embedded = agent_for(broker).north_url
+    service = f"diff{next(_tenants)}"
+    headers = _headers(service)
+
+    def both(method: str, path: str, extra: dict[str, str] | None = None,
+             **kwargs: Any) -> tuple[httpx.Response, httpx.Response]:
+        """The same request to node-lib, then to the embedded agent."""
+        def send(url: str) -> httpx.Response:
+            return httpx.request(method, f"{url}{path}", headers={**headers, **(extra or {})}, **kwargs)
+
+        return send(fiware_agent.url), send(embedded)
+
+    fiware, ours = both("GET", "/iot/services")
+    assert (fiware.status_code, fiware.json()["name"]) == (404, "DEVICE_GROUP_NOT_FOUND")
+    assert (ours.status_code, ours.json()) == (200, {"count": 0, "services": []})
+
+    apikey = f"k{service}"
+    for response in both("POST", "/iot/services", json={"services": [
+            {"apikey": apikey, "resource": "/iot/json", "entity_type": "ThreePhaseAcMeasurement"}]}):
+        assert response.status_code == 201
+    fiware, ours = both("POST", "/iot/devices", json={"devices": [{"device_id": "a", "apikey": apikey},
+                                                                  {"device_id": "a", "apikey": apikey}]})
+    assert fiware.status_code == ours.status_code == 409
+    fiware, ours = both("GET", "/iot/devices/a")
+    assert fiware.status_code == 200 and ours.status_code == 404  # node-lib stored the first one
+    assert fiware.json()["entity_name"] == "urn:ngsi-ld:undefined:a" and "entity_type" not in fiware.json()
+
+    httpx.post(f"{embedded}/iot/devices", headers=headers, json={"devices": [{"device_id": "a", "apikey": apikey}]})
+    for response in both("POST", "/iot/devices", json={"devices": [{"device_id": f"p{n}", "apikey": apikey}
+                                                                   for n in range(4)]}):
+        assert response.status_code == 201
+    pages = [[r.json() for r in both("GET", "/iot/devices", params={"limit": 2, "offset": offset})]
+             for offset in (0, 2, 4)]
+    for page in pages:
+        assert page[0]["count"] == page[1]["count"] == 5
+        assert [d["device_id"] for d in page[0]["devices"]] == [d["device_id"] for d in page[1]["devices"]]
+    fiware, ours = both("GET", "/iot/devices", params={"limit": "x"})
+    assert (fiware.status_code, len(fiware.json()["devices"])) == (200, 5)
+    assert (ours.status_code, ours.json()["name"]) == (400, "WRONG_SYNTAX")
+
+    fiware, ours = both("GET", "/iot/devices/p0", extra={"fiware-servicepath": "/elsewhere"})
+    assert fiware.status_code == 200 and ours.status_code == 404
+
+    fiware, ours = both("POST", "/iot/devices", content=b"not json", extra={"Content-Type": "application/json"})
+    assert (fiware.status_code, fiware.json()["name"]) == (500, "SyntaxError")
+    assert (ours.status_code, ours.json()["name"]) == (400, "WRONG_SYNTAX")
+    fiware, ours = both("POST", "/iot/devices", json={"devices": [{"apikey": apikey}]})
+    assert (fiware.status_code, fiware.json()["name"]) == (400, "MISSING_ATTRIBUTES")
+    assert (ours.status_code, ours.json()["name"]) == (400, "WRONG_SYNTAX")
+
+    fiware, ours = both("GET", "/iot/about")
+    assert fiware.json()["libVersion"] == "4.14.0" and "energytwin" not in fiware.json()
+    assert "energytwin" in ours.json()
