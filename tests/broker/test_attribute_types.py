@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from .conftest import BASE, ENERGY_LINK, assert_problem
+from .conftest import BASE, ENERGY_LINK, Receiver, assert_problem
 
 ENTITIES = f"{BASE}/entities"
 SITE = "urn:ngsi-ld:Building:grand-place"
@@ -128,3 +128,16 @@ def test_history_of_the_new_types(site: TestClient) -> None:
 def test_malformed_attributes_are_bad_request(client: TestClient, attribute: dict[str, object]) -> None:
     body = {"id": SITE, "type": "Building", "thing": attribute}
     assert_problem(client.post(ENTITIES, json=body, headers=ENERGY_LINK), 400, "BadRequestData")
+
+
+def test_subscription_lang(client: TestClient, receiver: Receiver) -> None:
+    """§5.2.12 Subscription.lang: notified LanguageProperties are in that language (as `lang=` renders them)."""
+    sub = {"type": "Subscription", "entities": [{"type": "Building"}], "lang": "nl",
+           "notification": {"endpoint": {"uri": f"{receiver.url}/n", "accept": "application/json"}}}
+    assert client.post(f"{BASE}/subscriptions", json=sub, headers=ENERGY_LINK).status_code == 201
+    client.post(ENTITIES, json=_site(), headers=ENERGY_LINK).raise_for_status()
+    street = receiver.wait_for(1)[0].body["data"][0]["street"]
+    assert street == {"type": "Property", "value": "Grote Markt", "lang": "nl"}
+    assert client.get(f"{BASE}/subscriptions", headers=ENERGY_LINK).json()[0]["lang"] == "nl"
+    bad = {**sub, "lang": 3}
+    assert_problem(client.post(f"{BASE}/subscriptions", json=bad, headers=ENERGY_LINK), 400, "BadRequestData")

@@ -115,3 +115,31 @@ def test_id_that_is_not_a_uri_is_bad_request(client: TestClient) -> None:
     """§6.5.3: the entityId path segment must be a URI; anything else is 400 BadRequestData, not 404."""
     assert_problem(client.get(f"{ENTITIES}/not-a-uri"), 400, "BadRequestData")
     assert_problem(client.delete(f"{ENTITIES}/not-a-uri"), 400, "BadRequestData")
+
+
+def test_replace_attribute(meters: TestClient) -> None:
+    """§5.6.19 Replace Attribute (PUT /entities/{id}/attrs/{attr}): the attribute becomes the body as a whole."""
+    url = f"{ENTITIES}/{_meter(0)}/attrs/frequency"
+    assert meters.put(url, json={"type": "Property", "value": 49.7}, headers=ENERGY_LINK).status_code == 204
+    assert meters.get(f"{ENTITIES}/{_meter(0)}", headers=ENERGY_LINK).json()["frequency"] == {
+        "type": "Property", "value": 49.7}  # unitCode and observedAt went with the old attribute
+    assert_problem(meters.put(f"{ENTITIES}/{_meter(0)}/attrs/nothing", json={"type": "Property", "value": 1},
+                              headers=ENERGY_LINK), 404, "ResourceNotFound")
+    assert_problem(meters.put(url, json={"type": "Property"}, headers=ENERGY_LINK), 400, "BadRequestData")
+
+
+def test_delete_attribute_by_dataset_id(client: TestClient) -> None:
+    """§5.6.5: datasetId names the instance deleted; deleteAll deletes every instance (here: the one)."""
+    entity = measurement(powerFactor={"type": "Property", "value": 0.9, "datasetId": "urn:ngsi-ld:Dataset:meter"})
+    client.post(ENTITIES, json=entity, headers=ENERGY_LINK).raise_for_status()
+    url = f"{ENTITIES}/{MEASUREMENT_ID}/attrs/powerFactor"
+    assert_problem(client.delete(url, params={"datasetId": "urn:ngsi-ld:Dataset:other"}, headers=ENERGY_LINK),
+                   404, "ResourceNotFound")
+    assert_problem(client.delete(url, params={"datasetId": "urn:x:1", "deleteAll": "true"}, headers=ENERGY_LINK),
+                   400, "BadRequestData")
+    assert client.delete(url, params={"datasetId": "urn:ngsi-ld:Dataset:meter"},
+                         headers=ENERGY_LINK).status_code == 204
+    freq = f"{ENTITIES}/{MEASUREMENT_ID}/attrs/frequency"
+    assert client.delete(freq, params={"deleteAll": "true"}, headers=ENERGY_LINK).status_code == 204
+    assert set(client.get(f"{ENTITIES}/{MEASUREMENT_ID}", headers=ENERGY_LINK).json()) == {
+        "id", "type", "phaseVoltage", "refDevice"}

@@ -339,16 +339,36 @@ async def partial_attribute_update(request: Request) -> Response:
 
 @endpoint
 async def delete_attribute(request: Request) -> Response:
-    """DELETE /entities/{id}/attrs/{attr}: 204; 404 when the entity or the attribute is absent."""
+    """DELETE /entities/{id}/attrs/{attr} (§5.6.5, §6.7.3.2): 204; 404 when the entity or the attribute is absent.
+
+    An attribute here holds one instance, so `deleteAll=true` deletes it as a plain delete does, and
+    `datasetId=X` deletes it only when its datasetId is X (404 otherwise, as for an absent instance).
+    """
     broker = broker_of(request)
     tenant = existing_tenant(request, broker)
     entity_id = _entity_id(request)
-    for unsupported in ("datasetId", "deleteAll"):
-        if unsupported in request.query_params:
-            raise NgsiLdError("OperationNotSupported", f"URI parameter {unsupported} is not supported",
-                              "multi-attributes (datasetId) are not supported", status=501)
+    bool_param(request.query_params, "deleteAll")  # validated; every instance (there is one) goes either way
+    dataset_id = request.query_params.get("datasetId")
+    if dataset_id is not None and "deleteAll" in request.query_params:
+        raise bad_request("Conflicting URI parameters", "datasetId and deleteAll exclude each other")
     ctx = await broker.contexts.activate(link_context(request))
-    await write(broker, ops.delete_attribute, tenant, entity_id, ctx.expand(request.path_params["attr"]), ctx)
+    await write(broker, ops.delete_attribute, tenant, entity_id, ctx.expand(request.path_params["attr"]), ctx,
+                dataset_id)
+    return Response(status_code=204)
+
+
+@endpoint
+async def replace_attribute(request: Request) -> Response:
+    """PUT /entities/{id}/attrs/{attr} (Replace Attribute, §5.6.19, §6.7.3.3): the attribute becomes the body; 204,
+    404 when the entity or the attribute is absent."""
+    broker = broker_of(request)
+    tenant = existing_tenant(request, broker)
+    entity_id = _entity_id(request)
+    _, document, ctx = await _object_body(request)
+    short = request.path_params["attr"]
+    attribute = parse_attribute(short, {k: v for k, v in document.items() if k != "@context"}, ctx)
+    await write(broker, ops.replace_attribute, tenant, entity_id, ctx.expand(check_name(short, "attribute name")),
+                attribute, ctx)
     return Response(status_code=204)
 
 

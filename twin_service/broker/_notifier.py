@@ -264,7 +264,7 @@ class SubscriptionManager:
 
     def _notification(self, sub: Subscription, entities: list[Entity]) -> tuple[dict[str, Any], dict[str, str]]:
         options = RenderOptions(key_values=sub.format == "keyValues", concise=sub.format == "concise",
-                                sys_attrs=sub.sys_attrs, attrs=sub.attributes)
+                                sys_attrs=sub.sys_attrs, attrs=sub.attributes, lang=sub.lang)
         body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "Notification",
                                 "subscriptionId": sub.id, "notifiedAt": now_iso(),
                                 "data": [render_entity(e, sub.ctx, options) for e in entities]}

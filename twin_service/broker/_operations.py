@@ -294,6 +294,15 @@ def _compact_terms(value: Any, ctx: ActiveContext) -> Any:
     return [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
 
 
+def replace_attribute(tx: Tx, tenant: str, entity_id: str, name: str, attribute: dict[str, Any],
+                      ctx: ActiveContext) -> None:
+    """PUT /entities/{id}/attrs/{attr}: an existing attribute replaced as a whole (404 when absent)."""
+    current = _existing(tx, tenant, entity_id)
+    if name not in current.attrs:
+        raise NgsiLdError("ResourceNotFound", "Attribute Not Found", f"{entity_id} has no {ctx.compact(name)}")
+    _commit(tx, tenant, current, {name: attribute}, "replace", now_iso())
+
+
 def partial_update(tx: Tx, tenant: str, entity_id: str, name: str, partial: dict[str, Any],
                    ctx: ActiveContext) -> None:
     """PATCH /entities/{id}/attrs/{attr}: merge members into one existing attribute (404 when absent)."""
@@ -350,11 +359,13 @@ def replace_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ct
     _commit(tx, tenant, current, replacement.attrs, "replace", now, removed)
 
 
-def delete_attribute(tx: Tx, tenant: str, entity_id: str, name: str, ctx: ActiveContext) -> None:
-    """DELETE /entities/{id}/attrs/{attr}: 404 when the entity or the attribute does not exist."""
+def delete_attribute(tx: Tx, tenant: str, entity_id: str, name: str, ctx: ActiveContext,
+                     dataset_id: str | None = None) -> None:
+    """DELETE /entities/{id}/attrs/{attr}[?datasetId=]: 404 when the entity or the attribute (instance) is absent."""
     current = _existing(tx, tenant, entity_id)
-    if name not in current.attrs:
-        raise NgsiLdError("ResourceNotFound", "Attribute Not Found", f"{entity_id} has no {ctx.compact(name)}")
+    if name not in current.attrs or (dataset_id is not None and current.attrs[name].get("datasetId") != dataset_id):
+        raise NgsiLdError("ResourceNotFound", "Attribute Not Found", f"{entity_id} has no {ctx.compact(name)}"
+                          + (f" with datasetId {dataset_id}" if dataset_id is not None else ""))
     now = now_iso()
     del current.attrs[name]
     current.modified_at = now

@@ -16,7 +16,7 @@ from typing import Any
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request
 from ._geo import GeoQuery, parse_geo_query
-from ._model import Entity, is_uri, now_iso, parse_datetime
+from ._model import Entity, is_uri, now_iso, parse_datetime, parse_lang
 from ._operations import Change
 from ._query import Query, compile_q
 
@@ -97,6 +97,7 @@ class Subscription:
     is_active: bool
     triggers: frozenset[str] = _DEFAULT_TRIGGERS
     geo: GeoQuery | None = None
+    lang: tuple[str, ...] | None = None  # §5.2.12 lang: LanguageProperties notified in this language
     status: Status = field(default_factory=Status)
     last_accepted: float = float("-inf")  # monotonic time of the last notification queued (throttling)
 
@@ -150,8 +151,9 @@ class Subscription:
             out["watchedAttributes"] = sorted(ctx.compact(a) for a in self.watched)
         if self.q is not None:
             out["q"] = self.q.text
-        if "geoQ" in self.raw:
-            out["geoQ"] = self.raw["geoQ"]
+        for member in ("geoQ", "lang"):
+            if member in self.raw:
+                out[member] = self.raw[member]
         notification: dict[str, Any] = {"format": self.format}
         if self.attributes is not None:
             notification["attributes"] = sorted(ctx.compact(a) for a in self.attributes)
@@ -244,6 +246,9 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
     watched = _names(raw.get("watchedAttributes"), "watchedAttributes", ctx)
     if not selectors and watched is None:
         raise bad_request("Invalid subscription", "give entities or watchedAttributes (or both)")
+    lang = raw.get("lang")
+    if lang is not None and not isinstance(lang, str):
+        raise bad_request("Invalid subscription", "lang must be a string such as \"fr\" or \"fr,en;q=0.8\"")
     geo_q = raw.get("geoQ")
     if geo_q is not None and not isinstance(geo_q, dict):
         raise bad_request("Invalid subscription", "geoQ must be an object (§5.2.13 GeoQuery)")
@@ -294,7 +299,7 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         format="keyValues" if fmt == "simplified" else fmt, sys_attrs=sys_attrs is True, uri=uri, accept=accept,
         receiver_info=tuple(receiver_info), throttling=throttling, time_interval=time_interval,
         expires_at=expires_at, is_active=is_active,
-        triggers=frozenset(trigger) if trigger is not None else _DEFAULT_TRIGGERS, geo=geo,
+        triggers=frozenset(trigger) if trigger is not None else _DEFAULT_TRIGGERS, geo=geo, lang=parse_lang(lang),
         status=status or Status())
 
 
