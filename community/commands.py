@@ -17,7 +17,7 @@ from community import coefficient_file
 from community.config import CommunityFileError, LoadedCommunity, load_community
 from community.csv_import import CsvFormatError
 from community.tariffs import PriceFileError
-from community.twin import TwinError
+from fiware_client import BrokerError
 
 console = Console()
 _COMMUNITY_OPTION = click.option(
@@ -116,7 +116,7 @@ def report(
         betas = {inst.id: _betas_for(loaded, inst, energy, coef_path, method) for inst in c.installations}
         result = build_report(loaded, energy, betas, f"{c.name} {label}")
     except (
-        TwinError,
+        BrokerError,
         CsvFormatError,
         PriceFileError,
         coefficient_file.CoefficientFileError,
@@ -317,7 +317,7 @@ def coefficients(
                 methods,
                 progress=lambda msg: progress.update(task, description=msg),
             )
-        except (TwinError, CsvFormatError, PriceFileError, PlanningError, InfeasibleRules) as exc:
+        except (BrokerError, CsvFormatError, PriceFileError, PlanningError, InfeasibleRules) as exc:
             raise _UserError(str(exc)) from None
     if history.gaps:
         hours = sum(g.hours for g in history.gaps)

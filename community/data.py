@@ -11,7 +11,8 @@ from community.config import LoadedCommunity
 from community.csv_import import read_hourly_csv
 from community.hourly import Gap, hour_grid, hourly_energy_from_counter
 from community.settlement import net_generation_kwh
-from community.twin import TwinHistoryClient
+from community.twin import energy_counters
+from fiware_client import NgsiLdClient
 
 
 @dataclass
@@ -28,7 +29,7 @@ class CommunityEnergy:
 
 
 def load_energy(
-    loaded: LoadedCommunity, start: datetime, end: datetime, client: TwinHistoryClient | None = None
+    loaded: LoadedCommunity, start: datetime, end: datetime, client: NgsiLdClient | None = None
 ) -> CommunityEnergy:
     """Hourly energy for [start, end) for every installation and member of the community."""
     community = loaded.community
@@ -38,11 +39,11 @@ def load_energy(
     if client is None and (
         any(m.meter for m in community.members) or any(i.meter for i in community.installations)
     ):
-        own_client = client = TwinHistoryClient(community.twin.url, community.twin.tenant)
+        own_client = client = NgsiLdClient(community.twin.url, community.twin.tenant, timeout=30.0)
     gaps: list[Gap] = []
 
     def counters(device_id: str) -> tuple[np.ndarray, np.ndarray]:
-        series = client.energy_counters(device_id, start, end, margin=gap_limit)
+        series = energy_counters(client, device_id, start, end, margin=gap_limit)
         out = []
         for label, samples in (("import", series.import_kwh), ("export", series.export_kwh)):
             hourly = hourly_energy_from_counter(

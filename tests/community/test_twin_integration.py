@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from community.hourly import hourly_energy_from_counter
-from community.twin import TwinHistoryClient
+from community.twin import energy_counters
 from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import measurement_id
+from fiware_client import NgsiLdClient
 
 ROOT = Path(__file__).parents[2]
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -120,8 +121,8 @@ def test_hourly_energy_from_the_embedded_broker(broker: str):
             f"(GET /ngsi-ld/v1/temporal/entities/... -> {probe.status_code})"
         )
 
-    with TwinHistoryClient(broker, TENANT) as client:
-        series = client.energy_counters("meter-c1", T0, T0 + timedelta(hours=3), margin=timedelta(minutes=15))
+    with NgsiLdClient(broker, TENANT) as client:
+        series = energy_counters(client, "meter-c1", T0, T0 + timedelta(hours=3), margin=timedelta(minutes=15))
     assert len(series.import_kwh) == len(minutes)
     hourly = hourly_energy_from_counter(
         [t for t, _ in series.import_kwh], [v for _, v in series.import_kwh], T0, T0 + timedelta(hours=3)

@@ -77,7 +77,7 @@ def report(device_id: str, week: str, broker_url: str, tenant: str, site_config:
     Example:
       energytwin quality report --meter meter-001 --week 2026-W05
     """
-    from community.twin import TwinError
+    from fiware_client import BrokerError
 
     from .report import build_report, draw_chart, fetch_readings, parse_week
 
@@ -88,7 +88,7 @@ def report(device_id: str, week: str, broker_url: str, tenant: str, site_config:
     limits = _limits(site_config)
     try:
         readings = fetch_readings(broker_url, tenant, device_id, start, end)
-    except TwinError as exc:
+    except BrokerError as exc:
         raise click.ClickException(str(exc)) from exc
     weekly = build_report(readings, device_id, start, end, limits)
     click.echo(weekly.text())

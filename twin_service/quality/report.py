@@ -1,9 +1,9 @@
 """The weekly power-quality report of one meter, from the broker's NGSI-LD temporal API.
 
 Readings come from `GET /temporal/entities/{id}?timerel=between…&options=temporalValues` (paged by
-`community.twin.TwinHistoryClient`, the same reader the accounting uses), are aggregated into 10-min values
-(`aggregation`), judged against the site's limits (`compliance`) and drawn: per-phase 10-min voltage with the limit
-band, frequency, voltage THD and unbalance, with the rms events marked.
+`fiware_client.NgsiLdClient.attribute_history`, the reader the community accounting uses too), are aggregated
+into 10-min values (`aggregation`), judged against the site's limits (`compliance`) and drawn: per-phase 10-min
+voltage with the limit band, frequency, voltage THD and unbalance, with the rms events marked.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from community.twin import TwinHistoryClient
 from datamodels.measures import measurement_id
+from fiware_client import NgsiLdClient
 
 from .aggregation import EventPeriod
 from .compliance import ComplianceRow, QualitySeries, build_series, compliance_rows, format_table
@@ -59,7 +59,7 @@ def fetch_readings(broker_url: str, tenant: str | None, device_id: str, start: d
                    ) -> list[Reading]:
     """A meter's readings in [start, end) from the temporal API."""
     entity_id = measurement_id(device_id)
-    with TwinHistoryClient(broker_url, tenant) as client:
+    with NgsiLdClient(broker_url, tenant, timeout=30.0) as client:
         history = client.attribute_history(entity_id, ATTRIBUTES, start, end)
     return [r for r in readings_from_history(entity_id, history) if start <= r.observed_at < end]
 
