@@ -11,8 +11,9 @@ import network
 
 import payload
 import wire
-from ade9000 import ADE9000, CHIP_RESET, EAE, EAI, ChipError, Scale
+from ade9000 import ADE9000, CHIP_RESET, EAE, EAI, N_COUNTERS, ChipError, Scale
 from clock import Clock, iso
+from energy_store import PENDING, EnergyStore, open_device
 from offline import FAULT, UNSYNCED, OfflineBuffer
 from persist import Persisted
 from sampler import Sampler
@@ -21,6 +22,7 @@ from uplink import Uplink
 _WIFI_RETRY_MS = 30000
 _REINIT_RETRY_MS = 10000
 _MAX_OFFLINE_PERIOD_MS = 3600000  # never sample less than once an hour, whatever the current rating allows
+_FLASH_SAVE_S = 900  # default flash save interval: 96 writes a day (energy_store.py has the flash-life arithmetic)
 OK = "ok"
 
 
@@ -50,6 +52,13 @@ class Meter:
         self.clock = Clock(cfg.NTP_HOST)
         self.buffer = OfflineBuffer(cfg.PERIOD_S)
         self.persisted = Persisted()
+        dev = open_device(cfg)
+        self.store = EnergyStore(dev) if dev is not None else None  # energy baselines in flash (power cuts)
+        self._flash_ms = int(getattr(cfg, "FLASH_SAVE_S", _FLASH_SAVE_S) * 1000)
+        self._flash_at_ms = time.ticks_ms()
+        self.announced = [0] * N_COUNTERS  # counters the meter restarted from (sent first after a power cut)
+        self.announcing = False  # True until that baseline has been delivered: nothing else is sent before it
+        self.flash_restored = False  # a cold start continued from the counters saved in flash
         self.base = [0] * 6  # full EAI L1..3, EAE L1..3 counters of the last delivered reading
         self.base_t = [0, 0]  # its (t_s, t_ms)
         self._base_unsynced = True
@@ -74,6 +83,7 @@ class Meter:
             self._base_unsynced = False
         else:
             self.base_t[0], self.base_t[1] = Clock.now()
+        self._restore_flash()
         try:
             self.chip.identify()
             if self.restored and self.chip.configured(self.cfg):
@@ -89,6 +99,75 @@ class Meter:
         self.sampler.start()
         print("meter %s: %s, sampling every %d ms%s" % (
             self.cfg.DEVICE_ID, self.state, self.sampler.period_ms, " (state restored)" if self.restored else ""))
+
+    def _restore_flash(self):
+        """Power cut: continue the counters from flash and announce them before anything else is sent.
+
+        The twin may have seen higher counters than the flash copy (saves are rare), so the first message after a
+        power-on carries exactly the counters the meter restarted from: the twin sees them go backwards, once, and
+        keeps its published energy continuous from there (twin_service/agent/continuity.py).
+        """
+        store = self.store
+        if store is None:
+            return
+        try:
+            stored = store.load()
+        except OSError as exc:
+            print("meter %s: energy store unreadable (%s); counters not restored" % (self.cfg.DEVICE_ID, exc))
+            self.store = None
+            return
+        if self.restored:
+            # Soft reset: RTC memory is newer than flash; only a baseline still owed to the twin is taken over.
+            if stored and store.flags & PENDING:
+                self.announced[:] = store.announced
+                self.announcing = True
+            return
+        if not stored:  # first power-on with this store: counters start at zero, nothing to announce
+            self._save_flash(0)
+            print("meter %s: energy store empty, counters start at zero" % self.cfg.DEVICE_ID)
+            return
+        self.chip.energy[:] = store.counters
+        self.flash_restored = True
+        # A second power cut before the first baseline was delivered: the twin still waits for that one.
+        self.announced[:] = store.announced if store.flags & PENDING else store.counters
+        base = self.base
+        a = self.announced
+        base[0], base[1], base[2] = a[EAI], a[EAI + 1], a[EAI + 2]
+        base[3], base[4], base[5] = a[EAE], a[EAE + 1], a[EAE + 2]
+        self.announcing = True
+        self._save_flash(PENDING)
+        print("meter %s: power-on, energy counters %s flash (store seq %d, %d torn slot(s) skipped)" % (
+            self.cfg.DEVICE_ID, "restored from", store.seq, store.torn))
+
+    def _save_flash(self, flags):
+        self._flash_at_ms = time.ticks_ms()
+        try:
+            self.store.save(self.chip.energy, flags, self.announced)
+        except OSError as exc:
+            print("meter %s: energy store write failed (%s); retried at the next save" % (self.cfg.DEVICE_ID, exc))
+
+    def _flash_due(self):
+        store = self.store
+        if store is None or time.ticks_diff(time.ticks_ms(), self._flash_at_ms) < self._flash_ms:
+            return False
+        if store.flags & PENDING and not self.announcing:
+            return True
+        energy = self.chip.energy
+        for k in range(N_COUNTERS):
+            if energy[k] != store.counters[k]:
+                return True
+        return False
+
+    def _announce(self):
+        """Deliver the restart baseline, stamped with the boot time (arrival time while unsynced); True when
+        delivered."""
+        t_s, t_ms = self.base_t
+        when = iso(t_s, t_ms) if self.clock.synced else None
+        if not self.uplink.send(payload.baseline(when, self.announced, self.scale.kwh_per_energy_lsb)):
+            return False
+        self.announcing = False
+        self._flash_at_ms = time.ticks_add(time.ticks_ms(), -self._flash_ms)  # clear PENDING at the end of step()
+        return True
 
     def _chip_ok(self):
         self.state = OK
@@ -180,14 +259,17 @@ class Meter:
         t_s += t_ms // 1000
         t_ms %= 1000
         delivered = False
+        live = False
+        if online and self.announcing:
+            online = delivered = self._announce()  # the baseline first; this sample follows it or waits
         if online and not self.buffer.count and sampler.full:
             message = payload.live(chip, self.scale, iso(t_s, t_ms) if synced else None, self.state, self._pq,
                                    self.cfg.WIRING)
             if self.uplink.send(message):
                 self._delivered(t_s, t_ms, chip.energy, synced)
                 self.live_sent += 1
-                delivered = True
-        if not delivered:
+                delivered = live = True
+        if not live:
             self.buffer.add(t_s, t_ms, self._pq, (0 if synced else UNSYNCED) | self._fault_flag, chip.energy)
             self._pq = 0
             self._fault_flag = 0
@@ -195,6 +277,9 @@ class Meter:
                 delivered = self._replay()
         self._set_period()
         self.persisted.save(chip, self.base, self.base_t, self.buffer)
+        # Flash is written after this step's delivery, so a cut during the write loses no delivered energy.
+        if self._flash_due():
+            self._save_flash(PENDING if self.announcing else 0)
         return delivered
 
     def _delivered(self, t_s, t_ms, counters, synced=True):
@@ -209,7 +294,7 @@ class Meter:
     def _replay(self):
         """Publish buffered records oldest-first in batches; stops at the first failure (kept for later)."""
         buf = self.buffer
-        if not buf.count or buf.unsynced():
+        if not buf.count or buf.unsynced() or self.announcing:
             return False  # wait for NTP: a record is never sent with a time that is not true
         kwh = self.scale.kwh_per_energy_lsb
         while buf.count:

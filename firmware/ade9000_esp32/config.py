@@ -29,6 +29,12 @@ SWELL_PCT = 110
 PQ_CYCLES = 2
 OVERCURRENT_A = 80  # overcurrent monitor on RMS1/2 current; 0 disables it
 
+# Energy across power cuts (docs/firmware.md): counters saved to flash at most every FLASH_SAVE_S and at power-on.
+# "auto": the `energy` data partition if the partition table has one, else the file ENERGY_FILE; None: off.
+ENERGY_STORE = "auto"
+ENERGY_FILE = "/energy.bin"
+FLASH_SAVE_S = 900
+
 # Board calibration
 CURRENT_TF_V_PER_A = 0.00408
 NEUTRAL_TF_V_PER_A = 0.00408

@@ -110,6 +110,26 @@ def record(t_iso, pq, counters, prev, dt_s, kwh, state):
     return doc
 
 
+def baseline(time_instant, counters, kwh):
+    """The counters a meter restarted from after a power cut, every cumulative energy measure, before any reading.
+
+    counters: all N_COUNTERS (LSB). The twin sees them lower than what it published before the cut (the flash
+    copy is older) and continues its published energy from there (docs/firmware.md, "Energy across power cuts").
+    """
+    doc = _head({}, time_instant, "ok")
+    eai = [counters[EAI + p] * kwh for p in range(3)]
+    eae = [counters[EAE + p] * kwh for p in range(3)]
+    doc["eai"] = _phases(eai, _E)
+    doc["eae"] = _phases(eae, _E)
+    doc["eait"] = round(eai[0] + eai[1] + eai[2], _E)
+    doc["eaet"] = round(eae[0] + eae[1] + eae[2], _E)
+    doc["eri"] = _phases([counters[ERI + p] * kwh for p in range(3)], _E)
+    doc["ere"] = _phases([counters[ERE + p] * kwh for p in range(3)], _E)
+    doc["esi"] = _phases([counters[ESI + p] * kwh for p in range(3)], _E)
+    doc["ese"] = _phases([counters[ESE + p] * kwh for p in range(3)], _E)
+    return json.dumps(doc)
+
+
 def batch(docs):
     """A JSON array of replayed records (the IoT Agent's multi-measure form)."""
     return json.dumps(docs)

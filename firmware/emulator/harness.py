@@ -76,6 +76,63 @@ class IsrError(HarnessError):
     """The timer interrupt handler raised (MemoryError: it allocated while the heap was locked)."""
 
 
+class PowerCut(HarnessError):
+    """Power went away in the middle of a guest run (MeterHarness.cut_power_after); call power_cycle()."""
+
+
+FLASH_BLOCK_BYTES = 4096  # SPI NOR erase sector
+
+
+class EmulatedFlash:
+    """SPI NOR flash behind the guest's `esp32.Partition` ("energy", 2 sectors by default).
+
+    As on the chip: an erase sets a whole 4096-byte sector to 0xFF, programming only clears bits (new = old AND
+    data), so a slot cannot be rewritten without an erase. It survives reboots and power cuts; `tear()` applies a
+    write or an erase cut short by a power cut (a prefix of the bytes reaches the cells).
+    """
+
+    def __init__(self, blocks: int = 2, label: str = "energy") -> None:
+        self.label = label
+        self.blocks = blocks
+        self.data = bytearray(b"\xff" * (blocks * FLASH_BLOCK_BYTES))
+        self.writes = 0
+        self.erases = 0
+        self.torn_operations = 0
+
+    def _span(self, block: int, offset: int, n: int) -> int:
+        start = block * FLASH_BLOCK_BYTES + offset
+        if block < 0 or offset < 0 or start + n > len(self.data) or offset + n > FLASH_BLOCK_BYTES:
+            raise HarnessError(f"flash access outside the partition: block {block} offset {offset} n {n}")
+        return start
+
+    def read(self, block: int, offset: int, n: int) -> bytes:
+        start = self._span(block, offset, n)
+        return bytes(self.data[start:start + n])
+
+    def program(self, block: int, offset: int, data: bytes) -> None:
+        start = self._span(block, offset, len(data))
+        for k, byte in enumerate(data):
+            self.data[start + k] &= byte
+        self.writes += 1
+
+    def erase(self, block: int) -> None:
+        start = self._span(block, 0, FLASH_BLOCK_BYTES)
+        self.data[start:start + FLASH_BLOCK_BYTES] = b"\xff" * FLASH_BLOCK_BYTES
+        self.erases += 1
+
+    def tear(self, op: str, arg: Any, fraction: float) -> None:
+        """Apply the first `fraction` of a write or an erase, as when the supply collapses during it."""
+        self.torn_operations += 1
+        if op == "flash_write":
+            block, offset, hex_data = arg
+            data = bytes.fromhex(hex_data)
+            self.program(block, offset, data[: int(len(data) * fraction)])
+        elif op == "flash_erase":
+            start = self._span(int(arg), 0, FLASH_BLOCK_BYTES)
+            n = int(FLASH_BLOCK_BYTES * fraction)
+            self.data[start:start + n] = b"\xff" * n
+
+
 @dataclass(frozen=True)
 class MeterConfig:
     """Per-meter settings injected over the firmware's config.py defaults."""
@@ -280,6 +337,47 @@ class MeterHarness:
         self.extra_config: dict[str, Any] = {}  # further config.py names set after the MeterConfig overrides
         self.rtc_memory = b""  # ESP32 RTC slow memory: survives reboot(), cleared by power_cycle()
         self._rtc_offset_s = self._rtc_power_on_offset()
+        self.flash = EmulatedFlash()  # survives reboot() and power_cycle()
+        self.powered = True
+        self.power_cut_op: str | None = None  # host operation the last power cut interrupted
+        self._cut_countdown: int | None = None
+        self._cut_on_op: str | None = None
+        self._cut_fraction = 0.5
+        self.host_calls = 0  # host calls since the session started (SPI, pins, clock, flash, MQTT, WiFi)
+
+    def cut_power_after(self, host_calls: int, fraction: float = 0.5) -> None:
+        """Cut the power at the `host_calls`-th host call from now (SPI transfer, flash write or erase, publish,
+        clock read...): that call and every later one fail, a flash write or erase in progress is torn at
+        `fraction` of its bytes, and the run raises PowerCut. Then `power_cycle()` powers the meter up again."""
+        self._cut_countdown = max(1, host_calls)
+        self._cut_fraction = fraction
+        self._cut_on_op = None
+
+    def cut_power_during(self, op: str, fraction: float = 0.5) -> None:
+        """Cut the power during the next host operation `op` ("flash_write", "flash_erase", "mqtt_publish", "spi"),
+        tearing it at `fraction` when it is a flash operation; otherwise as cut_power_after."""
+        self._cut_countdown = None
+        self._cut_on_op = op
+        self._cut_fraction = fraction
+
+    def _powered_call(self, op: str, arg: Any = None) -> None:
+        """Every host function goes through here first: count the call, cut the power when it is due."""
+        self.host_calls += 1
+        due = False
+        if self.powered and self._cut_countdown is not None:
+            self._cut_countdown -= 1
+            due = self._cut_countdown <= 0
+        if self.powered and self._cut_on_op == op:
+            due = True
+        if due:
+            self._cut_countdown = None
+            self._cut_on_op = None
+            self.powered = False
+            self.power_cut_op = op
+            if op in ("flash_write", "flash_erase"):
+                self.flash.tear(op, arg, self._cut_fraction)
+        if not self.powered:
+            raise PowerCut(f"power cut during {self.power_cut_op}")
 
     def _rtc_power_on_offset(self) -> float:
         # An ESP32 RTC starts at 2000-01-01T00:00:00Z at power-on (946684800 in unix seconds).
@@ -310,6 +408,7 @@ class MeterHarness:
             self._on_publish(message)
 
     def _host_spi(self, bus: int, op: str, mosi_hex: str) -> str:
+        self._powered_call("spi")
         if bus != self.config.spi_id:
             return "ff" * (len(mosi_hex) // 2)  # nothing on that bus: MISO pulled up
         if op == "select":
@@ -323,7 +422,8 @@ class MeterHarness:
         return self.model.spi_clock(bytes.fromhex(mosi_hex)).hex()
 
     def _host_sys(self, op: str, arg: Any) -> Any:
-        """Clock, RTC and NTP of the emulated ESP32, all on the model's simulated time."""
+        """Clock, RTC, NTP and flash of the emulated ESP32, all on the model's simulated time."""
+        self._powered_call(op, arg)
         now_s = self.model.simulated_time_s
         if op == "ticks":
             return int(now_s * 1000) & ((1 << 30) - 1)
@@ -343,6 +443,16 @@ class MeterHarness:
         if op == "rtc_mem_set":
             self.rtc_memory = bytes.fromhex(arg)
             return None
+        if op == "flash_info":
+            return [self.flash.label, self.flash.blocks, FLASH_BLOCK_BYTES] if self.flash.blocks else None
+        if op == "flash_read":
+            return self.flash.read(*arg).hex()
+        if op == "flash_write":
+            self.flash.program(arg[0], arg[1], bytes.fromhex(arg[2]))
+            return None
+        if op == "flash_erase":
+            self.flash.erase(int(arg))
+            return None
         raise HarnessError(f"unknown sys op {op}")
 
     def utc_s(self) -> float:
@@ -350,12 +460,14 @@ class MeterHarness:
         return self.start_utc_s + self.model.simulated_time_s
 
     def _host_pin(self, pin: int, value: int) -> None:
+        self._powered_call("pin")
         previous = self.pin_levels.get(pin)
         self.pin_levels[pin] = value
         if pin == self.config.pin_reset and value == 0 and previous != 0:
             self.model.hardware_reset()
 
     def _host_wifi(self, op: str, arg: object) -> object:
+        self._powered_call("wifi")
         if op == "isconnected":
             return self.wifi_connected
         if op == "ifconfig":
@@ -382,12 +494,20 @@ class MeterHarness:
             raise HarnessError("boot() first")
         return self._session
 
+    def _host_mqtt(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        self._powered_call("mqtt_" + op)
+        return self._mqtt(op, args)
+
     def run(self, code: str) -> RunResult:
         """Run guest code; a traceback printed by a swallowed callback error becomes HarnessError."""
         try:
             result = self.session.run(code)
         except MicroPythonWasmError as exc:
+            if not self.powered:
+                raise PowerCut(f"{self.config.device_id}: power cut during {self.power_cut_op}") from exc
             raise HarnessError(f"firmware of {self.config.device_id} raised: {exc}") from exc
+        if not self.powered:
+            raise PowerCut(f"{self.config.device_id}: power cut during {self.power_cut_op}")
         if "Traceback (most recent call last)" in result.stdout:
             raise HarnessError(f"firmware raised in {self.config.device_id}:\n{result.stdout}")
         return result
@@ -412,7 +532,7 @@ class MeterHarness:
                 "_et_spi": self._host_spi,
                 "_et_pin": self._host_pin,
                 "_et_wifi": self._host_wifi,
-                "_et_mqtt": self._mqtt,
+                "_et_mqtt": self._host_mqtt,
                 "_et_sys": self._host_sys,
             },
         )
@@ -441,6 +561,8 @@ class MeterHarness:
             "network.bind(_et_wifi)\n"
             "import umqtt.simple\n"
             "umqtt.simple.bind(_et_mqtt)\n"
+            "import esp32\n"
+            "esp32.bind(_et_sys)\n"
             "import config\n"
             f"for _k, _v in json.loads({overrides!r}).items():\n"
             "    setattr(config, _k, tuple(_v) if isinstance(_v, list) else _v)\n"
@@ -491,10 +613,17 @@ class MeterHarness:
         self.reboots += 1
 
     def power_cycle(self) -> None:
-        """Power cut: RTC memory and RTC time are lost and the ADE9000 resets (its accumulated energy with it)."""
+        """Power cut: RTC memory and RTC time are lost and the ADE9000 resets (its accumulated energy with it).
+
+        The flash keeps what was programmed, torn where the cut hit a write (see cut_power_after).
+        """
         if self._session is not None:
             self._session.close()
         self._session = None
+        self.powered = True
+        self._cut_countdown = None
+        self._cut_on_op = None
+        self._mqtt.close()
         self.rtc_memory = b""
         self._rtc_offset_s = self._rtc_power_on_offset()
         self.model.power_on_reset()

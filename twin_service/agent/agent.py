@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from .continuity import COUNTERS_FILE, CounterContinuity
 from .device_entity import DeviceEntities
 from .metrics import Metrics
 from .north import create_north_app
@@ -78,6 +79,7 @@ class Agent:
         self.writer = Sender(self.queue, config.broker_url, self.metrics, config.batch_max_messages)
         self.metrics.gauge("broker_up", lambda: 1 if self.writer.broker_up else 0)
         self.intake = Intake(self.queue, self.metrics, self.writer.wake)
+        self.continuity = CounterContinuity(Path(config.data_dir) / COUNTERS_FILE)
         self.handler = MeasureHandler(
             self.registry,
             self.metrics,
@@ -86,6 +88,7 @@ class Agent:
             config.timestamp_default,
             FloodLimit(config.flood_rate_per_s, config.flood_burst),
             DeviceEntities(config.device_refresh_s),
+            self.continuity,
         )
         self.south = MqttSouth(config.mqtt_settings(), self.handler, self.intake, config.client_id())
         self.app = create_north_app(self.registry, self.metrics, config.north_port, self._health)
@@ -143,6 +146,7 @@ class Agent:
         if self._server_thread is not None:
             self._server_thread.join(timeout=5)
         self.registry.close()
+        self.continuity.close()
         self.queue.close()
 
     def _health(self) -> dict[str, object]:

@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 
 from datamodels.measures import MEASURES
 
+from .continuity import CounterContinuity
 from .device_entity import DeviceEntities
 from .mapping import map_payload, map_single_attribute
 from .metrics import Metrics
@@ -82,6 +83,7 @@ class MeasureHandler:
         timestamp_default: bool = True,
         flood: FloodLimit | None = None,
         devices: DeviceEntities | None = None,
+        continuity: CounterContinuity | None = None,
     ) -> None:
         self._registry = registry
         self._metrics = metrics
@@ -90,6 +92,7 @@ class MeasureHandler:
         self._timestamp_default = timestamp_default
         self._flood = flood or FloodLimit()
         self._devices = devices
+        self._continuity = continuity
 
     def handle(self, topic: str, payload: bytes, received_at: datetime | None = None) -> Upsert | None:
         """Map one message to the upsert to queue, or None when it is rejected; never raises."""
@@ -145,6 +148,15 @@ class MeasureHandler:
         if not mapped.fragments:
             return None
         fragments = mapped.fragments
+        if self._continuity is not None:
+            for reset in self._continuity.apply(device.service, fragments):
+                self._metrics.inc("counter_resets_total")
+                log.warning(
+                    "meter %s (%s): %s%s went back from %s to %s at %s: counter reset, the twin continues from "
+                    "%s (marked counterReset)", device.device_id, reset.entity_id, reset.attribute,
+                    f" {reset.key}" if reset.key else "", reset.before, reset.after, reset.observed_at,
+                    reset.before,
+                )
         if self._devices is not None:
             last = _latest_observed_at(fragments) or _observed(received_at)
             twin = self._devices.fragment(device, last, bool(mapped.rejections), time.monotonic(),
