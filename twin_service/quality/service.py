@@ -22,17 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from datamodels.anomaly import ANOMALY_TYPE, Anomaly
-from datamodels.context import ALERT_CONTEXT, ENERGY_CONTEXT, context_for, link_header
+from datamodels.context import context_for
 from datamodels.measures import MEASUREMENT_TYPE
 from datamodels.validation import EntityValidationError, validate_entity
 from energytwin.ports import QUALITY_PORT
+from fiware_client import AsyncNgsiLdClient, BrokerError, NonexistentTenant
 
 from .conditions import QualityTracker
 from .limits import SiteLimits
@@ -40,10 +40,8 @@ from .readings import ATTRIBUTES, parse_time, reading_from_entity
 
 log = logging.getLogger(__name__)
 
-NGSI_LD = "/ngsi-ld/v1"
 SUBSCRIPTION_ID = "urn:ngsi-ld:Subscription:energytwin-quality"
 STATE_FILE = "quality-state.json"
-PAGE = 1000
 
 
 @dataclass
@@ -69,57 +67,32 @@ class ServiceConfig:
         return f"http://{host}:{self.listen_port}/notify"
 
 
-class BrokerError(RuntimeError):
-    """The broker refused a request; carries the request and response."""
-
-    def __init__(self, message: str, response: httpx.Response | None = None) -> None:
-        super().__init__(message)
-        self.response = response
-
-
 class AnomalyStore:
     """The broker as the service sees it: open Anomaly records, batch upserts, the subscription."""
 
-    def __init__(self, broker_url: str, tenant: str | None, client: httpx.AsyncClient | None = None) -> None:
-        headers = {"NGSILD-Tenant": tenant} if tenant else {}
-        self._client = client or httpx.AsyncClient(base_url=broker_url.rstrip("/"), headers=headers, timeout=15.0)
+    def __init__(self, broker_url: str, tenant: str | None, client: AsyncNgsiLdClient | None = None) -> None:
+        self._broker = client or AsyncNgsiLdClient(broker_url, tenant, timeout=15.0)
         self.broker_url = broker_url
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._broker.close()
 
     async def open_anomalies(self) -> list[Anomaly]:
         """Every Anomaly this service left open (status "open"), across pages."""
+        try:
+            entities = await self._broker.query_entities(type=ANOMALY_TYPE, q='status=="open"')
+        except NonexistentTenant:
+            return []  # nothing written to this tenant yet
         found: list[Anomaly] = []
-        offset = 0
-        use_q = True
-        while True:
-            params: dict[str, Any] = {"type": ANOMALY_TYPE, "limit": PAGE, "offset": offset}
-            if use_q:
-                params["q"] = 'status=="open"'
-            response = await self._client.get(f"{NGSI_LD}/entities", params=params,
-                                               headers={"Link": link_header(ALERT_CONTEXT),
-                                                        "Accept": "application/json"})
-            if response.status_code in (400, 501) and use_q:
-                use_q = False  # a broker without the q language: filter here instead
+        for entity in entities:
+            try:
+                anomaly = Anomaly.from_entity(entity)
+            except ValueError as exc:
+                log.warning("ignoring Anomaly %s the service cannot read: %s", entity.get("id"), exc)
                 continue
-            if response.status_code == 404 and "NonexistentTenant" in response.text:
-                return found  # nothing written to this tenant yet
-            if response.status_code != 200:
-                raise BrokerError(f"GET /entities?type=Anomaly: HTTP {response.status_code} {response.text[:300]}",
-                                  response)
-            batch = response.json()
-            for entity in batch:
-                try:
-                    anomaly = Anomaly.from_entity(entity)
-                except ValueError as exc:
-                    log.warning("ignoring Anomaly %s the service cannot read: %s", entity.get("id"), exc)
-                    continue
-                if anomaly.status == "open":
-                    found.append(anomaly)
-            if len(batch) < PAGE:
-                return found
-            offset += PAGE
+            if anomaly.status == "open":
+                found.append(anomaly)
+        return found
 
     async def upsert(self, anomalies: list[Anomaly]) -> None:
         """Write records in one batch upsert, each checked against the official schema first."""
@@ -128,15 +101,11 @@ class AnomalyStore:
             entity = anomaly.to_normalized()
             validate_entity(entity)  # a record that breaks the SDM schema is a bug here, not something to send
             entities.append(entity)
-        response = await self._client.post(f"{NGSI_LD}/entityOperations/upsert", content=json.dumps(entities),
-                                           headers={"Content-Type": "application/ld+json"})
-        if response.status_code not in (200, 201, 204):
-            raise BrokerError(f"batch upsert of {len(entities)} Anomaly entities: HTTP {response.status_code} "
-                              f"{response.text[:500]}", response)
+        await self._broker.upsert_entities(entities)
 
     async def ensure_subscription(self, endpoint: str) -> str:
-        """Create the subscription, or keep the existing one when it already notifies `endpoint`."""
-        body = {
+        """Create the subscription, keep it when it is already as wanted, replace it when it is not."""
+        outcome = await self._broker.ensure_subscription({
             "id": SUBSCRIPTION_ID,
             "type": "Subscription",
             "description": "energytwin power-quality analytics (EN 50160)",
@@ -147,24 +116,10 @@ class AnomalyStore:
                 "endpoint": {"uri": endpoint, "accept": "application/json"},
             },
             "@context": context_for(MEASUREMENT_TYPE),
-        }
-        path = f"{NGSI_LD}/subscriptions"
-        headers = {"Content-Type": "application/ld+json"}
-        response = await self._client.post(path, content=json.dumps(body), headers=headers)
-        if response.status_code == 201:
-            return SUBSCRIPTION_ID
-        if response.status_code == 409:
-            existing = await self._client.get(f"{path}/{SUBSCRIPTION_ID}", headers={
-                "Link": link_header(ENERGY_CONTEXT), "Accept": "application/json"})
-            if existing.status_code == 200:
-                uri = existing.json().get("notification", {}).get("endpoint", {}).get("uri")
-                if uri == endpoint:
-                    return SUBSCRIPTION_ID
-            await self._client.delete(f"{path}/{SUBSCRIPTION_ID}")
-            response = await self._client.post(path, content=json.dumps(body), headers=headers)
-            if response.status_code == 201:
-                return SUBSCRIPTION_ID
-        raise BrokerError(f"POST /subscriptions: HTTP {response.status_code} {response.text[:300]}", response)
+        })
+        if outcome.action == "replaced":
+            log.info("subscription %s differed (%s); replaced it", outcome.id, ", ".join(outcome.differences))
+        return outcome.id
 
 
 @dataclass
@@ -230,7 +185,7 @@ async def recover(state: ServiceState, attempts: int = 5) -> None:
             state.recovered = state.tracker.resume(anomalies)
             log.info("resumed %d open Anomaly record(s) from %s", state.recovered, state.config.broker_url)
             return
-        except (httpx.HTTPError, BrokerError) as exc:
+        except BrokerError as exc:
             state.last_error = f"reading open Anomaly records: {exc}"
             log.warning("cannot read open Anomaly records from %s (attempt %d/%d): %s; retrying",
                         state.config.broker_url, attempt + 1, attempts, exc)
@@ -251,7 +206,7 @@ async def keep_subscribed(state: ServiceState) -> None:
             log.info("subscribed to %s updates at %s (tenant %s); notifications to %s", MEASUREMENT_TYPE,
                      state.config.broker_url, state.config.tenant, endpoint)
             return
-        except (httpx.HTTPError, BrokerError) as exc:
+        except BrokerError as exc:
             state.subscription_detail = f"pending: {exc}"
             log.warning("cannot subscribe at %s: %s; retrying in %.0f s", state.config.broker_url, exc,
                         state.config.retry_s)
@@ -275,7 +230,7 @@ async def handle_entities(state: ServiceState, entities: list[dict[str, Any]],
             for anomaly in records.values():
                 log.info("%s %s: %s", "closed" if anomaly.status == "closed" else "open", anomaly.id,
                          anomaly.description)
-        except (httpx.HTTPError, BrokerError, EntityValidationError) as exc:
+        except (BrokerError, EntityValidationError) as exc:
             state.write_errors += 1
             state.last_error = str(exc)
             log.error("could not write %d Anomaly record(s) to %s: %s; they are written again with the next "
