@@ -371,3 +371,40 @@ def test_geo_query_in_subscription(client: TestClient, receiver: Receiver) -> No
     time.sleep(0.2)
     assert [e["id"] for r in receiver.received for e in r.body["data"]] == [MEASUREMENT_ID]
     assert got[0].body["data"][0]["id"] == MEASUREMENT_ID
+
+
+def test_show_changes_and_notification_pick(client: TestClient, receiver: Receiver) -> None:
+    """§5.2.14 NotificationParams.showChanges (previousValue beside the new value) and pick."""
+    _subscribe(client, _subscription(receiver, notification={"showChanges": True,
+                                                             "pick": ["id", "frequency", "refDevice"]}))
+    assert client.get(SUBS, headers=ENERGY_LINK).json()[0]["notification"]["pick"] == [
+        "id", "frequency", "refDevice"]
+    client.post(f"{BASE}/entities", json=measurement(), headers=ENERGY_LINK).raise_for_status()
+    first = receiver.wait_for(1)[0].body["data"][0]
+    assert set(first) == {"id", "frequency", "refDevice"}
+    assert "previousValue" not in first["frequency"]  # a new attribute has no previous value
+    patch = {"frequency": {"type": "Property", "value": 49.8},
+             "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:meter-002"}}
+    client.patch(f"{BASE}/entities/{MEASUREMENT_ID}/attrs", json=patch, headers=ENERGY_LINK).raise_for_status()
+    second = receiver.wait_for(2)[1].body["data"][0]
+    assert second["frequency"]["value"] == 49.8 and second["frequency"]["previousValue"] == 50.0
+    assert second["refDevice"]["previousObject"] == "urn:ngsi-ld:Device:meter-001"
+    bad = _subscription(receiver, notification={"pick": ["id"], "omit": ["frequency"]})
+    assert_problem(client.post(SUBS, json=bad, headers=ENERGY_LINK), 400, "BadRequestData")
+
+
+def test_query_with_local_true_lists_everything(client: TestClient) -> None:
+    """§6.4.3.2: local=true is a selection on its own (this broker has no remote sources)."""
+    client.post(f"{BASE}/entities", json=measurement(), headers=ENERGY_LINK).raise_for_status()
+    assert [e["id"] for e in client.get(f"{BASE}/entities", params={"local": "true"}).json()] == [MEASUREMENT_ID]
+
+
+def test_replace_upsert_counts_as_attribute_update(client: TestClient, receiver: Receiver) -> None:
+    """An upsert in replace mode rewrites attributes the entity had: attributeUpdated, not attributeCreated."""
+    client.post(f"{BASE}/entities", json=measurement(), headers=ENERGY_LINK).raise_for_status()
+    _subscribe(client, _subscription(receiver, "/updated", notificationTrigger=["attributeUpdated"]))
+    _subscribe(client, _subscription(receiver, "/created", notificationTrigger=["attributeCreated"]))
+    client.post(UPSERT, json=[measurement(voltage_v=231.0)], headers=ENERGY_LINK).raise_for_status()
+    receiver.wait_for(1, path="/updated")
+    time.sleep(0.2)
+    assert not [r for r in receiver.received if r.path == "/created"]

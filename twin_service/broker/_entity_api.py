@@ -154,8 +154,11 @@ async def query_entities(request: Request) -> Response:
     ctx = await broker.contexts.activate(link_context(request))
     geo = parse_geo_query(params.get("georel"), params.get("geometry"), params.get("coordinates"),
                           params.get("geoproperty"), ctx)
-    if types is None and ids is None and id_pattern is None and attrs is None and q_text is None and geo is None:
-        raise bad_request("Too broad query", "give at least one of type, id, idPattern, attrs, q or a geo-query")
+    local = bool_param(params, "local")  # local=true: this broker's entities only, which is all it has
+    if (types is None and ids is None and id_pattern is None and attrs is None and q_text is None and geo is None
+            and not local):
+        raise bad_request("Too broad query", "give at least one of type, id, idPattern, attrs, q, a geo-query "
+                                             "or local=true")
     selectors: list[Selector] = [(tuple(ctx.expand(t) for t in types) if types else None,
                                   tuple(ids) if ids else None, _checked_pattern(id_pattern))]
     return await _answer_query(request, broker, tenant, ctx, media, params, selectors, q_text, geo)

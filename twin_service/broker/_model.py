@@ -32,9 +32,17 @@ VALUE_MEMBER = {"Property": "value", "GeoProperty": "value", "Relationship": "ob
                 "ListProperty": "valueList", "ListRelationship": "objectList"}
 ATTRIBUTE_TYPES = frozenset(VALUE_MEMBER)
 VALUE_MEMBERS = frozenset(VALUE_MEMBER.values())
+
+
+def previous_member(member: str) -> str:
+    """Where a showChanges notification puts the value before the change: value -> previousValue (§5.2.14)."""
+    return "previous" + member[0].upper() + member[1:]
+
+
 # Keys of an attribute that are not sub-attributes: kept under their short names, never expanded.
 _ATTRIBUTE_KEYWORDS = frozenset({"type", "objectType", "unitCode", "observedAt", "datasetId", "lang",
-                                 "createdAt", "modifiedAt", "instanceId", "deletedAt"}) | VALUE_MEMBERS
+                                 "createdAt", "modifiedAt", "instanceId", "deletedAt"}) | VALUE_MEMBERS | frozenset(
+    previous_member(m) for m in VALUE_MEMBERS)
 # BCP 47 language tag (RFC 5646) as far as its shape, or JSON-LD's @none for a string without a language.
 _LANGUAGE_TAG = re.compile(r"^(?:[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|@none)$")
 _SYSTEM_KEYS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})

@@ -215,7 +215,7 @@ class SubscriptionManager:
                         if moment - sub.last_accepted < sub.throttling:
                             continue  # within the throttling period: not notified, as in Orion-LD
                         sub.last_accepted = moment
-                    self._enqueue((sub.tenant, sub.id), [change.notified()])
+                    self._enqueue((sub.tenant, sub.id), [change.notified(sub.show_changes)])
 
     def _enqueue(self, key: tuple[str, str], entities: list[Entity]) -> None:
         outbox = self._outboxes.get(key)
@@ -264,7 +264,8 @@ class SubscriptionManager:
 
     def _notification(self, sub: Subscription, entities: list[Entity]) -> tuple[dict[str, Any], dict[str, str]]:
         options = RenderOptions(key_values=sub.format == "keyValues", concise=sub.format == "concise",
-                                sys_attrs=sub.sys_attrs, attrs=sub.attributes, lang=sub.lang)
+                                sys_attrs=sub.sys_attrs, attrs=sub.attributes, lang=sub.lang, pick=sub.pick,
+                                omit=sub.omit)
         body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "Notification",
                                 "subscriptionId": sub.id, "notifiedAt": now_iso(),
                                 "data": [render_entity(e, sub.ctx, options) for e in entities]}

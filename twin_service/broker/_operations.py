@@ -14,7 +14,15 @@ from typing import Any
 
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request, not_found
-from ._model import VALUE_MEMBER, VALUE_MEMBERS, Entity, now_iso, parse_attribute, parse_entity
+from ._model import (
+    VALUE_MEMBER,
+    VALUE_MEMBERS,
+    Entity,
+    now_iso,
+    parse_attribute,
+    parse_entity,
+    previous_member,
+)
 from ._store import Store
 
 log = logging.getLogger(__name__)
@@ -46,16 +54,27 @@ class Change:
     deleted_attrs: frozenset[str] = frozenset()
     deleted: bool = False
     at: str = ""  # when (deletedAt of what was deleted)
+    previous: dict[str, dict[str, Any]] = field(default_factory=dict)  # overwritten attributes as they were
 
-    def notified(self) -> Entity:
-        """The entity a notification about this change carries (§5.3.1: deletions as deletedAt/urn:ngsi-ld:null)."""
+    def notified(self, show_changes: bool = False) -> Entity:
+        """The entity a notification about this change carries (§5.3.1: deletions as deletedAt/urn:ngsi-ld:null;
+        with `showChanges`, §5.2.14, each changed attribute also carries its previous value)."""
         if self.deleted:
             return Entity(self.entity.id, self.entity.type, {}, deleted_at=self.at)
-        if not self.deleted_attrs:
+        if not self.deleted_attrs and not (show_changes and self.previous):
             return self.entity
-        gone = {name: {"type": "Property", "value": NULL, "deletedAt": self.at} for name in self.deleted_attrs}
-        return Entity(self.entity.id, self.entity.type, {**self.entity.attrs, **gone}, self.entity.created_at,
-                      self.entity.modified_at)
+        attrs = dict(self.entity.attrs)
+        for name in self.deleted_attrs:
+            attrs[name] = {"type": "Property", "value": NULL, "deletedAt": self.at}
+        if show_changes:
+            for name, before in self.previous.items():
+                now = attrs.get(name)
+                if now is None:
+                    continue
+                member = VALUE_MEMBER.get(before.get("type", "Property"), "value")
+                if before.get(member) != now.get(VALUE_MEMBER.get(now.get("type", "Property"), "value")):
+                    attrs[name] = {**now, previous_member(member): before.get(member)}
+        return Entity(self.entity.id, self.entity.type, attrs, self.entity.created_at, self.entity.modified_at)
 
 
 @dataclass
@@ -91,9 +110,12 @@ def _existing(tx: Tx, tenant: str, entity_id: str) -> Entity:
 
 
 def _commit(tx: Tx, tenant: str, entity: Entity, written: dict[str, dict[str, Any]], operation: str,
-            now: str, deleted: frozenset[str] = frozenset()) -> None:
-    """Stamp, store and record the attributes written into an existing entity (`deleted`: removed before)."""
-    new_attrs = frozenset(name for name in written if name not in entity.attrs)
+            now: str, deleted: frozenset[str] = frozenset(), prior: dict[str, dict[str, Any]] | None = None) -> None:
+    """Stamp, store and record the attributes written into an existing entity (`deleted`: removed before;
+    `prior`: the attributes before a replace emptied them, for what notifications call created vs updated)."""
+    old = entity.attrs if prior is None else prior
+    new_attrs = frozenset(name for name in written if name not in old)
+    before = {name: old[name] for name in written if name in old}
     for name, attribute in written.items():
         previous = entity.attrs.get(name)
         attribute["createdAt"] = (previous["createdAt"] if previous and "createdAt" in previous
@@ -104,7 +126,7 @@ def _commit(tx: Tx, tenant: str, entity: Entity, written: dict[str, dict[str, An
     tx.store.update_entity(tenant, entity)
     tx.store.record_instances(tenant, entity, written, operation, now)
     tx.changes.append(Change(tenant, entity, frozenset(written), new_attrs=new_attrs,
-                             deleted_attrs=deleted - frozenset(written), at=now))
+                             deleted_attrs=deleted - frozenset(written), at=now, previous=before))
 
 
 def create_entity(tx: Tx, tenant: str, entity: Entity) -> None:
@@ -126,13 +148,15 @@ def upsert_entity(tx: Tx, tenant: str, fragment: Entity, mode: UpsertMode) -> bo
     if current.type != fragment.type:
         raise bad_request("Entity type mismatch",
                           f"{fragment.id} is of type {current.type}, the fragment says {fragment.type}")
+    prior = None
     if mode is UpsertMode.REPLACE:
+        prior = current.attrs
         kept = {name: a["createdAt"] for name, a in current.attrs.items() if "createdAt" in a}
         current.attrs = {}
         for name, attribute in fragment.attrs.items():
             if name in kept:
                 attribute["createdAt"] = kept[name]
-    _commit(tx, tenant, current, fragment.attrs, mode.value, now)
+    _commit(tx, tenant, current, fragment.attrs, mode.value, now, prior=prior)
     return False
 
 
@@ -355,8 +379,8 @@ def replace_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ct
     for name in removed:
         tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
     current.type = replacement.type
-    current.attrs = {}
-    _commit(tx, tenant, current, replacement.attrs, "replace", now, removed)
+    prior, current.attrs = current.attrs, {}
+    _commit(tx, tenant, current, replacement.attrs, "replace", now, removed, prior)
 
 
 def delete_attribute(tx: Tx, tenant: str, entity_id: str, name: str, ctx: ActiveContext,

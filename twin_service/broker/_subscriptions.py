@@ -98,6 +98,9 @@ class Subscription:
     triggers: frozenset[str] = _DEFAULT_TRIGGERS
     geo: GeoQuery | None = None
     lang: tuple[str, ...] | None = None  # §5.2.12 lang: LanguageProperties notified in this language
+    show_changes: bool = False  # §5.2.14 notification.showChanges: previous values beside the new ones
+    pick: frozenset[str] | None = None  # §5.2.14 notification.pick / omit (may hold id and type)
+    omit: frozenset[str] | None = None
     status: Status = field(default_factory=Status)
     last_accepted: float = float("-inf")  # monotonic time of the last notification queued (throttling)
 
@@ -159,6 +162,11 @@ class Subscription:
             notification["attributes"] = sorted(ctx.compact(a) for a in self.attributes)
         if self.sys_attrs:
             notification["sysAttrs"] = True
+        if self.show_changes:
+            notification["showChanges"] = True
+        for member in ("pick", "omit"):
+            if member in self.raw["notification"]:
+                notification[member] = self.raw["notification"][member]
         endpoint: dict[str, Any] = {"uri": self.uri, "accept": self.accept}
         if self.receiver_info:
             endpoint["receiverInfo"] = [{"key": k, "value": v} for k, v in self.receiver_info]
@@ -291,6 +299,19 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
     if not isinstance(is_active, bool):
         raise bad_request("Invalid isActive", "isActive must be true or false")
     sys_attrs = notification.get("sysAttrs", False)
+    show_changes = notification.get("showChanges", False)
+    if not isinstance(show_changes, bool):
+        raise bad_request("Invalid subscription", "notification.showChanges must be true or false")
+    projections: dict[str, frozenset[str] | None] = {}
+    for member in ("pick", "omit"):
+        items = notification.get(member)
+        if items is not None and (not isinstance(items, list) or not items
+                                  or not all(isinstance(i, str) and i for i in items)):
+            raise bad_request("Invalid subscription", f"notification.{member} must be a non-empty array of names")
+        projections[member] = frozenset(i if i in ("id", "type") else ctx.expand(i)
+                                        for i in items) if items else None
+    if projections["pick"] is not None and projections["omit"] is not None:
+        raise bad_request("Invalid subscription", "notification.pick and notification.omit exclude each other")
     return Subscription(
         id=sub_id, tenant=tenant, raw={**{k: v for k, v in raw.items() if k != "@context"}, "id": sub_id},
         context=context, ctx=ctx, selectors=tuple(selectors), watched=watched,
@@ -300,6 +321,7 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         receiver_info=tuple(receiver_info), throttling=throttling, time_interval=time_interval,
         expires_at=expires_at, is_active=is_active,
         triggers=frozenset(trigger) if trigger is not None else _DEFAULT_TRIGGERS, geo=geo, lang=parse_lang(lang),
+        show_changes=show_changes, pick=projections["pick"], omit=projections["omit"],
         status=status or Status())
 
 
