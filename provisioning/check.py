@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
-import httpx
-
-from datamodels.context import ENERGY_CONTEXT, load_vendored
+from datamodels.context import CORE_CONTEXT, ENERGY_CONTEXT, load_vendored
+from fiware_client import IotAgentClient, IotAgentError, NgsiLdClient, NotFound
 from provisioning.inventory import Tenant
-from provisioning.north_api import AgentNorth, ApiError
 
 PROBE_TYPE = "EnergytwinWriteCheck"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
@@ -51,9 +50,8 @@ def _energy_iri(term: str) -> str:
 
 def check_agent_writes(agent_url: str, broker_url: str, tenant: Tenant, timeout_s: float = 30.0) -> CheckResult:
     """Run the probe described in the module docstring; never leaves the probe behind."""
-    with httpx.Client(base_url=agent_url.rstrip("/"), timeout=timeout_s) as agent_http, \
-            httpx.Client(base_url=broker_url.rstrip("/"), timeout=timeout_s) as broker:
-        north = AgentNorth(agent_http, tenant.service, tenant.service_path)
+    with IotAgentClient(agent_url, tenant.service, tenant.service_path, timeout=timeout_s) as north, \
+            NgsiLdClient(broker_url, tenant.service, timeout=timeout_s) as broker:
         about = north.about()
         if "energytwin" in about:
             health = about.get("health", {})
@@ -65,12 +63,11 @@ def check_agent_writes(agent_url: str, broker_url: str, tenant: Tenant, timeout_
         return _probe_fiware_agent(north, broker, tenant, name)
 
 
-def _probe_fiware_agent(north: AgentNorth, broker: httpx.Client, tenant: Tenant, agent: str) -> CheckResult:
+def _probe_fiware_agent(north: IotAgentClient, broker: NgsiLdClient, tenant: Tenant, agent: str) -> CheckResult:
     device_id = f"energytwin-check-{secrets.token_hex(4)}"
     entity_id = f"urn:ngsi-ld:{PROBE_TYPE}:{device_id}"
     checked = {"name": "checkedBy", "type": "Text", "value": "energytwin provision --check"}
     relationship = {"name": "refDevice", "type": "Relationship", "value": f"urn:ngsi-ld:Device:{device_id}"}
-    headers = {"NGSILD-Tenant": tenant.service, "Accept": "application/json"}
     put_errors: list[str] = []
     north.create_devices([{"device_id": device_id, "entity_name": entity_id, "entity_type": PROBE_TYPE,
                            "timestamp": False, "protocol": "IoTA-JSON", "transport": "MQTT"}])
@@ -78,16 +75,19 @@ def _probe_fiware_agent(north: AgentNorth, broker: httpx.Client, tenant: Tenant,
         for statics in ([checked], [checked, relationship]):
             try:
                 north.update_device(device_id, {"static_attributes": statics}, again=False)
-            except ApiError as exc:
-                put_errors.append(exc.name or str(exc.response.status_code))
-        response = broker.get(f"/ngsi-ld/v1/entities/{entity_id}", headers=headers)
-        entity = response.json() if response.status_code == 200 else None
+            except IotAgentError as exc:
+                put_errors.append(exc.name or str(exc.status))
+        entity: dict[str, Any] | None
+        try:  # read without a user context: attribute names come back as the IRIs they were stored under
+            entity = broker.get_entity(entity_id, context=CORE_CONTEXT)
+        except NotFound:  # no such entity, or not even the tenant
+            entity = None
     finally:
         try:
-            north.delete_device(device_id)
+            north.delete_device(device_id, missing_ok=True)
         finally:
-            broker.delete(f"/ngsi-ld/v1/entities/{entity_id}", headers={"NGSILD-Tenant": tenant.service})
-    return _verdict(agent, entity, put_errors, str(broker.base_url))
+            broker.delete_entity(entity_id, missing_ok=True)
+    return _verdict(agent, entity, put_errors, broker.base_url)
 
 
 def _verdict(agent: str, entity: dict | None, put_errors: list[str], broker_url: str) -> CheckResult:

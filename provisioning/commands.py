@@ -6,14 +6,14 @@ import sys
 from pathlib import Path
 
 import click
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from energytwin import ports
+from fiware_client import FiwareError
 from provisioning.inventory import Inventory, InventoryError, load_inventory
-from provisioning.sync import Action, ApiError, Plan, Provisioner
+from provisioning.sync import Action, Plan, Provisioner
 
 _VERBS = ("create", "update", "replace", "delete", "unchanged")
 _PLAN_ROWS = 200  # beyond this many changes the plan table shows the first ones and a count
@@ -60,12 +60,8 @@ def provision(inventory: Path, agent_url: str, broker_url: str, dry_run: bool, p
                 console.print(summary_table(plan, title="Plan (dry run: nothing changed)"))
                 return
             failures = apply(plan, console)
-    except ApiError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
-    except (httpx.TransportError, OSError) as exc:
-        click.echo(f"error: cannot reach the agent ({agent_url}) or broker ({broker_url}): {exc}", err=True)
-        raise SystemExit(1) from None
+    except FiwareError as exc:
+        _refused(exc, agent_url, broker_url)
     console.print(summary_table(plan, failures=failures))
     if failures:
         for action, error in failures:
@@ -78,17 +74,22 @@ def _check(agent_url: str, broker_url: str, wanted: Inventory) -> None:
 
     try:
         result = check_agent_writes(agent_url, broker_url, wanted.tenants[0])
-    except ApiError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
-    except (httpx.TransportError, OSError) as exc:
-        click.echo(f"error: cannot reach the agent ({agent_url}) or broker ({broker_url}): {exc}", err=True)
-        raise SystemExit(1) from None
+    except FiwareError as exc:
+        _refused(exc, agent_url, broker_url)
     click.echo(f"{'ok' if result.ok else 'warning'}: {result.agent}", err=not result.ok)
     for finding in result.findings:
         click.echo(f"  {finding}", err=not result.ok)
     if not result.ok:
         raise SystemExit(1)
+
+
+def _refused(exc: FiwareError, agent_url: str, broker_url: str) -> None:
+    """Exit 1 with what went wrong: no answer at all (status None), or what the service said."""
+    if exc.status is None:
+        click.echo(f"error: cannot reach the agent ({agent_url}) or broker ({broker_url}): {exc}", err=True)
+    else:
+        click.echo(f"error: {exc}", err=True)
+    raise SystemExit(1) from None
 
 
 def apply(plan: Plan, console: Console) -> list[tuple[Action, str]]:
@@ -105,7 +106,7 @@ def apply(plan: Plan, console: Console) -> list[tuple[Action, str]]:
             try:
                 assert action.run is not None
                 action.run()
-            except ApiError as exc:
+            except FiwareError as exc:
                 failures.append((action, str(exc)))
             progress.advance(task, action.weight)
     return failures

@@ -1,9 +1,10 @@
 """Make the IoT Agent and the NGSI-LD broker match an inventory: plan (what differs), then apply.
 
-Only the public APIs are used (agent north API on 4041, NGSI-LD `/subscriptions` on 1026), so the same plan runs
-against the embedded stack and the FIWARE one. Read everything first, compare, then write only what differs:
-a second run finds nothing to do. What the agent cannot change in place (a device's entity name or type, as the
-FIWARE agent refuses) is deleted and created again.
+Only the public APIs are used (agent north API on 4041, NGSI-LD `/subscriptions` on 1026), through the project's
+clients (`fiware_client.IotAgentClient`, which absorbs the FIWARE agent's quirks, and `NgsiLdClient`), so the same
+plan runs against the embedded stack and the FIWARE one. Read everything first, compare, then write only what
+differs: a second run finds nothing to do. A device's entity name or type is not changed in place (the FIWARE
+agent would keep the old entity in the broker): that device is deleted and created again.
 
 Ownership: `--prune` removes groups and devices of the inventory's tenants that the inventory does not list, and
 subscriptions whose id starts with `SUBSCRIPTION_PREFIX` (ours); other subscriptions are never touched.
@@ -15,19 +16,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-import httpx
-
-from datamodels.context import CORE_CONTEXT, context_for, link_header
+from datamodels.context import CORE_CONTEXT, context_for
 from datamodels.measures import MEASUREMENT_TYPE, device_entity_id
+from fiware_client import (
+    FiwareError,
+    IotAgentClient,
+    NgsiLdClient,
+    NonexistentTenant,
+    NotFound,
+    OperationNotSupported,
+    subscription_differences,
+)
 from provisioning.agent_bodies import DEFAULT_RESOURCE, meter_device, service_group
 from provisioning.inventory import Inventory, Meter, Site, Tenant
-from provisioning.north_api import AgentNorth, ApiError
 
-__all__ = ["SUBSCRIPTION_PREFIX", "Action", "ApiError", "Plan", "Provisioner"]
+__all__ = ["SUBSCRIPTION_PREFIX", "Action", "FiwareError", "Plan", "Provisioner"]
 
 SUBSCRIPTION_PREFIX = "urn:ngsi-ld:Subscription:energytwin:"
 CREATE_CHUNK = 250  # devices per POST /iot/devices (the embedded agent stores a chunk all-or-nothing)
-# PUT of these is refused by the FIWARE agent in some versions and does not move the entity: delete + create
+# a PUT of these leaves the old entity in the broker (iotagent-node-lib 4.14): delete + create instead
 _IDENTITY = ("entity_name", "entity_type")
 
 
@@ -65,16 +72,26 @@ class Provisioner:
     """Reads the live state of the agent and broker and plans the changes an inventory asks for."""
 
     def __init__(self, agent_url: str, broker_url: str, timeout_s: float = 30.0) -> None:
-        self._agent = httpx.Client(base_url=agent_url.rstrip("/"), timeout=timeout_s)
-        self._broker = httpx.Client(base_url=broker_url.rstrip("/"), timeout=timeout_s)
+        self._agent_url, self._broker_url, self._timeout_s = agent_url, broker_url, timeout_s
+        self._agents: dict[tuple[str, str], IotAgentClient] = {}
+        self._brokers: dict[str, NgsiLdClient] = {}
 
-    def north(self, tenant: Tenant) -> AgentNorth:
-        """The agent's north API for one tenant."""
-        return AgentNorth(self._agent, tenant.service, tenant.service_path)
+    def north(self, tenant: Tenant) -> IotAgentClient:
+        """The agent's north API for one tenant (service + service path)."""
+        key = (tenant.service, tenant.service_path)
+        if key not in self._agents:
+            self._agents[key] = IotAgentClient(self._agent_url, *key, timeout=self._timeout_s)
+        return self._agents[key]
+
+    def broker(self, tenant: Tenant) -> NgsiLdClient:
+        """The NGSI-LD broker for one tenant."""
+        if tenant.service not in self._brokers:
+            self._brokers[tenant.service] = NgsiLdClient(self._broker_url, tenant.service, timeout=self._timeout_s)
+        return self._brokers[tenant.service]
 
     def close(self) -> None:
-        self._agent.close()
-        self._broker.close()
+        for client in (*self._agents.values(), *self._brokers.values()):
+            client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -95,7 +112,7 @@ class Provisioner:
 
     def _plan_groups(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
         north = self.north(tenant)
-        existing = {g["apikey"]: g for g in north.groups() if g.get("resource") == DEFAULT_RESOURCE}
+        existing = {g["apikey"]: g for g in north.service_groups() if g.get("resource") == DEFAULT_RESOURCE}
         for group in tenant.groups:
             body = service_group(group.apikey)
             body.update(entity_type=group.entity_type, autoprovision=group.autoprovision,
@@ -103,7 +120,7 @@ class Provisioner:
             current = existing.pop(group.apikey, None)
             label = f"apikey={group.apikey}"
             if current is None:
-                yield Action("create", "group", tenant.service, label, "", _bind(north.create_groups, [body]))
+                yield Action("create", "group", tenant.service, label, "", _bind(north.create_service_groups, [body]))
                 continue
             differs = _differences(body, current)
             if not differs:
@@ -111,11 +128,11 @@ class Provisioner:
                 continue
             update = {k: v for k, v in body.items() if k not in ("apikey", "resource")}
             yield Action("update", "group", tenant.service, label, ", ".join(differs),
-                         _bind(north.update_group, DEFAULT_RESOURCE, group.apikey, update))
+                         _bind(north.update_service_group, DEFAULT_RESOURCE, group.apikey, update))
         if prune:
             for apikey in existing:
                 yield Action("delete", "group", tenant.service, f"apikey={apikey}", "not in the inventory",
-                             _bind(north.delete_group, DEFAULT_RESOURCE, apikey))
+                             _bind(north.delete_service_group, DEFAULT_RESOURCE, apikey))
 
     def _plan_devices(self, tenant: Tenant, prune: bool) -> Iterator[Action]:
         north = self.north(tenant)
@@ -155,6 +172,7 @@ class Provisioner:
         existing = self._our_subscriptions(tenant)
         if existing is None:
             return  # a broker without subscriptions has none of ours to prune
+        broker = self.broker(tenant)
         for subscriber in tenant.subscribers:
             body = subscription_body(tenant, subscriber.name, subscriber.url, subscriber.entity_type,
                                      subscriber.attributes, subscriber.format, subscriber.accept)
@@ -162,23 +180,19 @@ class Provisioner:
             label = subscriber.name
             if current is None:
                 yield Action("create", "subscription", tenant.service, label, subscriber.url,
-                             self._create_subscription(tenant, body))
+                             _bind(broker.ensure_subscription, body))
                 continue
-            differs = _subscription_differences(body, current)
+            differs = subscription_differences(body, current)
             if not differs:
                 yield Action("unchanged", "subscription", tenant.service, label)
                 continue
-            delete = self._call(self._broker, "DELETE", f"/ngsi-ld/v1/subscriptions/{body['id']}",
-                                {"NGSILD-Tenant": tenant.service})
-            create = self._create_subscription(tenant, body)
+            # ensure_subscription replaces (delete + create) what differs, by the same comparison
             yield Action("replace", "subscription", tenant.service, label, ", ".join(differs),
-                         _in_order(delete, create))
+                         _bind(broker.ensure_subscription, body))
         if prune:
             for sub_id in existing:
                 yield Action("delete", "subscription", tenant.service, sub_id.removeprefix(SUBSCRIPTION_PREFIX),
-                             "not in the inventory",
-                             self._call(self._broker, "DELETE", f"/ngsi-ld/v1/subscriptions/{sub_id}",
-                                        {"NGSILD-Tenant": tenant.service}))
+                             "not in the inventory", _bind(broker.delete_subscription, sub_id))
 
     def _our_subscriptions(self, tenant: Tenant) -> dict[str, dict[str, Any]] | None:
         """Our subscriptions in the tenant by id, each read back with its entity type's @context.
@@ -191,18 +205,15 @@ class Provisioner:
         contexts = {subscriber.entity_type for subscriber in tenant.subscribers} or {MEASUREMENT_TYPE}
         found: dict[str, dict[str, Any]] = {}
         for entity_type in sorted(contexts):
-            headers = {"NGSILD-Tenant": tenant.service, "Accept": "application/json"}
-            user_context = _context_of(entity_type)[0]
-            if user_context != CORE_CONTEXT:
-                headers["Link"] = link_header(user_context)
-            response = self._broker.get("/ngsi-ld/v1/subscriptions", headers=headers, params={"limit": 1000})
-            if response.status_code == 404 and "enant" in response.text:
+            try:
+                listed = self.broker(tenant).query_subscriptions(context=_context_of(entity_type)[0])
+            except NonexistentTenant:
                 return {}
-            if response.status_code in (404, 405, 501) and not tenant.subscribers:
+            except (NotFound, OperationNotSupported):
+                if tenant.subscribers:
+                    raise
                 return None
-            if response.status_code != 200:
-                raise ApiError(response)
-            for sub in response.json():
+            for sub in listed:
                 sub_id = str(sub.get("id", ""))
                 if not sub_id.startswith(SUBSCRIPTION_PREFIX):
                     continue
@@ -210,25 +221,14 @@ class Provisioner:
                     found[sub_id] = sub
         return found
 
-    # ---- requests --------------------------------------------------------------------------------------------
 
-    def _call(self, client: httpx.Client, method: str, path: str, headers: dict[str, str],
-              body: Any = None, params: dict[str, Any] | None = None) -> Callable[[], None]:
-        def run() -> None:
-            response = client.request(method, path, headers=headers, json=body, params=params)
-            if response.status_code not in (200, 201, 204):
-                raise ApiError(response)
-
-        return run
-
-    def _create_subscription(self, tenant: Tenant, body: dict[str, Any]) -> Callable[[], None]:
-        headers = {"NGSILD-Tenant": tenant.service, "Content-Type": "application/ld+json"}
-        return self._call(self._broker, "POST", "/ngsi-ld/v1/subscriptions", headers, body)
-
-
-def _bind(function: Callable[..., None], *args: Any) -> Callable[[], None]:
+def _bind(function: Callable[..., Any], *args: Any) -> Callable[[], None]:
     """A request to run later, when the plan is applied."""
-    return lambda: function(*args)
+
+    def run() -> None:
+        function(*args)
+
+    return run
 
 
 def _in_order(*steps: Callable[[], None]) -> Callable[[], None]:
@@ -258,6 +258,8 @@ def device_body(tenant: Tenant, site: Site, meter: Meter) -> dict[str, Any]:
     if meter.ct_secondary_a is not None:
         statics.append(_number("ctSecondaryCurrent", meter.ct_secondary_a, "AMP"))
     statics.append({"name": "wiring", "type": "Text", "value": meter.wiring})
+    if meter.overcurrent_a is not None:  # the limit the meter's overcurrent detector trips at (quality reads it)
+        statics.append(_number("overcurrentLimit", meter.overcurrent_a, "AMP"))
     statics.append({"name": "site", "type": "Text", "value": site.id})
     if meter.name:
         statics.append({"name": "name", "type": "Text", "value": meter.name})
@@ -307,20 +309,3 @@ def _entity_types(subscription: dict[str, Any]) -> set[str]:
 def _differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Fields of `desired` the live resource does not have with the same value."""
     return [key for key, value in desired.items() if current.get(key) != value]
-
-
-def _subscription_differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    differs = []
-    endpoint = (current.get("notification") or {}).get("endpoint") or {}
-    if endpoint.get("uri") != desired["notification"]["endpoint"]["uri"]:
-        differs.append("url")
-    if (current.get("notification") or {}).get("format", "normalized") != desired["notification"]["format"]:
-        differs.append("format")
-    types = sorted(str(e.get("type", "")).rsplit("/", 1)[-1].rsplit("#", 1)[-1]
-                   for e in current.get("entities") or [])
-    if types != sorted(e["type"] for e in desired["entities"]):
-        differs.append("entities")
-    if sorted((current.get("notification") or {}).get("attributes") or []) != sorted(
-            desired["notification"].get("attributes", [])):
-        differs.append("attributes")
-    return differs

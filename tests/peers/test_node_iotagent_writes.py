@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from datamodels.context import ENERGY_CONTEXT, link_header
+from fiware_client import IotAgentClient
 from provisioning.agent_bodies import service_group
-from provisioning.north_api import AgentNorth
 from tests.peers.node_iotagent import NodeAgent, start_node_agent
 from tests.polling import wait_until
 from tests.provisioning.conftest import serve
@@ -49,8 +49,8 @@ def agents(broker: str) -> Iterator[dict[str, NodeAgent]]:
 
 
 def _provision(agent: NodeAgent, service: str, apikey: str, device_id: str) -> None:
-    north = AgentNorth.connect(agent.url, service)
-    north.create_groups([service_group(apikey)])
+    north = IotAgentClient(agent.url, service)
+    north.create_service_groups([service_group(apikey)])
     north.create_devices([{
         "device_id": device_id, "apikey": apikey, "entity_name": f"urn:ngsi-ld:ThreePhaseAcMeasurement:{device_id}",
         "entity_type": "ThreePhaseAcMeasurement", "timestamp": True,

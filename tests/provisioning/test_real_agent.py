@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from datamodels.context import ENERGY_CONTEXT, link_header
 from energytwin.cli import cli
+from fiware_client import IotAgentClient
 from provisioning.inventory import parse_inventory
-from provisioning.north_api import AgentNorth
 from provisioning.sync import SUBSCRIPTION_PREFIX, Provisioner
 from tests.peers.node_iotagent import NodeAgent, start_node_agent
 from tests.polling import wait_until
@@ -179,7 +179,7 @@ def test_a_put_the_agent_cannot_mirror_on_the_broker_is_sent_again(
 ) -> None:
     """node-lib upserts a PUT's new attributes first and takes the broker's 201 (created) for a failure."""
     service = f"put{next(_tenants)}"
-    north = AgentNorth.connect(fiware_agent.url, service)
+    north = IotAgentClient(fiware_agent.url, service)
     north.create_devices([{"device_id": "m1", "entity_name": "urn:ngsi-ld:ThreePhaseAcMeasurement:m1",
                            "entity_type": "ThreePhaseAcMeasurement", "timestamp": True,
                            "static_attributes": [{"name": "wiring", "type": "Text", "value": "3P4W"}]}])
@@ -187,12 +187,12 @@ def test_a_put_the_agent_cannot_mirror_on_the_broker_is_sent_again(
     raw = httpx.put(f"{fiware_agent.url}/iot/devices/m1", headers=_headers(service),
                     json={"static_attributes": statics})
     assert raw.status_code == 200 and raw.json()["name"] == "ENTITY_GENERIC_ERROR"  # and nothing changed:
-    assert [s["name"] for s in north.device("m1")["static_attributes"]] == ["wiring"]
+    assert [s["name"] for s in north.get_device("m1")["static_attributes"]] == ["wiring"]
 
     north.create_devices([{"device_id": "m2", "entity_name": "urn:ngsi-ld:ThreePhaseAcMeasurement:m2",
                            "entity_type": "ThreePhaseAcMeasurement", "timestamp": True}])
     north.update_device("m2", {"static_attributes": statics})  # refused once, then accepted
-    assert [s["name"] for s in north.device("m2")["static_attributes"]] == ["wiring", "site"]
+    assert [s["name"] for s in north.get_device("m2")["static_attributes"]] == ["wiring", "site"]
     assert _entity(broker, service, "m2") is not None  # the refused attempt had created the entity
 
 
