@@ -294,3 +294,15 @@ def test_the_differences_docs_compatibility_lists_still_hold(
     fiware, ours = both("GET", "/iot/about")
     assert fiware.json()["libVersion"] == "4.14.0" and "energytwin" not in fiware.json()
     assert "energytwin" in ours.json()
+
+
+def test_a_device_batch_the_agent_half_stored_is_completed_one_by_one(fiware_agent: NodeAgent, agent_for: Any,
+                                                                    broker: str) -> None:
+    """node-lib stores the devices before a refused one; IotAgentClient finishes the batch on either agent."""
+    for url in (fiware_agent.url, agent_for(broker).north_url):
+        service = f"batch{next(_tenants)}"
+        with IotAgentClient(url, service) as north:
+            north.create_devices([{"device_id": "x1", "entity_type": "ThreePhaseAcMeasurement"}])
+            north.create_devices([{"device_id": f"x{n}", "entity_type": "ThreePhaseAcMeasurement"}
+                                  for n in range(4)])  # x1 is there: 409 on the first attempt
+            assert sorted(d["device_id"] for d in north.devices()) == ["x0", "x1", "x2", "x3"]
