@@ -29,3 +29,16 @@ def test_readme_lists_every_cli_command():
     listed = dict(re.findall(r"^\| `energytwin ([\w-]+)` \| (.*) \|$", section, flags=re.MULTILINE))
     expected = {name: help_text for name, (_, _, help_text) in _LazyGroup._commands.items()}
     assert listed == expected, "update the table in README.md '## The command line' from energytwin/cli.py"
+
+
+def test_conformance_table_names_tests_that_exist():
+    """Each test the NGSI-LD conformance table in docs/compatibility.md cites is a test function of tests/broker."""
+    import re
+
+    doc = (ROOT / "docs" / "compatibility.md").read_text(encoding="utf-8")
+    table = doc.split("### Conformance with ETSI GS CIM 009 V1.8.1", 1)[1].split("\n### ", 1)[0]
+    cited = re.findall(r"`(test_\w+\.py)::(test_\w+)`", table)
+    assert len(cited) > 30
+    for module, name in cited:
+        source = (ROOT / "tests" / "broker" / module).read_text(encoding="utf-8")
+        assert f"def {name}(" in source, f"docs/compatibility.md cites {module}::{name}, which does not exist"
