@@ -40,6 +40,7 @@ def test_example_inventory_provisions_then_changes_nothing(
 
     first = _run(str(EXAMPLE), *urls)
     assert first.exit_code == 0, first.output
+    assert "--check" not in first.output  # the embedded agent always writes with the project's context
     devices = httpx.get(f"{agent.north_url}/iot/devices", headers=HEADERS).json()
     assert devices["count"] == 3
     meter = next(d for d in devices["devices"] if d["device_id"] == "meter-001")

@@ -100,6 +100,7 @@ def test_a_new_site_provisions_from_an_empty_tenant_and_a_second_run_changes_not
 
     first = _run(str(inventory), *urls)
     assert first.exit_code == 0, first.output
+    assert "`--check` verifies it can write readings" in first.output
     groups = httpx.get(f"{fiware_agent.url}/iot/services", headers=headers).json()["services"]
     assert [(g["apikey"], g["entity_type"], g["autoprovision"]) for g in groups] == [
         (service.replace("site", "key"), "ThreePhaseAcMeasurement", False)]
