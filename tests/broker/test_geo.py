@@ -107,6 +107,7 @@ def test_geojson_representation(city: TestClient) -> None:
     assert answer.headers["content-type"].startswith("application/geo+json")
     collection = answer.json()
     assert collection["type"] == "FeatureCollection"
+    assert collection["@context"] == ENERGY_LINK["Link"].split(">")[0][1:]  # in the body, as the ETSI suite expects
     sol = collection["features"][0]
     assert sol["type"] == "Feature" and sol["id"] == "urn:ngsi-ld:ThreePhaseAcMeasurement:sol"
     assert sol["geometry"] == {"type": "Point", "coordinates": SOL}

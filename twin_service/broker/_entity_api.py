@@ -295,10 +295,9 @@ async def _answer_query(request: Request, broker: Broker, tenant: str, ctx: Acti
 
 
 def _geo_response(payload: dict[str, Any], ctx: ActiveContext, headers: dict[str, str]) -> Response:
-    """GeoJSON (RFC 7946) with the @context in a Link header, as for application/json."""
-    headers = dict(headers)
-    if isinstance(ctx.echo, str):
-        headers["Link"] = f'<{ctx.echo}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+    """GeoJSON (RFC 7946) with the @context as a top-level member of the Feature / FeatureCollection, where the
+    ETSI test suite's expectations put it (data/entities/expectations/*.geojson)."""
+    payload["@context"] = ctx.echo
     return Response(dumps_bytes(payload), headers=headers, media_type=GEO_JSON)
 
 
