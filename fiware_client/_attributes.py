@@ -69,7 +69,7 @@ def instances(entity: Any, attribute: str) -> list[tuple[datetime, Any]]:
 def parse_time(text: str) -> datetime:
     """An NGSI-LD DateTime (ISO 8601, `Z` or an offset; naive read as UTC)."""
     value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def iso(moment: datetime) -> str:

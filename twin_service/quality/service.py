@@ -32,11 +32,11 @@ from datamodels.context import context_for
 from datamodels.measures import MEASUREMENT_TYPE
 from datamodels.validation import EntityValidationError, validate_entity
 from energytwin.ports import QUALITY_PORT
-from fiware_client import AsyncNgsiLdClient, BrokerError, NonexistentTenant
+from fiware_client import AsyncNgsiLdClient, BrokerError, NonexistentTenant, parse_time
 
 from .conditions import QualityTracker
 from .limits import SiteLimits
-from .readings import ATTRIBUTES, parse_time, reading_from_entity
+from .readings import ATTRIBUTES, reading_from_entity
 
 log = logging.getLogger(__name__)
 

@@ -16,19 +16,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from twin_service.quality.readings import parse_time
+from fiware_client import BrokerError, parse_time
 
 from ._live import LiveHub, now_iso
 from ._measures import measures_json
 from ._readings import event_json, reading_json
-from ._twin import TwinClient, TwinError
+from ._twin import TwinClient
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +301,7 @@ async def keep_subscribed(state: WebState) -> None:
             state.subscribed = True
             state.subscription_detail = f"notifying {endpoint}"
             await asyncio.sleep(state.config.resubscribe_s)
-        except (httpx.HTTPError, TwinError) as exc:
+        except BrokerError as exc:
             state.subscribed = False
             state.subscription_detail = f"pending: {exc}"
             log.warning("cannot subscribe at %s: %s; retrying in 2 s (the page shows no live updates meanwhile)",
@@ -327,4 +326,4 @@ def create_app(config: WebConfig, *, subscribe: bool = True) -> Starlette:
             await state.twin.close()
 
     return Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={
-        TwinError: _twin_unavailable, httpx.HTTPError: _twin_unavailable, _BadParameter: _bad_parameter})
+        BrokerError: _twin_unavailable, _BadParameter: _bad_parameter})

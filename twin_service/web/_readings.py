@@ -10,28 +10,14 @@ import logging
 from typing import Any
 
 from datamodels.anomaly import Anomaly
-from datamodels.measures import BY_ATTRIBUTE, MEASUREMENT_TYPE
+from datamodels.measures import BY_ATTRIBUTE, MEASUREMENT_TYPE, device_of
+from fiware_client import attribute_value
 from twin_service.quality import formulas
 from twin_service.quality.readings import PHASES, reading_from_entity
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT_PREFIX = f"urn:ngsi-ld:{MEASUREMENT_TYPE}:"
-DEVICE_PREFIX = "urn:ngsi-ld:Device:"
-
-
-def device_of(entity_id: str) -> str:
-    """meter-001 from urn:ngsi-ld:ThreePhaseAcMeasurement:meter-001 (or from a Device id)."""
-    return entity_id.removeprefix(MEASUREMENT_PREFIX).removeprefix(DEVICE_PREFIX)
-
-
-def _plain(attr: Any) -> Any:
-    if isinstance(attr, dict) and "value" in attr:
-        value = attr["value"]
-        return value.get("@value") if isinstance(value, dict) and "@value" in value else value
-    if isinstance(attr, dict) and "object" in attr:
-        return attr["object"]
-    return attr
 
 
 def reading_json(entity: dict[str, Any]) -> dict[str, Any] | None:
@@ -47,7 +33,7 @@ def reading_json(entity: dict[str, Any]) -> dict[str, Any] | None:
     observed: list[str] = []
     for name, attr in entity.items():
         if name in BY_ATTRIBUTE:
-            values[name] = _plain(attr)
+            values[name] = attribute_value(attr)
             if isinstance(attr, dict) and isinstance(attr.get("observedAt"), str):
                 observed.append(attr["observedAt"])
     voltage_time = (entity.get("phaseVoltage") or {}).get("observedAt") if isinstance(
