@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from community.co2 import SPAIN_PENINSULA_KG_PER_KWH, TREE_KG_CO2_PER_YEAR
-from energytwin.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
+from kernel.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
 
 # CUPS: "ES" + 16 digits + 2 control letters, optionally 2 more characters for the border point (20 or 22 chars).
 CUPS_RE = re.compile(r"^ES\d{16}[A-Z]{2}([0-9A-Z]{2})?$")

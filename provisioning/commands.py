@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from energytwin import ports
 from fiware_client import FiwareError
+from kernel import ports
 from provisioning.inventory import Inventory, InventoryError, load_inventory
 from provisioning.sync import Action, Plan, Provisioner
 

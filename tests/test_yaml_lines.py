@@ -2,7 +2,7 @@
 
 import pytest
 
-from energytwin.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
+from kernel.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
 
 TEXT = """\
 tenants:

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from energytwin import ports
+from kernel import ports
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.fiware.yml"

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from datamodels.measures import MEASUREMENT_TYPE, measurement_id
-from energytwin import ports
+from kernel import ports
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "provisioning" / "examples" / "site.yaml"

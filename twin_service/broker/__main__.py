@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from energytwin.ports import BROKER_PORT
+from kernel.ports import BROKER_PORT
 
 from ._app import create_app
 

@@ -6,7 +6,7 @@ Pure functions live in `formulas` (unbalance, neutral), `aggregation` (IEC 61000
 is the subscriber that writes Anomaly entities, `report` the weekly report from the temporal API.
 """
 
-from energytwin.ports import QUALITY_PORT  # the analytics' notification endpoint and health
+from kernel.ports import QUALITY_PORT  # the analytics' notification endpoint and health
 
 from .conditions import QualityTracker, evaluate
 from .limits import SiteLimits, en50160_limits, load_site_limits

@@ -31,8 +31,8 @@ from datamodels.anomaly import ANOMALY_TYPE, Anomaly
 from datamodels.context import context_for
 from datamodels.measures import MEASUREMENT_TYPE
 from datamodels.validation import EntityValidationError, validate_entity
-from energytwin.ports import QUALITY_PORT
 from fiware_client import AsyncNgsiLdClient, BrokerError, NonexistentTenant, parse_time
+from kernel.ports import QUALITY_PORT
 
 from .conditions import QualityTracker
 from .limits import SiteLimits

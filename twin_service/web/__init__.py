@@ -8,7 +8,7 @@ served from `static/`, so nothing is fetched from the internet at run time.
 Public surface: `create_app(WebConfig)`, `WebConfig`, and the `energytwin web` command (`commands.web`).
 """
 
-from energytwin.ports import WEB_PORT
+from kernel.ports import WEB_PORT
 
 from ._app import WebConfig, create_app
 

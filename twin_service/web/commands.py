@@ -7,7 +7,7 @@ import os
 
 import click
 
-from energytwin.ports import WEB_PORT
+from kernel.ports import WEB_PORT
 
 log = logging.getLogger(__name__)
 
