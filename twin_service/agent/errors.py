@@ -35,6 +35,12 @@ def wrong_syntax(detail: str) -> ProvisioningError:
     return ProvisioningError("WRONG_SYNTAX", f"Wrong syntax in request: {detail}", 400)
 
 
+def missing_attributes(missing: list[str], item: object) -> ProvisioningError:
+    """A mandatory field of a body item is absent (node-lib's `MissingAttributes`, e.g. a device without id)."""
+    return ProvisioningError("MISSING_ATTRIBUTES", f"The request was not well formed:Missing attributes: "
+                             f"{json.dumps(missing)} with: {json.dumps(item, separators=(',', ':'))}", 400)
+
+
 def bad_request(detail: str) -> ProvisioningError:
     """A request the agent refuses for a reason other than syntax (e.g. changing a device id)."""
     return ProvisioningError("BAD_REQUEST", f"Request error connecting to the Context Broker: {detail}", 400)

@@ -74,7 +74,12 @@ def create_north_app(
 
     async def create_devices(request: Request) -> Response:
         service, subservice = tenant(request)
-        devices = _validate(DevicesRequest, await _json_body(request)).devices
+        body = await _json_body(request)
+        listed = body.get("devices") if isinstance(body, dict) else None
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, dict) and "device_id" not in item:  # node-lib checks this before the schema
+                raise errors.missing_attributes(["device_id"], item)
+        devices = _validate(DevicesRequest, body).devices
         registry.create_devices(service, subservice, devices)
         return JSONResponse({}, status_code=201)
 
