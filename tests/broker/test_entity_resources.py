@@ -143,3 +143,23 @@ def test_delete_attribute_by_dataset_id(client: TestClient) -> None:
     assert client.delete(freq, params={"deleteAll": "true"}, headers=ENERGY_LINK).status_code == 204
     assert set(client.get(f"{ENTITIES}/{MEASUREMENT_ID}", headers=ENERGY_LINK).json()) == {
         "id", "type", "phaseVoltage", "refDevice"}
+
+
+def test_type_expressions(meters: TestClient) -> None:
+    """§4.17 entity type selection: `,` and `|` are OR, `;` is AND, parentheses group. Entities here have one type,
+    so an AND of two different types selects nothing."""
+    def ids(expression: str) -> list[str]:
+        answer = meters.get(ENTITIES, params={"type": expression}, headers=ENERGY_LINK)
+        assert answer.status_code == 200, answer.text
+        return [e["id"].rsplit(":", 1)[1] for e in answer.json()]
+
+    assert ids("Device") == ["d1"]
+    assert ids("Device|ThreePhaseAcMeasurement") == ["m00", "m01", "m02", "m03", "d1"]
+    assert ids("(Device|Building);Device") == ["d1"]
+    assert ids("Device;ThreePhaseAcMeasurement") == []
+    assert ids("(Device;Building),ThreePhaseAcMeasurement") == ["m00", "m01", "m02", "m03"]
+    for bad in ("(Device", "Device|", "Device)"):
+        assert_problem(meters.get(ENTITIES, params={"type": bad}), 400, "BadRequestData")
+    query = {"type": "Query", "entities": [{"type": "Device|Building"}]}
+    assert [e["id"] for e in meters.post(f"{OPS}/query", json=query, headers=ENERGY_LINK).json()] == [
+        "urn:ngsi-ld:Device:d1"]

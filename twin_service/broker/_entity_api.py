@@ -147,11 +147,12 @@ async def query_entities(request: Request) -> Response:
     broker = broker_of(request)
     params = request.query_params
     _refuse_unsupported(params)
-    types, ids, id_pattern = list_param(params, "type"), list_param(params, "id"), params.get("idPattern")
+    ids, id_pattern = list_param(params, "id"), params.get("idPattern")
     attrs, q_text = list_param(params, "attrs"), params.get("q")
     tenant = existing_tenant(request, broker)
     media = negotiate(request, geo=True)
     ctx = await broker.contexts.activate(link_context(request))
+    types = type_selection(params.get("type"), ctx)
     geo = parse_geo_query(params.get("georel"), params.get("geometry"), params.get("coordinates"),
                           params.get("geoproperty"), ctx)
     local = bool_param(params, "local")  # local=true: this broker's entities only, which is all it has
@@ -159,8 +160,7 @@ async def query_entities(request: Request) -> Response:
             and not local):
         raise bad_request("Too broad query", "give at least one of type, id, idPattern, attrs, q, a geo-query "
                                              "or local=true")
-    selectors: list[Selector] = [(tuple(ctx.expand(t) for t in types) if types else None,
-                                  tuple(ids) if ids else None, _checked_pattern(id_pattern))]
+    selectors: list[Selector] = [(types, tuple(ids) if ids else None, _checked_pattern(id_pattern))]
     return await _answer_query(request, broker, tenant, ctx, media, params, selectors, q_text, geo)
 
 
@@ -174,13 +174,12 @@ async def purge_entities(request: Request) -> Response:
     broker = broker_of(request)
     params = request.query_params
     _refuse_unsupported(params)
-    types, ids, id_pattern, q_text = (list_param(params, "type"), list_param(params, "id"), params.get("idPattern"),
-                                      params.get("q"))
-    if types is None and ids is None and id_pattern is None and q_text is None:
+    ids, id_pattern, q_text = list_param(params, "id"), params.get("idPattern"), params.get("q")
+    if params.get("type") is None and ids is None and id_pattern is None and q_text is None:
         raise bad_request("Too broad purge", "give at least one of type, id, idPattern or q")
     tenant = existing_tenant(request, broker)
     ctx = await broker.contexts.activate(link_context(request))
-    query, keep = _selection([(tuple(ctx.expand(t) for t in types) if types else None, tuple(ids) if ids else None,
+    query, keep = _selection([(type_selection(params.get("type"), ctx), tuple(ids) if ids else None,
                                _checked_pattern(id_pattern))], None, q_text, None, ctx)
 
     def matching() -> list[str]:
@@ -228,6 +227,61 @@ def render_options(params: QueryParams, ctx: ActiveContext) -> RenderOptions:
                          lang=parse_lang(params.get("lang")))
 
 
+def type_selection(raw: str | None, ctx: ActiveContext) -> tuple[str, ...] | None:
+    """The expanded types an entity type expression (§4.17: `,` and `|` OR, `;` AND, parentheses) selects.
+
+    An entity here has one type, so an AND of two different types selects nothing, and the expression reduces
+    to the set of single types it accepts (possibly empty). None when there is no `type` parameter.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        raise bad_request("Empty URI parameter type")
+    pos = 0
+
+    def peek() -> str:
+        return text[pos] if pos < len(text) else ""
+
+    def expression() -> set[str]:
+        nonlocal pos
+        selected = conjunction()
+        while peek() in (",", "|"):
+            pos += 1
+            selected |= conjunction()
+        return selected
+
+    def conjunction() -> set[str]:
+        nonlocal pos
+        selected = factor()
+        while peek() == ";":
+            pos += 1
+            selected &= factor()
+        return selected
+
+    def factor() -> set[str]:
+        nonlocal pos
+        if peek() == "(":
+            pos += 1
+            inner = expression()
+            if peek() != ")":
+                raise bad_request("Invalid type expression", f"{raw!r}: missing ')' at position {pos}")
+            pos += 1
+            return inner
+        start = pos
+        while pos < len(text) and text[pos] not in ",|;()":
+            pos += 1
+        name = text[start:pos].strip()
+        if not name:
+            raise bad_request("Invalid type expression", f"{raw!r}: type name expected at position {start}")
+        return {ctx.expand(check_name(name, "entity type"))}
+
+    selected = expression()
+    if pos != len(text):
+        raise bad_request("Invalid type expression", f"{raw!r}: unexpected {text[pos:][:20]!r}")
+    return tuple(sorted(selected))
+
+
 def _refuse_unsupported(params: QueryParams) -> None:
     for name in _NOT_SUPPORTED:
         if name in params:
@@ -249,6 +303,9 @@ def _selection(selectors: list[Selector], attrs: frozenset[str] | None, q_text: 
     """The SQL-side filter and the Python-side test (q, geo-query, several entity selectors ORed together)."""
     attr_filter = tuple(sorted(attrs)) if attrs is not None else None
     tests: list[Callable[[Entity], bool]] = []
+    selectors = [s for s in selectors if s[0] is None or s[0]]  # a type expression selecting no type: nothing
+    if not selectors:
+        return EntityQuery(attrs=attr_filter), lambda e: False
     if len(selectors) == 1:
         types, ids, pattern = selectors[0]
         query = EntityQuery(types=types, ids=ids, id_pattern=pattern, attrs=attr_filter)
@@ -567,5 +624,5 @@ def _selector(item: dict[str, Any], ctx: ActiveContext) -> Selector:
     for name, value in (("type", raw_type), ("id", entity_id), ("idPattern", pattern)):
         if value is not None and not isinstance(value, str):
             raise bad_request("Invalid Query", f"entities[].{name} must be a string")
-    types = tuple(ctx.expand(check_name(t.strip(), "entity type")) for t in raw_type.split(",")) if raw_type else None
-    return types, (check_entity_id(entity_id),) if entity_id else None, _checked_pattern(pattern)
+    return (type_selection(raw_type, ctx), (check_entity_id(entity_id),) if entity_id else None,
+            _checked_pattern(pattern))
