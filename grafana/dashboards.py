@@ -182,7 +182,7 @@ def meter_panels() -> list[list[PanelSpec]]:
             PanelSpec(
                 "Voltage per phase",
                 "timeseries",
-                sql.per_key_series("phasevoltage", phases),
+                sql.per_key_series("phaseVoltage", phases),
                 "volt",
                 "Phase-to-neutral RMS voltage. Green: EN 50160 band 207–253 V (230 V ±10 %), to be met 95 % "
                 "of each week; orange down to 195.5 V (−15 %), never to be crossed.",
@@ -215,9 +215,9 @@ def meter_panels() -> list[list[PanelSpec]]:
                 "timeseries",
                 sql.scalar_series(
                     {
-                        "totalactivepower": "active (W)",
-                        "totalreactivepower": "reactive (var)",
-                        "totalapparentpower": "apparent (VA)",
+                        "totalActivePower": "active (W)",
+                        "totalReactivePower": "reactive (var)",
+                        "totalApparentPower": "apparent (VA)",
                     }
                 ),
                 "watt",
@@ -230,7 +230,7 @@ def meter_panels() -> list[list[PanelSpec]]:
             PanelSpec(
                 "Active power per phase",
                 "timeseries",
-                sql.per_key_series("activepower", phases),
+                sql.per_key_series("activePower", phases),
                 "watt",
                 "Active power in each phase; very different phases mean the load is unevenly spread.",
                 8,
@@ -239,7 +239,7 @@ def meter_panels() -> list[list[PanelSpec]]:
                 "Power factor",
                 "timeseries",
                 sql.series(
-                    [("totalpowerfactor", "all phases")] + [(sql.part("powerfactor", k), k) for k in phases]
+                    [(sql.column("totalPowerFactor"), "all phases")] + [(sql.part("powerFactor", k), k) for k in phases]
                 ),
                 "none",
                 "True power factor P/S per phase and overall; EN 50160 sets no limit, many tariffs "
@@ -263,7 +263,7 @@ def meter_panels() -> list[list[PanelSpec]]:
             PanelSpec(
                 "Voltage THD",
                 "timeseries",
-                sql.per_key_series("thdvoltage", phases),
+                sql.per_key_series("thdVoltage", phases),
                 "percentunit",
                 "Total harmonic distortion of each phase voltage. EN 50160: ≤ 8 % for 95 % of a week.",
                 12,
@@ -273,7 +273,7 @@ def meter_panels() -> list[list[PanelSpec]]:
             PanelSpec(
                 "Current THD",
                 "timeseries",
-                sql.per_key_series("thdcurrent", phases),
+                sql.per_key_series("thdCurrent", phases),
                 "percentunit",
                 "Total harmonic distortion of each phase current (electronic loads). No EN 50160 limit; high "
                 "values heat neutral conductors and transformers.",

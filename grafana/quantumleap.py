@@ -96,6 +96,21 @@ ANOMALY_COLUMNS: tuple[Column, ...] = _BASE + (
 TABLES: dict[str, tuple[Column, ...]] = {MEASUREMENT_TYPE: MEASUREMENT_COLUMNS, ANOMALY_TYPE: ANOMALY_COLUMNS}
 
 
+_COLUMN_OF: dict[str, dict[str, str]] = {kind: {c.attribute: c.name for c in cols} for kind, cols in TABLES.items()}
+
+
+def column(attribute: str, entity_type: str = MEASUREMENT_TYPE) -> str:
+    """The column QuantumLeap writes an attribute to (a measure of the table, or an Anomaly attribute).
+
+    KeyError names the attributes the table has, so a panel cannot query a column nobody writes.
+    """
+    try:
+        return _COLUMN_OF[entity_type][attribute]
+    except KeyError:
+        raise KeyError(f"{entity_type} has no attribute {attribute!r} in the measure table; known: "
+                       f"{', '.join(sorted(_COLUMN_OF.get(entity_type, {})))}") from None
+
+
 def schema_name(tenant: str) -> str:
     """QuantumLeap's schema for a tenant: `mt` + the tenant lowercased (fiware.md §5)."""
     return f"mt{tenant.lower()}"

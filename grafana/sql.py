@@ -8,8 +8,8 @@ avoided: engine-specific functions, `::` casts, `GREATEST`/`LEAST` over possibly
 
 from __future__ import annotations
 
-from datamodels.measures import MEASUREMENT_TYPE
-from grafana.quantumleap import ANOMALY_OPEN, ANOMALY_STATUS_COLUMN, ANOMALY_TYPE, table_name
+from datamodels.measures import BY_ATTRIBUTE, MEASUREMENT_TYPE
+from grafana.quantumleap import ANOMALY_OPEN, ANOMALY_STATUS_COLUMN, ANOMALY_TYPE, column, table_name
 
 MEASUREMENTS = f'"mt${{tenant}}"."{table_name(MEASUREMENT_TYPE)}"'
 ANOMALIES = f'"mt${{tenant}}"."{table_name(ANOMALY_TYPE)}"'
@@ -18,10 +18,16 @@ BUCKET = "$__timeGroupAlias(time_index, $__interval)"
 DAY_BUCKET = "$__timeGroupAlias(time_index, 1d)"
 
 
-def part(column: str, key: str, table: str = "") -> str:
-    """One key of an object column as a number, e.g. part('phasevoltage', 'L1') -> CAST(phasevoltage['L1'] …)."""
+def _anomaly(attribute: str) -> str:
+    return column(attribute, ANOMALY_TYPE)
+
+
+def part(attribute: str, key: str, table: str = "") -> str:
+    """One key of an object measure as a number: part('phaseVoltage', 'L1') -> CAST(phasevoltage['L1'] …)."""
+    if key not in BY_ATTRIBUTE[attribute].shape.keys:
+        raise KeyError(f"{attribute} has no key {key!r}; its keys: {', '.join(BY_ATTRIBUTE[attribute].shape.keys)}")
     prefix = f"{table}." if table else ""
-    return f"CAST({prefix}{column}['{key}'] AS double precision)"
+    return f"CAST({prefix}{column(attribute)}['{key}'] AS double precision)"
 
 
 def series(items: list[tuple[str, str]], where: str = METER_FILTER) -> str:
@@ -30,14 +36,14 @@ def series(items: list[tuple[str, str]], where: str = METER_FILTER) -> str:
     return f"SELECT {BUCKET},\n  {columns}\nFROM {MEASUREMENTS}\nWHERE {where}\nGROUP BY 1\nORDER BY 1"
 
 
-def per_key_series(column: str, keys: tuple[str, ...]) -> str:
-    """One series per key of an object column (e.g. phasevoltage L1, L2, L3)."""
-    return series([(part(column, key), key) for key in keys])
+def per_key_series(attribute: str, keys: tuple[str, ...] | None = None) -> str:
+    """One series per key of an object measure (phaseVoltage: L1, L2, L3; every key of its shape by default)."""
+    return series([(part(attribute, key), key) for key in keys or BY_ATTRIBUTE[attribute].shape.keys])
 
 
-def scalar_series(columns: dict[str, str]) -> str:
-    """One series per scalar column ({column: series name})."""
-    return series(list(columns.items()))
+def scalar_series(names: dict[str, str]) -> str:
+    """One series per scalar measure ({attribute: series name})."""
+    return series([(column(attribute), name) for attribute, name in names.items()])
 
 
 def _clamp01(expr: str) -> str:
@@ -60,9 +66,11 @@ def unbalance_from_line_voltages(alias: str = "v") -> str:
 
 
 LINE_VOLTAGES = (
-    f"{part('phasetophasevoltage', 'L12')} AS u12, {part('phasetophasevoltage', 'L23')} AS u23, "
-    f"{part('phasetophasevoltage', 'L31')} AS u31"
+    f"{part('phaseToPhaseVoltage', 'L12')} AS u12, {part('phaseToPhaseVoltage', 'L23')} AS u23, "
+    f"{part('phaseToPhaseVoltage', 'L31')} AS u31"
 )
+_IMPORT = column("totalActiveEnergyImport")
+_EXPORT = column("totalActiveEnergyExport")
 
 METER_UNBALANCE = f"""SELECT "time", avg({unbalance_from_line_voltages()}) AS "unbalance"
 FROM (
@@ -74,8 +82,8 @@ GROUP BY 1
 ORDER BY 1"""
 
 METER_ENERGY_PER_DAY = f"""SELECT {DAY_BUCKET},
-  max(totalactiveenergyimport) - min(totalactiveenergyimport) AS "import",
-  max(totalactiveenergyexport) - min(totalactiveenergyexport) AS "export"
+  max({_IMPORT}) - min({_IMPORT}) AS "import",
+  max({_EXPORT}) - min({_EXPORT}) AS "export"
 FROM {MEASUREMENTS}
 WHERE {METER_FILTER}
 GROUP BY 1
@@ -85,13 +93,15 @@ ORDER BY 1"""
 def open_events(meter_only: bool) -> str:
     """The latest state of each Anomaly whose latest status is open (no time filter: an old open event is still open)."""
     where = (
-        "WHERE detectedby = replace('${meter}', 'ThreePhaseAcMeasurement', 'Device')\n  "
+        f"WHERE {_anomaly('detectedBy')} = replace('${{meter}}', 'ThreePhaseAcMeasurement', 'Device')\n  "
         if meter_only
         else ""
     )
-    return f"""SELECT a.entity_id AS "event", a.detectedby AS "device", a.anomalousproperty AS "property",
-  a.phase AS "phase", a.severity AS "severity", a.datedetected AS "since", a.time_index AS "last update",
-  a.description AS "description"
+    by, prop, phase, severity, since, text = (_anomaly(name) for name in (
+        "detectedBy", "anomalousProperty", "phase", "severity", "dateDetected", "description"))
+    return f"""SELECT a.entity_id AS "event", a.{by} AS "device", a.{prop} AS "property",
+  a.{phase} AS "phase", a.{severity} AS "severity", a.{since} AS "since", a.time_index AS "last update",
+  a.{text} AS "description"
 FROM {ANOMALIES} AS a
 JOIN (
   SELECT entity_id, max(time_index) AS last_time
@@ -99,7 +109,7 @@ JOIN (
   {where}GROUP BY entity_id
 ) AS l ON a.entity_id = l.entity_id AND a.time_index = l.last_time
 WHERE a.{ANOMALY_STATUS_COLUMN} = '{ANOMALY_OPEN}'
-ORDER BY a.datedetected DESC"""
+ORDER BY a.{since} DESC"""
 
 
 TENANT_VARIABLE = f"""SELECT DISTINCT substr(table_schema, 3) AS tenant
@@ -113,11 +123,11 @@ WHERE $__timeFilter(time_index)
 ORDER BY 1"""
 
 SITE_METERS = f"""SELECT m.entity_id AS "meter", m.time_index AS "last reading",
-  m.totalactivepower AS "active power", m.totalpowerfactor AS "power factor",
-  {part("phasevoltage", "L1", "m")} AS "voltage L1",
-  {part("phasevoltage", "L2", "m")} AS "voltage L2",
-  {part("phasevoltage", "L3", "m")} AS "voltage L3",
-  m.frequency AS "frequency"
+  m.{column("totalActivePower")} AS "active power", m.{column("totalPowerFactor")} AS "power factor",
+  {part("phaseVoltage", "L1", "m")} AS "voltage L1",
+  {part("phaseVoltage", "L2", "m")} AS "voltage L2",
+  {part("phaseVoltage", "L3", "m")} AS "voltage L3",
+  m.{column("frequency")} AS "frequency"
 FROM {MEASUREMENTS} AS m
 JOIN (
   SELECT entity_id, max(time_index) AS last_time
@@ -129,7 +139,7 @@ ORDER BY 1"""
 
 SITE_TOTAL_POWER = f"""SELECT "time", sum(p) AS "active power", sum(q) AS "reactive power"
 FROM (
-  SELECT {BUCKET}, entity_id, avg(totalactivepower) AS p, avg(totalreactivepower) AS q
+  SELECT {BUCKET}, entity_id, avg({column("totalActivePower")}) AS p, avg({column("totalReactivePower")}) AS q
   FROM {MEASUREMENTS}
   WHERE $__timeFilter(time_index)
   GROUP BY 1, 2
@@ -140,31 +150,31 @@ ORDER BY 1"""
 SITE_ENERGY_TODAY = f"""SELECT sum(e_import) AS "import", sum(e_export) AS "export"
 FROM (
   SELECT entity_id,
-    max(totalactiveenergyimport) - min(totalactiveenergyimport) AS e_import,
-    max(totalactiveenergyexport) - min(totalactiveenergyexport) AS e_export
+    max({_IMPORT}) - min({_IMPORT}) AS e_import,
+    max({_EXPORT}) - min({_EXPORT}) AS e_export
   FROM {MEASUREMENTS}
   WHERE $__timeFilter(time_index)
   GROUP BY entity_id
 ) AS per_meter"""
 
 
-def _lowest(column: str, keys: tuple[str, ...]) -> str:
-    return "least(" + ", ".join(f"min({part(column, k)})" for k in keys) + ")"
+def _lowest(attribute: str, keys: tuple[str, ...]) -> str:
+    return "least(" + ", ".join(f"min({part(attribute, k)})" for k in keys) + ")"
 
 
-def _highest(column: str, keys: tuple[str, ...]) -> str:
-    return "greatest(" + ", ".join(f"max({part(column, k)})" for k in keys) + ")"
+def _highest(attribute: str, keys: tuple[str, ...]) -> str:
+    return "greatest(" + ", ".join(f"max({part(attribute, k)})" for k in keys) + ")"
 
 
 _PHASES = ("L1", "L2", "L3")
 
 SITE_WORST = f"""SELECT m.entity_id AS "meter",
-  {_lowest("phasevoltage", _PHASES)} AS "lowest voltage",
-  {_highest("phasevoltage", _PHASES)} AS "highest voltage",
-  {_highest("thdvoltage", _PHASES)} AS "worst voltage THD",
+  {_lowest("phaseVoltage", _PHASES)} AS "lowest voltage",
+  {_highest("phaseVoltage", _PHASES)} AS "highest voltage",
+  {_highest("thdVoltage", _PHASES)} AS "worst voltage THD",
   max(u.unbalance) AS "worst unbalance",
-  min(m.frequency) AS "lowest frequency",
-  max(m.frequency) AS "highest frequency"
+  min(m.{column("frequency")}) AS "lowest frequency",
+  max(m.{column("frequency")}) AS "highest frequency"
 FROM {MEASUREMENTS} AS m
 JOIN (
   SELECT v.entity_id, max({unbalance_from_line_voltages()}) AS unbalance
