@@ -49,10 +49,10 @@ from bench._e2e import (
     percentile,
     provision,
 )
+from energytwin.demo import DEMO_APIKEY, DEMO_SITE, twin_headers
+from energytwin.stack import EmbeddedStack, StackConfig
 from provisioning.agent_bodies import meter_device, service_group
-from twin_service.demo import DEMO_APIKEY, DEMO_SITE, twin_headers
 from twin_service.mqtt_server import free_port
-from twin_service.stack import EmbeddedStack, StackConfig
 
 FULL_POINTS = "100x1,500x1,1000x1,1000x2,1000x5,1000x10"
 QUICK_POINTS = "20x5"

@@ -36,8 +36,8 @@ from bench._e2e import (
     percentile,
     provision,
 )
+from energytwin.demo import DEMO_APIKEY, DEMO_SITE, twin_headers
 from provisioning.agent_bodies import meter_device, service_group
-from twin_service.demo import DEMO_APIKEY, DEMO_SITE, twin_headers
 from twin_service.mqtt_server import free_port, start_mqtt_server, wait_for_port
 
 

@@ -15,8 +15,8 @@ class _LazyGroup(click.Group):
     take the whole CLI down."""
 
     _commands: ClassVar[dict[str, tuple[str, str, str]]] = {
-        "up": ("twin_service.commands", "up", "Run the embedded stack on the production ports."),
-        "demo": ("twin_service.commands", "demo", "Run the embedded stack with simulated meters (real firmware)."),
+        "up": ("energytwin.commands", "up", "Run the embedded stack on the production ports."),
+        "demo": ("energytwin.commands", "demo", "Run the embedded stack with simulated meters (real firmware)."),
         "community": ("community.commands", "community", "Energy communities: member accounting, sharing coefficients."),
         "quality": ("twin_service.quality.commands", "quality", "Power-quality analytics: EN 50160 compliance, events, weekly report."),
         "dashboards": ("grafana.commands", "dashboards", "Build the Grafana dashboards (JSON) from their Python definitions."),

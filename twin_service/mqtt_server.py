@@ -58,6 +58,18 @@ class MqttServer:
     def __post_init__(self) -> None:
         self.log_path = self.workdir / f"{self.kind}.log"
 
+    def wait_ready(self, timeout_s: float = 15.0) -> None:
+        """Return once the broker accepts connections; RuntimeError with its log's tail otherwise."""
+        try:
+            wait_for_port(self.host, self.port, timeout_s=timeout_s, proc=self.process)
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise RuntimeError(
+                f"{self.kind} did not start on {self.host}:{self.port}; see {self.log_path}:\n"
+                + self.log_path.read_text(errors="replace")[-2000:]
+            ) from None
+        log.info("MQTT broker %s listening on %s:%d", self.kind, self.host, self.port)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the broker and wait for it."""
         if self.process.poll() is None:
@@ -88,10 +100,15 @@ _AMQTT_RUNNER = textwrap.dedent(
 )
 
 
-def start_mqtt_server(
+def spawn_mqtt_server(
     workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto"
 ) -> MqttServer:
-    """Start Mosquitto (or amqtt when Mosquitto is missing or `prefer="amqtt"`) and wait until it listens."""
+    """Start Mosquitto (or amqtt when Mosquitto is missing or `prefer="amqtt"`) without waiting for it.
+
+    The process is in its own session (a terminal's Ctrl-C reaches only its owner, which stops it in order);
+    call `wait_ready()` next. Split from `start_mqtt_server` so a supervisor can record the child before
+    anything that may be interrupted.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     mosquitto = find_mosquitto() if prefer in ("auto", "mosquitto") else None
     if prefer == "mosquitto" and mosquitto is None:
@@ -106,18 +123,21 @@ def start_mqtt_server(
         kind, argv = "mosquitto", [mosquitto, "-c", str(conf)]
     else:
         kind, argv = "amqtt", [sys.executable, "-c", _AMQTT_RUNNER, host, str(port)]
-    log_file = (workdir / f"{kind}.log").open("ab")
-    proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    server = MqttServer(kind, host, port, proc, workdir)
+    with (workdir / f"{kind}.log").open("ab") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    return MqttServer(kind, host, port, proc, workdir)
+
+
+def start_mqtt_server(
+    workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto"
+) -> MqttServer:
+    """Start Mosquitto (or amqtt when Mosquitto is missing or `prefer="amqtt"`) and wait until it listens."""
+    server = spawn_mqtt_server(workdir, host, port, prefer)
     try:
-        wait_for_port(host, port, timeout_s=15.0, proc=proc)
-    except (TimeoutError, RuntimeError):
+        server.wait_ready()
+    except BaseException:
         server.stop()
-        raise RuntimeError(
-            f"{kind} did not start on {host}:{port}; see {server.log_path}:\n"
-            + server.log_path.read_text(errors="replace")[-2000:]
-        ) from None
-    log.info("MQTT broker %s listening on %s:%d", kind, host, port)
+        raise
     return server
 
 

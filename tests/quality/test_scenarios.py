@@ -19,15 +19,15 @@ from click.testing import CliRunner
 
 from datamodels.context import ALERT_CONTEXT, context_for, link_header
 from datamodels.validation import validate_entity
+from energytwin.demo import DEMO_APIKEY, DEMO_SITE, provision_demo
+from energytwin.stack import EmbeddedStack, StackConfig
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
 from fiware_client import parse_time
 from tests.polling import wait_until
-from twin_service.demo import DEMO_APIKEY, DEMO_SITE, provision_demo
 from twin_service.mqtt_server import free_port
 from twin_service.quality.commands import quality
 from twin_service.quality.limits import SiteLimits
 from twin_service.quality.report import build_report, fetch_readings
-from twin_service.stack import EmbeddedStack, StackConfig
 
 from .support import T0, entity
 

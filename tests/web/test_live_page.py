@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from datamodels.measures import measurement_id
+from energytwin.demo import DEMO_APIKEY, DEMO_SITE, provision_demo, twin_headers
+from energytwin.stack import EmbeddedStack, StackConfig
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
 from tests.polling import wait_until
-from twin_service.demo import DEMO_APIKEY, DEMO_SITE, provision_demo, twin_headers
 from twin_service.mqtt_server import free_port
-from twin_service.stack import EmbeddedStack, StackConfig
 
 pytestmark = pytest.mark.slow
 

