@@ -22,6 +22,7 @@ An operator edits it by hand, so every error names the file, line and field (`si
                 ct_primary_a: 100
                 ct_secondary_a: 5   # optional (Rogowski / direct: omit)
                 wiring: 3P4W        # 3P4W (star, neutral) | 3P3W (delta) | 1P2W
+                overcurrent_a: 80   # optional: the meter's OVERCURRENT_A (its hardware overcurrent limit)
                 location: {lat: …, lon: …}   # optional: the site's
                 model: urn:ngsi-ld:DeviceModel:…   # optional: becomes the Device's refDeviceModel
         subscribers:               # NGSI-LD subscriptions this tenant needs (QuantumLeap, any app)
@@ -89,6 +90,7 @@ class Meter(_Strict):
     ct_primary_a: float = Field(gt=0)
     ct_secondary_a: float | None = Field(None, gt=0)
     wiring: Literal["3P4W", "3P3W", "1P2W"] = "3P4W"
+    overcurrent_a: float | None = Field(None, gt=0)  # the meter's OVERCURRENT_A: its hardware overcurrent limit
     model: str | None = None
     firmware_version: str | None = None
 

@@ -163,7 +163,7 @@ class Meter:
         delivered."""
         t_s, t_ms = self.base_t
         when = iso(t_s, t_ms) if self.clock.synced else None
-        if not self.uplink.send(payload.baseline(when, self.announced, self.scale.kwh_per_energy_lsb)):
+        if not self.uplink.send(payload.baseline(when, self.announced, self.scale.kwh_per_energy_lsb, self.cfg.WIRING)):
             return False
         self.announcing = False
         self._flash_at_ms = time.ticks_add(time.ticks_ms(), -self._flash_ms)  # clear PENDING at the end of step()
@@ -307,7 +307,7 @@ class Meter:
                 t_s, t_ms, pq, flags, c = buf.get(i, prev)
                 dt = (t_s - prev_t[0]) + (t_ms - prev_t[1]) / 1000
                 state = "fault:" + CHIP_RESET if flags & FAULT else OK
-                docs.append(payload.record(iso(t_s, t_ms), pq, c, prev, dt, kwh, state))
+                docs.append(payload.record(iso(t_s, t_ms), pq, c, prev, dt, kwh, state, self.cfg.WIRING))
                 prev = list(c)
                 prev_t = (t_s, t_ms)
                 last = (t_s, t_ms)

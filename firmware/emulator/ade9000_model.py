@@ -90,6 +90,7 @@ EP_CFG_EGY_TMR_MODE = 1 << 1
 EP_CFG_EGY_LD_ACCUM = 1 << 4
 EP_CFG_RD_RST_EN = 1 << 5
 ACCMODE_SELFREQ = 1 << 8
+ACCMODE_ICONSEL = 1 << 7  # IB = -IA - IC (no CT on phase B)
 
 PART_ID_ADE9000 = 1 << 20
 CONFIG5_RESET = 0x0063
@@ -363,14 +364,16 @@ class ADE9000Model:
         cal = self.calibration
         if not self.running:
             return
-        for index, phase in enumerate(self.phases):
+        channels, v_angles, i_angles = self._channels()
+        for index, (voltage_v, current_a, angle_deg) in enumerate(channels):
+            phase = self.phases[index]
             base = index * PHASE_STRIDE
             g_i = self._pga(index) * self._gain_factor(AIGAIN + base)
             g_v = self._pga(4 + index) * self._gain_factor(AVGAIN + base)
             g_p = self._gain_factor(APGAIN + base)
-            v_pin_rms = cal.voltage_tf_v_per_v * phase.voltage_v * g_v
-            i_pin_rms = cal.current_tf_v_per_a * phase.current_a * g_i
-            angle = math.radians(phase.angle_deg)
+            v_pin_rms = cal.voltage_tf_v_per_v * voltage_v * g_v
+            i_pin_rms = cal.current_tf_v_per_a * current_a * g_i
+            angle = math.radians(angle_deg)
             power_scale = POWER_FULL_SCALE_CODE * 2 * v_pin_rms * i_pin_rms * g_p
             watt = round(power_scale * math.cos(angle))
             var = round(power_scale * math.sin(angle))
@@ -411,8 +414,6 @@ class ADE9000Model:
         for addr in (APERIOD, BPERIOD, CPERIOD, COM_PERIOD):
             regs[addr] = period
         # Angles: time between zero crossings on the 1.024 MHz clock (ref §2a, §3).
-        v_angles = (0.0, 120.0, -120.0) if self.negative_sequence else (0.0, -120.0, 120.0)
-        i_angles = [v_angles[k] - self.phases[k].angle_deg for k in range(3)]
         regs[ANGL_VA_VB] = angle_code(v_angles[0] - v_angles[1], f_hz)
         regs[ANGL_VB_VC] = angle_code(v_angles[1] - v_angles[2], f_hz)
         regs[ANGL_VA_VC] = angle_code(v_angles[0] - v_angles[2], f_hz)
@@ -423,6 +424,31 @@ class ADE9000Model:
         regs[ANGL_IA_IC] = angle_code(i_angles[0] - i_angles[2], f_hz)
         regs[VERSION2] = VERSION2_VALUE
         self._check_status()
+
+    def _channels(self) -> tuple[list[tuple[float, float, float]], list[float], list[float]]:
+        """What the three voltage and current channels see: (V rms, I rms, angle V->I in degrees) per channel, and
+        the channel voltage and current phase angles.
+
+        4-wire wye (VCONSEL 000): each channel is one phase against neutral. 3-wire delta (VCONSEL 001, Blondel
+        compliant, ADE9000 Technical Reference Manual UG-1098 Rev. 0, "Applying the ADE9000 to a 3-Wire Delta
+        Service", pp. 47-48): phase B is the reference, VA measures V_AB, VC measures V_CB and the chip computes
+        VB = VA - VC (= V_AC); with ICONSEL = 1 there is no CT on phase B and IB = -IA - IC. Only A + C make a
+        meaningful total (the two-wattmeter method); the B channel's powers are computed but mean nothing. The
+        phases' physics stays given as wye equivalents (voltage to the star point, current angle to it).
+        """
+        v_angles = (0.0, 120.0, -120.0) if self.negative_sequence else (0.0, -120.0, 120.0)
+        volts = [cmath.rect(p.voltage_v, math.radians(v_angles[k])) for k, p in enumerate(self.phases)]
+        amps = [cmath.rect(p.current_a, math.radians(v_angles[k] - p.angle_deg)) for k, p in enumerate(self.phases)]
+        accmode = self._regs[ACCMODE]
+        if (accmode >> 4) & 0b111 != 0b001:
+            i_angles = [v_angles[k] - self.phases[k].angle_deg for k in range(3)]
+            return ([(p.voltage_v, p.current_a, p.angle_deg) for p in self.phases], list(v_angles), i_angles)
+        v_ab, v_cb = volts[0] - volts[1], volts[2] - volts[1]
+        v_ch = [v_ab, v_ab - v_cb, v_cb]
+        i_ch = [amps[0], -amps[0] - amps[2] if accmode & ACCMODE_ICONSEL else amps[1], amps[2]]
+        v_deg = [math.degrees(cmath.phase(v)) for v in v_ch]
+        i_deg = [math.degrees(cmath.phase(i)) for i in i_ch]
+        return ([(abs(v_ch[k]), abs(i_ch[k]), v_deg[k] - i_deg[k]) for k in range(3)], v_deg, i_deg)
 
     def peek(self, addr: int) -> int:
         """Register value without side effects (tests and debugging; the firmware goes through SPI)."""

@@ -10,6 +10,12 @@ Voltage magnitude is one condition per phase and direction: a breach of the supp
 default, which is also the dip/swell threshold) is reported as a dip or swell while it lasts up to one minute and
 as an under- or over-voltage beyond that (PQ ref §1.2: dips and swells last 10 ms … 1 min), so one disturbance is
 one record. Interruptions (all phases below 5 %) are one record for the three phases.
+
+Two conditions come from the meter's own hardware detectors (ADE9000 STATUS1, reported in `powerQualityStatus`):
+overcurrent (OI: the half-cycle rms current above OILVL, set from the meter's `OVERCURRENT_A`, which provisioning
+carries as the measurement's `overcurrentLimit`) and phase-sequence error (SEQERR: voltage zero crossings not in
+the order A, B, C; ADE9000 datasheet Rev. B, "Phase Sequence Error Detection"). Both are judged on every reading,
+voltage events or not.
 """
 
 from __future__ import annotations
@@ -41,7 +47,13 @@ KINDS: dict[str, tuple[str, ThresholdType]] = {
     "voltageUnbalance": ("voltageUnbalance", "UPPER"),
     "currentUnbalance": ("currentUnbalance", "UPPER"),
     "neutralCurrent": ("current", "UPPER"),
+    "overcurrent": ("current", "UPPER"),
+    "phaseSequence": ("phaseVoltageAngle", "UPPER"),
 }
+
+# Positive sequence: VA leads VB by 120°. A-C-B wiring puts VB 240° behind VA (phaseVoltageAngle L12).
+POSITIVE_SEQUENCE_ANGLE_DEG = 120.0
+_SEQUENCE_TOLERANCE_DEG = 60.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,11 @@ def evaluate(reading: Reading, limits: SiteLimits, open_keys: frozenset[Conditio
             active.append(Observation("frequencyLow", "all", f, limits.frequency_lower_hz,
                                       frequency_severity(f, en)))
 
+    active.extend(_hardware_flags(reading, limits, open_keys))
+    # Phases wired A-C-B make the negative-sequence component the whole voltage: that is the sequence record, not
+    # a 100 % unbalance.
+    sequence_error = any(o.kind == "phaseSequence" for o in active)
+
     # IEC 61000-4-30 flagging applied live: while an rms voltage condition is active, the unbalance and THD it
     # drags along are not judged (a one-phase dip to 50 % is a 20 % unbalance), so one disturbance is one record.
     if any(o.kind in VOLTAGE_KINDS for o in active):
@@ -189,13 +206,13 @@ def evaluate(reading: Reading, limits: SiteLimits, open_keys: frozenset[Conditio
             active.append(Observation("thdVoltage", phase, thd, limits.thd_voltage_max,
                                       ratio_severity(thd, en.thd_voltage_max)))
 
-    u2 = reading.voltage_unbalance()
+    u2 = None if sequence_error else reading.voltage_unbalance()
     if u2 is not None and (u2 > limits.unbalance_max or (("voltageUnbalance", "all") in open_keys
                                                          and u2 > limits.unbalance_max - limits.unbalance_hysteresis)):
         active.append(Observation("voltageUnbalance", "all", u2, limits.unbalance_max,
                                   ratio_severity(u2, en.unbalance_max)))
 
-    if limits.current_unbalance_max is not None:
+    if limits.current_unbalance_max is not None and not sequence_error:
         i2 = reading.current_unbalance()
         if i2 is not None and (i2 > limits.current_unbalance_max or (
                 ("currentUnbalance", "all") in open_keys and i2 > 0.95 * limits.current_unbalance_max)):
@@ -210,6 +227,37 @@ def evaluate(reading: Reading, limits: SiteLimits, open_keys: frozenset[Conditio
         if neutral > limit_a or (("neutralCurrent", "N") in open_keys and neutral > 0.95 * limit_a):
             active.append(Observation("neutralCurrent", "N", neutral, limit_a, "medium"))
     return active
+
+
+def _hardware_flags(reading: Reading, limits: SiteLimits, open_keys: frozenset[ConditionKey]) -> list[Observation]:
+    """Overcurrent per phase (the meter's OI flag or its rms current above the limit) and phase sequence."""
+    out: list[Observation] = []
+    flagged = reading.flags.get("overcurrent", False)
+    limit_a = reading.overcurrent_limit_a or limits.overcurrent_a
+    if limit_a is not None:
+        over = []
+        for phase in PHASES:
+            amps = reading.current_a.get(phase)
+            if amps is None:
+                continue
+            held = ("overcurrent", phase) in open_keys and amps > 0.95 * limit_a
+            if amps > limit_a or held:
+                over.append(Observation("overcurrent", phase, amps, limit_a, "high", flagged_by_meter=flagged))
+        if flagged and not over:
+            # The chip compares half-cycle rms with OILVL: a peak the one-second rms does not show.
+            amps = max((reading.current_a.get(p, 0.0) for p in PHASES), default=0.0)
+            over.append(Observation("overcurrent", "all", amps, limit_a, "high", flagged_by_meter=True))
+        out.extend(over)
+    elif flagged:
+        amps = max((reading.current_a.get(p, 0.0) for p in PHASES), default=0.0)
+        out.append(Observation("overcurrent", "all", amps, amps, "high", flagged_by_meter=True))
+    angle = reading.voltage_angle_deg.get("L12")
+    reversed_ = angle is not None and abs(angle - 240.0) < _SEQUENCE_TOLERANCE_DEG
+    if reading.flags.get("phaseSequenceError", False) or reversed_:
+        measured = angle if angle is not None else 240.0
+        out.append(Observation("phaseSequence", "all", measured, POSITIVE_SEQUENCE_ANGLE_DEG, "high",
+                               flagged_by_meter=reading.flags.get("phaseSequenceError", False)))
+    return out
 
 
 # --- records ----------------------------------------------------------------------------------------------------
@@ -227,6 +275,8 @@ def _fmt(value: float, kind: str) -> str:
         return f"{value:.2f} Hz"
     if prop == "current":
         return f"{value:.1f} A"
+    if prop == "phaseVoltageAngle":
+        return f"{value:.1f}°"
     return f"{value:.1f} V"
 
 
@@ -250,6 +300,8 @@ def label(kind: str, worst: float, duration_s: float, limits: SiteLimits) -> str
         "voltageUnbalance": "Voltage unbalance",
         "currentUnbalance": "Current unbalance",
         "neutralCurrent": "Neutral current above the largest phase current",
+        "overcurrent": "Overcurrent",
+        "phaseSequence": "Phase-sequence error (phases not in the order L1, L2, L3)",
     }[kind]
 
 

@@ -64,6 +64,7 @@ class SiteLimits:
     neutral_to_phase_ratio_max: float | None = 1.0  # neutral above the largest phase current
     neutral_min_current_a: float = 1.0  # ignore the ratio below this neutral current (noise at light load)
     current_unbalance_max: float | None = None  # off unless a site sets it
+    overcurrent_a: float | None = None  # used when a meter's entity carries no overcurrentLimit of its own
 
     # Live records: rewrite an ongoing record at least this often even if nothing worsened.
     update_interval_s: float = 60.0

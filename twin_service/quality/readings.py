@@ -16,7 +16,7 @@ _PREFIX = f"urn:ngsi-ld:{MEASUREMENT_TYPE}:"
 
 # The attributes the analytics read (the subscription asks for these only).
 ATTRIBUTES: tuple[str, ...] = ("phaseVoltage", "phaseToPhaseVoltage", "current", "frequency", "thdVoltage",
-                               "phaseVoltageAngle", "phaseCurrentAngle", "powerQualityStatus")
+                               "phaseVoltageAngle", "phaseCurrentAngle", "powerQualityStatus", "overcurrentLimit")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Reading:
     current_angle_deg: dict[str, float] = field(default_factory=dict)
     flags: dict[str, bool] = field(default_factory=dict)
     device_entity: str | None = None
+    overcurrent_limit_a: float | None = None  # the meter's overcurrent setting (static attribute overcurrentLimit)
 
     @property
     def device_id(self) -> str:
@@ -132,6 +133,7 @@ def reading_from_entity(entity: dict[str, Any], fallback_time: datetime | None =
     frequency = _value(entity.get("frequency"))
     flags = _value(entity.get("powerQualityStatus"))
     ref_device = _value(entity.get("refDevice"))
+    oc_limit = _value(entity.get("overcurrentLimit"))
     return Reading(
         entity_id=str(entity.get("id")),
         observed_at=observed,
@@ -145,4 +147,6 @@ def reading_from_entity(entity: dict[str, Any], fallback_time: datetime | None =
         current_angle_deg=_numbers(_value(entity.get("phaseCurrentAngle"))),
         flags={k: v for k, v in flags.items() if isinstance(v, bool)} if isinstance(flags, dict) else {},
         device_entity=ref_device if isinstance(ref_device, str) else None,
+        overcurrent_limit_a=float(oc_limit) if isinstance(oc_limit, (int, float)) and not isinstance(oc_limit, bool)
+        and oc_limit > 0 else None,
     )
