@@ -41,6 +41,10 @@ def test_trailing_slash_is_served_on_every_resource(client: TestClient) -> None:
     assert client.get(f"{BASE}/temporal/entities/{MEASUREMENT_ID}/").status_code == 200
     assert client.delete(f"{ENTITIES}/{MEASUREMENT_ID}/").status_code == 204
     assert_problem(client.get(f"{BASE}/nothing/"), 404, "ResourceNotFound")
+    # an id ending in a slash, percent-encoded, keeps it
+    slashed = {"id": "http://example.org/site/", "type": "Site"}
+    assert client.post(ENTITIES, json=slashed).status_code == 201
+    assert client.get(f"{ENTITIES}/http:%2F%2Fexample.org%2Fsite%2F").json()["id"] == "http://example.org/site/"
 
 
 def test_id_and_id_pattern_select_without_a_type(meters: TestClient) -> None:

@@ -13,8 +13,10 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -109,6 +111,26 @@ def _by_method(**handlers: Handler) -> Handler:
     return dispatch
 
 
+class _IdConvertor(Convertor[str]):
+    """One path segment holding an id or a name, in which a percent-encoded slash (`%2F`) stands for `/`.
+
+    `http://example.org/site/` is a valid entity id; a client sends it as `http:%2F%2Fexample.org%2Fsite%2F`.
+    `_WithoutTrailingSlash` keeps those `%2F` encoded in the routed path, so routing sees one segment, and this
+    convertor hands the handler the id with its slashes back.
+    """
+
+    regex = "[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value.replace("%2F", "/").replace("%2f", "/")
+
+    def to_string(self, value: str) -> str:
+        return value.replace("/", "%2F")
+
+
+register_url_convertor("ngsild_id", _IdConvertor())
+
+
 ROUTES = [
     Route("/version", version, methods=["GET"]),
     Route("/ngsi-ld/ex/v1/version", library_versions, methods=["GET"]),
@@ -116,13 +138,13 @@ ROUTES = [
     # see _without_trailing_slash
     Route(f"{BASE}/entities", _by_method(GET=entity_api.query_entities, POST=entity_api.create_entity,
                                          DELETE=entity_api.purge_entities), methods=["GET", "POST", "DELETE"]),
-    Route(f"{BASE}/entities/{{entity_id}}",
+    Route(f"{BASE}/entities/{{entity_id:ngsild_id}}",
           _by_method(GET=entity_api.retrieve_entity, DELETE=entity_api.delete_entity, PATCH=entity_api.merge_entity,
                      PUT=entity_api.replace_entity), methods=["GET", "DELETE", "PATCH", "PUT"]),
-    Route(f"{BASE}/entities/{{entity_id}}/attrs",
+    Route(f"{BASE}/entities/{{entity_id:ngsild_id}}/attrs",
           _by_method(POST=entity_api.append_attributes, PATCH=entity_api.update_attributes),
           methods=["POST", "PATCH"]),
-    Route(f"{BASE}/entities/{{entity_id}}/attrs/{{attr}}",
+    Route(f"{BASE}/entities/{{entity_id:ngsild_id}}/attrs/{{attr:ngsild_id}}",
           _by_method(PATCH=entity_api.partial_attribute_update, DELETE=entity_api.delete_attribute,
                      PUT=entity_api.replace_attribute), methods=["PATCH", "DELETE", "PUT"]),
     Route(f"{BASE}/entityOperations/create", entity_api.batch_create, methods=["POST"]),
@@ -133,7 +155,7 @@ ROUTES = [
     Route(f"{BASE}/entityOperations/query", entity_api.batch_query, methods=["POST"]),
     Route(f"{BASE}/subscriptions", _by_method(GET=subscription_api.list_subscriptions,
                                               POST=subscription_api.create_subscription), methods=["GET", "POST"]),
-    Route(f"{BASE}/subscriptions/{{sub_id}}",
+    Route(f"{BASE}/subscriptions/{{sub_id:ngsild_id}}",
           _by_method(GET=subscription_api.retrieve_subscription, PATCH=subscription_api.update_subscription,
                      DELETE=subscription_api.delete_subscription), methods=["GET", "PATCH", "DELETE"]),
     Route(f"{BASE}/types", types.list_types, methods=["GET"]),
@@ -143,14 +165,14 @@ ROUTES = [
     Route(f"{BASE}/temporal/entities", _by_method(GET=temporal.query_temporal_entities,
                                                   POST=temporal_provision.create_temporal_entity),
           methods=["GET", "POST"]),
-    Route(f"{BASE}/temporal/entities/{{entity_id}}",
+    Route(f"{BASE}/temporal/entities/{{entity_id:ngsild_id}}",
           _by_method(GET=temporal.retrieve_temporal_entity, DELETE=temporal_provision.delete_temporal_entity),
           methods=["GET", "DELETE"]),
-    Route(f"{BASE}/temporal/entities/{{entity_id}}/attrs", temporal_provision.add_temporal_attributes,
+    Route(f"{BASE}/temporal/entities/{{entity_id:ngsild_id}}/attrs", temporal_provision.add_temporal_attributes,
           methods=["POST"]),
-    Route(f"{BASE}/temporal/entities/{{entity_id}}/attrs/{{attr}}", temporal_provision.delete_temporal_attribute,
+    Route(f"{BASE}/temporal/entities/{{entity_id:ngsild_id}}/attrs/{{attr:ngsild_id}}", temporal_provision.delete_temporal_attribute,
           methods=["DELETE"]),
-    Route(f"{BASE}/temporal/entities/{{entity_id}}/attrs/{{attr}}/{{instance_id}}",
+    Route(f"{BASE}/temporal/entities/{{entity_id:ngsild_id}}/attrs/{{attr:ngsild_id}}/{{instance_id:ngsild_id}}",
           _by_method(DELETE=temporal_provision.delete_temporal_instance,
                      PATCH=temporal_provision.modify_temporal_instance), methods=["DELETE", "PATCH"]),
 ]
@@ -169,12 +191,17 @@ class _WithoutTrailingSlash:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
-            if len(path) > len(BASE) + 1 and path.endswith("/") and path.startswith(BASE + "/"):
-                scope = dict(scope)
-                scope["path"] = path.rstrip("/")
-                if scope.get("raw_path"):
-                    scope["raw_path"] = scope["raw_path"].rstrip(b"/")
+            path, raw = scope["path"], scope.get("raw_path")
+            if raw and b"%2f" in raw.lower() and path.startswith(BASE + "/"):
+                # an encoded slash belongs to the id in its segment: keep it encoded for routing (_IdConvertor)
+                text = raw.decode("latin-1").replace("%2F", "%252F").replace("%2f", "%252F")
+                path = unquote(text)
+                scope = {**scope, "path": path}
+            slashed = raw.endswith(b"/") if raw else path.endswith("/")
+            if slashed and len(path) > len(BASE) + 1 and path.startswith(BASE + "/"):
+                scope = {**scope, "path": path[:-1]}
+                if raw:
+                    scope["raw_path"] = raw[:-1]
         await self.app(scope, receive, send)
 
 
