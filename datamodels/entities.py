@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .context import context_for
 from .measures import (
@@ -19,6 +19,7 @@ from .measures import (
     BY_OBJECT_ID,
     DEVICE_TYPE,
     MEASUREMENT_TYPE,
+    MEASURES,
     Shape,
     ShapeError,
     check_value,
@@ -88,8 +89,20 @@ def _plain(value: Any) -> Any:
     return value.as_dict() if isinstance(value, _Values) else value
 
 
-class ThreePhaseAcMeasurement(BaseModel):
-    """One meter's SDM ThreePhaseAcMeasurement; every measure field is an attribute of the measure table."""
+# The Python type of each measure shape; the model's measure fields are generated from the table with these.
+_SHAPE_TYPE: dict[Shape, Any] = {
+    Shape.SCALAR: float,
+    Shape.PHASES: PhaseValues,
+    Shape.PHASES_N: PhaseValuesN,
+    Shape.LINE: LineValues,
+    Shape.FLAGS: dict[str, bool],
+    Shape.TEXT: str,
+    Shape.BOOL: bool,
+}
+
+
+class _MeasurementBase(BaseModel):
+    """What a ThreePhaseAcMeasurement has besides its measures (those are generated from the measure table)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -104,37 +117,8 @@ class ThreePhaseAcMeasurement(BaseModel):
     name: str | None = None
     description: str | None = None
 
-    # Measures (measures.py MEASURES; a test keeps this list and the table identical).
-    phaseVoltage: PhaseValues | None = None
-    phaseToPhaseVoltage: LineValues | None = None
-    current: PhaseValuesN | None = None
-    activePower: PhaseValues | None = None
-    reactivePower: PhaseValues | None = None
-    apparentPower: PhaseValues | None = None
-    totalActivePower: float | None = None
-    totalReactivePower: float | None = None
-    totalApparentPower: float | None = None
-    powerFactor: PhaseValues | None = None
-    totalPowerFactor: float | None = None
-    thdVoltage: PhaseValues | None = None
-    thdCurrent: PhaseValues | None = None
-    frequency: float | None = None
-    activeEnergyImport: PhaseValues | None = None
-    activeEnergyExport: PhaseValues | None = None
-    totalActiveEnergyImport: float | None = None
-    totalActiveEnergyExport: float | None = None
-    reactiveEnergyImport: PhaseValues | None = None
-    reactiveEnergyExport: PhaseValues | None = None
-    apparentEnergyImport: PhaseValues | None = None
-    apparentEnergyExport: PhaseValues | None = None
-    phaseVoltageAngle: LineValues | None = None
-    phaseCurrentAngle: PhaseValues | None = None
-    powerQualityStatus: dict[str, bool] | None = None
-    deviceState: str | None = None  # the meter's own health (wire `ds`); also on its Device entity
-    clockSynced: bool | None = None  # false: the meter's clock was not NTP-synced, observedAt is arrival time
-
     @classmethod
-    def from_measures(cls, device_id: str, measures: Mapping[str, object]) -> ThreePhaseAcMeasurement:
+    def from_measures(cls, device_id: str, measures: Mapping[str, object]) -> Self:
         """Build from a wire payload keyed by object id (`{"v": {"L1": 230.1}, "f": 50.0}`).
 
         Every value is checked against the table (shape, keys, range) so a bad reading is refused here with the
@@ -190,6 +174,15 @@ class ThreePhaseAcMeasurement(BaseModel):
                 entity[name] = getattr(self, name)
         entity.update(self.measure_values())
         return entity
+
+
+ThreePhaseAcMeasurement = create_model(
+    "ThreePhaseAcMeasurement",
+    __base__=_MeasurementBase,
+    __module__=__name__,
+    __doc__="One meter's SDM ThreePhaseAcMeasurement; its measure fields are the rows of the measure table.",
+    **{m.attribute: (_SHAPE_TYPE[m.shape] | None, Field(None, description=m.description)) for m in MEASURES},
+)
 
 
 # The meter measures energy and power; `voltage`/`current` are not in the SDM controlledProperty enum.
