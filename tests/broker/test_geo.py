@@ -87,6 +87,10 @@ def test_geo_query_errors(city: TestClient) -> None:
                    {"georel": "within", "geometry": "Circle", "coordinates": "[1,2]"},
                    {"georel": "within", "geometry": "Polygon", "coordinates": "[1,2"},
                    {"georel": "within", "geometry": "Polygon", "coordinates": "[1,2]"},
+                   {"georel": "within", "geometry": "Polygon",  # a self-intersecting "bow tie"
+                    "coordinates": "[[[0,0],[1,1],[1,0],[0,1],[0,0]]]"},
+                   {"georel": "intersects", "geometry": "LineString", "coordinates": "[[1,2]]"},
+                   {"georel": "intersects", "geometry": "Point", "coordinates": "[]"},
                    {"geoproperty": "location"}):
         assert_problem(city.get(ENTITIES, params={**base, **params}), 400, "BadRequestData")
 

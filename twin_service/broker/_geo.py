@@ -48,6 +48,12 @@ class GeoQuery:
         target = _shape(json.dumps(attribute.get("value"), sort_keys=True))
         if target is None:
             return False
+        try:
+            return self._relates(target)
+        except (shapely.errors.GEOSException, ValueError):  # a stored geometry GEOS cannot relate: no match
+            return False
+
+    def _relates(self, target: BaseGeometry) -> bool:
         if self.relation == "near":
             distance = _distance_m(self.reference, target)
             return ((self.max_distance_m is None or distance <= self.max_distance_m)
@@ -90,9 +96,9 @@ def parse_geo_query(georel: str | None, geometry: str | None, coordinates: Any, 
     if not isinstance(coordinates, list):
         raise bad_request("Invalid geo-query", "coordinates must be a JSON array")
     reference = _shape(json.dumps({"type": geometry, "coordinates": coordinates}))
-    if reference is None:
+    if reference is None or not reference.is_valid:
         raise bad_request("Invalid geo-query", f"coordinates {json.dumps(coordinates)[:100]} are not a valid "
-                                               f"{geometry}")
+                                               f"{geometry} (RFC 7946 §3.1; rings closed, not self-intersecting)")
     name = geoproperty or DEFAULT_GEOPROPERTY
     return GeoQuery(relation, reference, ctx.expand(name), max_m, min_m)
 
