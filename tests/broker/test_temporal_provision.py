@@ -110,3 +110,33 @@ def test_timeproperty_modified_at(client: TestClient) -> None:
     assert_problem(client.get(f"{TEMPORAL}/{VEHICLE}", params={"timeproperty": "seenAt"}), 400, "BadRequestData")
     assert_problem(client.get(f"{TEMPORAL}/{VEHICLE}", params={"timeproperty": "deletedAt"}), 501,
                    "OperationNotSupported")
+
+
+def test_query_via_post(client: TestClient) -> None:
+    """§5.7.4 via POST (/temporal/entityOperations/query) with the ETSI test suite's Query bodies
+    (data/temporalEntities/entity-operations-between-query.jsonld, temporalQ-json-aggrMethods-array-query.jsonld)."""
+    client.post(TEMPORAL, json=_vehicle()).raise_for_status()
+    url = f"{BASE}/temporal/entityOperations/query"
+    between = {"type": "Query", "entities": [{"type": "Vehicle"}],
+               "temporalQ": {"timerel": "between", "timeAt": "2020-08-01T12:04:00Z",
+                             "endTimeAt": "2020-08-01T14:00:00Z"}}
+    answer = client.post(url, json=between)
+    assert answer.status_code == 200, answer.text
+    [vehicle] = answer.json()
+    assert [i["value"] for i in vehicle["speed"]] == [80, 100] and [i["value"] for i in vehicle["fuelLevel"]] == [53]
+    averaged = {"type": "Query", "entities": [{"type": "Vehicle"}],
+                "temporalQ": {"timerel": "after", "timeAt": "2020-08-01T12:00:00Z", "aggrMethods": ["avg"]}}
+    answer = client.post(f"{url}?count=true", json=averaged)
+    assert answer.headers["NGSILD-Results-Count"] == "1"
+    assert answer.json()[0]["speed"]["avg"][0][0] == 100
+    with_attrs = {**between, "attrs": ["speed"], "temporalQ": {**between["temporalQ"], "lastN": 1}}
+    assert [i["value"] for i in client.post(url, json=with_attrs).json()[0]["speed"]] == [100]
+    assert "fuelLevel" not in client.post(url, json=with_attrs).json()[0]
+    ld = {**between, "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"}
+    assert client.post(url, json=ld, headers={"Content-Type": "application/ld+json"}).status_code == 200
+    assert_problem(client.post(url, json={"type": "Query", "entities": [{"type": "Vehicle"}]}), 400,
+                   "BadRequestData")  # a temporal query needs timerel
+    assert_problem(client.post(url, json={**between, "temporalQ": {"when": "now"}}), 400, "BadRequestData")
+    assert_problem(client.post(url, json={**between, "q": "speed>1"}), 501, "OperationNotSupported")
+    mixed = {**between, "entities": [{"type": "Vehicle"}, {"idPattern": "x"}]}
+    assert_problem(client.post(url, json=mixed), 501, "OperationNotSupported")

@@ -162,6 +162,7 @@ ROUTES = [
     Route(f"{BASE}/types/{{type:path}}", types.type_info, methods=["GET"]),
     Route(f"{BASE}/attributes", types.list_attributes, methods=["GET"]),
     Route(f"{BASE}/attributes/{{attr:path}}", types.attribute_info, methods=["GET"]),
+    Route(f"{BASE}/temporal/entityOperations/query", temporal_provision.query_temporal_via_post, methods=["POST"]),
     Route(f"{BASE}/temporal/entities", _by_method(GET=temporal.query_temporal_entities,
                                                   POST=temporal_provision.create_temporal_entity),
           methods=["GET", "POST"]),
