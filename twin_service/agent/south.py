@@ -125,6 +125,9 @@ class MeasureHandler:
                 detail = "empty payload" if not payload.strip() else f"invalid JSON: {exc}"
                 self._reporter.report("invalid_json", detail, **who)
                 return None
+            except RecursionError:  # '[' * 10000: deeper than the parser goes; no meter sends that
+                self._reporter.report("invalid_json", "JSON nested too deeply", **who)
+                return None
         try:
             device = self._registry.resolve(parsed.apikey, parsed.device_id)
         except UnknownSender as exc:
@@ -197,7 +200,7 @@ def _bare_value(payload: bytes) -> Any:
     """A single-attribute payload: JSON when it parses, else the bytes as a hex string (iotagent-json does so)."""
     try:
         return json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return payload.hex()
 
 

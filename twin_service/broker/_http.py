@@ -172,13 +172,19 @@ def entity_response(payload: dict[str, Any] | list[dict[str, Any]], media: str, 
 
 
 # -- query parameters ---------------------------------------------------------------------------------
+_SQLITE_INT_MAX = 2**63 - 1
+
+
 def int_param(params: QueryParams, name: str, default: int, maximum: int | None = None) -> int:
     """A non-negative integer URI parameter; 400 BadRequestData when malformed or above `maximum`."""
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # str.isdigit() alone also takes '²' and other Unicode digits
         raise bad_request(f"Invalid value for URI parameter {name}", f"{raw!r} is not a non-negative integer")
+    if len(raw) > 19 or int(raw) > _SQLITE_INT_MAX:  # SQLite INTEGER is 64-bit: larger would be a 500
+        maximum = _SQLITE_INT_MAX if maximum is None else maximum
+        raise bad_request(f"Invalid value for URI parameter {name}", f"{raw[:40]} is above the maximum {maximum}")
     value = int(raw)
     if maximum is not None and value > maximum:
         raise bad_request(f"Invalid value for URI parameter {name}", f"{value} is above the maximum {maximum}")
