@@ -408,3 +408,18 @@ def test_replace_upsert_counts_as_attribute_update(client: TestClient, receiver:
     receiver.wait_for(1, path="/updated")
     time.sleep(0.2)
     assert not [r for r in receiver.received if r.path == "/created"]
+
+
+def test_type_expression_in_subscription(client: TestClient, receiver: Receiver) -> None:
+    """§4.17 type expressions in a subscription's entities: `ThreePhaseAcMeasurement|Device` notifies for both."""
+    body = _subscription(receiver, entities=[{"type": "ThreePhaseAcMeasurement|Device"}])
+    _subscribe(client, body)
+    assert client.get(SUBS, headers=ENERGY_LINK).json()[0]["entities"] == [{"type": "ThreePhaseAcMeasurement|Device"}]
+    client.post(UPSERT, json=[measurement(), {"id": "urn:ngsi-ld:Device:meter-001", "type": "Device",
+                                              "name": {"type": "Property", "value": "meter"}},
+                              {"id": "urn:ngsi-ld:Building:b1", "type": "Building",
+                               "name": {"type": "Property", "value": "b"}}], headers=ENERGY_LINK).raise_for_status()
+    receiver.wait_for(1)
+    time.sleep(0.2)
+    ids = sorted(e["id"] for r in receiver.received for e in r.body["data"])
+    assert ids == ["urn:ngsi-ld:Device:meter-001", MEASUREMENT_ID]

@@ -246,7 +246,12 @@ class SubscriptionManager:
 
     def _in_scope(self, sub: Subscription) -> list[Entity]:
         """Every current entity a periodic subscription covers (run on a worker thread)."""
-        types = tuple(s.type for s in sub.selectors if s.type) or None
+        if any(s.type is None for s in sub.selectors):
+            types = None  # a selector without a type: any type
+        else:
+            types = tuple(sorted({t for s in sub.selectors for t in (s.types if s.types is not None else {s.type})}))
+        if types == ():
+            return []  # type expressions that select no type
         return [e for e in self._store.entities_of(sub.tenant, EntityQuery(types=types)) if sub.selects(e)]
 
     # -- delivery -------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._context import ActiveContext
 from ._errors import bad_request
-from ._model import VALUE_MEMBERS, Entity, value_of
+from ._model import VALUE_MEMBERS, Entity, check_name, value_of
 
 _OPERATORS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
 _STOP = set("=!<>~;|()[].")
@@ -338,3 +338,58 @@ def _predicate(path: Callable[[Entity], Any], test: Callable[[Any], bool], negat
         return test(target)
 
     return predicate
+
+
+def type_selection(raw: str | None, ctx: ActiveContext) -> tuple[str, ...] | None:
+    """The expanded types an entity type expression (§4.17: `,` and `|` OR, `;` AND, parentheses) selects.
+
+    An entity here has one type, so an AND of two different types selects nothing, and the expression reduces
+    to the set of single types it accepts (possibly empty). None when there is no `type` parameter.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        raise bad_request("Empty URI parameter type")
+    pos = 0
+
+    def peek() -> str:
+        return text[pos] if pos < len(text) else ""
+
+    def expression() -> set[str]:
+        nonlocal pos
+        selected = conjunction()
+        while peek() in (",", "|"):
+            pos += 1
+            selected |= conjunction()
+        return selected
+
+    def conjunction() -> set[str]:
+        nonlocal pos
+        selected = factor()
+        while peek() == ";":
+            pos += 1
+            selected &= factor()
+        return selected
+
+    def factor() -> set[str]:
+        nonlocal pos
+        if peek() == "(":
+            pos += 1
+            inner = expression()
+            if peek() != ")":
+                raise bad_request("Invalid type expression", f"{raw!r}: missing ')' at position {pos}")
+            pos += 1
+            return inner
+        start = pos
+        while pos < len(text) and text[pos] not in ",|;()":
+            pos += 1
+        name = text[start:pos].strip()
+        if not name:
+            raise bad_request("Invalid type expression", f"{raw!r}: type name expected at position {start}")
+        return {ctx.expand(check_name(name, "entity type"))}
+
+    selected = expression()
+    if pos != len(text):
+        raise bad_request("Invalid type expression", f"{raw!r}: unexpected {text[pos:][:20]!r}")
+    return tuple(sorted(selected))

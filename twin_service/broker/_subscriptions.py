@@ -18,7 +18,7 @@ from ._errors import NgsiLdError, bad_request
 from ._geo import GeoQuery, parse_geo_query
 from ._model import Entity, is_uri, now_iso, parse_datetime, parse_lang
 from ._operations import Change
-from ._query import Query, compile_q
+from ._query import Query, compile_q, type_selection
 
 FORMATS = frozenset({"normalized", "keyValues", "concise", "simplified"})
 ACCEPTS = frozenset({"application/json", "application/ld+json"})
@@ -34,15 +34,19 @@ _DEFAULT_TRIGGERS = frozenset({"entityCreated", "entityUpdated", "attributeCreat
 
 @dataclass(frozen=True)
 class Selector:
-    """One `entities` item: expanded type, and optionally an id or an idPattern."""
+    """One `entities` item: its type (expanded; a type expression as written), optionally an id or an idPattern."""
 
     type: str | None
     id: str | None = None
     id_pattern: re.Pattern[str] | None = None
+    types: frozenset[str] | None = None  # what a type expression (§4.17) selects; None: `type` itself
 
     def matches(self, entity: Entity) -> bool:
         """Whether the entity is one this selector names."""
-        if self.type is not None and entity.type != self.type:
+        if self.types is not None:
+            if entity.type not in self.types:
+                return False
+        elif self.type is not None and entity.type != self.type:
             return False
         if self.id is not None and entity.id != self.id:
             return False
@@ -148,7 +152,8 @@ class Subscription:
         if self.selectors:
             out["entities"] = [{k: v for k, v in (("id", s.id), ("idPattern", s.id_pattern.pattern if s.id_pattern
                                                                             else None),
-                                                  ("type", ctx.compact(s.type) if s.type else None)) if v}
+                                                  ("type", s.type if s.types is not None else
+                                                   ctx.compact(s.type) if s.type else None)) if v}
                                for s in self.selectors]
         if self.watched is not None:
             out["watchedAttributes"] = sorted(ctx.compact(a) for a in self.watched)
@@ -250,7 +255,11 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
                     pattern = re.compile(item["idPattern"])
                 except (re.error, TypeError) as exc:
                     raise bad_request("Invalid subscription", f"idPattern: {exc}") from None
-            selectors.append(Selector(ctx.expand(item["type"]), item.get("id"), pattern))
+            if any(c in item["type"] for c in ",;|()"):  # a type expression: kept as written, matched as a set
+                selected = type_selection(item["type"], ctx)
+                selectors.append(Selector(item["type"], item.get("id"), pattern, frozenset(selected or ())))
+            else:
+                selectors.append(Selector(ctx.expand(item["type"]), item.get("id"), pattern))
     watched = _names(raw.get("watchedAttributes"), "watchedAttributes", ctx)
     if not selectors and watched is None:
         raise bad_request("Invalid subscription", "give entities or watchedAttributes (or both)")
