@@ -89,7 +89,12 @@ ErrorFactory = Callable[[httpx.Response, Call], FiwareError]
 
 
 class _Base:
-    """What both faces share: where the service is, its fixed headers, timeouts, retries, how errors look."""
+    """What both faces share: where the service is, its fixed headers, timeouts, retries, how errors look.
+
+    `_program` wraps an operation with the retry policy into one plan of steps: a `Call` to send (the face
+    sends it and passes back the response, or the httpx exception) or a number of seconds to sleep. Each face
+    has one loop that carries the steps out (`_run`), so retries and error mapping exist once.
+    """
 
     def __init__(self, base_url: str, headers: Mapping[str, str], *, timeout: float, retry: RetryPolicy,
                  error: ErrorFactory) -> None:
@@ -99,17 +104,47 @@ class _Base:
         self._retry = retry
         self._error = error
 
-    def _unreachable(self, call: Call, exc: Exception, attempts: int) -> BrokerUnavailable:
-        return BrokerUnavailable(f"{call.method} {self.base_url}{call.path}: no answer after {attempts} "
-                                 f"attempt(s): {type(exc).__name__}: {exc}", request=getattr(exc, "request", None))
+    def _program(self, op: Op[T]) -> Generator[Call | float, Any, T]:
+        """The operation's calls, each sent until it is answered or the retries are spent."""
+        try:
+            call = next(op)
+            while True:
+                try:
+                    response = yield from self._attempts(call)
+                except FiwareError as exc:  # the operation may handle it (a 404 that means "absent")
+                    call = op.throw(exc)
+                else:
+                    call = op.send(response)
+        except StopIteration as done:
+            return done.value
 
-    def _checked(self, call: Call, response: httpx.Response) -> httpx.Response:
-        if response.status_code in call.expect:
-            return response
-        raise self._error(response, call)
+    def _attempts(self, call: Call) -> Generator[Call | float, Any, httpx.Response]:
+        attempt = 0
+        while True:
+            outcome = yield call
+            if isinstance(outcome, httpx.HTTPError):
+                wait = self._retry.again(call, attempt, error=outcome)
+                if wait is None:
+                    raise BrokerUnavailable(
+                        f"{call.method} {self.base_url}{call.path}: no answer after {attempt + 1} attempt(s): "
+                        f"{type(outcome).__name__}: {outcome}", request=getattr(outcome, "request", None)
+                    ) from outcome
+                reason = str(outcome) or type(outcome).__name__
+            else:
+                wait = self._retry.again(call, attempt, response=outcome)
+                if wait is None:
+                    if outcome.status_code in call.expect:
+                        return outcome
+                    raise self._error(outcome, call)
+                reason = f"HTTP {outcome.status_code}"
+            log.warning("%s %s%s: %s; sending again in %.1f s", call.method, self.base_url, call.path, reason, wait)
+            yield wait
+            attempt += 1
 
-    def _log_retry(self, call: Call, wait_s: float, reason: str) -> None:
-        log.warning("%s %s%s: %s; sending again in %.1f s", call.method, self.base_url, call.path, reason, wait_s)
+    @staticmethod
+    def _request_args(call: Call) -> dict[str, Any]:
+        return {"method": call.method, "url": call.path, "params": call.params, "headers": call.headers,
+                "content": call.content}
 
 
 class SyncBase(_Base):
@@ -130,36 +165,20 @@ class SyncBase(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, call: Call) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(call.method, call.path, params=call.params, headers=call.headers,
-                                              content=call.content)
-            except httpx.HTTPError as exc:
-                wait = self._retry.again(call, attempt, error=exc)
-                if wait is None:
-                    raise self._unreachable(call, exc, attempt + 1) from exc
-                self._log_retry(call, wait, str(exc) or type(exc).__name__)
-            else:
-                wait = self._retry.again(call, attempt, response=response)
-                if wait is None:
-                    return self._checked(call, response)
-                self._log_retry(call, wait, "HTTP 503")
-            time.sleep(wait)
-            attempt += 1
-
     def _run(self, op: Op[T]) -> T:
-        """Drive an operation to its result, sending each call it yields."""
+        """Carry out an operation: send what it asks, sleep between retries, return its result."""
+        program = self._program(op)
         try:
-            call = next(op)
+            step = next(program)
             while True:
-                try:
-                    response = self._send(call)
-                except FiwareError as exc:  # the operation may handle it (a 404 that means "absent")
-                    call = op.throw(exc)
+                if isinstance(step, Call):
+                    try:
+                        step = program.send(self._http.request(**self._request_args(step)))
+                    except httpx.HTTPError as exc:
+                        step = program.send(exc)
                 else:
-                    call = op.send(response)
+                    time.sleep(step)
+                    step = next(program)
         except StopIteration as done:
             return done.value
 
@@ -182,36 +201,22 @@ class AsyncBase(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _send(self, call: Call) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(call.method, call.path, params=call.params,
-                                                    headers=call.headers, content=call.content)
-            except httpx.HTTPError as exc:
-                wait = self._retry.again(call, attempt, error=exc)
-                if wait is None:
-                    raise self._unreachable(call, exc, attempt + 1) from exc
-                self._log_retry(call, wait, str(exc) or type(exc).__name__)
-            else:
-                wait = self._retry.again(call, attempt, response=response)
-                if wait is None:
-                    return self._checked(call, response)
-                self._log_retry(call, wait, "HTTP 503")
-            await asyncio.sleep(wait)
-            attempt += 1
-
     async def _run(self, op: Op[T]) -> T:
-        """Drive an operation to its result, sending each call it yields."""
+        """Carry out an operation: send what it asks, sleep between retries, return its result."""
+        program = self._program(op)
         try:
-            call = next(op)
+            step = next(program)
             while True:
+                if not isinstance(step, Call):
+                    await asyncio.sleep(step)
+                    step = next(program)
+                    continue
                 try:
-                    response = await self._send(call)
-                except FiwareError as exc:  # the operation may handle it (a 404 that means "absent")
-                    call = op.throw(exc)
+                    response = await self._http.request(**self._request_args(step))
+                except httpx.HTTPError as exc:
+                    step = program.send(exc)
                 else:
-                    call = op.send(response)
+                    step = program.send(response)
         except StopIteration as done:
             return done.value
 

@@ -30,9 +30,17 @@ def _broker_error(response: httpx.Response, call: Call) -> Exception:
 class _NgsiLdApi:
     """The operations; `_run` (from the face) turns each into a result or an awaitable of it."""
 
-    _ops: NgsiLdRequests
-    _max_pages: int
+    _face: Any  # SyncBase or AsyncBase: the class that sends
     _run: Any  # SyncBase._run or AsyncBase._run
+
+    def __init__(self, base_url: str, tenant: str | None = None, *, context: str | None = None,
+                 timeout: float = 15.0, retry: RetryPolicy = DEFAULT_RETRY, page_size: int = 1000,
+                 batch_size: int = DEFAULT_BATCH, max_pages: int = 10_000,
+                 transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None) -> None:
+        self._face.__init__(self, base_url, {}, timeout=timeout, retry=retry, error=_broker_error,
+                            transport=transport)
+        self._ops = NgsiLdRequests(tenant, context, page_size, batch_size)
+        self._max_pages = max_pages
 
     @property
     def tenant(self) -> str | None:
@@ -132,14 +140,7 @@ class NgsiLdClient(_NgsiLdApi, SyncBase):
     Device and Anomaly each read with their own Smart Data Models context.
     """
 
-    def __init__(self, base_url: str, tenant: str | None = None, *, context: str | None = None,
-                 timeout: float = 15.0, retry: RetryPolicy = DEFAULT_RETRY, page_size: int = 1000,
-                 batch_size: int = DEFAULT_BATCH, max_pages: int = 10_000,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        SyncBase.__init__(self, base_url, {}, timeout=timeout, retry=retry, error=_broker_error,
-                          transport=transport)
-        self._ops = NgsiLdRequests(tenant, context, page_size, batch_size)
-        self._max_pages = max_pages
+    _face = SyncBase
 
     def iter_entities(self, *, type: str | None = None, q: str | None = None, attrs: Sequence[str] | None = None,
                       key_values: bool = False, context: str | None = None) -> Iterator[dict[str, Any]]:
@@ -154,14 +155,7 @@ class NgsiLdClient(_NgsiLdApi, SyncBase):
 class AsyncNgsiLdClient(_NgsiLdApi, AsyncBase):
     """The same client for asyncio: every method of `NgsiLdClient`, returning an awaitable of its result."""
 
-    def __init__(self, base_url: str, tenant: str | None = None, *, context: str | None = None,
-                 timeout: float = 15.0, retry: RetryPolicy = DEFAULT_RETRY, page_size: int = 1000,
-                 batch_size: int = DEFAULT_BATCH, max_pages: int = 10_000,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        AsyncBase.__init__(self, base_url, {}, timeout=timeout, retry=retry, error=_broker_error,
-                           transport=transport)
-        self._ops = NgsiLdRequests(tenant, context, page_size, batch_size)
-        self._max_pages = max_pages
+    _face = AsyncBase
 
     async def _then(self, result: Any, convert: Any) -> Any:
         return convert(await result)

@@ -10,7 +10,7 @@ whose `Content-Range: date-time <from>-<to>/<n>` says which part of the interval
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -195,12 +195,7 @@ class NgsiLdRequests:
         return _page(response, offset, self.page_size)
 
     def query_entities(self, query: EntityQuery) -> Op[list[dict[str, Any]]]:
-        found: list[dict[str, Any]] = []
-        offset: int | None = 0
-        while offset is not None:
-            page, offset = yield from self.entity_page(query, offset)
-            found += page
-        return found
+        return (yield from _every_page(lambda offset: self.entity_page(query, offset)))
 
     def upsert_entities(self, entities: Iterable[Mapping[str, Any]], update: bool,
                         context: str | None) -> Op[BatchResult]:
@@ -299,12 +294,7 @@ class NgsiLdRequests:
         return _page(response, offset, self.page_size)
 
     def query_temporal(self, query: TemporalQuery) -> Op[list[dict[str, Any]]]:
-        found: list[dict[str, Any]] = []
-        offset: int | None = 0
-        while offset is not None:
-            page, offset = yield from self.temporal_page(query, offset)
-            found += page
-        return found
+        return (yield from _every_page(lambda offset: self.temporal_page(query, offset)))
 
     # -- subscriptions --------------------------------------------------------------------------------------
     def _subscription_context(self, body: Mapping[str, Any], context: str | None) -> str | None:
@@ -352,17 +342,28 @@ class NgsiLdRequests:
     def delete_subscription(self, subscription_id: str, missing_ok: bool) -> Op[bool]:
         return (yield from self._delete(f"{NGSI_LD}/subscriptions/{subscription_id}", missing_ok))
 
+    def subscription_page(self, context: str | None, offset: int) -> Op[tuple[list[dict[str, Any]], int | None]]:
+        response = yield Call("GET", f"{NGSI_LD}/subscriptions",
+                              {"limit": self.page_size, "offset": offset, "count": "true"},
+                              self.headers(context or self.context))
+        return _page(response, offset, self.page_size)
+
     def query_subscriptions(self, context: str | None) -> Op[list[dict[str, Any]]]:
         """Every subscription of the tenant, read with `context` (types and attributes compact with it)."""
-        found: list[dict[str, Any]] = []
-        offset: int | None = 0
-        while offset is not None:
-            response = yield Call("GET", f"{NGSI_LD}/subscriptions",
-                                  {"limit": self.page_size, "offset": offset, "count": "true"},
-                                  self.headers(context or self.context))
-            page, offset = _page(response, offset, self.page_size)
-            found += page
-        return found
+        return (yield from _every_page(lambda offset: self.subscription_page(context, offset)))
+
+
+Page = tuple[list[dict[str, Any]], int | None]  # a page's items and the offset of the next (None: last page)
+
+
+def _every_page(page: Callable[[int], Op[Page]]) -> Op[list[dict[str, Any]]]:
+    """Every item of a paged query: pages from offset 0 until one says it was the last."""
+    found: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        items, offset = yield from page(offset)
+        found += items
+    return found
 
 
 def _page(response: httpx.Response, offset: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
