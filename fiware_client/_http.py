@@ -96,13 +96,15 @@ class _Base:
     has one loop that carries the steps out (`_run`), so retries and error mapping exist once.
     """
 
+    _session: Any  # httpx.Client or httpx.AsyncClient
+
     def __init__(self, base_url: str, headers: Mapping[str, str], *, timeout: float, retry: RetryPolicy,
-                 error: ErrorFactory) -> None:
+                 error: ErrorFactory, transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Accept": "application/json", **headers}
-        self._timeout = httpx.Timeout(timeout)
         self._retry = retry
         self._error = error
+        self._http = self._session(base_url=self.base_url, headers={"Accept": "application/json", **headers},
+                                   timeout=httpx.Timeout(timeout), transport=transport)
 
     def _program(self, op: Op[T]) -> Generator[Call | float, Any, T]:
         """The operation's calls, each sent until it is answered or the retries are spent."""
@@ -150,11 +152,7 @@ class _Base:
 class SyncBase(_Base):
     """Sends calls with one `httpx.Client` (the session: connection pool, fixed headers)."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str], *, timeout: float, retry: RetryPolicy,
-                 error: ErrorFactory, transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(base_url, headers, timeout=timeout, retry=retry, error=error)
-        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self._timeout,
-                                  transport=transport)
+    _session = httpx.Client
 
     def close(self) -> None:
         self._http.close()
@@ -186,11 +184,7 @@ class SyncBase(_Base):
 class AsyncBase(_Base):
     """Sends calls with one `httpx.AsyncClient`."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str], *, timeout: float, retry: RetryPolicy,
-                 error: ErrorFactory, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(base_url, headers, timeout=timeout, retry=retry, error=error)
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout,
-                                       transport=transport)
+    _session = httpx.AsyncClient
 
     async def close(self) -> None:
         await self._http.aclose()
