@@ -22,6 +22,7 @@ from ._context import ContextResolver
 from ._errors import NgsiLdError, nonexistent_tenant
 from ._http import tenant_of
 from ._operations import Change, Tx
+from ._storage_faults import storage_fault, unavailable
 from ._store import Store
 
 if TYPE_CHECKING:
@@ -64,6 +65,12 @@ def endpoint(handler: Handler) -> Handler:
         except (NgsiLdError, HTTPException):
             raise
         except Exception as exc:
+            reason = storage_fault(exc)
+            if reason is not None:
+                log.error("%s %s refused with 503: %s (%s); nothing of it was stored; writes resume by themselves "
+                          "once the data directory is writable with free space", request.method, request.url.path,
+                          reason, exc)
+                raise unavailable(reason, exc) from exc
             log.exception("%s %s failed with an internal error; the request was not applied, the broker "
                           "keeps serving", request.method, request.url.path)
             raise NgsiLdError("InternalError", "Internal Error", f"{type(exc).__name__}: {exc}") from exc
