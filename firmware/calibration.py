@@ -1,4 +1,4 @@
-"""Calibration register codes for the ADE9000 from a reference reading (shared/reference/ade9000.md §3).
+"""Calibration register codes for the ADE9000 from a reference reading (docs/ade9000.md §3, ADE9000 TRM UG-1098).
 
 Gain registers scale a channel by 1 + code / 2**27. With the meter showing `measured` while a reference instrument
 shows `expected` on the same signal, and the register currently at `current_code`, the new code makes the meter

@@ -1,6 +1,7 @@
 # Meter configuration. The flashing tool writes a per-meter copy of this file; these are the defaults.
-# Calibration defaults are ADI's example board (shared/reference/ade9000.md §3): CT 2500:1 with a 10.2 ohm burden
-# (0.00408 V/A) and a divider giving 0.00125 V per line volt, PGA x1 -> 10.73364 uV, 3.28849 uA, 4.73755 mW per code.
+# Calibration defaults are ADI's example board (docs/ade9000.md §3: ADE9000 TRM UG-1098 Table 8 and ADI's
+# calibration sketch): CT 2500:1 with a 10.2 ohm burden (0.00408 V/A) and a divider giving 0.00125 V per line
+# volt, PGA x1 -> 10.73364 uV, 3.28849 uA, 4.73755 mW per code.
 # docs/firmware.md explains every setting; `energytwin meter calibrate` prints the gain lines below.
 
 DEVICE_ID = "meter-001"

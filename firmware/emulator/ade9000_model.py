@@ -2,8 +2,8 @@
 
 The firmware under test talks to this model over (emulated) SPI exactly as it talks to the chip, so the numbers
 it publishes go through the same transfer functions as on a real board. Every scaling rule is the one in
-shared/reference/ade9000.md (cited as "ref §n"); where the reference marks a fact [?] the choice made here is
-written next to it as ASSUMPTION.
+docs/ade9000.md (cited as "ref §n"; its sources are the ADE9000 Technical Reference Manual UG-1098 and the data
+sheet); where that page marks a fact [?] the choice made here is written next to it as ASSUMPTION.
 
 Modelled besides the metrology: dips and swells (RMS½ against DIP_LVL/SWELL_LVL · 2⁵ for DIP_CYC/SWELL_CYC
 cycles → STATUS1 DIPx/SWELLx and the DIPx/SWELLx extreme registers), overcurrent (RMS½ current against OILVL · 2⁵

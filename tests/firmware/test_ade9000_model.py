@@ -1,4 +1,4 @@
-"""The register-level ADE9000 model against the datasheet facts (shared/reference/ade9000.md), by hand numbers."""
+"""The register-level ADE9000 model against the chip's documented facts (docs/ade9000.md), by hand numbers."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Three-phase power-quality formulas: phasors, symmetrical components, unbalance, neutral current.
 
-Pure functions on plain numbers, each with its reference (../shared/reference/power-quality.md, "PQ ref" below).
+Pure functions on plain numbers, each with its reference ("PQ ref": docs/power-quality.md, which gives the
+EN 50160 / IEC 61000-4-30 facts with their sources).
 Angles are degrees, magnitudes volts or amperes, ratios fractions (0.02 = 2 %).
 """
 
