@@ -141,3 +141,34 @@ def test_subscription_lang(client: TestClient, receiver: Receiver) -> None:
     assert client.get(f"{BASE}/subscriptions", headers=ENERGY_LINK).json()[0]["lang"] == "nl"
     bad = {**sub, "lang": 3}
     assert_problem(client.post(f"{BASE}/subscriptions", json=bad, headers=ENERGY_LINK), 400, "BadRequestData")
+
+
+def test_concise_input(client: TestClient) -> None:
+    """§4.5.3: the concise representation is accepted in requests; each attribute's type follows from its shape
+    (the spec's Vehicle example, concise)."""
+    concise = {
+        "id": "urn:ngsi-ld:Vehicle:A4567", "type": "Vehicle",
+        "brandName": "Mercedes",
+        "street": {"languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}},
+        "isParked": {"object": "urn:ngsi-ld:OffStreetParking:Downtown1", "observedAt": "2017-07-29T12:00:04Z",
+                     "providedBy": {"object": "urn:ngsi-ld:Person:Bob"}},
+        "location": {"type": "Point", "coordinates": [-8.5, 41.2]},
+        "speed": {"value": 80, "unitCode": "KMH", "accuracy": 0.5},
+        "tags": ["a", "b"],
+    }
+    assert client.post(ENTITIES, json=concise, headers=ENERGY_LINK).status_code == 201
+    entity = client.get(f"{ENTITIES}/urn:ngsi-ld:Vehicle:A4567", headers=ENERGY_LINK).json()
+    assert entity["brandName"] == {"type": "Property", "value": "Mercedes"}
+    assert entity["street"]["type"] == "LanguageProperty"
+    assert entity["isParked"] == {"type": "Relationship", "object": "urn:ngsi-ld:OffStreetParking:Downtown1",
+                                  "observedAt": "2017-07-29T12:00:04.000Z",
+                                  "providedBy": {"type": "Relationship", "object": "urn:ngsi-ld:Person:Bob"}}
+    assert entity["location"] == {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [-8.5, 41.2]}}
+    assert entity["speed"] == {"type": "Property", "value": 80, "unitCode": "KMH",
+                               "accuracy": {"type": "Property", "value": 0.5}}
+    assert entity["tags"] == {"type": "Property", "value": ["a", "b"]}
+    assert client.get(f"{ENTITIES}/urn:ngsi-ld:Vehicle:A4567", params={"options": "concise"},
+                      headers=ENERGY_LINK).json()["brandName"] == "Mercedes"
+    for bad in ({"unitCode": "KMH"}, {"value": 1, "object": "urn:x:1"}, None):
+        body = {"id": "urn:ngsi-ld:Vehicle:B1", "type": "Vehicle", "speed": bad}
+        assert_problem(client.post(ENTITIES, json=body, headers=ENERGY_LINK), 400, "BadRequestData")

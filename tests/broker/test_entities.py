@@ -93,8 +93,8 @@ def test_conflicts_and_invalid_entities(client: TestClient) -> None:
     no_type = measurement(entity_id="urn:ngsi-ld:X:1")
     del no_type["type"]
     assert_problem(client.post(f"{BASE}/entities", json=no_type), 400, "BadRequestData")
-    bare_value = measurement(entity_id="urn:ngsi-ld:X:2", frequency=50.0)
-    assert_problem(client.post(f"{BASE}/entities", json=bare_value), 400, "BadRequestData")
+    concise_without_value = measurement(entity_id="urn:ngsi-ld:X:2", frequency={"unitCode": "HTZ"})
+    assert_problem(client.post(f"{BASE}/entities", json=concise_without_value), 400, "BadRequestData")
     bad_time = measurement(entity_id="urn:ngsi-ld:X:3", observed_at="yesterday")
     assert_problem(client.post(f"{BASE}/entities", json=bad_time), 400, "BadRequestData")
     bad_object = measurement(entity_id="urn:ngsi-ld:X:4", refDevice={"type": "Relationship", "object": "meter"})

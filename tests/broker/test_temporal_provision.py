@@ -45,7 +45,7 @@ def test_create_update_and_read_back(client: TestClient) -> None:
     assert_problem(client.post(TEMPORAL, json={"id": VEHICLE, "type": "Bus", "speed": {
         "type": "Property", "value": 1}}), 400, "BadRequestData")
     assert_problem(client.post(TEMPORAL, json={"id": "not a uri", "type": "Vehicle"}), 400, "BadRequestData")
-    assert_problem(client.post(TEMPORAL, json={"id": VEHICLE, "type": "Vehicle", "speed": {"value": 1}}),
+    assert_problem(client.post(TEMPORAL, json={"id": VEHICLE, "type": "Vehicle", "speed": {"unitCode": "KMH"}}),
                    400, "BadRequestData")
 
 

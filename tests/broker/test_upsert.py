@@ -56,7 +56,7 @@ def test_201_only_for_created_ids_then_204_when_all_exist(client: TestClient) ->
 def test_207_reports_each_refused_entity_and_applies_the_others(client: TestClient) -> None:
     good = measurement()
     bad_id = measurement(entity_id="not a uri")
-    bad_attr = measurement(entity_id="urn:ngsi-ld:ThreePhaseAcMeasurement:meter-003", frequency=50)
+    bad_attr = measurement(entity_id="urn:ngsi-ld:ThreePhaseAcMeasurement:meter-003", frequency={"unitCode": "HTZ"})
     answer = client.post(UPSERT, json=[good, bad_id, bad_attr], headers=ENERGY_LINK)
     assert answer.status_code == 207, answer.text
     body = answer.json()

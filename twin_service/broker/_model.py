@@ -143,12 +143,10 @@ def parse_entity(body: Any, ctx: ActiveContext) -> Entity:
 
 
 def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
-    """Validate one normalized attribute (Property, Relationship or GeoProperty) and its sub-attributes."""
-    if isinstance(raw, list):
+    """Validate one attribute, normalized or concise (§4.5.3), and its sub-attributes; returns it normalized."""
+    if isinstance(raw, list) and raw and all(isinstance(item, dict) for item in raw):
         raise NgsiLdError("OperationNotSupported", "Multi-attributes (datasetId arrays) are not supported", name)
-    if not isinstance(raw, dict):
-        raise bad_request("Invalid attribute", f"{name}: an attribute must be an object with a type "
-                                               "(normalized NGSI-LD); got a bare value")
+    raw = _normalized(name, raw)
     kind = raw.get("type")
     if kind not in ATTRIBUTE_TYPES:
         raise bad_request("Invalid attribute", f"{name}: type must be one of {sorted(ATTRIBUTE_TYPES)}, "
@@ -176,6 +174,33 @@ def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
         else:
             attribute[ctx.expand(check_name(key, "sub-attribute name"))] = parse_attribute(f"{name}.{key}", sub, ctx)
     return attribute
+
+
+def _normalized(name: str, raw: Any) -> dict[str, Any]:
+    """An attribute in the concise representation (§4.5.3) given its type: a bare value or array is a Property,
+    a GeoJSON geometry a GeoProperty, an object holding `value`/`object`/`languageMap`/`vocab`/`json`/
+    `valueList`/`objectList` the type that member belongs to (`value` with a geometry: GeoProperty)."""
+    if raw is None:
+        raise bad_request("Invalid attribute", f"{name}: null is not an attribute value")
+    if not isinstance(raw, dict):
+        return {"type": "Property", "value": raw}
+    if "type" in raw:
+        if raw["type"] in GEO_TYPES and "coordinates" in raw:
+            return {"type": "GeoProperty", "value": raw}  # a bare GeoJSON geometry
+        return raw
+    given = sorted(m for m in VALUE_MEMBERS if m in raw)
+    if len(given) != 1:
+        raise bad_request("Invalid attribute", f"{name}: an attribute without a type (concise) holds exactly one "
+                                               f"of {', '.join(sorted(VALUE_MEMBERS))}"
+                                               + (f", not {', '.join(given)}" if given else ""))
+    member = given[0]
+    if member == "value":
+        value = raw["value"]
+        is_geometry = isinstance(value, dict) and value.get("type") in GEO_TYPES and "coordinates" in value
+        kind = "GeoProperty" if is_geometry else "Property"
+    else:
+        kind = next(t for t, m in VALUE_MEMBER.items() if m == member)
+    return {**raw, "type": kind}
 
 
 def _attribute_value(name: str, kind: str, value: Any, ctx: ActiveContext) -> Any:
