@@ -423,3 +423,24 @@ def test_type_expression_in_subscription(client: TestClient, receiver: Receiver)
     time.sleep(0.2)
     ids = sorted(e["id"] for r in receiver.received for e in r.body["data"])
     assert ids == ["urn:ngsi-ld:Device:meter-001", MEASUREMENT_ID]
+
+
+def test_entity_selector_without_type(client: TestClient, receiver: Receiver) -> None:
+    """§5.2.33 EntitySelector: an id or an idPattern selects on its own (no type needed)."""
+    _subscribe(client, _subscription(receiver, "/by-pattern", entities=[{"idPattern": "meter-00[12]$"}]))
+    _subscribe(client, _subscription(receiver, "/by-id", entities=[{"id": "urn:ngsi-ld:Device:meter-001"}]))
+    assert_problem(client.post(SUBS, json=_subscription(receiver, entities=[{}]), headers=ENERGY_LINK), 400,
+                   "BadRequestData")
+    assert_problem(client.post(SUBS, json=_subscription(receiver, entities=[{"type": 3}]), headers=ENERGY_LINK),
+                   400, "BadRequestData")
+    client.post(UPSERT, json=[measurement(), {"id": "urn:ngsi-ld:Device:meter-001", "type": "Device",
+                                              "name": {"type": "Property", "value": "meter"}}],
+                headers=ENERGY_LINK).raise_for_status()
+    by_pattern = receiver.wait_for(1, path="/by-pattern")
+    by_id = receiver.wait_for(1, path="/by-id")
+    time.sleep(0.2)
+    assert sorted(e["id"] for r in receiver.received if r.path == "/by-pattern" for e in r.body["data"]) == [
+        "urn:ngsi-ld:Device:meter-001", MEASUREMENT_ID]
+    assert [e["id"] for e in by_id[0].body["data"]] == ["urn:ngsi-ld:Device:meter-001"]
+    assert by_pattern
+    assert client.get(SUBS, headers=ENERGY_LINK).json()[0]["entities"] == [{"idPattern": "meter-00[12]$"}]

@@ -245,8 +245,11 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         if not isinstance(entities, list) or not entities:
             raise bad_request("Invalid subscription", "entities must be a non-empty array")
         for item in entities:
-            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-                raise bad_request("Invalid subscription", "each entities item needs a type")
+            if not isinstance(item, dict) or not any(k in item for k in ("type", "id", "idPattern")):
+                raise bad_request("Invalid subscription", "each entities item needs a type, an id or an idPattern "
+                                                          "(§5.2.33 EntitySelector)")
+            if not all(isinstance(item[k], str) and item[k] for k in ("type", "id", "idPattern") if k in item):
+                raise bad_request("Invalid subscription", "entities type, id and idPattern are non-empty strings")
             if "id" in item and not is_uri(item["id"]):
                 raise bad_request("Invalid subscription", f"entities id {item['id']!r} is not a URI")
             pattern = None
@@ -255,7 +258,9 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
                     pattern = re.compile(item["idPattern"])
                 except (re.error, TypeError) as exc:
                     raise bad_request("Invalid subscription", f"idPattern: {exc}") from None
-            if any(c in item["type"] for c in ",;|()"):  # a type expression: kept as written, matched as a set
+            if "type" not in item:
+                selectors.append(Selector(None, item.get("id"), pattern))
+            elif any(c in item["type"] for c in ",;|()"):  # a type expression: kept as written, matched as a set
                 selected = type_selection(item["type"], ctx)
                 selectors.append(Selector(item["type"], item.get("id"), pattern, frozenset(selected or ())))
             else:
