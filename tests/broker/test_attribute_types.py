@@ -82,6 +82,8 @@ def test_q_over_the_new_types(site: TestClient) -> None:
 
     assert hits('street[nl]=="Grote Markt"') == 1
     assert hits('street[fr]=="Grote Markt"') == 0
+    assert hits('street=="Grote Markt"') == 1  # any language
+    assert hits("street~=Place") == 1
     assert hits('tariffPeriods=="P2"') == 1
     assert hits("meters==urn:ngsi-ld:Device:m2") == 1
     assert hits("meterConfig[ctRatio]>100") == 1

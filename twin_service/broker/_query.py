@@ -190,6 +190,10 @@ def _path_reader(attribute: str, steps: tuple[tuple[str, str], ...]) -> Callable
                 else:
                     return _MISSING
             current = current[name]
+        if in_attribute and current.get("type") == "LanguageProperty":
+            # `name=="Grote Markt"` matches the text in any language (`name[nl]` reads one language)
+            texts = current.get("languageMap", {}).values()
+            return [t for text in texts for t in (text if isinstance(text, list) else [text])]
         return _value_of(current) if in_attribute else current
 
     return read
