@@ -6,7 +6,9 @@ Mosquitto in docker-compose.fiware.yml minus its password file. The process is a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -100,6 +102,22 @@ _AMQTT_RUNNER = textwrap.dedent(
 )
 
 
+def _let_mosquitto_write(workdir: Path) -> None:
+    """Started as root, Mosquitto drops to the `mosquitto` user: give it the directory its database is saved in."""
+    if os.geteuid() != 0:
+        return
+    try:
+        import pwd
+
+        account = pwd.getpwnam("mosquitto")
+    except (ImportError, KeyError):
+        return
+    os.chown(workdir, account.pw_uid, account.pw_gid)
+    for name in ("mosquitto.db", "mosquitto.db.new"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(workdir / name, account.pw_uid, account.pw_gid)
+
+
 def spawn_mqtt_server(
     workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto"
 ) -> MqttServer:
@@ -116,10 +134,14 @@ def spawn_mqtt_server(
     if mosquitto:
         conf = workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {port} {host}\nallow_anonymous true\npersistence false\n"
+            # Persistence: sessions and their queued QoS 1 messages survive a restart of the broker (saved at
+            # shutdown and every 10 s), so the agent's persistent session misses nothing published meanwhile.
+            f"listener {port} {host}\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {workdir}/\nautosave_interval 10\n"
             "max_queued_messages 100000\nmax_inflight_messages 1000\n",
             encoding="utf-8",
         )
+        _let_mosquitto_write(workdir)
         kind, argv = "mosquitto", [mosquitto, "-c", str(conf)]
     else:
         kind, argv = "amqtt", [sys.executable, "-c", _AMQTT_RUNNER, host, str(port)]
