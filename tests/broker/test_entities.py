@@ -82,7 +82,7 @@ def test_sys_attrs_key_values_and_attrs(client: TestClient) -> None:
 
     only = client.get(url, params={"attrs": "frequency"}, headers=ENERGY_LINK).json()
     assert set(only) == {"id", "type", "frequency"}
-    assert_problem(client.get(url, params={"options": "fancy"}), 400, "BadRequestData")
+    assert_problem(client.get(url, params={"options": "fancy"}), 400, "InvalidRequest")  # §6.3.7
 
 
 def test_conflicts_and_invalid_entities(client: TestClient) -> None:

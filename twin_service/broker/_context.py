@@ -79,6 +79,11 @@ def _terms_of_object(obj: Mapping[str, Any]) -> TermMap:
     for term, definition in obj.items():
         if term.startswith("@"):
             continue
+        if isinstance(definition, Mapping) and "@context" in definition:
+            # A scoped context (JSON-LD 1.1 §4.1.8) would give the sub-attributes of `term` other names; NGSI-LD
+            # attributes carry no embedded @context (ETSI GS CIM 009 §5.5.7), and a term map cannot apply one.
+            raise NgsiLdError("BadRequestData", "Invalid @context",
+                              f"the term {term!r} has a scoped @context, which NGSI-LD attributes cannot use")
         iri = definition.get("@id") if isinstance(definition, Mapping) else definition
         if isinstance(iri, str):
             terms[term] = _resolve_iri(iri, obj)

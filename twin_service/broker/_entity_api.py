@@ -9,6 +9,7 @@ request and hands one call to `_operations` inside one transaction (writes) or t
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from . import _operations as ops
 from ._api import BASE, Broker, broker_of, endpoint, existing_tenant, read, write
 from ._context import ActiveContext
-from ._errors import NgsiLdError, bad_request, not_found
+from ._errors import NgsiLdError, bad_request, invalid_request, not_found
 from ._geo import GeoQuery, feature, feature_collection, parse_geo_query
 from ._http import (
     GEO_JSON,
@@ -34,6 +35,7 @@ from ._http import (
     int_param,
     link_context,
     list_param,
+    location,
     negotiate,
     read_body,
     tenant_of,
@@ -112,7 +114,7 @@ async def create_entity(request: Request) -> Response:
     ctx = await broker.contexts.activate(body_context(body, body.json))
     entity = parse_entity(body.json, ctx)
     await write(broker, ops.create_entity, tenant, entity)
-    return Response(status_code=201, headers={"Location": f"{BASE}/entities/{entity.id}"})
+    return Response(status_code=201, headers=location(f"{BASE}/entities/{entity.id}"))
 
 
 @endpoint
@@ -207,9 +209,14 @@ def render_options(params: QueryParams, ctx: ActiveContext) -> RenderOptions:
     if fmt is not None:
         options.add(fmt)
     unknown = options - _OPTIONS
-    if unknown:
-        raise bad_request("Invalid value for URI parameter options",
-                          f"{', '.join(sorted(unknown))}: supported are {', '.join(sorted(_OPTIONS))}")
+    if unknown:  # a malformed URI parameter makes the request invalid (§6.3.7, ProblemDetails InvalidRequest)
+        raise invalid_request("Invalid value for URI parameter " + ("format" if fmt in unknown else "options"),
+                              f"{', '.join(sorted(unknown))}: supported are {', '.join(sorted(_OPTIONS))}")
+    for name in ("join", "joinLevel"):
+        if name in params:  # linked-entity retrieval (§4.5.23) is not implemented: refused, never ignored
+            raise NgsiLdError("OperationNotSupported", f"URI parameter {name} is not supported",
+                              "linked entities are not retrieved by this broker; see docs/compatibility.md",
+                              status=501)
     shapes = {"keyValues" if o == "simplified" else o for o in options & {"keyValues", "simplified", "concise",
                                                                             "normalized"}}
     if len(shapes) > 1:
@@ -217,6 +224,8 @@ def render_options(params: QueryParams, ctx: ActiveContext) -> RenderOptions:
     attrs, pick, omit = list_param(params, "attrs"), list_param(params, "pick"), list_param(params, "omit")
     if pick and omit:
         raise bad_request("Conflicting URI parameters", "pick and omit exclude each other")
+    if attrs and (pick or omit):  # §4.21: pick/omit are the projection; attrs keeps only its selection meaning
+        raise bad_request("Conflicting URI parameters", f"attrs cannot be combined with {'pick' if pick else 'omit'}")
 
     def names(items: list[str] | None) -> frozenset[str] | None:
         return frozenset(i if i in ("id", "type") else ctx.expand(i) for i in items) if items else None
@@ -403,6 +412,7 @@ async def parse_batch(request: Request) -> list[Entity | tuple[str, NgsiLdError]
     body = await read_body(request)
     if not isinstance(body.json, list) or not body.json:
         raise bad_request("Invalid payload", "a batch operation takes a non-empty JSON array of entities")
+    _refuse_non_objects(body.json, "a batch operation")
     # Contexts are resolved on the event loop (cached; a first fetch is async), the CPU-heavy validation of
     # the entities on a worker thread, so a 1 MiB batch does not hold up reads served by the loop meanwhile.
     contexts: list[ActiveContext | NgsiLdError] = []
@@ -427,6 +437,15 @@ async def parse_batch(request: Request) -> list[Entity | tuple[str, NgsiLdError]
 
     fragments = await run_in_threadpool(parse_all) if len(body.json) > 1 else parse_all()
     return fragments
+
+
+def _refuse_non_objects(items: list[Any], what: str) -> None:
+    """An item that is not a JSON object (null, a number, a string) makes the payload not an array of entities:
+    the whole request is refused with 400 (§6.14.3.1, §6.31.3.1), not reported per entity in a 207."""
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise bad_request("Invalid payload", f"{what} takes an array of entities (JSON objects); item "
+                                                 f"{position} is {json.dumps(item)[:60]}")
 
 
 def batch_response(result: ops.BatchResult, tenant: str, created_status: bool) -> Response:
@@ -499,6 +518,7 @@ async def batch_merge(request: Request) -> Response:
     body = await read_body(request)
     if not isinstance(body.json, list) or not body.json:
         raise bad_request("Invalid payload", "a batch merge takes a non-empty JSON array of entities")
+    _refuse_non_objects(body.json, "a batch merge")
     items: list[tuple[str, dict[str, Any], ActiveContext] | tuple[str | None, NgsiLdError]] = []
     for item in body.json:
         entity_id = item.get("id") if isinstance(item, dict) else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -156,6 +157,12 @@ def negotiate(request: Request, geo: bool = False) -> str:
                           f"Accept {accept!r}: this operation answers {JSON}, {JSON_LD}"
                           f"{' or ' + GEO_JSON if geo else ''}", status=406)
     return best[1]
+
+
+def location(path: str) -> dict[str, str]:
+    """A `Location` header for a created resource, percent-encoded (RFC 3986 §2.1) so that an id holding
+    non-ASCII characters (an IRI) is a valid header value; ASCII ids are written unchanged."""
+    return {"Location": quote(path, safe="/:@!$&'()*+,;=~-._?#[]%")}
 
 
 def entity_response(payload: dict[str, Any] | list[dict[str, Any]], media: str, ctx: ActiveContext,

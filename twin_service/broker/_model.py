@@ -8,6 +8,7 @@ when they are objects (`{"L1": 230, "L2": 231, "L3": 229}`): their keys are neit
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -16,8 +17,23 @@ from typing import Any
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request
 
-# RFC 3986 scheme, then something without whitespace or characters Orion-LD refuses in ids.
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
+# RFC 3986 scheme, then something without whitespace, controls or characters Orion-LD refuses in ids.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x20\x7f<>\"{}|\\^`]+$")
+# Non-ASCII characters refused in ids and Relationship objects although IRIs (RFC 3987 §2.2 `ucschar`) allow
+# most non-ASCII: controls (Cc), format characters (Cf: invisible ones such as U+200B and the bidirectional
+# controls RFC 3987 §4.1 forbids), surrogates, private use and unassigned code points, and spaces. Two ids that
+# print the same must be the same id, and every id must be writable in a Location header (percent-encoded).
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+# ETSI GS CIM 009 V1.8.1 §4.5.1: terms the core context defines as non-reified properties (and the members that
+# hold an attribute's value) "shall not be used as Attribute names". createdAt/modifiedAt/deletedAt are the
+# broker's to set and are ignored when a client sends them back (e.g. a retrieved entity with sysAttrs).
+_RESERVED_ATTRIBUTE_NAMES = frozenset({
+    "id", "type", "scope", "datasetId", "instanceId", "observedAt", "unitCode", "objectType", "lang", "value",
+    "object", "languageMap", "vocab", "json", "valueList", "objectList", "previousValue", "previousObject",
+    "previousLanguageMap", "previousVocab", "previousJson", "previousValueList", "previousObjectList",
+    "entity", "entityList", "notUpdated", "success", "errors"})
+_IGNORED_ENTITY_MEMBERS = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "deletedAt"})
+_reserved_iris: frozenset[str] | None = None
 # Characters Orion-LD forbids in attribute and type names (they break its q-language and storage).
 _FORBIDDEN_NAME_CHARS = frozenset('<>"\'=;()\\ \t\r\n&?/#')
 _VALID_NAMES: set[str] = set()  # names already checked (bounded: clients inventing names cannot grow it)
@@ -73,10 +89,17 @@ def format_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def parse_datetime(text: Any, what: str) -> str:
-    """An ISO 8601 DateTime normalized to UTC with milliseconds; 400 BadRequestData when it is not one."""
+def parse_datetime(text: Any, what: str, *, utc_z: bool = False) -> str:
+    """An ISO 8601 DateTime normalized to UTC with milliseconds; 400 BadRequestData when it is not one.
+
+    `utc_z`: a DateTime in a payload (observedAt, expiresAt), which ETSI GS CIM 009 §4.6.3 wants in UTC with
+    the `Z` designator; another offset (`+02:00`, even `+00:00`) or none is refused rather than converted.
+    """
     if not isinstance(text, str) or "T" not in text:
         raise bad_request("Invalid DateTime", f"{what}: {text!r} is not an ISO 8601 DateTime")
+    if utc_z and not text.endswith(("Z", "z")):
+        raise bad_request("Invalid DateTime", f"{what}: {text!r} must be in UTC with the Z designator "
+                                              "(e.g. 2026-11-24T10:00:00.000Z)")
     return _normalized_datetime(text, what)
 
 
@@ -93,8 +116,10 @@ def _normalized_datetime(text: str, what: str) -> str:
 
 
 def is_uri(value: Any) -> bool:
-    """True for an absolute URI, which NGSI-LD demands for entity ids and Relationship objects."""
-    return isinstance(value, str) and bool(_URI.match(value))
+    """True for an absolute URI (an IRI without invisible characters), which NGSI-LD demands for entity ids and
+    Relationship objects."""
+    return (isinstance(value, str) and bool(_URI.match(value))
+            and (value.isascii() or not any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in value)))
 
 
 def check_entity_id(value: Any) -> str:
@@ -128,18 +153,40 @@ def parse_entity(body: Any, ctx: ActiveContext) -> Entity:
     raw_type = body.get("type")
     if isinstance(raw_type, list):
         raise NgsiLdError("OperationNotSupported", "Multi-typed entities are not supported", entity_id)
-    entity_type = ctx.expand(check_name(raw_type, "entity type"))
+    entity_type = ctx.expand(check_entity_type(raw_type))
     entity = Entity(entity_id, entity_type)
     for key, raw in body.items():
-        if key in ("id", "type", "@context") or key in _SYSTEM_KEYS:
-            continue  # system attributes are the broker's to set
+        if key in _IGNORED_ENTITY_MEMBERS:
+            continue  # id and type are read above; system attributes are the broker's to set
         if key == "scope":
             raise NgsiLdError("OperationNotSupported", "Scopes are not supported", entity_id)
         name = ctx.expand(check_name(key, "attribute name"))
+        if key.startswith("@") or key in _RESERVED_ATTRIBUTE_NAMES or name in _reserved_attribute_iris(ctx):
+            raise bad_request("Invalid attribute name", f"{key!r} is an NGSI-LD core term or JSON-LD keyword, "
+                                                        "which cannot name an attribute (ETSI GS CIM 009 §4.5.1)")
         entity.attrs[name] = parse_attribute(key, raw, ctx)
         if name in _GEO_ATTRIBUTES and entity.attrs[name]["type"] != "GeoProperty":
             raise bad_request("Invalid attribute", f"{key} must be a GeoProperty")
     return entity
+
+
+def check_entity_type(raw_type: Any) -> str:
+    """An entity type name: a URI, or a term that starts with a letter or `_` and is not a JSON-LD keyword or
+    the core term `type`/`id` (§4.6.2: type names are terms or IRIs; a term starting with a digit is neither)."""
+    name = check_name(raw_type, "entity type")
+    if not is_uri(name) and (not (name[0].isalpha() or name[0] == "_") or name in ("type", "id")):
+        raise bad_request("Invalid entity type", f"{name!r}: an entity type is a URI or a name starting with a "
+                                                 "letter that is not a core term (ETSI GS CIM 009 §4.6.2)")
+    return name
+
+
+def _reserved_attribute_iris(ctx: ActiveContext) -> frozenset[str]:
+    """The IRIs of the reserved names (core terms win over user terms, so these are the same for every ctx)."""
+    global _reserved_iris
+    if _reserved_iris is None:
+        _reserved_iris = frozenset(ctx.expand(term) for term in _RESERVED_ATTRIBUTE_NAMES
+                                   if not ctx.expand(term).startswith(ctx.vocab))
+    return _reserved_iris
 
 
 def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
@@ -147,6 +194,9 @@ def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
     if isinstance(raw, list) and raw and all(isinstance(item, dict) for item in raw):
         raise NgsiLdError("OperationNotSupported", "Multi-attributes (datasetId arrays) are not supported", name)
     raw = _normalized(name, raw)
+    if "@context" in raw:
+        raise bad_request("Invalid attribute", f"{name}: an attribute cannot carry its own @context "
+                                               "(ETSI GS CIM 009 §5.5.7)")
     kind = raw.get("type")
     if kind not in ATTRIBUTE_TYPES:
         raise bad_request("Invalid attribute", f"{name}: type must be one of {sorted(ATTRIBUTE_TYPES)}, "
@@ -160,8 +210,11 @@ def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
         if key == "type" or key in VALUE_MEMBERS or key in _SYSTEM_KEYS:
             continue
         if key == "observedAt":
-            attribute[key] = parse_datetime(sub, f"{name}.observedAt")
+            attribute[key] = parse_datetime(sub, f"{name}.observedAt", utc_z=True)
         elif key == "unitCode":
+            if kind in ("Relationship", "ListRelationship"):
+                raise bad_request("Invalid attribute", f"{name}: a {kind} has no unitCode (ETSI GS CIM 009 "
+                                                       "§4.5.3.2: Relationships are unitless)")
             if not isinstance(sub, str) or not sub:
                 raise bad_request("Invalid attribute", f"{name}.unitCode must be a non-empty string")
             attribute[key] = sub

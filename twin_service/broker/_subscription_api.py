@@ -13,10 +13,12 @@ from ._http import (
     entity_response,
     int_param,
     link_context,
+    location,
     negotiate,
     read_body,
     tenant_of,
 )
+from ._model import is_uri
 from ._notifier import SubscriptionManager
 from ._subscriptions import merge_patch, parse_subscription
 
@@ -35,6 +37,15 @@ def _not_found(sub_id: str) -> NgsiLdError:
     return NgsiLdError("ResourceNotFound", "Subscription Not Found", sub_id)
 
 
+def _sub_id(request: Request) -> str:
+    """The subscription id of the path; 400 BadRequestData when it is not a URI (§6.11.3: a malformed id is a
+    bad request, not a missing subscription)."""
+    sub_id = request.path_params["sub_id"]
+    if not is_uri(sub_id):
+        raise bad_request("Invalid subscription id", f"not a URI: {sub_id!r}")
+    return sub_id
+
+
 @endpoint
 async def create_subscription(request: Request) -> Response:
     """POST /subscriptions: 201 + Location; 409 when the id exists; 400 for an invalid subscription."""
@@ -47,7 +58,7 @@ async def create_subscription(request: Request) -> Response:
     ctx = await broker.contexts.activate(context)
     sub = parse_subscription(body.json, tenant, context, ctx)
     await _manager(request).create(sub)
-    return Response(status_code=201, headers={"Location": f"{BASE}/subscriptions/{sub.id}"})
+    return Response(status_code=201, headers=location(f"{BASE}/subscriptions/{sub.id}"))
 
 
 @endpoint
@@ -71,9 +82,10 @@ async def retrieve_subscription(request: Request) -> Response:
     tenant = existing_tenant(request, broker)
     media = negotiate(request)
     ctx = await broker.contexts.activate(link_context(request))
-    sub = _manager(request).get(tenant, request.path_params["sub_id"])
+    sub_id = _sub_id(request)
+    sub = _manager(request).get(tenant, sub_id)
     if sub is None:
-        raise _not_found(request.path_params["sub_id"])
+        raise _not_found(sub_id)
     return entity_response(sub.render(ctx), media, ctx)
 
 
@@ -83,7 +95,7 @@ async def update_subscription(request: Request) -> Response:
     broker = broker_of(request)
     tenant = existing_tenant(request, broker)
     manager = _manager(request)
-    sub_id = request.path_params["sub_id"]
+    sub_id = _sub_id(request)
     current = manager.get(tenant, sub_id)
     if current is None:
         raise _not_found(sub_id)
@@ -104,6 +116,7 @@ async def delete_subscription(request: Request) -> Response:
     """DELETE /subscriptions/{id}: 204; 404 when the tenant has no such subscription."""
     broker = broker_of(request)
     tenant = existing_tenant(request, broker)
-    if not await _manager(request).delete(tenant, request.path_params["sub_id"]):
-        raise _not_found(request.path_params["sub_id"])
+    sub_id = _sub_id(request)
+    if not await _manager(request).delete(tenant, sub_id):
+        raise _not_found(sub_id)
     return Response(status_code=204)

@@ -12,6 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request
@@ -158,7 +159,7 @@ class Subscription:
         if self.watched is not None:
             out["watchedAttributes"] = sorted(ctx.compact(a) for a in self.watched)
         if self.q is not None:
-            out["q"] = self.q.text
+            out["q"] = self.raw.get("q", self.q.text)  # as written (percent-encoded or not)
         for member in ("geoQ", "lang"):
             if member in self.raw:
                 out[member] = self.raw[member]
@@ -236,7 +237,7 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
     unknown = sorted(set(raw) - _MEMBERS)
     if unknown:
         raise bad_request("Invalid subscription", f"unknown members: {', '.join(unknown)}")
-    sub_id = raw.get("id") or new_subscription_id()
+    sub_id = raw["id"] if "id" in raw else new_subscription_id()  # "" is an invalid id, not "none given"
     if not is_uri(sub_id):
         raise bad_request("Invalid subscription id", f"not a URI: {sub_id!r}")
     selectors = []
@@ -306,7 +307,7 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         raise bad_request("Invalid subscription", "timeInterval excludes throttling and watchedAttributes")
     if time_interval == 0:
         raise bad_request("Invalid timeInterval", "timeInterval must be positive")
-    expires_at = parse_datetime(raw["expiresAt"], "expiresAt") if "expiresAt" in raw else None
+    expires_at = parse_datetime(raw["expiresAt"], "expiresAt", utc_z=True) if "expiresAt" in raw else None
     if check_expiry and expires_at is not None and expires_at <= now_iso():
         raise bad_request("Invalid expiresAt", f"{expires_at} is in the past")
     is_active = raw.get("isActive", True)
@@ -326,10 +327,17 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
                                         for i in items) if items else None
     if projections["pick"] is not None and projections["omit"] is not None:
         raise bad_request("Invalid subscription", "notification.pick and notification.omit exclude each other")
+    if (projections["pick"] is not None or projections["omit"] is not None) and "attributes" in notification:
+        # §5.2.14 NotificationParams: attributes is the older projection; pick/omit replace it, never beside it
+        raise bad_request("Invalid subscription", "notification.attributes cannot be combined with "
+                                                  "notification.pick or notification.omit")
+    if show_changes and fmt in ("keyValues", "simplified"):
+        raise bad_request("Invalid subscription", "notification.showChanges needs the normalized or concise "
+                                                  "format: keyValues has no place for previousValue (§5.2.14)")
     return Subscription(
         id=sub_id, tenant=tenant, raw={**{k: v for k, v in raw.items() if k != "@context"}, "id": sub_id},
         context=context, ctx=ctx, selectors=tuple(selectors), watched=watched,
-        q=compile_q(q, ctx) if q else None,
+        q=compile_q(subscription_q(q), ctx) if q else None,
         attributes=_names(notification.get("attributes"), "notification.attributes", ctx),
         format="keyValues" if fmt == "simplified" else fmt, sys_attrs=sys_attrs is True, uri=uri, accept=accept,
         receiver_info=tuple(receiver_info), throttling=throttling, time_interval=time_interval,
@@ -337,6 +345,13 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         triggers=frozenset(trigger) if trigger is not None else _DEFAULT_TRIGGERS, geo=geo, lang=parse_lang(lang),
         show_changes=show_changes, pick=projections["pick"], omit=projections["omit"],
         status=status or Status())
+
+
+def subscription_q(q: str) -> str:
+    """The q of a subscription as evaluated: percent-decoded, as URI parameters are, since clients write the
+    same (percent-encoded) q text in a payload as in a query string (§4.9; `p==%22a%22` means `p=="a"`).
+    A `%` not followed by two hex digits stays as it is."""
+    return unquote(q) if "%" in q else q
 
 
 def merge_patch(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from ._api import BASE, broker_of, endpoint, existing_tenant, write
 from ._context import ActiveContext, is_core_context
 from ._errors import NgsiLdError, bad_request
-from ._http import body_context, link_context, read_body, tenant_of
+from ._http import body_context, link_context, location, read_body, tenant_of
 from ._model import Entity, check_entity_id, check_name, now_iso, parse_attribute
 from ._operations import Tx
 from ._temporal import query_temporal_entities
@@ -89,7 +89,7 @@ async def create_temporal_entity(request: Request) -> Response:
     if current is not None and current.type != entity_type:
         raise bad_request("Entity type mismatch", f"{entity_id} is of type {ctx.compact(current.type)}")
     if await write(broker, _record, tenant, entity_id, entity_type, instances, True):
-        return Response(status_code=201, headers={"Location": f"{BASE}/temporal/entities/{entity_id}"})
+        return Response(status_code=201, headers=location(f"{BASE}/temporal/entities/{entity_id}"))
     return Response(status_code=204)
 
 
