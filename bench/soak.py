@@ -308,6 +308,8 @@ def main(argv: list[str]) -> int:
     device_ids = [f"soak-{n:04d}" for n in range(meters)]
     probe_id = f"urn:ngsi-ld:{MEASUREMENT_TYPE}:{device_ids[0]}"
     started_wall = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # SIGTERM (timeout, an operator) ends the run through the same cleanup as Ctrl-C: the stack is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         cfg = StackConfig(data_dir=Path(tmp) / "var", mqtt_port=free_port(), broker_port=free_port(),
                           agent_port=free_port(), quality_port=0, web_port=0, mqtt_prefer="mosquitto")
