@@ -207,3 +207,64 @@ def test_subscription_q_is_percent_decoded(client: TestClient, receiver: Receive
     receiver.wait_for(1)
     time.sleep(0.3)
     assert [e["id"] for r in receiver.received for e in r.body["data"]] == [ENTITY_ID]
+
+
+def test_query_pages_are_linked_next_and_prev(client: TestClient) -> None:
+    """§6.3.13 (pagination): Link headers with rel="next" and rel="prev" (RFC 8288) lead to the other pages;
+    NGSILD-Results-Count counts every match, not the page."""
+    for i in range(5):
+        client.post(f"{BASE}/entities", json=entity(f"urn:ngsi-ld:Meter:p{i}", n={"type": "Property", "value": i}))
+    first = client.get(f"{BASE}/entities", params={"type": "Meter", "q": "n>0", "limit": 2, "count": "true"})
+    assert first.headers["NGSILD-Results-Count"] == "4"
+    links = _links(first)
+    assert "prev" not in links and "offset=2" in links["next"] and "limit=2" in links["next"]
+    second = client.get(links["next"])
+    assert [e["id"] for e in second.json()] == ["urn:ngsi-ld:Meter:p3", "urn:ngsi-ld:Meter:p4"]
+    assert "next" not in _links(second) and "offset=0" in _links(second)["prev"]
+    assert "rel=\"http://www.w3.org/ns/json-ld#context\"" in ",".join(second.headers.get_list("link"))
+
+
+def test_subscription_pages_are_linked_and_counted(client: TestClient) -> None:
+    for _ in range(3):
+        client.post(f"{BASE}/subscriptions", json=SUBSCRIPTION)
+    page = client.get(f"{BASE}/subscriptions", params={"limit": 2, "count": "true"})
+    assert page.headers["NGSILD-Results-Count"] == "3" and len(page.json()) == 2
+    rest = client.get(_links(page)["next"])
+    assert len(rest.json()) == 1 and "next" not in _links(rest)
+
+
+def _links(response: Any) -> dict[str, str]:
+    """rel -> target of the paging Link headers."""
+    out = {}
+    for header in response.headers.get_list("link"):
+        for value in header.split(", <"):
+            target, _, params = value.strip().lstrip("<").partition(">")
+            for rel in ("next", "prev"):
+                if f'rel="{rel}"' in params:
+                    out[rel] = target
+    return out
+
+
+def test_compaction_uses_the_core_prefix_when_no_term_fits(client: TestClient) -> None:
+    """JSON-LD IRI compaction (used by §5.5.7): an IRI no term of the reader's context names, under the core
+    context's `ngsi-ld` prefix, comes back as `ngsi-ld:…`, not as the full IRI."""
+    client.post(f"{BASE}/entities", json=entity(speed={"type": "Property", "value": 1}))  # default-context/speed
+    body = {"@context": [{"speed": "https://example.org/speed"}]}
+    got = client.post(f"{BASE}/entityOperations/query", json={"type": "Query", "entities": [{"type": "Meter"}],
+                                                               **body},
+                      headers={"Content-Type": "application/ld+json"})
+    assert got.status_code == 200, got.text
+    assert "ngsi-ld:default-context/speed" in got.json()[0]
+    plain = client.get(f"{BASE}/entities/{ENTITY_ID}").json()
+    assert "speed" in plain  # with the core context alone the @vocab gives the short name
+
+
+@pytest.mark.parametrize("params", [{"options": "keyValues"}, {"options": "temporalValues,fancy"},
+                                    {"format": "keyValues"}])
+def test_invalid_temporal_options_are_invalid_request(client: TestClient, params: dict[str, str]) -> None:
+    """§6.18.3.1: temporal queries know temporalValues, aggregatedValues and sysAttrs (format simplified/
+    normalized/temporalValues/aggregatedValues); any other value is a malformed request."""
+    client.post(f"{BASE}/entities", json=entity(speed={"type": "Property", "value": 1}))
+    response = client.get(f"{BASE}/temporal/entities", params={"type": "Meter", "timerel": "after",
+                                                               "timeAt": "2000-01-01T00:00:00Z", **params})
+    assert_problem(response, 400, "InvalidRequest")

@@ -107,6 +107,11 @@ class ActiveContext:
             if not iri.startswith("@"):
                 reverse[iri] = term
         self._reverse = reverse
+        # Prefixes for compact IRIs (JSON-LD 1.1 IRI compaction): terms whose IRI ends in a gen-delim, such as
+        # the core context's `ngsi-ld` -> https://uri.etsi.org/ngsi-ld/; longest IRI first (shortest result).
+        prefixes = {**user.terms, **core.terms}
+        self._prefixes = sorted(((t, i) for t, i in prefixes.items() if i.endswith(("/", "#")) and ":" not in t),
+                                key=lambda ti: (-len(ti[1]), len(ti[0]), ti[0]))
 
     def expand(self, term: str) -> str:
         """The IRI a term names: core term, user term, compact or absolute IRI, else the core @vocab."""
@@ -130,6 +135,11 @@ class ActiveContext:
             rest = iri[len(self.vocab):]
             if rest and self.expand(rest) == iri:
                 return rest
+        for prefix, base in self._prefixes:  # e.g. ngsi-ld:default-context/speed when `speed` means another IRI
+            if iri.startswith(base) and len(iri) > len(base):
+                candidate = f"{prefix}:{iri[len(base):]}"
+                if not iri[len(base):].startswith("//") and self.expand(candidate) == iri:
+                    return candidate
         return iri
 
 

@@ -29,6 +29,7 @@ from ._http import (
     GEO_JSON,
     JSON,
     Body,
+    add_paging_links,
     body_context,
     bool_param,
     entity_response,
@@ -300,9 +301,13 @@ async def _answer_query(request: Request, broker: Broker, tenant: str, ctx: Acti
     headers = {"NGSILD-Results-Count": str(total)} if count else {}
     if media == GEO_JSON:
         where = _geometry_property(params, ctx)
-        return _geo_response(feature_collection([feature(render_entity(e, ctx, options), e, where)
-                                                 for e in entities]), ctx, headers)
-    return entity_response([render_entity(e, ctx, options) for e in entities], media, ctx, headers)
+        response = _geo_response(feature_collection([feature(render_entity(e, ctx, options), e, where)
+                                                     for e in entities]), ctx, headers)
+    else:
+        response = entity_response([render_entity(e, ctx, options) for e in entities], media, ctx, headers)
+    if request.method == "GET":  # POST /entityOperations/query pages through its body: no URL to link to
+        add_paging_links(response, request, offset, limit, len(entities), total)
+    return response
 
 
 def _geo_response(payload: dict[str, Any], ctx: ActiveContext, headers: dict[str, str]) -> Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -163,6 +163,25 @@ def location(path: str) -> dict[str, str]:
     """A `Location` header for a created resource, percent-encoded (RFC 3986 §2.1) so that an id holding
     non-ASCII characters (an IRI) is a valid header value; ASCII ids are written unchanged."""
     return {"Location": quote(path, safe="/:@!$&'()*+,;=~-._?#[]%")}
+
+
+def add_paging_links(response: Response, request: Request, offset: int, limit: int, returned: int,
+                     total: int) -> Response:
+    """`Link` headers to the next and previous pages (§6.3.13 Pagination, RFC 8288 `rel="next"`/`"prev"`): the
+    same request with `offset` moved by `limit`; none past either end. Separate from the @context Link."""
+    if limit <= 0:
+        return response
+
+    def page(at: int) -> str:
+        items = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
+        query = urlencode([*items, ("limit", str(limit)), ("offset", str(at))])
+        return quote(request.url.path, safe="/:@!$&'()*+,;=~-._%") + "?" + query
+
+    if offset + returned < total:
+        response.headers.append("Link", f'<{page(offset + limit)}>; rel="next"; type="{JSON}"')
+    if offset > 0:
+        response.headers.append("Link", f'<{page(max(0, offset - limit))}>; rel="prev"; type="{JSON}"')
+    return response
 
 
 def entity_response(payload: dict[str, Any] | list[dict[str, Any]], media: str, ctx: ActiveContext,

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from ._api import BASE, broker_of, endpoint, existing_tenant
 from ._errors import NgsiLdError, bad_request
 from ._http import (
+    add_paging_links,
     body_context,
     bool_param,
     entity_response,
@@ -72,7 +73,9 @@ async def list_subscriptions(request: Request) -> Response:
     ctx = await broker.contexts.activate(link_context(request))
     subs = _manager(request).list(tenant)
     headers = {"NGSILD-Results-Count": str(len(subs))} if bool_param(request.query_params, "count") else {}
-    return entity_response([s.render(ctx) for s in subs[offset:offset + limit]], media, ctx, headers)
+    page = subs[offset:offset + limit]
+    response = entity_response([s.render(ctx) for s in page], media, ctx, headers)
+    return add_paging_links(response, request, offset, limit, len(page), len(subs))
 
 
 @endpoint

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from ._api import broker_of, endpoint, existing_tenant, read
 from ._context import ActiveContext
-from ._errors import NgsiLdError, bad_request
+from ._errors import NgsiLdError, bad_request, invalid_request
 from ._http import JSON_LD, LINK_REL, int_param, link_context, list_param, negotiate
 from ._json import RawJson, raw_json_response
 from ._model import format_datetime, parse_datetime, render_attribute
@@ -116,8 +116,8 @@ def parse_temporal_request(params: QueryParams, ctx: ActiveContext, *, need_time
     options = set(list_param(params, "options") or [])
     fmt = params.get("format")
     unknown = options - _OPTIONS
-    if unknown or (fmt is not None and fmt not in _FORMATS):
-        raise bad_request("Invalid value for URI parameter options",
+    if unknown or (fmt is not None and fmt not in _FORMATS):  # a malformed URI parameter: InvalidRequest
+        raise invalid_request("Invalid value for URI parameter " + ("options" if unknown else "format"),
                           f"{', '.join(sorted(unknown) or [str(fmt)])}: use temporalValues, aggregatedValues, "
                           "sysAttrs or format=simplified|normalized|temporalValues|aggregatedValues")
     methods = tuple(list_param(params, "aggrMethods") or ())
