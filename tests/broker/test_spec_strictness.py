@@ -268,3 +268,49 @@ def test_invalid_temporal_options_are_invalid_request(client: TestClient, params
     response = client.get(f"{BASE}/temporal/entities", params={"type": "Meter", "timerel": "after",
                                                                "timeAt": "2000-01-01T00:00:00Z", **params})
     assert_problem(response, 400, "InvalidRequest")
+
+
+def test_notifications_to_a_json_ld_endpoint_carry_the_context_and_sys_attrs(client: TestClient,
+                                                                            receiver: Receiver) -> None:
+    """§5.2.15 / §6.3.x: a receiver accepting application/ld+json gets the @context in the notification body
+    (application/json: in a Link header instead); notification.sysAttrs adds createdAt and modifiedAt to the
+    entity and its attributes (§4.8), also on later updates, where createdAt keeps the creation time."""
+    for path, accept in (("/ld", "application/ld+json"), ("/json", "application/json")):
+        notification = {"sysAttrs": True, "endpoint": {"uri": receiver.url + path, "accept": accept}}
+        assert client.post(f"{BASE}/subscriptions", json={**SUBSCRIPTION, "notification": notification}
+                           ).status_code == 201
+    client.post(f"{BASE}/entities", json=entity(speed={"type": "Property", "value": 1}))
+    client.patch(f"{BASE}/entities/{ENTITY_ID}/attrs", json={"speed": {"type": "Property", "value": 2}})
+    as_ld = receiver.wait_for(2, path="/ld")
+    as_json = receiver.wait_for(2, path="/json")
+    assert "ngsi-ld-core-context" in json.dumps(as_ld[0].body["@context"])
+    assert as_ld[0].headers["content-type"].startswith("application/ld+json")
+    assert "@context" not in as_json[0].body and "ngsi-ld-core-context" in as_json[0].headers["link"]
+    created, updated = (r.body["data"][0] for r in as_ld)
+    for notified in (created, updated):
+        assert notified["createdAt"] and notified["modifiedAt"] and notified["speed"]["createdAt"]
+    assert updated["createdAt"] == created["createdAt"] and updated["speed"]["value"] == 2
+    assert updated["modifiedAt"] >= created["modifiedAt"]
+
+
+def test_a_retrieved_subscription_has_the_spec_representation(client: TestClient) -> None:
+    """§5.2.12: isActive as written, status active|paused|expired, notification.status ok|failed and
+    timesSent; expiresAt in UTC."""
+    body = {**SUBSCRIPTION, "isActive": False, "expiresAt": "2099-01-01T00:00:00Z"}
+    location = client.post(f"{BASE}/subscriptions", json=body).headers["location"]
+    got = client.get(location).json()
+    assert got["type"] == "Subscription" and got["isActive"] is False and got["status"] == "paused"
+    assert got["notification"]["status"] == "ok" and got["notification"]["timesSent"] == 0
+    assert got["expiresAt"] == "2099-01-01T00:00:00.000Z"
+    assert client.patch(location, json={"isActive": True}).status_code == 204
+    assert client.get(location).json()["status"] == "active"
+
+
+@pytest.mark.parametrize("pair", [{"key": "X-Site", "value": "casa peña"}, {"key": "X Site", "value": "a"},
+                                  {"key": "X-Site", "value": "a\r\nInjected: 1"}])
+def test_receiver_info_must_be_a_header_http_can_carry(client: TestClient, pair: dict[str, str]) -> None:
+    """receiverInfo (§5.2.15 Endpoint) becomes headers of every notification: refused at creation when no HTTP
+    header can carry it (RFC 9110 §5), instead of failing every notification later."""
+    notification = {"endpoint": {"uri": "http://127.0.0.1:9/notify", "receiverInfo": [pair]}}
+    response = client.post(f"{BASE}/subscriptions", json={**SUBSCRIPTION, "notification": notification})
+    assert_problem(response, 400, "BadRequestData")

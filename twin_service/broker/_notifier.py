@@ -18,6 +18,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
+
+from datamodels.context import CORE_CONTEXT
 
 from ._context import ContextResolver, is_core_context
 from ._errors import NgsiLdError
@@ -282,9 +285,10 @@ class SubscriptionManager:
             body["@context"] = sub.context if sub.context is not None else sub.ctx.echo
         else:
             headers["Content-Type"] = JSON
-            link = _link_url(sub.context)
-            if link is not None:
-                headers["Link"] = f'<{link}>; rel="{LINK_REL}"; type="{JSON_LD}"'
+            # §6.3.x / §5.3: a JSON receiver finds the @context in a Link header, the core context when the
+            # subscription named none (or only an inline one, which a header cannot carry)
+            link = quote(_link_url(sub.context) or CORE_CONTEXT, safe="/:@!$&'()*+,;=~-._?#[]%")
+            headers["Link"] = f'<{link}>; rel="{LINK_REL}"; type="{JSON_LD}"'
         return body, headers
 
     async def _deliver(self, key: tuple[str, str], entities: list[Entity]) -> None:

@@ -21,6 +21,8 @@ from ._model import Entity, is_uri, now_iso, parse_datetime, parse_lang
 from ._operations import Change
 from ._query import Query, compile_q, type_selection
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 §5.6.2 token
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")
 FORMATS = frozenset({"normalized", "keyValues", "concise", "simplified"})
 ACCEPTS = frozenset({"application/json", "application/ld+json"})
 _MEMBERS = frozenset({"id", "type", "subscriptionName", "description", "entities", "watchedAttributes", "q",
@@ -301,6 +303,10 @@ def parse_subscription(raw: dict[str, Any], tenant: str, context: Any, ctx: Acti
         if not isinstance(pair, dict) or not isinstance(pair.get("key"), str) or not isinstance(pair.get("value"),
                                                                                                  str):
             raise bad_request("Invalid subscription", "receiverInfo items are {\"key\": …, \"value\": …} strings")
+        if not _HEADER_NAME.match(pair["key"]) or not _HEADER_VALUE.match(pair["value"]):
+            # each pair becomes a header of every notification: it must be one HTTP can carry (RFC 9110 §5)
+            raise bad_request("Invalid subscription", f"receiverInfo {pair['key']!r}: a header name is a token "
+                                                      "and its value printable ASCII")
         receiver_info.append((pair["key"], pair["value"]))
     throttling, time_interval = _number(raw, "throttling"), _number(raw, "timeInterval")
     if time_interval is not None and (throttling is not None or watched is not None):
