@@ -314,3 +314,46 @@ def test_receiver_info_must_be_a_header_http_can_carry(client: TestClient, pair:
     notification = {"endpoint": {"uri": "http://127.0.0.1:9/notify", "receiverInfo": [pair]}}
     response = client.post(f"{BASE}/subscriptions", json={**SUBSCRIPTION, "notification": notification})
     assert_problem(response, 400, "BadRequestData")
+
+
+@pytest.fixture
+def context_server() -> Any:
+    """A local HTTP server answering every path with a small JSON-LD context document."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"@context": {"speed": "https://example.org/speed"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/ld+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_context_url_with_non_ascii_characters_is_echoed_percent_encoded(client: TestClient,
+                                                                          context_server: str) -> None:
+    """The Link header naming a body @context (an IRI) is written percent-encoded instead of failing (500)."""
+    client.post(f"{BASE}/entities", json=entity(speed={"type": "Property", "value": 1}))
+    query = {"type": "Query", "entities": [{"type": "Meter"}], "@context": f"{context_server}/contexto-ñ.jsonld"}
+    response = client.post(f"{BASE}/entityOperations/query", json=query,
+                           headers={"Content-Type": "application/ld+json", "Accept": "application/json"})
+    assert response.status_code == 200, response.text
+    assert "/contexto-%C3%B1.jsonld>" in response.headers["link"]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/a\x00b", "http://127.0.0.1:9/a b", "ftp://example.org/c"])
+def test_a_context_url_that_cannot_be_fetched_by_its_form_is_bad_request_data(client: TestClient,
+                                                                              url: str) -> None:
+    response = create(client, {**entity(), "@context": url}, "application/ld+json")
+    assert_problem(response, 400, "BadRequestData")

@@ -224,13 +224,16 @@ class ContextResolver:
             return None
 
     async def _fetch(self, url: str) -> dict[str, Any]:
-        if not url.startswith(("http://", "https://")):
-            raise NgsiLdError("BadRequestData", "Invalid @context", f"not an http(s) URL: {url}")
+        if not url.startswith(("http://", "https://")) or any(c.isspace() or ord(c) < 0x20 or c == "\x7f"
+                                                               for c in url):
+            raise NgsiLdError("BadRequestData", "Invalid @context", f"not an http(s) URL: {url!r}")
         try:
             async with httpx.AsyncClient(timeout=self._fetch_timeout_s, follow_redirects=True) as client:
                 answer = await client.get(url, headers={"Accept": "application/ld+json, application/json"})
                 answer.raise_for_status()
                 document = answer.json()
+        except httpx.InvalidURL as exc:  # not an HTTPError: a URL httpx cannot even send
+            raise NgsiLdError("BadRequestData", "Invalid @context", f"{url!r}: {exc}") from None
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("@context %s could not be fetched (%s); requests naming it get 503 until it can",
                         url, exc)

@@ -33,6 +33,7 @@ _PARSE_ON_THREAD_BYTES = 16 * 1024
 # Orion-LD turns tenants into MongoDB database names: letters, digits, '_' and '-', at most 50.
 _TENANT = re.compile(r"^[a-z0-9_\-]{1,50}$")
 _LINK = re.compile(r"^\s*<([^>]*)>\s*(;.*)?$")
+_URL_SAFE = "/:@!$&'()*+,;=~-._?#[]%"  # RFC 3986 reserved and unreserved characters: kept as they are
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def negotiate(request: Request, geo: bool = False) -> str:
 def location(path: str) -> dict[str, str]:
     """A `Location` header for a created resource, percent-encoded (RFC 3986 §2.1) so that an id holding
     non-ASCII characters (an IRI) is a valid header value; ASCII ids are written unchanged."""
-    return {"Location": quote(path, safe="/:@!$&'()*+,;=~-._?#[]%")}
+    return {"Location": quote(path, safe=_URL_SAFE)}
 
 
 def add_paging_links(response: Response, request: Request, offset: int, limit: int, returned: int,
@@ -193,8 +194,14 @@ def entity_response(payload: dict[str, Any] | list[dict[str, Any]], media: str, 
         for item in items:
             item["@context"] = ctx.echo
     elif isinstance(ctx.echo, str):
-        headers["Link"] = f'<{ctx.echo}>; rel="{LINK_REL}"; type="{JSON_LD}"'
+        headers["Link"] = context_link(ctx.echo)
     return Response(dumps_bytes(payload), headers=headers, media_type=media)
+
+
+def context_link(url: str) -> str:
+    """The `Link` header naming an @context; a URL with non-ASCII characters (an IRI from a body @context) is
+    percent-encoded so that the header can be written at all."""
+    return f'<{quote(url, safe=_URL_SAFE)}>; rel="{LINK_REL}"; type="{JSON_LD}"'
 
 
 # -- query parameters ---------------------------------------------------------------------------------

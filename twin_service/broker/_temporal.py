@@ -23,7 +23,7 @@ from starlette.responses import Response
 from ._api import broker_of, endpoint, existing_tenant, read
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request, invalid_request
-from ._http import JSON_LD, LINK_REL, int_param, link_context, list_param, negotiate
+from ._http import JSON_LD, context_link, int_param, link_context, list_param, negotiate
 from ._json import RawJson, raw_json_response
 from ._model import format_datetime, parse_datetime, render_attribute
 from ._store import Bucket, EntityQuery, Store, TimeRange, epoch_seconds
@@ -324,5 +324,5 @@ def _respond(body: dict[str, Any] | list[dict[str, Any]], raw: RawJson, media: s
         for item in body if isinstance(body, list) else [body]:
             item["@context"] = ctx.echo
     elif isinstance(ctx.echo, str):
-        headers["Link"] = f'<{ctx.echo}>; rel="{LINK_REL}"; type="{JSON_LD}"'
+        headers["Link"] = context_link(ctx.echo)
     return raw_json_response(body, raw, media, headers)
