@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from datamodels.context import CORE_CONTEXT
 
+from . import _context_api as context_api
 from . import _entity_api as entity_api
 from . import _subscription_api as subscription_api
 from . import _temporal as temporal
@@ -162,6 +163,10 @@ ROUTES = [
     Route(f"{BASE}/types/{{type:path}}", types.type_info, methods=["GET"]),
     Route(f"{BASE}/attributes", types.list_attributes, methods=["GET"]),
     Route(f"{BASE}/attributes/{{attr:path}}", types.attribute_info, methods=["GET"]),
+    Route(f"{BASE}/jsonldContexts", _by_method(GET=context_api.list_contexts, POST=context_api.add_context),
+          methods=["GET", "POST"]),
+    Route(f"{BASE}/jsonldContexts/{{context_id:path}}",
+          _by_method(GET=context_api.serve_context, DELETE=context_api.delete_context), methods=["GET", "DELETE"]),
     Route(f"{BASE}/temporal/entityOperations/query", temporal_provision.query_temporal_via_post, methods=["POST"]),
     Route(f"{BASE}/temporal/entities", _by_method(GET=temporal.query_temporal_entities,
                                                   POST=temporal_provision.create_temporal_entity),

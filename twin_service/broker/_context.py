@@ -199,13 +199,23 @@ class ContextResolver:
                                   f"an @context entry must be a URL or an object, not {json.dumps(part)[:80]}")
         return merged
 
+    def forget(self, url: str) -> None:
+        """Drop what was built from one context URL (it was deleted or reloaded through /jsonldContexts); for a
+        hosted context, under every host name it was reached by."""
+        key = hosted_key(url)
+        for known in [u for u in self._by_url if u == url or (key is not None and hosted_key(u) == key)]:
+            del self._by_url[known]
+        self._active.clear()
+
     async def _load_url(self, url: str, depth: int) -> TermMap:
         if is_core_context(url):
             return TermMap()  # applied anyway, and it wins
         cached = self._by_url.get(url)
         if cached is not None:
             return cached
-        document = self._vendored(url) or self._cache.get_context_document(url)
+        hosted = hosted_key(url)
+        document = (self._cache.get_context_document(hosted) if hosted else None) or self._vendored(url) \
+            or self._cache.get_context_document(url)
         if document is None:
             document = await self._fetch(url)
             self._cache.put_context_document(url, document)
@@ -243,6 +253,19 @@ class ContextResolver:
             raise NgsiLdError("LdContextNotAvailable", "Not a JSON-LD @context document", url)
         log.info("fetched @context %s; cached in the broker's database", url)
         return document
+
+
+HOSTED_PREFIX = "hosted:"  # how a context stored through POST /jsonldContexts is kept in the contexts table
+_HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
+
+
+def hosted_key(url: str) -> str | None:
+    """The store key of a context this broker hosts, when `url` names one (any host: the broker has several names)."""
+    at = url.find(_HOSTED_PATH)
+    if at < 0 or not url.startswith(("http://", "https://")):
+        return None
+    local_id = url[at + len(_HOSTED_PATH):]
+    return HOSTED_PREFIX + local_id if local_id and "/" not in local_id else None
 
 
 def _context_parts(context: Any) -> list[Any]:

@@ -802,6 +802,15 @@ class Store:
         self._write("INSERT OR REPLACE INTO contexts (url, document, fetched_at) VALUES (?, ?, ?)",
                     (url, dumps(document), now_iso()))
 
+    def context_documents(self) -> list[tuple[str, str]]:
+        """(url, stored at) of every context document kept, oldest first (the @context management API)."""
+        rows = self._conn().execute("SELECT url, fetched_at FROM contexts ORDER BY fetched_at, url").fetchall()
+        return [(row["url"], row["fetched_at"]) for row in rows]
+
+    def delete_context_document(self, url: str) -> bool:
+        """Forget a context document; False when none was kept under that url."""
+        return self._write("DELETE FROM contexts WHERE url = ?", (url,)).rowcount > 0
+
 
 # How "has one of these attributes" reads against current entities and against history ({marks}: placeholders).
 _HAS_ATTRS_NOW = "EXISTS (SELECT 1 FROM json_each(entities.attrs) WHERE key IN ({marks}))"
