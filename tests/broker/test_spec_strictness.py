@@ -357,3 +357,16 @@ def test_a_context_url_that_cannot_be_fetched_by_its_form_is_bad_request_data(cl
                                                                               url: str) -> None:
     response = create(client, {**entity(), "@context": url}, "application/ld+json")
     assert_problem(response, 400, "BadRequestData")
+
+
+@pytest.mark.parametrize(("options", "expected"), [({}, 2), ({"options": "noOverwrite"}, 1)])
+def test_batch_update_overwrites_unless_no_overwrite(client: TestClient, options: dict[str, str],
+                                                     expected: int) -> None:
+    """§5.6.9 Batch Entity Update (Append Entity Attributes per entity, §5.6.3): existing attributes are
+    replaced unless noOverwrite is given; attributes not there yet are added either way."""
+    client.post(f"{BASE}/entities", json=entity(speed={"type": "Property", "value": 1}))
+    body = [entity(speed={"type": "Property", "value": 2}, load={"type": "Property", "value": 7})]
+    response = client.post(f"{BASE}/entityOperations/update", params=options, json=body)
+    assert response.status_code == 204, response.text
+    got = client.get(f"{BASE}/entities/{ENTITY_ID}", params={"options": "keyValues"}).json()
+    assert got["speed"] == expected and got["load"] == 7
