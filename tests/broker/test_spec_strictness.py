@@ -77,6 +77,28 @@ def test_core_terms_cannot_name_an_attribute(client: TestClient, name: str) -> N
     assert_problem(create(client, entity(**{name: {"type": "Property", "value": 1}})), 400, "BadRequestData")
 
 
+@pytest.mark.parametrize("operation", ["append", "update", "merge", "replace entity", "replace attribute",
+                                       "temporal", "batch upsert"])
+def test_core_terms_cannot_name_an_attribute_in_any_write(client: TestClient, operation: str) -> None:
+    """§4.5.1 holds for every operation that names attributes, not only for Create Entity."""
+    client.post(f"{BASE}/entities", json=entity(speed={"type": "Property", "value": 1}))
+    attr = {"observedAt": {"type": "Property", "value": 1}}
+    url = f"{BASE}/entities/{ENTITY_ID}"
+    response = {
+        "append": lambda: client.post(f"{url}/attrs", json=attr),
+        "update": lambda: client.patch(f"{url}/attrs", json=attr),
+        "merge": lambda: client.patch(url, json=attr),
+        "replace entity": lambda: client.put(url, json=entity(**attr)),
+        "replace attribute": lambda: client.put(f"{url}/attrs/observedAt", json=attr["observedAt"]),
+        "temporal": lambda: client.post(f"{BASE}/temporal/entities", json=entity("urn:ngsi-ld:Meter:t", **attr)),
+        "batch upsert": lambda: client.post(f"{BASE}/entityOperations/upsert", json=[entity(**attr)]),
+    }[operation]()
+    if operation == "batch upsert":
+        assert response.status_code == 207 and "BadRequestData" in response.text, response.text
+    else:
+        assert_problem(response, 400, "BadRequestData")
+
+
 def test_system_attributes_sent_back_are_ignored(client: TestClient) -> None:
     """createdAt/modifiedAt are the broker's (§4.8): a retrieved entity posted back with them keeps the
     broker's times."""

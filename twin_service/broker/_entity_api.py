@@ -45,8 +45,8 @@ from ._json import dumps_bytes
 from ._model import (
     Entity,
     RenderOptions,
+    attribute_name,
     check_entity_id,
-    check_name,
     parse_attribute,
     parse_entity,
     parse_lang,
@@ -76,7 +76,7 @@ def parse_fragment(document: dict[str, Any], ctx: ActiveContext, entity_id: str)
     for key, raw in document.items():
         if key in _NOT_ATTRIBUTES:
             continue
-        attrs[ctx.expand(check_name(key, "attribute name"))] = parse_attribute(key, raw, ctx)
+        attrs[attribute_name(key, ctx)] = parse_attribute(key, raw, ctx)
     if not attrs:
         raise bad_request("Empty payload", "no attributes to write")
     return attrs
@@ -385,7 +385,7 @@ async def replace_attribute(request: Request) -> Response:
     _, document, ctx = await _object_body(request)
     short = request.path_params["attr"]
     attribute = parse_attribute(short, {k: v for k, v in document.items() if k != "@context"}, ctx)
-    await write(broker, ops.replace_attribute, tenant, entity_id, ctx.expand(check_name(short, "attribute name")),
+    await write(broker, ops.replace_attribute, tenant, entity_id, attribute_name(short, ctx),
                 attribute, ctx)
     return Response(status_code=204)
 

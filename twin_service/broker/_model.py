@@ -160,14 +160,21 @@ def parse_entity(body: Any, ctx: ActiveContext) -> Entity:
             continue  # id and type are read above; system attributes are the broker's to set
         if key == "scope":
             raise NgsiLdError("OperationNotSupported", "Scopes are not supported", entity_id)
-        name = ctx.expand(check_name(key, "attribute name"))
-        if key.startswith("@") or key in _RESERVED_ATTRIBUTE_NAMES or name in _reserved_attribute_iris(ctx):
-            raise bad_request("Invalid attribute name", f"{key!r} is an NGSI-LD core term or JSON-LD keyword, "
-                                                        "which cannot name an attribute (ETSI GS CIM 009 §4.5.1)")
+        name = attribute_name(key, ctx)
         entity.attrs[name] = parse_attribute(key, raw, ctx)
         if name in _GEO_ATTRIBUTES and entity.attrs[name]["type"] != "GeoProperty":
             raise bad_request("Invalid attribute", f"{key} must be a GeoProperty")
     return entity
+
+
+def attribute_name(key: Any, ctx: ActiveContext) -> str:
+    """The expanded name of an attribute a client writes: valid characters, and not a core term or JSON-LD
+    keyword (§4.5.1), whatever the operation (create, append, update, merge, replace, temporal)."""
+    name = ctx.expand(check_name(key, "attribute name"))
+    if key.startswith("@") or key in _RESERVED_ATTRIBUTE_NAMES or name in _reserved_attribute_iris(ctx):
+        raise bad_request("Invalid attribute name", f"{key!r} is an NGSI-LD core term or JSON-LD keyword, "
+                                                    "which cannot name an attribute (ETSI GS CIM 009 §4.5.1)")
+    return name
 
 
 def check_entity_type(raw_type: Any) -> str:

@@ -18,6 +18,7 @@ from ._model import (
     VALUE_MEMBER,
     VALUE_MEMBERS,
     Entity,
+    attribute_name,
     now_iso,
     parse_attribute,
     parse_entity,
@@ -350,7 +351,7 @@ def merge_entity(tx: Tx, tenant: str, entity_id: str, body: dict[str, Any], ctx:
     for key, raw in body.items():
         if key in ("id", "type", "@context", "createdAt", "modifiedAt"):
             continue
-        name = ctx.expand(key)
+        name = attribute_name(key, ctx)
         if raw == NULL or (isinstance(raw, dict) and any(raw.get(m) == NULL for m in VALUE_MEMBERS)):
             if name in current.attrs:
                 removed.append(name)

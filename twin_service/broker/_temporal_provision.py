@@ -23,7 +23,7 @@ from ._api import BASE, broker_of, endpoint, existing_tenant, write
 from ._context import ActiveContext, is_core_context
 from ._errors import NgsiLdError, bad_request
 from ._http import body_context, link_context, location, read_body, tenant_of
-from ._model import Entity, check_entity_id, check_name, now_iso, parse_attribute
+from ._model import Entity, attribute_name, check_entity_id, check_name, now_iso, parse_attribute
 from ._operations import Tx
 from ._temporal import query_temporal_entities
 
@@ -37,7 +37,7 @@ def _instances(document: dict[str, Any], ctx: ActiveContext) -> list[tuple[str, 
     for key, raw in document.items():
         if key in _NOT_ATTRIBUTES:
             continue
-        name = ctx.expand(check_name(key, "attribute name"))
+        name = attribute_name(key, ctx)
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise bad_request("Invalid temporal entity", f"{key}: an empty array of instances")
