@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from datamodels.measures import measurement_id
+from datamodels.readings import reading_from_entity
 from datamodels.validation import validate_entity
 from twin_service.mqtt_server import free_port, wait_for_port
 from twin_service.quality.conditions import QualityTracker
 from twin_service.quality.limits import SiteLimits
-from twin_service.quality.readings import reading_from_entity
 from twin_service.quality.report import build_report, draw_chart
 
 RESULTS = ROOT / "bench" / "results"

@@ -10,23 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from datamodels.attributes import attribute_value, parse_time
+
 _CORE = {"id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"}
-
-
-def attribute_value(attribute: Any) -> Any:
-    """The plain value of one attribute, whether it came normalized (`{"type": "Property", ...}`) or simplified."""
-    if isinstance(attribute, list):  # several datasets: the default one (without datasetId) wins
-        plain = [a for a in attribute if not (isinstance(a, dict) and "datasetId" in a)]
-        attribute = (plain or attribute)[0] if attribute else None
-    if not isinstance(attribute, dict):
-        return attribute
-    for key in ("value", "object", "languageMap", "vocab", "json"):
-        if key in attribute:
-            value = attribute[key]
-            if isinstance(value, dict) and "@value" in value:  # a typed JSON-LD literal (DateTime)
-                return value["@value"]
-            return value
-    return attribute
 
 
 def unwrap(entity: dict[str, Any]) -> dict[str, Any]:
@@ -64,12 +50,6 @@ def instances(entity: Any, attribute: str) -> list[tuple[datetime, Any]]:
         elif "observedAt" in part:  # normalized instance
             samples.append((parse_time(part["observedAt"]), attribute_value(part)))
     return sorted(samples, key=lambda sample: sample[0])
-
-
-def parse_time(text: str) -> datetime:
-    """An NGSI-LD DateTime (ISO 8601, `Z` or an offset; naive read as UTC)."""
-    value = datetime.fromisoformat(text)
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def iso(moment: datetime) -> str:

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from datamodels.readings import reading_from_entity
 from datamodels.validation import validate_entity
 from twin_service.quality.conditions import (
     QualityTracker,
@@ -17,7 +18,6 @@ from twin_service.quality.conditions import (
     voltage_low_severity,
 )
 from twin_service.quality.limits import SiteConfigError, SiteLimits, en50160_limits, limits_from_mapping
-from twin_service.quality.readings import reading_from_entity
 
 from .support import T0, entity, seconds
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from twin_service.quality import formulas as f
+from datamodels import three_phase as f
 
 # PQ ref §1.4: Va = 235∠0°, Vb = 225∠−118°, Vc = 230∠121° V.
 VA, VB, VC = f.phasor(235, 0), f.phasor(225, -118), f.phasor(230, 121)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from datamodels.readings import reading_from_entity
 from datamodels.validation import validate_entity
 from firmware.emulator.ade9000_model import PhaseInput
 from firmware.emulator.harness import MeterConfig, MeterHarness
@@ -14,7 +15,6 @@ from twin_service.agent.models import StaticAttribute
 from twin_service.agent.registry import ResolvedDevice
 from twin_service.quality.conditions import QualityTracker
 from twin_service.quality.limits import SiteLimits
-from twin_service.quality.readings import reading_from_entity
 
 from .support import T0, entity, seconds
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from datamodels.readings import reading_from_entity
 from twin_service.quality.aggregation import (
     aggregate,
     event_periods,
@@ -18,7 +19,6 @@ from twin_service.quality.aggregation import (
 from twin_service.quality.commands import quality
 from twin_service.quality.compliance import build_series, compliance_rows
 from twin_service.quality.limits import SiteLimits
-from twin_service.quality.readings import reading_from_entity
 from twin_service.quality.report import build_report, draw_chart, parse_week
 
 from .support import T0, entity, seconds

@@ -6,11 +6,11 @@ Pure functions live in `formulas` (unbalance, neutral), `aggregation` (IEC 61000
 is the subscriber that writes Anomaly entities, `report` the weekly report from the temporal API.
 """
 
+from datamodels.readings import Reading, reading_from_entity
 from kernel.ports import QUALITY_PORT  # the analytics' notification endpoint and health
 
 from .conditions import QualityTracker, evaluate
 from .limits import SiteLimits, en50160_limits, load_site_limits
-from .readings import Reading, reading_from_entity
 
 __all__ = ["QUALITY_PORT", "QualityTracker", "Reading", "SiteLimits", "en50160_limits", "evaluate",
            "load_site_limits", "reading_from_entity"]

@@ -16,8 +16,9 @@ from itertools import pairwise
 from statistics import median
 from typing import Literal
 
+from datamodels.readings import PHASES, Reading
+
 from .limits import SiteLimits
-from .readings import PHASES, Reading
 
 TEN_MINUTES_S = 600.0
 VERY_SHORT_S = 3.0

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from datamodels.readings import PHASES, Reading
+
 from .aggregation import (
     FREQUENCY_INTERVAL_S,
     TEN_MINUTES_S,
@@ -21,7 +23,6 @@ from .aggregation import (
     flag_times,
 )
 from .limits import SiteLimits
-from .readings import PHASES, Reading
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from datamodels.anomaly import Anomaly, ThresholdBreach, severity_rank
+from datamodels.readings import PHASES, Reading
 
 from .limits import SiteLimits
-from .readings import PHASES, Reading
 
 ConditionKey = tuple[str, str]  # (kind, phase)
 

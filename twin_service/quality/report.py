@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from datamodels.measures import measurement_id
+from datamodels.readings import ATTRIBUTES, Reading, reading_from_entity
 from fiware_client import NgsiLdClient
 
 from .aggregation import EventPeriod
 from .compliance import ComplianceRow, QualitySeries, build_series, compliance_rows, format_table
 from .limits import SiteLimits
-from .readings import ATTRIBUTES, Reading, reading_from_entity
 
 WEEK = timedelta(days=7)
 

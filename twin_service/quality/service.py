@@ -30,13 +30,13 @@ from starlette.routing import Route
 from datamodels.anomaly import ANOMALY_TYPE, Anomaly
 from datamodels.context import context_for
 from datamodels.measures import MEASUREMENT_TYPE
+from datamodels.readings import ATTRIBUTES, reading_from_entity
 from datamodels.validation import EntityValidationError, validate_entity
 from fiware_client import AsyncNgsiLdClient, BrokerError, NonexistentTenant, parse_time
 from kernel.ports import QUALITY_PORT
 
 from .conditions import QualityTracker
 from .limits import SiteLimits
-from .readings import ATTRIBUTES, reading_from_entity
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What the page receives: a meter reading (values + derived quantities) and a power-quality event, as JSON.
 
-Derived quantities use the analytics' formulas (twin_service.quality.formulas), so the page and the EN 50160
+Derived quantities use the analytics' formulas (datamodels.three_phase, datamodels.readings), so the page and the EN 50160
 evaluation never disagree on what "unbalance" means.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from datamodels import three_phase
 from datamodels.anomaly import Anomaly
 from datamodels.measures import BY_ATTRIBUTE, MEASUREMENT_TYPE, device_of
+from datamodels.readings import PHASES, reading_from_entity
 from fiware_client import attribute_value
-from twin_service.quality import formulas
-from twin_service.quality.readings import PHASES, reading_from_entity
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def derived_json(entity: dict[str, Any]) -> dict[str, Any]:
     try:
         angles = reading.voltage_angle_deg
         if "L12" in angles and "L23" in angles:
-            v_angles = formulas.voltage_angles_deg(angles["L12"], angles["L23"])
+            v_angles = three_phase.voltage_angles_deg(angles["L12"], angles["L23"])
         else:
             v_angles = (0.0, -120.0, 120.0)
         out["voltagePhasorDeg"] = dict(zip(PHASES, (_wrap(a) for a in v_angles), strict=True))

@@ -1,15 +1,15 @@
-"""One meter reading as the analytics see it, parsed from a ThreePhaseAcMeasurement entity (normalized or
-key-values, as a notification or a temporal query delivers it)."""
+"""One meter reading as the power-quality analytics and the page see it, parsed from a ThreePhaseAcMeasurement
+entity (normalized or key-values, as a notification or a temporal query delivers it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from datamodels.measures import MEASUREMENT_TYPE, device_entity_id
-
-from . import formulas
+from . import three_phase
+from .attributes import attribute_value, parse_time
+from .measures import MEASUREMENT_TYPE, device_entity_id
 
 PHASES: tuple[str, str, str] = ("L1", "L2", "L3")
 _PREFIX = f"urn:ngsi-ld:{MEASUREMENT_TYPE}:"
@@ -57,16 +57,16 @@ class Reading:
             return None
         angles = self.voltage_angle_deg
         if "L12" in angles and "L23" in angles:
-            return formulas.voltage_unbalance(self.voltages(), angles["L12"], angles["L23"])
+            return three_phase.voltage_unbalance(self.voltages(), angles["L12"], angles["L23"])
         lines = self.line_voltage_v
         if all(k in lines for k in ("L12", "L23", "L31")):
-            return formulas.unbalance_from_line_voltages(lines["L12"], lines["L23"], lines["L31"])
-        return formulas.voltage_unbalance(self.voltages())
+            return three_phase.unbalance_from_line_voltages(lines["L12"], lines["L23"], lines["L31"])
+        return three_phase.voltage_unbalance(self.voltages())
 
     def _voltage_angles(self) -> tuple[float, float, float]:
         angles = self.voltage_angle_deg
         if "L12" in angles and "L23" in angles:
-            return formulas.voltage_angles_deg(angles["L12"], angles["L23"])
+            return three_phase.voltage_angles_deg(angles["L12"], angles["L23"])
         return 0.0, -120.0, 120.0
 
     def _phase_currents(self) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
@@ -80,29 +80,13 @@ class Reading:
         found = self._phase_currents()
         if found is None:
             return None
-        return formulas.current_unbalance(found[0], found[1], self._voltage_angles())
+        return three_phase.current_unbalance(found[0], found[1], self._voltage_angles())
 
     def neutral_from_phases_a(self) -> float | None:
         found = self._phase_currents()
         if found is None:
             return None
-        return formulas.neutral_current_from_phases_a(found[0], found[1], self._voltage_angles())
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 instant (with Z or an offset) as an aware UTC datetime."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _value(attr: Any) -> Any:
-    if isinstance(attr, dict) and attr.get("type") in ("Property", "Relationship"):
-        return attr.get("value", attr.get("object"))
-    if isinstance(attr, dict) and "value" in attr and "type" not in attr:
-        return attr["value"]
-    return attr
+        return three_phase.neutral_current_from_phases_a(found[0], found[1], self._voltage_angles())
 
 
 def _numbers(value: Any) -> dict[str, float]:
@@ -130,21 +114,21 @@ def reading_from_entity(entity: dict[str, Any], fallback_time: datetime | None =
         observed = fallback_time
     else:
         return None
-    frequency = _value(entity.get("frequency"))
-    flags = _value(entity.get("powerQualityStatus"))
-    ref_device = _value(entity.get("refDevice"))
-    oc_limit = _value(entity.get("overcurrentLimit"))
+    frequency = attribute_value(entity.get("frequency"))
+    flags = attribute_value(entity.get("powerQualityStatus"))
+    ref_device = attribute_value(entity.get("refDevice"))
+    oc_limit = attribute_value(entity.get("overcurrentLimit"))
     return Reading(
         entity_id=str(entity.get("id")),
         observed_at=observed,
-        voltage_v=_numbers(_value(entity.get("phaseVoltage"))),
-        line_voltage_v=_numbers(_value(entity.get("phaseToPhaseVoltage"))),
-        current_a=_numbers(_value(entity.get("current"))),
+        voltage_v=_numbers(attribute_value(entity.get("phaseVoltage"))),
+        line_voltage_v=_numbers(attribute_value(entity.get("phaseToPhaseVoltage"))),
+        current_a=_numbers(attribute_value(entity.get("current"))),
         frequency_hz=float(frequency) if isinstance(frequency, (int, float)) and not isinstance(frequency, bool)
         else None,
-        thd_voltage=_numbers(_value(entity.get("thdVoltage"))),
-        voltage_angle_deg=_numbers(_value(entity.get("phaseVoltageAngle"))),
-        current_angle_deg=_numbers(_value(entity.get("phaseCurrentAngle"))),
+        thd_voltage=_numbers(attribute_value(entity.get("thdVoltage"))),
+        voltage_angle_deg=_numbers(attribute_value(entity.get("phaseVoltageAngle"))),
+        current_angle_deg=_numbers(attribute_value(entity.get("phaseCurrentAngle"))),
         flags={k: v for k, v in flags.items() if isinstance(v, bool)} if isinstance(flags, dict) else {},
         device_entity=ref_device if isinstance(ref_device, str) else None,
         overcurrent_limit_a=float(oc_limit) if isinstance(oc_limit, (int, float)) and not isinstance(oc_limit, bool)
