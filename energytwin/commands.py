@@ -14,7 +14,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from energytwin import ports
 from energytwin.demo import (
     DEFAULT_LOADS,
     DEMO_SITE,
@@ -28,6 +27,7 @@ from energytwin.demo import (
 from energytwin.shutdown import Shutdown, StopRequested, wait
 from energytwin.stack import EmbeddedStack, StackBusy, StackConfig
 from firmware.emulator.simulated_meter import PhaseLoad
+from kernel import ports
 
 console = Console(stderr=True)
 

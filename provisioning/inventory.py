@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from datamodels.measures import MEASUREMENT_TYPE
-from energytwin.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
+from kernel.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
 
 _ID = re.compile(r"^[A-Za-z0-9_.\-:]+$")  # fits an MQTT topic level and an NGSI-LD URN
 _APIKEY = re.compile(r"^[A-Za-z0-9_\-]+$")
