@@ -1,14 +1,27 @@
-"""The broker's state in one SQLite file (WAL): tenants, current entities, attribute history, fetched contexts.
+"""The broker's state in one SQLite file (WAL): tenants, current entities, history, rollups, fetched contexts.
 
 Current state and history are separate tables because they answer different questions: `entities` is what the
-NGSI-LD entity API serves (one row per entity, attributes as a JSON object keyed by expanded name), and
-`history` keeps every accepted attribute instance with its observedAt for the temporal API, so an
-offline replay of three fragments leaves three instances even though only the last one is current.
-History is one series per (tenant, entity, attribute) clustered by time, so a temporal query reads one range;
-new instances are first appended to `history_log` in the request's transaction (cheap to commit) and a
-background thread sorts them into `history` every few seconds; readers see both.
+NGSI-LD entity API serves (one row per entity, attributes as a JSON object keyed by expanded name), and the
+history keeps every accepted attribute instance with its observedAt for the temporal API, so an offline replay
+of three fragments leaves three instances even though only the last one is current.
+
+History layout (schema 3): one *wide* row per entity and observedAt (`readings`), clustered by entity and time.
+Every attribute name the store has seen gets a column (`a<id>`: numbers as SQL numbers, anything else as JSON
+text, NULL when the row does not carry that attribute); what is constant across instances of an attribute (its
+type, unitCode, sub-attributes) is interned once in `shapes`, and a row points at the combination it uses
+(`layouts`). observedAt and the accepted time are stored as Unix seconds and printed back exactly as written
+(a time that would not print back identically is kept as text). A meter message of ~30 attributes is one row
+of ~0.5 KB instead of 30 rows of ~200 bytes. New rows are first appended to `readings_log` in the request's
+transaction (cheap to commit) and a background mover sorts them into `readings` every few seconds, folding them
+into the 1-min / 10-min `rollups` in the same transaction (see _rollups.py); readers see both tables.
+
 One writer connection guarded by a lock (SQLite serializes writers anyway); readers use their own per-thread
 connections, so in WAL mode a long history read never holds up ingestion and a write never holds up a read.
+
+The history methods below are the store API the temporal handlers use: `history_attributes` names the series of
+an entity, `instances` / `temporal_values_json` / `aggregate` read one series in a window,
+`append_instances` writes instances, `delete_instance` removes one, `prune_history` / `prune_rollups` apply
+retention.
 """
 
 from __future__ import annotations
@@ -22,13 +35,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import _legacy, _rollups
 from ._json import dumps, loads
-from ._model import Entity, now_iso
+from ._model import Entity, format_datetime, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -50,51 +64,66 @@ CREATE TABLE IF NOT EXISTS entities (
     UNIQUE (tenant, id)
 );
 CREATE INDEX IF NOT EXISTS entities_by_type ON entities (tenant, type);
--- History: one series per (tenant, entity, attribute), instances clustered by series and time, so appending a
--- reading touches one small B-tree and a temporal query reads one contiguous range.
-CREATE TABLE IF NOT EXISTS series (
-    series_id   INTEGER PRIMARY KEY,
-    tenant      TEXT NOT NULL,
-    entity_id   TEXT NOT NULL,
-    attr_name   TEXT NOT NULL,          -- expanded; '' for entity-level events (entity deleted)
-    UNIQUE (tenant, entity_id, attr_name)
-);
-CREATE TABLE IF NOT EXISTS history (
-    series_id   INTEGER NOT NULL,
-    observed_ts REAL NOT NULL,          -- the time axis: observedAt (else recorded_at) in Unix seconds
-    instance_id INTEGER NOT NULL,       -- unique, increasing in arrival order
-    recorded_at TEXT NOT NULL,          -- when the broker accepted it (modifiedAt)
-    operation   TEXT NOT NULL,          -- create | update | replace | append | merge | delete
-    observed_at TEXT,                   -- observedAt as written; NULL when the writer gave none (recorded_at then)
-    value,                              -- value/object: a number as is, anything else as JSON text; NULL: deletion
-    attribute   TEXT,                   -- JSON of the other members (type, unitCode, sub-attributes…)
-    PRIMARY KEY (series_id, observed_ts, instance_id)
-) WITHOUT ROWID;
--- Instances land here first (appended in commit order, one small index), and a background mover sorts them into
--- `history` every few seconds: a request's COMMIT then touches a few dozen pages instead of one page per attribute
--- series, and `history` receives many rows per page at once.
-CREATE TABLE IF NOT EXISTS history_log (
-    series_id   INTEGER NOT NULL,
-    observed_ts REAL NOT NULL,
-    instance_id INTEGER NOT NULL,
-    recorded_at TEXT NOT NULL,
-    operation   TEXT NOT NULL,
-    observed_at TEXT,
-    value,
-    attribute   TEXT
-);
-CREATE INDEX IF NOT EXISTS history_log_by_series ON history_log (series_id, observed_ts);
-CREATE VIEW IF NOT EXISTS all_history AS
-    SELECT series_id, observed_ts, instance_id, recorded_at, operation, observed_at, value, attribute FROM history
-    UNION ALL
-    SELECT series_id, observed_ts, instance_id, recorded_at, operation, observed_at, value, attribute
-    FROM history_log;
+-- Every entity that ever had history; its rowid is the entity key of the history tables.
 CREATE TABLE IF NOT EXISTS temporal_entities (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
     type        TEXT NOT NULL,          -- expanded IRI (the latest type the entity had)
     UNIQUE (tenant, id)
 );
+-- One series per (tenant, entity, attribute): what the temporal API lists; '' is the entity's deletion marks.
+CREATE TABLE IF NOT EXISTS series (
+    series_id   INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    entity_id   TEXT NOT NULL,
+    attr_name   TEXT NOT NULL,          -- expanded; '' for entity-level events (entity deleted)
+    entity_key  INTEGER,                -- temporal_entities.rowid
+    attr_id     INTEGER,                -- history_attrs.attr_id (NULL for '')
+    UNIQUE (tenant, entity_id, attr_name)
+);
+-- Attribute names with their column in readings (in_column = 0: kept in the `extra` JSON of the row).
+CREATE TABLE IF NOT EXISTS history_attrs (
+    attr_id     INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    in_column   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shapes (       -- the members of an attribute besides value/object/observedAt, as JSON
+    shape_id    INTEGER PRIMARY KEY,
+    rest        TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS layouts (      -- which shape each attribute of a row has: JSON {"attr_id": shape_id}
+    layout_id   INTEGER PRIMARY KEY,
+    slots       TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS readings (
+    entity_key  INTEGER NOT NULL,
+    observed_ts REAL NOT NULL,          -- the time axis: observedAt (else the accepted time) in Unix seconds
+    instance_id INTEGER NOT NULL,       -- unique, increasing in arrival order
+    recorded    NOT NULL,               -- when the broker accepted it (modifiedAt): Unix seconds, or the text
+    operation   NOT NULL,               -- index in _OPERATIONS (or the text of another operation)
+    observed,                           -- NULL: no observedAt given; 1: observed_ts printed; else the text
+    layout      INTEGER NOT NULL,
+    extra       TEXT,                   -- JSON {"attr_id": value} of attributes beyond the column budget
+    PRIMARY KEY (entity_key, observed_ts, instance_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS readings_log (
+    entity_key  INTEGER NOT NULL,
+    observed_ts REAL NOT NULL,
+    instance_id INTEGER NOT NULL,
+    recorded    NOT NULL,
+    operation   NOT NULL,
+    observed,
+    layout      INTEGER NOT NULL,
+    extra       TEXT
+);
+CREATE INDEX IF NOT EXISTS readings_log_by_entity ON readings_log (entity_key, observed_ts);
+CREATE TABLE IF NOT EXISTS history_marks (  -- an attribute (or, for series '', the entity) deleted at that time
+    series_id   INTEGER NOT NULL,
+    observed_ts REAL NOT NULL,
+    instance_id INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (series_id, observed_ts, instance_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscriptions (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
@@ -107,20 +136,28 @@ CREATE TABLE IF NOT EXISTS contexts (
     document    TEXT NOT NULL,
     fetched_at  TEXT NOT NULL
 );
-"""
+""" + _rollups.ROLLUP_SCHEMA
+_INDEXES = "CREATE INDEX IF NOT EXISTS series_by_slot ON series (entity_key, attr_id);"
 
-
-_EPOCH_JULIAN = 2440587.5
 # Checkpoints copy the WAL back into the database; done by a background thread every CHECKPOINT_EVERY_S so the
 # writer's COMMIT only appends to the WAL. The writer checkpoints itself only if the WAL outgrows this (~200 MB).
 _AUTOCHECKPOINT_PAGES = 50_000
 _MAX_PERIOD_QUERIES = 2000  # aggregation periods read one query each up to this many
 CHECKPOINT_EVERY_S = 1.0
-MOVE_EVERY_S = 10.0  # how long instances wait in history_log before they are sorted into history
+MOVE_EVERY_S = 10.0  # how long readings wait in readings_log before they are sorted into readings
+MAX_ATTR_COLUMNS = 1500  # SQLite allows 2,000 columns; attribute names beyond this live in the `extra` JSON
 _NOT_IN_REST = frozenset({"value", "object", "observedAt", "createdAt", "modifiedAt"})
-SCHEMA_VERSION = 2  # PRAGMA user_version: 2 = observedAt only in its column (not repeated in `attribute`)
-_INSERT_HISTORY = ("INSERT INTO history_log (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
-                   "value, attribute) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SCHEMA_VERSION = 3  # PRAGMA user_version: 3 = wide readings (2 = one history row per attribute instance)
+_OPERATIONS = ("create", "update", "replace", "append", "merge")
+_OPERATION_CODES = {name: code for code, name in enumerate(_OPERATIONS)}
+_BASE_COLUMNS = ("entity_key", "observed_ts", "instance_id", "recorded", "operation", "observed", "layout", "extra")
+_TIME_FORMAT = "'%Y-%m-%dT%H:%M:%fZ'"
+_RECORDED_SQL = (f"CASE WHEN typeof(recorded) = 'text' THEN recorded "
+                 f"ELSE strftime({_TIME_FORMAT}, recorded, 'unixepoch') END")
+_RECORDED_TS_SQL = ("(CASE WHEN typeof(recorded) = 'text' THEN (julianday(recorded) - 2440587.5) * 86400.0 "
+                    "ELSE recorded END)")
+_AT_SQL = (f"CASE WHEN observed IS NULL THEN {_RECORDED_SQL} WHEN typeof(observed) = 'text' THEN observed "
+           f"ELSE strftime({_TIME_FORMAT}, observed_ts, 'unixepoch') END")
 
 
 @dataclass(frozen=True)
@@ -190,15 +227,30 @@ class Store:
         # FULL: an answered request survives a power cut, not only a process crash ("nothing accepted is lost").
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch touches many B-tree pages before COMMIT
+        self._db.execute("PRAGMA temp_store=MEMORY")  # the rollup fold's scratch table
         self._db.executescript(_SCHEMA)
-        self._migrate()
-        self._series: dict[tuple[str, str, str], int] = {}  # series ids, cached (writer side)
-        self._new_series: list[tuple[str, str, str]] = []  # created in the open transaction (forgotten on rollback)
+        # Writer-side caches of ids (series, entity keys, attribute columns, shapes, layouts, tenants); what a
+        # transaction adds is listed in _created and forgotten again on rollback.
+        self._series: dict[tuple[str, str, str], int] = {}
+        self._entity_keys: dict[tuple[str, str], int] = {}
+        self._attrs: dict[str, tuple[int, str | None]] = {}  # name -> (attr_id, column or None: in `extra`)
+        self._columns = 0
+        self._shapes: dict[str, int] = {}
+        self._layouts: dict[str, int] = {}
+        self._tenants: set[str] = set()
+        self._created: list[tuple[dict[Any, Any] | set[Any], Any]] = []
+        # Reader-side caches (ids are immutable once committed, so any thread may fill them)
+        self._layout_shapes: dict[int, dict[int, str]] = {}
+        self._series_slots: dict[int, tuple[int, int | None]] = {}
+        self._value_sql: dict[int, str] = {}
         self._last_instance = 0
         # Writes buffered inside a transaction and written with one executemany each just before COMMIT: a batch
         # that updates an entity several times (an offline replay) writes its row once.
         self._pending_updates: dict[tuple[str, str], Entity] = {}
-        self._pending_history: list[tuple[Any, ...]] = []
+        self._pending_history: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        self._load_attrs()
+        self._migrate()
+        self._db.executescript(_INDEXES)
         self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
         self._checkpoints = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
@@ -213,46 +265,43 @@ class Store:
         db.create_function("regexp", 2, _regexp, deterministic=True)
         return db
 
+    def _load_attrs(self) -> None:
+        for attr_id, name, in_column in self._db.execute("SELECT attr_id, name, in_column FROM history_attrs"):
+            self._attrs[name] = (attr_id, f"a{attr_id}" if in_column else None)
+            self._columns += 1 if in_column else 0
+
     def _migrate(self) -> None:
-        """Move history written by earlier versions of this broker into the current series/history layout."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(history)")}
-        if "value" not in columns:  # series layout before values had their own column
-            self._db.execute("ALTER TABLE history ADD COLUMN observed_at TEXT")
-            self._db.execute("ALTER TABLE history ADD COLUMN value")
-            self._db.execute(
-                "UPDATE history SET observed_at = attribute ->> '$.observedAt', "
-                "value = CASE WHEN json_type(attribute, '$.value') IN ('integer', 'real') THEN attribute ->> "
-                "'$.value' ELSE coalesce(attribute -> '$.value', attribute -> '$.object') END, "
-                "attribute = json_remove(attribute, '$.value', '$.object', '$.observedAt') WHERE attribute IS NOT NULL")
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            # version 1 kept observedAt in `attribute` and the coalesced time in observed_at
-            for table in ("history", "history_log"):
-                self._db.execute(f"UPDATE {table} SET observed_at = attribute ->> '$.observedAt', "
-                                 "attribute = json_remove(attribute, '$.observedAt') WHERE attribute IS NOT NULL")
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        old = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'attribute_instances'").fetchone()
-        if old is None:
+        """Convert history written by earlier versions of this broker into the wide layout (schema 3)."""
+        series_columns = {row[1] for row in self._db.execute("PRAGMA table_info(series)")}
+        if "entity_key" not in series_columns:  # schema 2: series without their slot in the wide rows
+            self._db.execute("ALTER TABLE series ADD COLUMN entity_key INTEGER")
+            self._db.execute("ALTER TABLE series ADD COLUMN attr_id INTEGER")
+        if not _legacy.has_legacy_history(self._db):
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
-        log.info("upgrading history in %s to the series layout", self.path)
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("INSERT OR IGNORE INTO series (tenant, entity_id, attr_name) SELECT DISTINCT tenant, "
-                         "entity_id, coalesce(attr_name, '') FROM attribute_instances")
-        self._db.execute("INSERT OR IGNORE INTO temporal_entities (tenant, id, type) SELECT tenant, entity_id, "
-                         "max(entity_type) FROM attribute_instances GROUP BY tenant, entity_id")
-        self._db.execute(
-            "INSERT OR IGNORE INTO history (series_id, observed_ts, instance_id, recorded_at, operation, observed_at, "
-            "value, attribute) SELECT s.series_id, (julianday(coalesce(a.observed_at, a.recorded_at)) - "
-            f"{_EPOCH_JULIAN}) * 86400.0, a.instance_id, a.recorded_at, a.operation, "
-            "a.observed_at, CASE WHEN a.attribute IS NULL THEN NULL WHEN "
-            "json_type(a.attribute, '$.value') IN ('integer', 'real') THEN a.attribute ->> '$.value' ELSE "
-            "coalesce(a.attribute -> '$.value', a.attribute -> '$.object') END, "
-            "json_remove(a.attribute, '$.value', '$.object', '$.observedAt', '$.createdAt', '$.modifiedAt') "
-            "FROM attribute_instances a JOIN series s ON s.tenant = a.tenant AND s.entity_id = a.entity_id "
-            "AND s.attr_name = coalesce(a.attr_name, '')")
-        self._db.execute("DROP TABLE attribute_instances")
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._db.execute("COMMIT")
+        _legacy.upgrade_to_v2(self._db)
+        started = time.monotonic()
+        converted = 0
+        marks: list[tuple[int, float, str]] = []
+        with self.transaction():
+            for tenant, entity_id, entity_type, items, operation, recorded_at in _legacy.v2_readings(
+                    self._db, _instance, marks):
+                self.append_instances(tenant, entity_id, entity_type, items, operation, recorded_at)
+                converted += len(items)
+                if converted % 20_000 < len(items):
+                    self._flush()
+            for series_id, observed_ts, recorded_at in marks:
+                self._db.execute("INSERT INTO history_marks (series_id, observed_ts, instance_id, recorded_at) "
+                                 "VALUES (?, ?, ?, ?)", (series_id, observed_ts, self._instance_id(), recorded_at))
+            self._db.execute("UPDATE series SET entity_key = (SELECT rowid FROM temporal_entities t WHERE "
+                             "t.tenant = series.tenant AND t.id = series.entity_id) WHERE entity_key IS NULL")
+            self._flush()
+            _legacy.drop_v2(self._db)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.move_history()
+        log.info("history in %s converted to the wide layout: %d instances, %d deletion marks in %.1f s",
+                 self.path, converted, len(marks), time.monotonic() - started)
 
     def _conn(self) -> sqlite3.Connection:
         """The writer inside the current thread's transaction, else this thread's own reader connection."""
@@ -274,7 +323,7 @@ class Store:
         try:
             self.move_history()  # bulk loads through record_instances() end up in the clustered table too
         except sqlite3.Error as exc:
-            log.warning("history_log not moved at shutdown (%s); it will be at the next start", exc)
+            log.warning("readings_log not moved at shutdown (%s); it will be at the next start", exc)
         self._closed = True
         with self._readers_lock:
             for reader in self._readers:
@@ -293,20 +342,29 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._writer_thread = threading.get_ident()
-            self._new_series.clear()
+            self._created.clear()
             try:
                 yield self
                 self._flush()
+                self._writer_thread = None
+                # Inside the try: a COMMIT refused (disk full, read-only) rolls back like any failed write, so
+                # the id caches forget what it created and the next transaction starts clean.
+                self._db.execute("COMMIT")
             except BaseException:
                 self._writer_thread = None
                 self._pending_updates.clear()
                 self._pending_history.clear()
-                self._db.execute("ROLLBACK")
-                for key in self._new_series:
-                    self._series.pop(key, None)
+                if self._db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR)
+                    self._db.execute("ROLLBACK")
+                for cache, key in self._created:
+                    if isinstance(cache, set):
+                        cache.discard(key)
+                    else:
+                        removed = cache.pop(key, None)
+                        if cache is self._attrs and removed is not None and removed[1] is not None:
+                            self._columns -= 1
+                self._created.clear()
                 raise
-            self._writer_thread = None
-            self._db.execute("COMMIT")
             if after_commit is not None:
                 after_commit()
 
@@ -316,9 +374,11 @@ class Store:
                                  [(e.type, e.modified_at, dumps(e.attrs), tenant, e.id)
                                   for (tenant, _), e in self._pending_updates.items()])
             self._pending_updates.clear()
-        if self._pending_history:
-            self._db.executemany(_INSERT_HISTORY, self._pending_history)
-            self._pending_history.clear()
+        for columns, rows in self._pending_history.items():
+            names = _BASE_COLUMNS + columns
+            self._db.executemany(f"INSERT INTO readings_log ({', '.join(names)}) VALUES "
+                                 f"({', '.join('?' * len(names))})", rows)
+        self._pending_history.clear()
 
     def _checkpoint_loop(self) -> None:
         """Background WAL checkpoints (PASSIVE: never waits for readers or writer) and history moves."""
@@ -340,28 +400,50 @@ class Store:
         finally:
             db.close()
 
-    def move_history(self, series_per_transaction: int = 500) -> int:
-        """Sort the instances in `history_log` into `history`, a range of series per short transaction."""
+    def move_history(self, entities_per_transaction: int = 500) -> int:
+        """Sort the rows of `readings_log` into `readings` and fold them into the rollups, a few entities per
+        short transaction (the fold and the move commit together: a row is counted in the rollups exactly once).
+        """
         if self._closed:
             return 0
         with self._lock:
-            top = self._db.execute("SELECT max(rowid) FROM history_log").fetchone()[0]
+            top = self._db.execute("SELECT max(rowid) FROM readings_log").fetchone()[0]
             if top is None:
                 return 0
-            series = [row[0] for row in self._db.execute(
-                "SELECT DISTINCT series_id FROM history_log ORDER BY series_id").fetchall()]
+            keys = [row[0] for row in self._db.execute(
+                "SELECT DISTINCT entity_key FROM readings_log ORDER BY entity_key").fetchall()]
         moved = 0
-        for start in range(0, len(series), series_per_transaction):
-            low, high = series[start], series[min(start + series_per_transaction, len(series)) - 1]
+        for start in range(0, len(keys), entities_per_transaction):
+            low, high = keys[start], keys[min(start + entities_per_transaction, len(keys)) - 1]
             with self.transaction():
-                moved += self._db.execute(
-                    "INSERT OR IGNORE INTO history (series_id, observed_ts, instance_id, recorded_at, operation, "
-                    "observed_at, value, attribute) SELECT series_id, observed_ts, instance_id, recorded_at, "
-                    "operation, observed_at, value, attribute FROM history_log WHERE series_id BETWEEN ? AND ? "
-                    "AND rowid <= ? ORDER BY series_id, observed_ts, instance_id", (low, high, top)).rowcount
-                self._db.execute("DELETE FROM history_log WHERE series_id BETWEEN ? AND ? AND rowid <= ?",
+                self._fold_rollups(low, high, top)
+                columns = ", ".join(_BASE_COLUMNS + self._column_names())
+                moved += self._db.execute(f"SELECT coalesce(sum({self._instances_sql()}), 0) FROM readings_log "
+                                          "WHERE entity_key BETWEEN ? AND ? AND rowid <= ?",
+                                          (low, high, top)).fetchone()[0]
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO readings ({columns}) SELECT {columns} FROM readings_log WHERE entity_key "
+                    "BETWEEN ? AND ? AND rowid <= ? ORDER BY entity_key, observed_ts, instance_id", (low, high, top))
+                self._db.execute("DELETE FROM readings_log WHERE entity_key BETWEEN ? AND ? AND rowid <= ?",
                                  (low, high, top))
         return moved
+
+    def _instances_sql(self) -> str:
+        """SQL counting the attribute instances a readings row holds."""
+        counted = [f"({column} IS NOT NULL)" for column in self._column_names()]
+        return " + ".join([*counted, "coalesce((SELECT count(*) FROM json_each(extra)), 0)"])
+
+    def _column_names(self) -> tuple[str, ...]:
+        return tuple(column for _, column in sorted(self._attrs.values()) if column is not None)
+
+    def _fold_rollups(self, low: int, high: int, top: int) -> None:
+        """Add the readings_log rows of entities low..high (rowid <= top) to the 1-min and 10-min rollups."""
+        self._db.execute("DELETE FROM temp.rollup_input")
+        for attr_id, column in sorted(self._attrs.values()):
+            self._db.execute(_rollups.unpivot_sql(attr_id, self._value_expr(attr_id, column)), (low, high, top))
+        for period_s in _rollups.ROLLUP_PERIODS_S:
+            self._db.execute(_rollups.FOLD_SQL, (period_s,))
+        self._db.execute("DELETE FROM temp.rollup_input")
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -375,12 +457,16 @@ class Store:
         return self._conn().execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone() is not None
 
     def ensure_tenant(self, tenant: str) -> None:
-        """Create the tenant on first write (NGSI-LD creates tenants implicitly)."""
-        if tenant == DEFAULT_TENANT:
+        """Create the tenant on first write (NGSI-LD creates tenants implicitly); one SQL statement per tenant
+        and process, not per entity written."""
+        if tenant == DEFAULT_TENANT or tenant in self._tenants:
             return
         cursor = self._write("INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)", (tenant, now_iso()))
         if cursor.rowcount:
             log.info("tenant %r created", tenant)
+        self._tenants.add(tenant)
+        if self._writer_thread == threading.get_ident():
+            self._created.append((self._tenants, tenant))
 
     def tenants(self) -> list[str]:
         """Every tenant created so far."""
@@ -461,24 +547,74 @@ class Store:
         self._pending_updates.pop((tenant, entity_id), None)
         return self._write("DELETE FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)).rowcount > 0
 
-    # -- history ---------------------------------------------------------------------------------------
-    def _series_id(self, tenant: str, entity_id: str, attr_name: str) -> int:
+    # -- history: writing ---------------------------------------------------------------------------------
+    def _remember(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        self._created.append((cache, key))
+
+    def _entity_key(self, tenant: str, entity_id: str, entity_type: str) -> int:
+        """The entity's key in the history tables (its temporal_entities row, created on first use)."""
+        key = self._entity_keys.get((tenant, entity_id))
+        if key is None:
+            row = self._db.execute("SELECT rowid FROM temporal_entities WHERE tenant = ? AND id = ?",
+                                   (tenant, entity_id)).fetchone()
+            if row is None:
+                key = self._db.execute("INSERT INTO temporal_entities (tenant, id, type) VALUES (?, ?, ?)",
+                                       (tenant, entity_id, entity_type)).lastrowid
+            else:
+                key = row[0]
+            if len(self._entity_keys) > 1_000_000:
+                self._entity_keys.clear()
+            self._remember(self._entity_keys, (tenant, entity_id), key)
+        return key
+
+    def _attr(self, name: str) -> tuple[int, str | None]:
+        """(attr_id, column) of an attribute name; a new name gets a column in both readings tables."""
+        known = self._attrs.get(name)
+        if known is not None:
+            return known
+        in_column = self._columns < MAX_ATTR_COLUMNS
+        attr_id = self._db.execute("INSERT INTO history_attrs (name, in_column) VALUES (?, ?)",
+                                   (name, int(in_column))).lastrowid
+        column = f"a{attr_id}" if in_column else None
+        if column is not None:
+            for table in ("readings", "readings_log"):
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            self._columns += 1
+        self._remember(self._attrs, name, (attr_id, column))
+        return attr_id, column
+
+    def _series_id(self, tenant: str, entity_id: str, attr_name: str, entity_key: int | None = None,
+                   attr_id: int | None = None) -> int:
         """The series of one attribute, created on first use (writer side, inside a transaction)."""
         key = (tenant, entity_id, attr_name)
         series_id = self._series.get(key)
         if series_id is None:
-            row = self._db.execute("SELECT series_id FROM series WHERE tenant = ? AND entity_id = ? AND "
+            row = self._db.execute("SELECT series_id, entity_key FROM series WHERE tenant = ? AND entity_id = ? AND "
                                    "attr_name = ?", key).fetchone()
             if row is None:
-                series_id = self._db.execute("INSERT INTO series (tenant, entity_id, attr_name) VALUES (?, ?, ?)",
-                                             key).lastrowid
-                self._new_series.append(key)
+                series_id = self._db.execute("INSERT INTO series (tenant, entity_id, attr_name, entity_key, attr_id) "
+                                             "VALUES (?, ?, ?, ?, ?)", (*key, entity_key, attr_id)).lastrowid
             else:
                 series_id = row[0]
+                if row[1] is None and entity_key is not None:
+                    self._db.execute("UPDATE series SET entity_key = ?, attr_id = ? WHERE series_id = ?",
+                                     (entity_key, attr_id, series_id))
             if len(self._series) > 1_000_000:
                 self._series.clear()
-            self._series[key] = series_id
+            self._remember(self._series, key, series_id)
         return series_id
+
+    def _interned(self, cache: dict[str, int], table: str, column: str, text: str) -> int:
+        known = cache.get(text)
+        if known is None:
+            row = self._db.execute(f"SELECT rowid FROM {table} WHERE {column} = ?", (text,)).fetchone()
+            known = row[0] if row else self._db.execute(f"INSERT INTO {table} ({column}) VALUES (?)",
+                                                        (text,)).lastrowid
+            if len(cache) > 100_000:
+                cache.clear()
+            self._remember(cache, text, known)
+        return known
 
     def _instance_id(self) -> int:
         """A unique, increasing instance id: microseconds since the epoch, bumped when the clock repeats."""
@@ -488,29 +624,65 @@ class Store:
     def record_instances(self, tenant: str, entity: Entity, attrs: Iterable[str], operation: str,
                          recorded_at: str) -> None:
         """Append the given attributes of `entity`, as they are now, to the history."""
+        self.append_instances(tenant, entity.id, entity.type, [(name, entity.attrs[name]) for name in attrs],
+                              operation, recorded_at)
+
+    def append_instances(self, tenant: str, entity_id: str, entity_type: str,
+                         items: Iterable[tuple[str, dict[str, Any]]], operation: str, recorded_at: str) -> None:
+        """Append attribute instances (expanded name, normalized attribute) of one entity to the history.
+
+        Instances sharing an observedAt become one wide row; an attribute named twice starts another row (two
+        instances at the same time, e.g. a temporal entity created with its history). `operation` is what wrote
+        them (create, update, replace, append, merge, or another word the caller chooses); `recorded_at` the
+        accepted time (modifiedAt with sysAttrs).
+        """
         recorded_ts = epoch_seconds(recorded_at)
-        rows = []
+        recorded: float | str = recorded_ts if _prints_back(recorded_at) else recorded_at
+        code: int | str = _OPERATION_CODES.get(operation, operation)
+        rows: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []
         with self._lock:
-            for name in attrs:
-                attribute = entity.attrs[name]
+            entity_key = self._entity_key(tenant, entity_id, entity_type)
+            groups: list[tuple[str | None, dict[str, dict[str, Any]]]] = []
+            for name, attribute in items:
                 observed = attribute.get("observedAt")
-                value = attribute["object"] if "object" in attribute else attribute.get("value")
-                rest = {k: v for k, v in attribute.items() if k not in _NOT_IN_REST}
-                rows.append((self._series_id(tenant, entity.id, name),
-                             epoch_seconds(observed) if observed else recorded_ts, self._instance_id(),
-                             recorded_at, operation, observed,
-                             value if type(value) in (int, float) else dumps(value), dumps(rest)))
-            if self._writer_thread == threading.get_ident():
-                self._pending_history.extend(rows)
-            else:
-                self._db.executemany(_INSERT_HISTORY, rows)
+                for at, group in groups:
+                    if at == observed and name not in group:
+                        group[name] = attribute
+                        break
+                else:
+                    groups.append((observed, {name: attribute}))
+            for observed, group in groups:
+                columns: list[str] = []
+                values: list[Any] = []
+                extra: dict[str, Any] = {}
+                slots: list[tuple[int, int]] = []
+                for name, attribute in group.items():
+                    attr_id, column = self._attr(name)
+                    self._series_id(tenant, entity_id, name, entity_key, attr_id)
+                    value = attribute["object"] if "object" in attribute else attribute.get("value")
+                    rest = dumps({k: v for k, v in attribute.items() if k not in _NOT_IN_REST})
+                    slots.append((attr_id, self._interned(self._shapes, "shapes", "rest", rest)))
+                    if column is None:
+                        extra[str(attr_id)] = value
+                    else:
+                        columns.append(column)
+                        values.append(value if type(value) in (int, float) else dumps(value))
+                layout = self._interned(self._layouts, "layouts", "slots",
+                                        dumps({str(a): s for a, s in sorted(slots)}))
+                ts = epoch_seconds(observed) if observed else recorded_ts
+                mark: int | str | None = None if observed is None else (1 if _prints_back(observed) else observed)
+                rows.append((tuple(columns), (entity_key, ts, self._instance_id(), recorded, code, mark, layout,
+                                              dumps(extra) if extra else None, *values)))
+            for columns_key, row in rows:
+                self._pending_history.setdefault(columns_key, []).append(row)
+            if self._writer_thread != threading.get_ident():
+                self._flush()
 
     def _record_mark(self, tenant: str, entity_id: str, attr_name: str, recorded_at: str) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO history (series_id, observed_ts, instance_id, recorded_at, operation) "
-                             "VALUES (?, ?, ?, ?, 'delete')", (self._series_id(tenant, entity_id, attr_name),
-                                                              epoch_seconds(recorded_at), self._instance_id(),
-                                                              recorded_at))
+            self._db.execute("INSERT INTO history_marks (series_id, observed_ts, instance_id, recorded_at) "
+                             "VALUES (?, ?, ?, ?)", (self._series_id(tenant, entity_id, attr_name),
+                                                     epoch_seconds(recorded_at), self._instance_id(), recorded_at))
 
     def record_attribute_deletion(self, tenant: str, entity_id: str, entity_type: str, attr_name: str,
                                   recorded_at: str) -> None:
@@ -532,56 +704,196 @@ class Store:
 
     def delete_history(self, tenant: str, entity_id: str, attr_name: str | None = None) -> bool:
         """Delete every instance of one attribute (or of the whole entity: all its series and, unless the entity
-        exists now, its temporal representation); False when there was nothing to delete."""
-        if attr_name is None:
-            rows = self._db.execute("SELECT series_id, attr_name FROM series WHERE tenant = ? AND entity_id = ?",
-                                    (tenant, entity_id)).fetchall()
-        else:
-            rows = self._db.execute("SELECT series_id, attr_name FROM series WHERE tenant = ? AND entity_id = ? "
-                                    "AND attr_name = ?", (tenant, entity_id, attr_name)).fetchall()
+        exists now, its temporal representation), with their rollups; False when there was nothing to delete.
+
+        Runs inside the caller's transaction (`tx.store`)."""
         self._flush()
-        for series_id, name in rows:
-            for table in ("history", "history_log", "series"):
-                self._write(f"DELETE FROM {table} WHERE series_id = ?", (series_id,))
+        db = self._db
+        if attr_name is None:
+            rows = db.execute("SELECT series_id, attr_name, entity_key, attr_id FROM series WHERE tenant = ? AND "
+                              "entity_id = ?", (tenant, entity_id)).fetchall()
+        else:
+            rows = db.execute("SELECT series_id, attr_name, entity_key, attr_id FROM series WHERE tenant = ? AND "
+                              "entity_id = ? AND attr_name = ?", (tenant, entity_id, attr_name)).fetchall()
+        key_row = db.execute("SELECT rowid FROM temporal_entities WHERE tenant = ? AND id = ?",
+                             (tenant, entity_id)).fetchone()
+        for series_id, name, entity_key, attr_id in rows:
+            if attr_name is not None and attr_id is not None and entity_key is not None:
+                column = self._column_of(attr_id)
+                for table in ("readings", "readings_log"):
+                    if column is None:
+                        db.execute(f"UPDATE {table} SET extra = json_remove(extra, ?) WHERE entity_key = ?",
+                                   (f'$."{attr_id}"', entity_key))
+                    else:
+                        db.execute(f"UPDATE {table} SET {column} = NULL WHERE entity_key = ?", (entity_key,))
+                db.execute("DELETE FROM rollups WHERE entity_key = ? AND attr_id = ?", (entity_key, attr_id))
+            db.execute("DELETE FROM history_marks WHERE series_id = ?", (series_id,))
+            db.execute("DELETE FROM series WHERE series_id = ?", (series_id,))
             self._series.pop((tenant, entity_id, name), None)
+            self._series_slots.pop(series_id, None)
         if attr_name is not None:
             return bool(rows)
-        exists_now = self._db.execute("SELECT 1 FROM entities WHERE tenant = ? AND id = ?",
-                                      (tenant, entity_id)).fetchone() is not None
+        if key_row is not None:
+            for table in ("readings", "readings_log", "rollups"):
+                db.execute(f"DELETE FROM {table} WHERE entity_key = ?", (key_row[0],))
+        exists_now = db.execute("SELECT 1 FROM entities WHERE tenant = ? AND id = ?",
+                                (tenant, entity_id)).fetchone() is not None
         if exists_now:
             return True
+        self._entity_keys.pop((tenant, entity_id), None)
         return self._write("DELETE FROM temporal_entities WHERE tenant = ? AND id = ?",
                            (tenant, entity_id)).rowcount > 0 or bool(rows)
 
     def delete_instance(self, tenant: str, entity_id: str, attr_name: str, instance_id: int) -> bool:
-        """Delete one attribute instance by its id; False when the attribute has no such instance."""
+        """Delete one attribute instance by its id (the row's other attributes stay); False when the attribute
+        has no such instance. The rollups of its buckets are rebuilt from the raw rows left, so aggregation stays
+        exact. Runs inside the caller's transaction (`tx.store`)."""
         row = self._db.execute("SELECT series_id FROM series WHERE tenant = ? AND entity_id = ? AND attr_name = ?",
                                (tenant, entity_id, attr_name)).fetchone()
         if row is None:
             return False
+        entity_key, attr_id = self._slot(row[0])
+        if attr_id is None:
+            return False
         self._flush()
-        return sum(self._write(f"DELETE FROM {table} WHERE series_id = ? AND instance_id = ? AND "
-                               "operation != 'delete'", (row[0], instance_id)).rowcount
-                   for table in ("history", "history_log")) > 0
+        column = self._column_of(attr_id)
+        value_sql = self._value_expr(attr_id, column)
+        for table in ("readings", "readings_log"):
+            found = self._db.execute(f"SELECT observed_ts FROM {table} WHERE entity_key = ? AND instance_id = ? "
+                                     f"AND {value_sql} IS NOT NULL", (entity_key, instance_id)).fetchone()
+            if found is None:
+                continue
+            if column is None:
+                self._db.execute(f"UPDATE {table} SET extra = json_remove(extra, ?) WHERE entity_key = ? AND "
+                                 "instance_id = ?", (f'$."{attr_id}"', entity_key, instance_id))
+            else:
+                self._db.execute(f"UPDATE {table} SET {column} = NULL WHERE entity_key = ? AND instance_id = ?",
+                                 (entity_key, instance_id))
+            if table == "readings":  # rows still in readings_log are not in the rollups yet
+                self._rebuild_rollups(entity_key, attr_id, found[0])
+            return True
+        return False
+
+    def _rebuild_rollups(self, entity_key: int, attr_id: int, observed_ts: float) -> None:
+        """Recompute one attribute's rollup buckets around one time from the raw rows (writer, in a transaction)."""
+        value_sql = self._value_expr(attr_id, self._column_of(attr_id))
+        for period_s in _rollups.ROLLUP_PERIODS_S:
+            bucket = math.floor(observed_ts / period_s)
+            self._db.execute("DELETE FROM rollups WHERE entity_key = ? AND attr_id = ? AND period_s = ? AND "
+                             "bucket = ?", (entity_key, attr_id, period_s, bucket))
+            self._db.execute("DELETE FROM temp.rollup_input")
+            self._db.execute(_rollups.unpivot_sql(attr_id, value_sql).replace("readings_log", "readings").replace(
+                "AND rowid <= ?", "AND observed_ts >= ? AND observed_ts < ?"),
+                (entity_key, entity_key, bucket * period_s, (bucket + 1) * period_s))
+            self._db.execute(_rollups.FOLD_SQL, (period_s,))
+        self._db.execute("DELETE FROM temp.rollup_input")
+
+    # -- history: reading ---------------------------------------------------------------------------------
+    def _slot(self, series_id: int) -> tuple[int, int | None]:
+        """(entity key, attr_id) of a series."""
+        slot = self._series_slots.get(series_id)
+        if slot is None:
+            row = self._conn().execute("SELECT entity_key, attr_id FROM series WHERE series_id = ?",
+                                       (series_id,)).fetchone()
+            if row is None or row[0] is None:
+                return -1, None
+            slot = self._series_slots[series_id] = (row[0], row[1])
+        return slot
+
+    def _column_of(self, attr_id: int) -> str | None:
+        row = self._conn().execute("SELECT in_column FROM history_attrs WHERE attr_id = ?", (attr_id,)).fetchone()
+        return f"a{attr_id}" if row and row[0] else None
+
+    def _value_expr(self, attr_id: int, column: str | None = "?") -> str:
+        """SQL for one attribute's value in a readings row: a number, JSON text, or NULL when absent."""
+        known = self._value_sql.get(attr_id)
+        if known is None:
+            if column == "?":
+                column = self._column_of(attr_id)
+            path = f"'$.\"{attr_id}\"'"
+            known = column if column is not None else (
+                f"(CASE json_type(extra, {path}) WHEN 'integer' THEN extra ->> {path} WHEN 'real' THEN "
+                f"extra ->> {path} ELSE extra -> {path} END)")
+            self._value_sql[attr_id] = known
+        return known
+
+    def _rest(self, layout: int, attr_id: int) -> str:
+        """The JSON of an instance's other members (type, unitCode, sub-attributes), from its row's layout."""
+        shapes = self._layout_shapes.get(layout)
+        if shapes is None or attr_id not in shapes:
+            db = self._conn()
+            slots = loads(db.execute("SELECT slots FROM layouts WHERE layout_id = ?", (layout,)).fetchone()[0])
+            shapes = {}
+            for key, shape_id in slots.items():
+                shapes[int(key)] = db.execute("SELECT rest FROM shapes WHERE shape_id = ?",
+                                              (shape_id,)).fetchone()[0]
+            if len(self._layout_shapes) > 100_000:
+                self._layout_shapes.clear()
+            self._layout_shapes[layout] = shapes
+        return shapes[attr_id]
+
+    def _rows(self, series_id: int, window: TimeRange = TimeRange(), tables: tuple[str, ...] | None = None,
+              columns: str = "instance_id, observed_ts, observed, recorded, operation, layout") -> tuple[str, list[Any]]:
+        """A sub-select of one series' instances inside the window, columns + `value` (lastN: the newest N).
+
+        Reads `readings` alone when the entity has nothing waiting in readings_log (one index range), else
+        both tables; the window's conditions are inside each branch so each uses its index.
+        """
+        entity_key, attr_id = self._slot(series_id)
+        if attr_id is None:
+            return f"SELECT {columns}, NULL AS t, NULL AS value WHERE 0", []
+        value_sql = self._value_expr(attr_id)
+        if tables is None:
+            waiting = self._conn().execute("SELECT 1 FROM readings_log WHERE entity_key = ? LIMIT 1",
+                                           (entity_key,)).fetchone()
+            tables = ("readings", "readings_log") if waiting else ("readings",)
+        axis = "observed_ts" if window.axis == "observedAt" else _RECORDED_TS_SQL
+        where = f"entity_key = ? AND {value_sql} IS NOT NULL"
+        args: list[Any] = [entity_key]
+        if window.start is not None:
+            where += f" AND {axis} >= ?"
+            args.append(window.start)
+        if window.end is not None:
+            where += f" AND {axis} < ?"
+            args.append(window.end)
+        sql = " UNION ALL ".join(f"SELECT {columns}, {axis} AS t, {value_sql} AS value FROM {table} WHERE {where}"
+                                 for table in tables)
+        args = args * len(tables)
+        if window.last_n is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY t DESC, instance_id DESC LIMIT ?)"
+            args.append(window.last_n)
+        return sql, args
 
     def history(self, tenant: str, entity_id: str, attr_name: str | None = None) -> list[AttributeInstance]:
         """Every recorded instance of an entity's attributes (one attribute if named), in arrival order."""
-        sql = ("SELECT h.*, s.attr_name, t.type AS entity_type FROM all_history h JOIN series s USING (series_id) "
-               "JOIN temporal_entities t ON t.tenant = s.tenant AND t.id = s.entity_id "
-               "WHERE s.tenant = ? AND s.entity_id = ?")
-        args: list[Any] = [tenant, entity_id]
-        if attr_name is not None:
-            sql += " AND s.attr_name = ?"
-            args.append(attr_name)
-        rows = self._conn().execute(sql + " ORDER BY h.instance_id", args).fetchall()
-        out = []
-        for row in rows:
-            attribute = (_instance(row["value"], row["attribute"], row["observed_at"]) if row["attribute"]
-                         else None)
-            out.append(AttributeInstance(row["instance_id"], entity_id, row["entity_type"], row["attr_name"] or None,
-                                         attribute.get("observedAt") if attribute else None, row["recorded_at"],
-                                         row["operation"], attribute))
-        return out
+        db = self._conn()
+        found = db.execute("SELECT type FROM temporal_entities WHERE tenant = ? AND id = ?",
+                           (tenant, entity_id)).fetchone()
+        if found is None:
+            return []
+        entity_type = found[0]
+        rows = db.execute("SELECT series_id, attr_name FROM series WHERE tenant = ? AND entity_id = ?",
+                          (tenant, entity_id)).fetchall()
+        out: list[tuple[int, int, AttributeInstance]] = []
+        for series_id, name in rows:
+            if attr_name is not None and name != attr_name:
+                continue
+            _, attr_id = self._slot(series_id)
+            if attr_id is not None:
+                sql, args = self._rows(series_id)
+                for row in db.execute(sql, args).fetchall():
+                    observed = _observed_text(row["observed"], row["observed_ts"])
+                    attribute = _instance(row["value"], self._rest(row["layout"], attr_id), observed)
+                    operation = row["operation"]
+                    out.append((row["instance_id"], attr_id, AttributeInstance(
+                        row["instance_id"], entity_id, entity_type, name or None, observed,
+                        _recorded_text(row["recorded"]),
+                        _OPERATIONS[operation] if isinstance(operation, int) else operation, attribute)))
+            for instance_id, recorded_at in db.execute("SELECT instance_id, recorded_at FROM history_marks "
+                                                       "WHERE series_id = ?", (series_id,)).fetchall():
+                out.append((instance_id, -1, AttributeInstance(instance_id, entity_id, entity_type, name or None,
+                                                               None, recorded_at, "delete", None)))
+        return [instance for _, _, instance in sorted(out, key=lambda item: (item[0], item[1]))]
 
     # -- temporal queries --------------------------------------------------------------------------------
     def temporal_entities(self, tenant: str, query: EntityQuery, limit: int,
@@ -604,7 +916,7 @@ class Store:
             return None
         deleted = None
         if db.execute("SELECT 1 FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)).fetchone() is None:
-            mark = db.execute("SELECT max(h.recorded_at) FROM history h JOIN series s USING (series_id) "
+            mark = db.execute("SELECT max(m.recorded_at) FROM history_marks m JOIN series s USING (series_id) "
                               "WHERE s.tenant = ? AND s.entity_id = ? AND s.attr_name = ''",
                               (tenant, entity_id)).fetchone()
             deleted = mark[0] if mark else None
@@ -616,43 +928,30 @@ class Store:
                                     "AND attr_name != '' ORDER BY series_id", (tenant, entity_id)).fetchall()
         return [(row[0], row[1]) for row in rows]
 
-    def _source(self, series_id: int) -> str:
-        """`history` when the series has nothing waiting in history_log (one index seek), else the union view.
-
-        Reading through the UNION ALL view costs a merge per row; most series most of the time have nothing
-        waiting, and a day of 1 Hz is 86,400 rows.
-        """
-        waiting = self._conn().execute("SELECT 1 FROM history_log WHERE series_id = ? LIMIT 1",
-                                       (series_id,)).fetchone()
-        return "all_history" if waiting else "history"
-
-    def _window(self, series_id: int, window: TimeRange) -> tuple[str, list[Any]]:
-        """A sub-select of one series' instances inside the window (lastN: the newest N of them)."""
-        observed = window.axis == "observedAt"
-        axis = "observed_ts" if observed else f"((julianday(recorded_at) - {_EPOCH_JULIAN}) * 86400.0)"
-        sql = (f"SELECT instance_id, observed_ts, {axis} AS t, observed_at, "
-               f"{'coalesce(observed_at, recorded_at)' if observed else 'recorded_at'} AS at, "
-               f"recorded_at, value, attribute FROM "
-               f"{self._source(series_id)} "
-               "WHERE series_id = ? AND operation != 'delete'")
-        args: list[Any] = [series_id]
-        if window.start is not None:
-            sql += f" AND {axis} >= ?"
-            args.append(window.start)
-        if window.end is not None:
-            sql += f" AND {axis} < ?"
-            args.append(window.end)
-        if window.last_n is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY t DESC, instance_id DESC LIMIT ?)"
-            args.append(window.last_n)
-        return sql, args
-
     def instances(self, series_id: int, window: TimeRange) -> list[tuple[int, str, str, dict[str, Any]]]:
         """(instance id, time, recorded at, attribute) of one series inside the window, oldest first."""
-        sql, args = self._window(series_id, window)
+        _, attr_id = self._slot(series_id)
+        if attr_id is None:
+            return []
+        sql, args = self._rows(series_id, window)
         rows = self._conn().execute(f"SELECT * FROM ({sql}) ORDER BY t, instance_id", args).fetchall()
-        return [(row["instance_id"], row["at"], row["recorded_at"],
-                 _instance(row["value"], row["attribute"], row["observed_at"])) for row in rows]
+        by_observed = window.axis == "observedAt"
+        out = []
+        for row in rows:
+            recorded = _recorded_text(row["recorded"])
+            observed = _observed_text(row["observed"], row["observed_ts"])
+            out.append((row["instance_id"], (observed or recorded) if by_observed else recorded, recorded,
+                        _instance(row["value"], self._rest(row["layout"], attr_id), observed)))
+        return out
+
+    def _kind(self, series_id: int) -> str | None:
+        """The attribute type (Property, Relationship…) of a series' instances, None when it has none."""
+        _, attr_id = self._slot(series_id)
+        if attr_id is None:
+            return None
+        sql, args = self._rows(series_id)
+        row = self._conn().execute(f"{sql} LIMIT 1", args).fetchone()
+        return loads(self._rest(row["layout"], attr_id)).get("type") if row else None
 
     def temporal_values_json(self, series_id: int, window: TimeRange) -> tuple[str, str | None]:
         """The `[[value, time], …]` array as JSON text built by SQLite, and the attribute type.
@@ -660,51 +959,62 @@ class Store:
         A day of 1 Hz history is 86,400 pairs: building them in C and splicing the text into the response
         avoids decoding and re-encoding every instance in Python.
         """
-        sql, args = self._window(series_id, window)
+        kind = self._kind(series_id)
+        if kind is None:
+            return "[]", None
+        sql, args = self._rows(series_id, window)
         row = self._conn().execute(
             "SELECT json_group_array(json_array(CASE WHEN typeof(value) = 'text' THEN json(value) ELSE value END, "
-            "at)) AS pairs, (SELECT attribute ->> '$.type' FROM all_history WHERE series_id = ? AND "
-            "operation != 'delete' LIMIT 1) AS kind "
-            f"FROM (SELECT * FROM ({sql}) ORDER BY t, instance_id)", [series_id, *args]).fetchone()
-        return row["pairs"], row["kind"]
+            f"{_AT_SQL if window.axis == 'observedAt' else _RECORDED_SQL})) "
+            f"FROM (SELECT * FROM ({sql}) ORDER BY t, instance_id)", args).fetchone()
+        return row[0], kind
 
     def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float,
                   counts: bool = False, distinct: bool = False) -> list[Bucket]:
         """Per-period statistics of one series; object values (per-phase) are aggregated per key.
 
-        Periods are read one range query each (the rows come out of the clustered index in time order, so no
-        sorter is needed); numbers are stored as SQL numbers and aggregated directly, JSON values go through
-        `json_each`, one row per key of an object. Many small periods, or lastN, fall back to one GROUP BY.
+        Answered from the 1-min / 10-min rollups when every period is a whole number of rollup buckets on
+        their grid (and distinctCount is not asked), plus the few rows still waiting in readings_log; else from
+        the raw rows: one range query per period (rows come out of the clustered index in time order), or one
+        GROUP BY for many small periods and for lastN. Numbers are aggregated as SQL numbers, JSON objects per
+        key through `json_each`.
         """
         db = self._conn()
-        sample = db.execute("SELECT typeof(value) FROM all_history WHERE series_id = ? AND operation != 'delete' "
-                            "LIMIT 1", (series_id,)).fetchone()
+        sql, args = self._rows(series_id)
+        sample = db.execute(f"SELECT typeof(value) FROM ({sql}) LIMIT 1", args).fetchone()
+        rollup = None
+        if window.last_n is None and window.axis == "observedAt" and not distinct and math.isfinite(period_s):
+            rollup = _rollups.rollup_period(origin, period_s, window.start, window.end)
+        if rollup is not None:
+            if sample is None and not self._has_rollups(series_id):
+                return []
+            return self._aggregate_rollups(series_id, window, origin, period_s, rollup, counts,
+                                           numeric=sample[0] in ("integer", "real") if sample else None)
         if sample is None:
             return []
         # two queries: SQLite answers a lone min() or max() with one index seek, both together with a scan
         low = window.start if window.start is not None else self.first_observed(series_id)
         high = window.end if window.end is not None else self._last_observed(series_id) + 1e-6
+        assert low is not None
         first, last = math.floor((low - origin) / period_s), math.floor((high - origin) / period_s)
         if window.last_n is not None or window.axis != "observedAt" or last - first > _MAX_PERIOD_QUERIES:
             return self._aggregate_grouped(series_id, window, origin, period_s)
         numeric = sample[0] in ("integer", "real")
-        source = self._source(series_id)
         distinct_sql = "count(DISTINCT value)" if distinct else "NULL"
         out: list[Bucket] = []
         for index in range(first, last + 1):
             start, end = max(low, origin + index * period_s), min(high, origin + (index + 1) * period_s)
             if start >= end:
                 continue
+            rows_sql, rows_args = self._rows(series_id, TimeRange(start, end), columns="observed_ts")
             if numeric:
                 stats = db.execute(
-                    f"SELECT count(*), sum(value), sum(value * value), min(value), max(value) FROM {source} "
-                    "WHERE series_id = ? AND observed_ts >= ? AND observed_ts < ? AND typeof(value) IN "
-                    "('integer', 'real')", (series_id, start, end)).fetchone()
+                    f"SELECT count(*), sum(value), sum(value * value), min(value), max(value) FROM ({rows_sql}) "
+                    "WHERE typeof(value) IN ('integer', 'real')", rows_args).fetchone()
                 total, distinct_n = stats[0], 0
                 if counts:  # totalCount/distinctCount also count non-numeric values; a second pass only then
-                    total, distinct_n = db.execute(
-                        f"SELECT count(*), {distinct_sql} FROM {source} WHERE series_id = ? AND observed_ts >= ? "
-                        "AND observed_ts < ? AND value IS NOT NULL", (series_id, start, end)).fetchone()
+                    total, distinct_n = db.execute(f"SELECT count(*), {distinct_sql} FROM ({rows_sql})",
+                                                   rows_args).fetchone()
                 if total:
                     out.append(Bucket(index, None, total, distinct_n or 0, stats[0], stats[1], stats[2], stats[3],
                                       stats[4]))
@@ -714,20 +1024,60 @@ class Store:
                 "count(num) AS numeric_n, sum(num) AS total_sum, sum(num * num) AS total_sumsq, "
                 "min(num) AS vmin, max(num) AS vmax FROM (SELECT j.key AS key, coalesce(j.atom, j.value) AS v, "
                 "CASE WHEN j.type IN ('integer', 'real') THEN j.value END AS num "
-                f"FROM {source} AS h, json_each(h.value) AS j WHERE h.series_id = ? AND h.operation != 'delete' "
-                "AND h.observed_ts >= ? AND h.observed_ts < ?) GROUP BY key ORDER BY key",
-                (series_id, start, end)).fetchall()
+                f"FROM ({rows_sql}) AS h, json_each(h.value) AS j) GROUP BY key ORDER BY key", rows_args).fetchall()
             out += [Bucket(index, row["key"], row["total"], row["distinct_n"] or 0, row["numeric_n"],
                            row["total_sum"], row["total_sumsq"], row["vmin"], row["vmax"]) for row in rows]
         return out
 
-    def _aggregate_grouped(self, series_id: int, window: TimeRange, origin: float, period_s: float) -> list[Bucket]:
+    def _has_rollups(self, series_id: int) -> bool:
+        entity_key, attr_id = self._slot(series_id)
+        return self._conn().execute("SELECT 1 FROM rollups WHERE entity_key = ? AND attr_id = ? LIMIT 1",
+                                    (entity_key, attr_id)).fetchone() is not None
+
+    def _aggregate_rollups(self, series_id: int, window: TimeRange, origin: float, period_s: float, rollup: int,
+                           counts: bool, numeric: bool | None) -> list[Bucket]:
+        """Statistics from rollup buckets, merged with those of the rows not yet folded (readings_log)."""
+        entity_key, attr_id = self._slot(series_id)
+        low = int(window.start) // rollup if window.start is not None else -(2 ** 62)
+        high = int(window.end) // rollup if window.end is not None else 2 ** 62
+        merged: dict[tuple[int, str], list[Any]] = {}
+        rows = self._conn().execute(_rollups.ANSWER_SQL, (rollup, int(origin), int(period_s), entity_key, attr_id,
+                                                          rollup, low, high)).fetchall()
+        waiting = self._aggregate_grouped(series_id, window, origin, period_s, tables=("readings_log",))
+        for index, key, total, numeric_n, total_sum, sumsq, vmin, vmax in (
+                [tuple(row) for row in rows] + [(b.index, b.key or "", b.total, b.numeric, b.sum, b.sumsq, b.min,
+                                                 b.max) for b in waiting]):
+            into = merged.get((index, key))
+            if into is None:
+                merged[(index, key)] = [total, numeric_n, total_sum, sumsq, vmin, vmax]
+                continue
+            into[0] += total
+            into[1] += numeric_n
+            into[2] = _add(into[2], total_sum)
+            into[3] = _add(into[3], sumsq)
+            into[4] = vmin if into[4] is None else (into[4] if vmin is None else min(into[4], vmin))
+            into[5] = vmax if into[5] is None else (into[5] if vmax is None else max(into[5], vmax))
+        if numeric is None:  # raw history pruned: what the rollups hold says whether values were scalars
+            numeric = any(key == "" and stats[1] for (_, key), stats in merged.items())
+        out = []
+        for (index, key), (total, numeric_n, total_sum, sumsq, vmin, vmax) in sorted(merged.items()):
+            if numeric != (key == ""):
+                continue
+            if numeric and not counts:
+                total = numeric_n
+            if numeric and not total:
+                continue
+            out.append(Bucket(index, None if numeric else key, total, 0, numeric_n, total_sum, sumsq, vmin, vmax))
+        return out
+
+    def _aggregate_grouped(self, series_id: int, window: TimeRange, origin: float, period_s: float,
+                           tables: tuple[str, ...] | None = None) -> list[Bucket]:
         """One GROUP BY over the whole window (many periods, or lastN)."""
-        sql, args = self._window(series_id, window)
+        sql, args = self._rows(series_id, window, tables=tables, columns="instance_id, observed_ts")
         rows = self._conn().execute(
             "SELECT bucket, key, count(*) AS total, count(DISTINCT v) AS distinct_n, count(num) AS numeric_n, "
             "sum(num) AS total_sum, sum(num * num) AS total_sumsq, min(num) AS vmin, max(num) AS vmax FROM ("
-            " SELECT CAST((w.t - ?) / ? AS INTEGER) AS bucket, j.key AS key,"
+            " SELECT CAST(floor((w.t - ?) / ?) AS INTEGER) AS bucket, j.key AS key,"
             " CASE WHEN j.type IS NULL THEN w.value ELSE coalesce(j.atom, j.value) END AS v,"
             " CASE WHEN j.type IS NULL THEN (CASE WHEN typeof(w.value) IN ('integer', 'real') THEN w.value END)"
             "  WHEN j.type IN ('integer', 'real') THEN j.value END AS num"
@@ -738,37 +1088,73 @@ class Store:
 
     def first_observed(self, series_id: int) -> float | None:
         """The earliest time of a series (aggregation periods start there without timeAt)."""
-        return self._bound("min", series_id)
+        return self._bound("ASC", series_id)
 
     def _last_observed(self, series_id: int) -> float:
-        bound = self._bound("max", series_id)
+        bound = self._bound("DESC", series_id)
         return bound if bound is not None else 0.0
 
-    def _bound(self, function: str, series_id: int) -> float | None:
-        """min or max observed_ts over both tables: one index seek each (not through the view, which scans)."""
-        db = self._conn()
-        values = [db.execute(f"SELECT {function}(observed_ts) FROM {table} WHERE series_id = ?",
-                             (series_id,)).fetchone()[0] for table in ("history", "history_log")]
-        present = [v for v in values if v is not None]
+    def _bound(self, order: str, series_id: int) -> float | None:
+        """The first or last observed_ts of a series over both tables (each read in index order, one row)."""
+        _, attr_id = self._slot(series_id)
+        if attr_id is None:
+            return None
+        present = []
+        for table in ("readings", "readings_log"):
+            sql, args = self._rows(series_id, tables=(table,), columns="observed_ts")
+            row = self._conn().execute(f"{sql} ORDER BY observed_ts {order} LIMIT 1", args).fetchone()
+            if row is not None:
+                present.append(row[0])
         if not present:
             return None
-        return min(present) if function == "min" else max(present)
+        return min(present) if order == "ASC" else max(present)
 
-    def prune_history(self, before_ts: float, series_per_transaction: int = 200) -> int:
-        """Delete instances observed before `before_ts`, series by series, in short transactions.
+    def prune_history(self, before_ts: float, entities_per_transaction: int = 200) -> int:
+        """Delete raw instances observed before `before_ts` (rollups stay), entity by entity, in short
+        transactions; returns how many attribute instances went.
 
-        Each delete is a range at the start of one series' clustered B-tree, so a pass costs what it removes
-        plus one seek per series, and ingestion waits at most for one short transaction.
+        Waiting rows are folded into the rollups first, so pruning never loses them from the aggregates. Each
+        delete is a range at the start of one entity's clustered B-tree.
         """
-        series = [row[0] for row in self._conn().execute("SELECT series_id FROM series").fetchall()]
+        self.move_history()
+        keys = [row[0] for row in self._conn().execute("SELECT rowid FROM temporal_entities").fetchall()]
+        counted = self._instances_sql()
         deleted = 0
-        for start in range(0, len(series), series_per_transaction):
+        for start in range(0, len(keys), entities_per_transaction):
             with self.transaction():
-                for series_id in series[start:start + series_per_transaction]:
-                    for table in ("history", "history_log"):
-                        deleted += self._db.execute(f"DELETE FROM {table} WHERE series_id = ? AND observed_ts < ?",
-                                                    (series_id, before_ts)).rowcount
+                for key in keys[start:start + entities_per_transaction]:
+                    for table in ("readings", "readings_log"):
+                        gone = self._db.execute(
+                            f"SELECT sum({counted}) FROM {table} WHERE entity_key = ? AND observed_ts < ?",
+                            (key, before_ts)).fetchone()[0]
+                        if gone:
+                            self._db.execute(f"DELETE FROM {table} WHERE entity_key = ? AND observed_ts < ?",
+                                             (key, before_ts))
+                            deleted += gone
+                if start == 0:
+                    deleted += self._db.execute("DELETE FROM history_marks WHERE observed_ts < ?",
+                                                (before_ts,)).rowcount
         return deleted
+
+    def prune_rollups(self, period_s: int, before_ts: float) -> int:
+        """Delete rollup buckets of one period that start before `before_ts`; returns how many went."""
+        with self.transaction():
+            return self._db.execute("DELETE FROM rollups WHERE period_s = ? AND bucket < ?",
+                                    (period_s, math.floor(before_ts / period_s))).rowcount
+
+    def rollups(self, series_id: int, period_s: int, window: TimeRange = TimeRange()) -> list[dict[str, Any]]:
+        """The stored rollup buckets of one series (key, start, total, numeric, sum, sumsq, min, max, last),
+        oldest first: what quality analytics and dashboards read per EN 50160 10-minute interval."""
+        entity_key, attr_id = self._slot(series_id)
+        low = math.floor(window.start / period_s) if window.start is not None else -(2 ** 62)
+        high = math.ceil(window.end / period_s) if window.end is not None else 2 ** 62
+        rows = self._conn().execute(
+            "SELECT bucket, key, total, numeric, sum, sumsq, min, max, last FROM rollups WHERE entity_key = ? AND "
+            "attr_id = ? AND period_s = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, key",
+            (entity_key, attr_id, period_s, low, high)).fetchall()
+        return [{"start": row["bucket"] * period_s, "key": row["key"] or None, "total": row["total"],
+                 "numeric": row["numeric"], "sum": row["sum"], "sumsq": row["sumsq"], "min": row["min"],
+                 "max": row["max"], "last": row["last"]} for row in rows]
 
     # -- subscriptions ------------------------------------------------------------------------------------
     def put_subscription(self, tenant: str, sub_id: str, body: dict[str, Any], status: dict[str, Any]) -> None:
@@ -846,6 +1232,31 @@ def _instance(value: Any, rest: str, observed_at: str | None) -> dict[str, Any]:
     if observed_at is not None:
         attribute["observedAt"] = observed_at
     return attribute
+
+
+@lru_cache(maxsize=4096)
+def _prints_back(text: str) -> bool:
+    """Whether a DateTime text is exactly what its Unix seconds print as (then only the number is stored)."""
+    return _format_ts(epoch_seconds(text)) == text
+
+
+def _format_ts(ts: float) -> str:
+    return format_datetime(datetime.fromtimestamp(ts, UTC))
+
+
+def _observed_text(stored: Any, observed_ts: float) -> str | None:
+    """observedAt as written, from the row's `observed` (NULL: none given; 1: the printed observed_ts)."""
+    if stored is None:
+        return None
+    return stored if isinstance(stored, str) else _format_ts(observed_ts)
+
+
+def _recorded_text(stored: float | str) -> str:
+    return stored if isinstance(stored, str) else _format_ts(stored)
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return b if a is None else (a if b is None else a + b)
 
 
 def _marks(values: tuple[str, ...]) -> str:

@@ -1,0 +1,102 @@
+"""1-minute and 10-minute aggregates of every numeric attribute, kept beside the raw history for years.
+
+Written as data arrives: the store's mover sorts new readings from `readings_log` into `readings` every few
+seconds, and in the same transaction folds exactly those rows into `rollups` (so an instance is counted once,
+and a kill -9 at any moment leaves raw and rollups consistent). A bucket that receives late data (an offline
+replay) is merged, not overwritten: counts and sums add, min/max combine, `last` keeps the latest observedAt.
+
+Per bucket and per key (`''` for a scalar, `L1`/`L2`/`L3`… for a per-phase object) a row keeps the count of
+values, the count of numeric ones, sum, sum of squares, min, max and the last numeric value with its time, which
+is what the NGSI-LD aggregation methods need (totalCount, sum, avg, min, max, stddev, sumsq; not distinctCount)
+and what an energy counter needs (its last value per interval). The 10-minute bucket is the EN 50160 / IEC
+61000-4-30 class S aggregation interval.
+"""
+
+from __future__ import annotations
+
+ROLLUP_PERIODS_S = (60, 600)
+
+ROLLUP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollups (
+    entity_key  INTEGER NOT NULL,       -- temporal_entities.rowid
+    attr_id     INTEGER NOT NULL,       -- history_attrs.attr_id
+    period_s    INTEGER NOT NULL,       -- 60 or 600
+    bucket      INTEGER NOT NULL,       -- floor(observed_ts / period_s): the bucket starts at bucket * period_s
+    key         TEXT NOT NULL,          -- '' for scalar values, the member name for object values (L1, L2, L3)
+    total       INTEGER NOT NULL,       -- values (numeric or not)
+    numeric     INTEGER NOT NULL,       -- numeric values
+    sum         REAL,
+    sumsq       REAL,
+    min         REAL,
+    max         REAL,
+    last_ts     REAL,                   -- observedAt of the last numeric value
+    last,                               -- the last numeric value (energy counters: the reading at the interval end)
+    PRIMARY KEY (entity_key, attr_id, period_s, bucket, key)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS rollup_input (
+    entity_key INTEGER, attr_id INTEGER, observed_ts REAL, instance_id INTEGER, key TEXT, num
+);
+"""
+
+
+def unpivot_sql(attr_id: int, value_sql: str) -> str:
+    """Copy one attribute's values (one row per scalar, one per member of an object) of the rows being moved.
+
+    Parameters: low entity key, high entity key, highest readings_log rowid.
+    """
+    return (
+        "INSERT INTO temp.rollup_input (entity_key, attr_id, observed_ts, instance_id, key, num) "
+        f"SELECT l.entity_key, {attr_id}, l.observed_ts, l.instance_id, "
+        "CASE WHEN j.type IS NULL THEN '' ELSE CAST(j.key AS TEXT) END, "
+        "CASE WHEN j.type IS NULL THEN (CASE WHEN typeof(l.v) IN ('integer', 'real') THEN l.v END) "
+        "WHEN j.type IN ('integer', 'real') THEN j.value END "
+        f"FROM (SELECT entity_key, observed_ts, instance_id, {value_sql} AS v FROM readings_log "
+        f"WHERE entity_key BETWEEN ? AND ? AND rowid <= ? AND {value_sql} IS NOT NULL) AS l "
+        "LEFT JOIN json_each(CASE WHEN typeof(l.v) = 'text' AND json_type(l.v) IN ('object', 'array') "
+        "THEN l.v END) AS j")
+
+
+# Parameters: period (3 times). Merges into existing buckets (late data) instead of replacing them.
+FOLD_SQL = """
+INSERT INTO rollups (entity_key, attr_id, period_s, bucket, key, total, numeric, sum, sumsq, min, max, last_ts, last)
+SELECT entity_key, attr_id, ?1, b, key, count(*), count(num), sum(num), sum(num * num), min(num), max(num),
+       max(CASE WHEN num IS NOT NULL THEN observed_ts END), max(CASE WHEN rn = 1 THEN num END)
+FROM (SELECT entity_key, attr_id, observed_ts, key, num, CAST(floor(observed_ts / ?1) AS INTEGER) AS b,
+             row_number() OVER (PARTITION BY entity_key, attr_id, key, CAST(floor(observed_ts / ?1) AS INTEGER)
+                                ORDER BY num IS NULL, observed_ts DESC, instance_id DESC) AS rn
+      FROM temp.rollup_input)
+WHERE true
+GROUP BY entity_key, attr_id, b, key
+ON CONFLICT (entity_key, attr_id, period_s, bucket, key) DO UPDATE SET
+    total = total + excluded.total,
+    numeric = numeric + excluded.numeric,
+    sum = CASE WHEN sum IS NULL THEN excluded.sum WHEN excluded.sum IS NULL THEN sum ELSE sum + excluded.sum END,
+    sumsq = CASE WHEN sumsq IS NULL THEN excluded.sumsq WHEN excluded.sumsq IS NULL THEN sumsq
+                 ELSE sumsq + excluded.sumsq END,
+    min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),
+    max = max(coalesce(max, excluded.max), coalesce(excluded.max, max)),
+    last = CASE WHEN excluded.last_ts IS NOT NULL AND (last_ts IS NULL OR excluded.last_ts >= last_ts)
+                THEN excluded.last ELSE last END,
+    last_ts = max(coalesce(last_ts, excluded.last_ts), coalesce(excluded.last_ts, last_ts))
+"""
+
+# Parameters: rollup period, origin, aggregation period, entity key, attr id, rollup period, low bucket, high bucket.
+ANSWER_SQL = """
+SELECT (bucket * ?1 - ?2) / ?3 AS idx, key, sum(total) AS total, sum(numeric) AS numeric_n, sum(sum) AS total_sum,
+       sum(sumsq) AS total_sumsq, min(min) AS vmin, max(max) AS vmax
+FROM rollups WHERE entity_key = ?4 AND attr_id = ?5 AND period_s = ?6 AND bucket >= ?7 AND bucket < ?8
+GROUP BY idx, key ORDER BY idx, key
+"""
+
+
+def rollup_period(origin: float, period_s: float, start: float | None, end: float | None) -> int | None:
+    """The coarsest rollup whose buckets tile every aggregation period exactly, or None (raw history answers).
+
+    Periods must be whole multiples of the rollup and start on its grid (origin, window start and end aligned),
+    so each period is a union of whole buckets and the answer equals the one computed from raw instances.
+    """
+    for rollup in sorted(ROLLUP_PERIODS_S, reverse=True):
+        points = [origin, period_s] + [t for t in (start, end) if t is not None]
+        if period_s >= rollup and all(float(p).is_integer() and int(p) % rollup == 0 for p in points):
+            return rollup
+    return None
