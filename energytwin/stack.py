@@ -77,6 +77,13 @@ class StackConfig:
         return self.data_dir / LOCK_NAME
 
 
+def guard(stay: bool = False) -> list[str]:
+    """The launcher every child starts through (energytwin/_child_guard.py): on Linux it asks the kernel to
+    SIGTERM the child when this process dies, even by SIGKILL, then execs the service in its place (`stay`:
+    remains its parent, for Mosquitto, whose change of user clears that request)."""
+    return [sys.executable, "-m", "energytwin._child_guard", *(["--stay"] if stay else []), str(os.getpid()), "--"]
+
+
 def _stop_group(process: subprocess.Popen, name: str, timeout_s: float) -> None:
     """SIGTERM the child's process group, SIGKILL it after timeout_s, and reap the child."""
     pgid = process.pid  # each child leads its own session, so its group id is its pid
@@ -109,7 +116,7 @@ class _Child:
     def spawn(self) -> None:
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                self.argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+                [*guard(), *self.argv], stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.started_at = time.monotonic()
 
@@ -280,7 +287,8 @@ class EmbeddedStack:
         try:
             with self.shutdown.deferred():
                 self._write_lock()
-                self.mqtt = spawn_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, prefer=cfg.mqtt_prefer)
+                self.mqtt = spawn_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, prefer=cfg.mqtt_prefer,
+                                              launcher=guard(stay=True))
                 self._write_lock()
             self.mqtt.wait_ready()
             self.children = self._children()
@@ -379,7 +387,8 @@ class EmbeddedStack:
                 with self._spawn_lock:
                     if self._stopping.is_set():
                         return
-                    self.mqtt = spawn_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, cfg.mqtt_prefer)
+                    self.mqtt = spawn_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, cfg.mqtt_prefer,
+                                                  launcher=guard(stay=True))
                     self._write_lock()
                 try:
                     self.mqtt.wait_ready()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +120,8 @@ def _let_mosquitto_write(workdir: Path) -> None:
 
 
 def spawn_mqtt_server(
-    workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto"
+    workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto",
+    launcher: Sequence[str] = (),
 ) -> MqttServer:
     """Start Mosquitto (or amqtt when Mosquitto is missing or `prefer="amqtt"`) without waiting for it.
 
@@ -146,7 +148,9 @@ def spawn_mqtt_server(
     else:
         kind, argv = "amqtt", [sys.executable, "-c", _AMQTT_RUNNER, host, str(port)]
     with (workdir / f"{kind}.log").open("ab") as log_file:
-        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        # launcher: a command that runs argv in its place (the stack's guard that ties a child's life to it)
+        proc = subprocess.Popen([*launcher, *argv], stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     return MqttServer(kind, host, port, proc, workdir)
 
 

@@ -7,6 +7,7 @@ finds survivors even after they were re-parented to init. Ports are ephemeral an
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from energytwin.stack import EmbeddedStack, StackConfig, port_holder
 from twin_service.mqtt_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,10 +136,10 @@ def _moment(run: Run, moment: str) -> None:
     (signal.SIGTERM, "first child spawned"),
     (signal.SIGTERM, "half the services spawned"),
     (signal.SIGTERM, "running"),
+    (signal.SIGINT, "first child spawned"),
     (signal.SIGINT, "half the services spawned"),
-    (signal.SIGINT, "running"),
     (signal.SIGHUP, "first child spawned"),
-    (signal.SIGHUP, "running"),
+    (signal.SIGHUP, "half the services spawned"),
 ], ids=lambda v: v.name if isinstance(v, signal.Signals) else v.replace(" ", "-"))
 def test_up_stopped_by_a_signal_leaves_no_process(runs: Callable[..., Run], sig: signal.Signals,
                                                   moment: str) -> None:
@@ -162,27 +164,57 @@ def test_demo_stopped_while_its_meters_start_leaves_no_process(runs: Callable[..
     assert run.proc.returncode == 0, run.text()
 
 
-def test_second_start_refuses_a_stale_stack_and_names_it(runs: Callable[..., Run], tmp_path: Path) -> None:
-    """The stack's own process is killed with SIGKILL (no handler can run): its services keep the ports. A
-    second start on the same data dir names them; one on a fresh data dir names the port's holder and says
-    that the data dir it serves is gone."""
+def test_kill_9_of_the_stack_takes_its_services_along_and_the_next_start_works(runs: Callable[..., Run]) -> None:
+    """SIGKILL reaches no handler: the kernel stops the services (PR_SET_PDEATHSIG via the child guard), and
+    the lock file left behind names only dead processes, so the next start on the same data dir goes ahead."""
     first = runs("up")
-    _moment(first, "running")
-    orphans = first.children()
-    broker = next(p for p in orphans if "twin_service.broker" in " ".join(p.cmdline()))
+    _moment(first, "half the services spawned")
     first.proc.kill()
     first.proc.wait()
-    assert broker.is_running()
+    deadline = time.monotonic() + 15
+    while _marked(first.marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _marked(first.marker), [p.cmdline() for p in _marked(first.marker)]
+    assert (first.data_dir / "stack.json").exists()
+    EmbeddedStack(StackConfig(data_dir=first.data_dir))._check_not_running()  # the stale lock is no obstacle
+    assert not (first.data_dir / "stack.json").exists()
 
-    again = runs("up", data_dir=first.data_dir, broker_port=first.broker_port)
-    assert again.proc.wait(timeout=30) != 0
-    text = again.text()
-    assert "stale energytwin stack" in text and str(broker.pid) in text, text
 
-    shutil.rmtree(first.data_dir)
-    fresh = runs("up", broker_port=first.broker_port)
-    assert fresh.proc.wait(timeout=30) != 0
-    text = " ".join(fresh.text().split())
-    assert f"port {first.broker_port} (NGSI-LD broker)" in text and f"kill {broker.pid}" in text, text
-    assert "no longer exists" in text, text
-    assert not _marked(fresh.marker) and not _marked(again.marker), "a refused start must spawn nothing"
+def test_second_start_refuses_a_port_or_data_dir_held_by_a_left_over_service(runs: Callable[..., Run],
+                                                                             tmp_path: Path) -> None:
+    """A service left over (here a broker started by hand, as one outliving a stack on a system without the
+    guard would be) keeps its port: a start on its data dir's lock, or on its port with a fresh data dir, is
+    refused with a message naming the process, and says when the data dir it serves no longer exists."""
+    marker = uuid.uuid4().hex
+    port, old_dir = free_port(), tmp_path / "old-var"
+    orphan = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port), "--data-dir",
+                               str(old_dir)], cwd=REPO, env={**os.environ, MARK: marker},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while port_holder("127.0.0.1", port) is None:
+            assert time.monotonic() < deadline and orphan.poll() is None, "the broker did not start"
+            time.sleep(0.05)
+        dead = subprocess.run([sys.executable, "-c", "pass"], check=True)  # a pid that no longer runs
+        lock_dir = tmp_path / "locked-var"
+        lock_dir.mkdir()
+        (lock_dir / "stack.json").write_text(json.dumps({
+            "pid": 999_999_999, "children": {"broker": {"pid": orphan.pid,
+                                                         "create_time": psutil.Process(orphan.pid).create_time()}}}))
+        del dead
+        locked = runs("up", data_dir=lock_dir)
+        assert locked.proc.wait(timeout=30) != 0
+        text = " ".join(locked.text().split())
+        assert "stale energytwin stack" in text and f"kill {orphan.pid}" in text, text
+
+        shutil.rmtree(old_dir)
+        fresh = runs("up", broker_port=port)
+        assert fresh.proc.wait(timeout=30) != 0
+        text = " ".join(fresh.text().split())
+        assert f"port {port} (NGSI-LD broker)" in text and f"kill {orphan.pid}" in text, text
+        assert "no longer exists" in text, text
+        assert not _marked(fresh.marker) and not _marked(locked.marker), "a refused start must spawn nothing"
+    finally:
+        orphan.kill()
+        orphan.wait()
+        _kill_all(marker)
