@@ -30,14 +30,18 @@ from ._errors import (
     TemporalApiMissing,
     TooManyResults,
 )
+from ._history import HISTORY_BACKENDS, HistoryReader, async_history_reader, history_reader
 from ._http import RetryPolicy
 from ._iot_agent import IotAgentClient
 from ._models import BatchResult, Measurement, SubscriptionOutcome
 from ._ngsi_ld import AsyncNgsiLdClient, NgsiLdClient
+from ._quantumleap import AsyncQuantumLeapClient, QuantumLeapClient
 from ._requests import subscription_differences, type_of
 
 __all__ = [
+    "HISTORY_BACKENDS",
     "AsyncNgsiLdClient",
+    "AsyncQuantumLeapClient",
     "BadRequest",
     "BatchError",
     "BatchResult",
@@ -46,6 +50,7 @@ __all__ = [
     "Conflict",
     "ContextNotAvailable",
     "FiwareError",
+    "HistoryReader",
     "InternalError",
     "IotAgentClient",
     "IotAgentError",
@@ -54,11 +59,14 @@ __all__ = [
     "NonexistentTenant",
     "NotFound",
     "OperationNotSupported",
+    "QuantumLeapClient",
     "RetryPolicy",
     "SubscriptionOutcome",
     "TemporalApiMissing",
     "TooManyResults",
+    "async_history_reader",
     "attribute_value",
+    "history_reader",
     "instances",
     "observed_at",
     "parse_time",
