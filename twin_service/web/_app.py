@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from fiware_client import BrokerError, parse_time
+from fiware_client import BrokerError, async_history_reader, parse_time
 
 from ._live import LiveHub, now_iso
 from ._measures import measures_json
@@ -44,6 +44,8 @@ class WebConfig:
 
     broker_url: str
     tenant: str | None = "energytwin"
+    history: str = "ngsi-ld"  # or "quantumleap": where the "last hour" and today's energy are read
+    quantumleap_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     notify_url: str | None = None  # default: http://<host, or this host's name for 0.0.0.0>:<port>/notify
@@ -314,7 +316,11 @@ def create_app(config: WebConfig, *, subscribe: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        state = WebState(config, TwinClient(config.broker_url, config.tenant))
+        history = None
+        if config.history != "ngsi-ld":
+            history = async_history_reader(config.history, broker_url=config.broker_url, tenant=config.tenant,
+                                           quantumleap_url=config.quantumleap_url)
+        state = WebState(config, TwinClient(config.broker_url, config.tenant, history=history))
         app.state.web = state
         task = asyncio.create_task(keep_subscribed(state)) if subscribe else None
         try:

@@ -38,13 +38,19 @@ async def _or_empty(read: Awaitable[T], empty: T) -> T:
 class TwinClient:
     """One tenant of one broker, in the page's terms."""
 
-    def __init__(self, broker_url: str, tenant: str | None, timeout_s: float = 10.0) -> None:
+    def __init__(self, broker_url: str, tenant: str | None, timeout_s: float = 10.0, *,
+                 history: Any | None = None) -> None:
+        """`history` answers the history questions (an async `fiware_client.HistoryReader`: QuantumLeap in
+        production); by default the broker's own NGSI-LD temporal API does."""
         self.broker_url = broker_url.rstrip("/")
         self.tenant = tenant
         self._broker = AsyncNgsiLdClient(self.broker_url, tenant, timeout=timeout_s)
+        self._history = history if history is not None else self._broker
 
     async def close(self) -> None:
         await self._broker.close()
+        if self._history is not self._broker:
+            await self._history.close()
 
     # -- measurements ---------------------------------------------------------------------------------------
     async def measurements(self, attrs: tuple[str, ...] | None = OVERVIEW_ATTRS) -> list[dict[str, Any]]:
@@ -57,13 +63,13 @@ class TwinClient:
     async def history(self, device_id: str, start: datetime, attrs: tuple[str, ...], methods: tuple[str, ...],
                       period: str) -> dict[str, Any] | None:
         """Aggregated history of one meter since `start` (temporal API, one bucket per `period`)."""
-        return await _or_empty(self._broker.temporal_entity(
+        return await _or_empty(self._history.temporal_entity(
             measurement_id(device_id), timerel="after", time_at=start, attrs=attrs, options=("aggregatedValues",),
             aggr_methods=methods, aggr_period=period), None)
 
     async def counters_since(self, start: datetime, attrs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         """min/max of energy counters since `start` for every meter (one temporal query): entity id -> attrs."""
-        found = await _or_empty(self._broker.query_temporal(
+        found = await _or_empty(self._history.query_temporal(
             type=MEASUREMENT_TYPE, timerel="after", time_at=start, attrs=attrs, options=("aggregatedValues",),
             aggr_methods=("min", "max")), [])
         return {entity["id"]: entity for entity in found}
@@ -71,7 +77,7 @@ class TwinClient:
     async def recent_times(self, since: datetime, attr: str = "totalActivePower",
                            last_n: int = 6) -> dict[str, list[str]]:
         """The last observation times of every meter since `since` (to estimate each meter's period)."""
-        found = await _or_empty(self._broker.query_temporal(
+        found = await _or_empty(self._history.query_temporal(
             type=MEASUREMENT_TYPE, timerel="after", time_at=since, attrs=(attr,), last_n=last_n,
             options=("temporalValues",)), [])
         return {entity["id"]: [t for _, t in (entity.get(attr) or {}).get("values") or []] for entity in found}

@@ -24,13 +24,22 @@ log = logging.getLogger(__name__)
 @click.option("--notify-url", default=lambda: os.environ.get("ENERGYTWIN_WEB_NOTIFY_URL"),
               help="URL the broker posts notifications to [env ENERGYTWIN_WEB_NOTIFY_URL; default "
                    "http://<host, or this host's name for 0.0.0.0>:<port>/notify].")
+@click.option("--history", "history", type=click.Choice(["ngsi-ld", "quantumleap"]), default="ngsi-ld",
+              show_default=True, envvar="ENERGYTWIN_HISTORY",
+              help="Where the last hour and today's energy are read: the broker's NGSI-LD temporal API (embedded "
+                   "broker, Orion-LD + Mintaka) or QuantumLeap [env ENERGYTWIN_HISTORY].")
+@click.option("--quantumleap-url", envvar="ENERGYTWIN_QUANTUMLEAP_URL", default=None,
+              help="QuantumLeap for --history quantumleap, e.g. http://quantumleap:8668 "
+                   "[env ENERGYTWIN_QUANTUMLEAP_URL].")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | None, log_level: str) -> None:
+def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | None, history: str,
+        quantumleap_url: str | None, log_level: str) -> None:
     """Serve the live twin page (overview, meters, phasors, events).
 
     \b
     Example (production compose):
       energytwin web --broker-url http://orion:1026 --host 0.0.0.0 --port 8080
+      energytwin web --broker-url http://orion:1026 --history quantumleap --quantumleap-url http://quantumleap:8668
     Then open http://<host>:8080/ ; health: GET /health
     """
     import uvicorn
@@ -39,7 +48,10 @@ def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | No
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per broker request is noise, not news
-    config = WebConfig(broker_url=broker_url, tenant=tenant or None, host=host, port=port, notify_url=notify_url)
+    if history == "quantumleap" and not quantumleap_url:
+        raise click.UsageError("--history quantumleap needs --quantumleap-url (e.g. http://quantumleap:8668)")
+    config = WebConfig(broker_url=broker_url, tenant=tenant or None, history=history,
+                       quantumleap_url=quantumleap_url, host=host, port=port, notify_url=notify_url)
     log.info("live twin page on http://%s:%d/ for tenant %s of %s (notifications at %s)", host, port, tenant,
              broker_url, config.endpoint())
     # Open event streams never end by themselves: give them one second to close on Ctrl-C / SIGTERM.
