@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS rollups (
 CREATE TEMP TABLE IF NOT EXISTS rollup_input (
     entity_key INTEGER, attr_id INTEGER, observed_ts REAL, instance_id INTEGER, key TEXT, num
 );
+CREATE TEMP TABLE IF NOT EXISTS rollup_last (
+    entity_key INTEGER, attr_id INTEGER, b INTEGER, key TEXT, last_ts REAL, last,
+    PRIMARY KEY (entity_key, attr_id, b, key)
+);
 """
 
 
@@ -56,17 +60,24 @@ def unpivot_sql(attr_id: int, value_sql: str) -> str:
         "THEN l.v END) AS j")
 
 
-# Parameters: period (3 times). Merges into existing buckets (late data) instead of replacing them.
+# Parameter: period. The last numeric value per bucket, by SQLite's bare-column rule: with a single max()
+# aggregate, the other selected columns come from the row holding that maximum.
+LAST_SQL = """
+INSERT INTO temp.rollup_last (entity_key, attr_id, b, key, last_ts, last)
+SELECT entity_key, attr_id, CAST(floor(observed_ts / ?1) AS INTEGER) AS b, key, max(observed_ts), num
+FROM temp.rollup_input WHERE num IS NOT NULL GROUP BY entity_key, attr_id, b, key
+"""
+
+# Parameter: period. Merges into existing buckets (late data) instead of replacing them.
 FOLD_SQL = """
 INSERT INTO rollups (entity_key, attr_id, period_s, bucket, key, total, numeric, sum, sumsq, min, max, last_ts, last)
-SELECT entity_key, attr_id, ?1, b, key, count(*), count(num), sum(num), sum(num * num), min(num), max(num),
-       max(CASE WHEN num IS NOT NULL THEN observed_ts END), max(CASE WHEN rn = 1 THEN num END)
-FROM (SELECT entity_key, attr_id, observed_ts, key, num, CAST(floor(observed_ts / ?1) AS INTEGER) AS b,
-             row_number() OVER (PARTITION BY entity_key, attr_id, key, CAST(floor(observed_ts / ?1) AS INTEGER)
-                                ORDER BY num IS NULL, observed_ts DESC, instance_id DESC) AS rn
-      FROM temp.rollup_input)
+SELECT g.entity_key, g.attr_id, ?1, g.b, g.key, g.total, g.numeric, g.sum, g.sumsq, g.min, g.max, l.last_ts, l.last
+FROM (SELECT entity_key, attr_id, CAST(floor(observed_ts / ?1) AS INTEGER) AS b, key, count(*) AS total,
+             count(num) AS numeric, sum(num) AS sum, sum(num * num) AS sumsq, min(num) AS min, max(num) AS max
+      FROM temp.rollup_input GROUP BY entity_key, attr_id, b, key) AS g
+LEFT JOIN temp.rollup_last AS l ON l.entity_key = g.entity_key AND l.attr_id = g.attr_id AND l.b = g.b
+     AND l.key = g.key
 WHERE true
-GROUP BY entity_key, attr_id, b, key
 ON CONFLICT (entity_key, attr_id, period_s, bucket, key) DO UPDATE SET
     total = total + excluded.total,
     numeric = numeric + excluded.numeric,

@@ -442,8 +442,13 @@ class Store:
         for attr_id, column in sorted(self._attrs.values()):
             self._db.execute(_rollups.unpivot_sql(attr_id, self._value_expr(attr_id, column)), (low, high, top))
         for period_s in _rollups.ROLLUP_PERIODS_S:
-            self._db.execute(_rollups.FOLD_SQL, (period_s,))
+            self._fold(period_s)
         self._db.execute("DELETE FROM temp.rollup_input")
+
+    def _fold(self, period_s: int) -> None:
+        self._db.execute("DELETE FROM temp.rollup_last")
+        self._db.execute(_rollups.LAST_SQL, (period_s,))
+        self._db.execute(_rollups.FOLD_SQL, (period_s,))
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -785,7 +790,7 @@ class Store:
             self._db.execute(_rollups.unpivot_sql(attr_id, value_sql).replace("readings_log", "readings").replace(
                 "AND rowid <= ?", "AND observed_ts >= ? AND observed_ts < ?"),
                 (entity_key, entity_key, bucket * period_s, (bucket + 1) * period_s))
-            self._db.execute(_rollups.FOLD_SQL, (period_s,))
+            self._fold(period_s)
         self._db.execute("DELETE FROM temp.rollup_input")
 
     # -- history: reading ---------------------------------------------------------------------------------
