@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=BROKER_PORT, help="TCP port (default: %(default)s)")
     parser.add_argument("--data-dir", type=Path, default=Path("var"),
                         help="directory holding twin.sqlite (default: %(default)s)")
-    parser.add_argument("--retention-days", type=float,
+    parser.add_argument("--retention-days", "--raw-retention-days", dest="retention_days", type=float,
                         default=_env_float("ENERGYTWIN_BROKER_RETENTION_DAYS"),
-                        help="keep history observed within this many days (env ENERGYTWIN_BROKER_RETENTION_DAYS; "
+                        help="keep raw history observed within this many days; the 1-min and 10-min rollups stay "
+                             "and keep answering aligned aggregations (env ENERGYTWIN_BROKER_RETENTION_DAYS; "
                              "default: keep everything)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
