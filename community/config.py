@@ -35,11 +35,20 @@ class _Strict(BaseModel):
 
 
 class TwinSettings(_Strict):
-    """Where the twin's NGSI-LD broker is (its temporal API gives the meters' history)."""
+    """Where the meters' history is read: the broker's NGSI-LD temporal API, or QuantumLeap in production."""
 
     url: str = "http://localhost:1026"
-    tenant: str | None = None  # NGSILD-Tenant (= fiware-service of the meters)
+    tenant: str | None = None  # NGSILD-Tenant (= fiware-service of the meters; QuantumLeap's Fiware-Service)
     max_sample_gap_min: float = Field(15.0, gt=0)  # a longer silence between readings makes a gap
+    history: Literal["ngsi-ld", "quantumleap"] = "ngsi-ld"
+    quantumleap_url: str | None = None  # e.g. http://quantumleap:8668, needed with history: quantumleap
+    service_path: str = "/"  # QuantumLeap's Fiware-ServicePath
+
+    @model_validator(mode="after")
+    def _quantumleap_needs_url(self) -> TwinSettings:
+        if self.history == "quantumleap" and not self.quantumleap_url:
+            raise ValueError("history: quantumleap needs quantumleap_url (e.g. http://quantumleap:8668)")
+        return self
 
 
 class Tariff(_Strict):

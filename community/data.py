@@ -12,7 +12,7 @@ from community.csv_import import read_hourly_csv
 from community.hourly import Gap, hour_grid, hourly_energy_from_counter
 from community.settlement import net_generation_kwh
 from community.twin import energy_counters
-from fiware_client import NgsiLdClient
+from fiware_client import HistoryReader, history_reader
 
 
 @dataclass
@@ -29,9 +29,13 @@ class CommunityEnergy:
 
 
 def load_energy(
-    loaded: LoadedCommunity, start: datetime, end: datetime, client: NgsiLdClient | None = None
+    loaded: LoadedCommunity, start: datetime, end: datetime, client: HistoryReader | None = None
 ) -> CommunityEnergy:
-    """Hourly energy for [start, end) for every installation and member of the community."""
+    """Hourly energy for [start, end) for every installation and member of the community.
+
+    Meter history comes from `client`, else from the reader the community file's `twin:` names: the broker's
+    NGSI-LD temporal API (`history: ngsi-ld`, the default) or QuantumLeap (`history: quantumleap`).
+    """
     community = loaded.community
     grid = hour_grid(start, end)
     gap_limit = timedelta(minutes=community.twin.max_sample_gap_min)
@@ -39,7 +43,9 @@ def load_energy(
     if client is None and (
         any(m.meter for m in community.members) or any(i.meter for i in community.installations)
     ):
-        own_client = client = NgsiLdClient(community.twin.url, community.twin.tenant, timeout=30.0)
+        twin = community.twin
+        own_client = client = history_reader(twin.history, broker_url=twin.url, tenant=twin.tenant,
+                                             quantumleap_url=twin.quantumleap_url, service_path=twin.service_path)
     gaps: list[Gap] = []
 
     def counters(device_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,9 @@
-"""Meters' energy counters from the twin's history, read through `fiware_client` (the NGSI-LD temporal API).
+"""Meters' energy counters from the twin's history, read through a `fiware_client.HistoryReader`.
 
 The client asks `GET /ngsi-ld/v1/temporal/entities/{id}?timerel=between&...&options=temporalValues` with the SDM
 Energy @context and the tenant, the same request against the embedded broker and Orion-LD + Mintaka, and follows
-206 partial answers, so a year of readings arrives in pages. This module only turns the counters' history into
+206 partial answers, so a year of readings arrives in pages; on the production stack `QuantumLeapClient` asks
+QuantumLeap's `/v2/entities/{id}` the same question. This module only turns the counters' history into
 one import and one export series per meter.
 """
 
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from datamodels.measures import measurement_id
-from fiware_client import NgsiLdClient
+from fiware_client import HistoryReader
 
 IMPORT_ATTRS = ("totalActiveEnergyImport", "activeEnergyImport")
 EXPORT_ATTRS = ("totalActiveEnergyExport", "activeEnergyExport")
@@ -28,7 +29,7 @@ class CounterSeries:
     export_kwh: list[tuple[datetime, float]] = field(default_factory=list)
 
 
-def energy_counters(broker: NgsiLdClient, device_id: str, start: datetime, end: datetime,
+def energy_counters(broker: HistoryReader, device_id: str, start: datetime, end: datetime,
                     margin: timedelta) -> CounterSeries:
     """A meter's import/export counters over [start - margin, end + margin] (the margin brackets the edges).
 
