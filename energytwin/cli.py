@@ -24,6 +24,8 @@ class _LazyGroup(click.Group):
         "web": ("twin_service.web.commands", "web", "Serve the live twin page (overview, meters, phasors, events)."),
         "meter": ("firmware.commands", "meter", "Meter helpers: calibrate gain registers from a reference reading."),
         "fleet": ("fleet.commands", "fleet", "Home batteries steered toward the fleet's mean state of charge; strategy simulation."),
+        "users": ("access.commands", "users", "Local token issuer: users with hashed secrets, bearer tokens."),
+        "access": ("access.commands", "access", "Access control: the policy enforcement point in front of the broker."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
