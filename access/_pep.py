@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -183,8 +184,8 @@ class Pep:
 
     def _filter(self, identity: Identity, action: str, ids: dict[str, str], upstream: httpx.Response) -> bytes:
         try:
-            data = json.loads(upstream.content)
-        except ValueError:
+            data = orjson.loads(upstream.content)
+        except orjson.JSONDecodeError:
             return b"" if action not in ("version",) else upstream.content
         if action in ("entities.read", "temporal.read"):
             if isinstance(data, list):
@@ -199,7 +200,7 @@ class Pep:
                 data = self._own_view(data)
         elif action == "types.read":
             data = _strip_counts(data)
-        return json.dumps(data).encode()
+        return orjson.dumps(data)
 
     # --- subscriptions and the notification relay ---
 

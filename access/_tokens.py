@@ -69,6 +69,9 @@ class TokenVerifier:
     leeway_s: float = 30.0
     _keys: dict[str | None, Any] = field(default_factory=dict, init=False, repr=False)
     _client: jwt.PyJWKClient | None = field(default=None, init=False, repr=False)
+    # Verified tokens until they expire: a client sends the same token on every request, and an ECDSA/RSA check
+    # per request would cost more than the forwarding itself.
+    _verified: dict[str, tuple[Identity, float]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.jwks_url:
@@ -99,6 +102,18 @@ class TokenVerifier:
         raise TokenError(f"unknown key id {kid!r}")
 
     def verify(self, token: str) -> Identity:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached[1] > time.time():
+                return cached[0]
+            del self._verified[token]
+        identity, expires = self._verify(token)
+        if len(self._verified) >= 10_000:
+            self._verified.clear()
+        self._verified[token] = (identity, expires)
+        return identity
+
+    def _verify(self, token: str) -> tuple[Identity, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -125,8 +140,9 @@ class TokenVerifier:
             role = role[0] if role else None
         if not isinstance(role, str) or not role:
             raise TokenError(f"token has no {self.role_claim!r} claim")
-        return Identity(subject=str(claims["sub"]), role=role, member=claims.get("member"),
-                        devices=frozenset(claims.get("devices") or ()), cups=frozenset(claims.get("cups") or ()))
+        identity = Identity(subject=str(claims["sub"]), role=role, member=claims.get("member"),
+                            devices=frozenset(claims.get("devices") or ()), cups=frozenset(claims.get("cups") or ()))
+        return identity, float(claims["exp"])
 
 
 @dataclass
