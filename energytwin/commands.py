@@ -48,6 +48,11 @@ def _stack_options(func):
                      help="Power-quality analytics (notifications from the broker, /health); 0 picks a free port."),
         click.option("--web-port", type=int, default=ports.WEB_PORT, show_default=True,
                      help="The live twin page; 0 picks a free port."),
+        click.option("--access-port", type=int, default=0, show_default=True,
+                     help=f"The access layer (bearer tokens, docs/access.md) in front of the broker; 0 picks a free "
+                          f"port (printed); {ports.ACCESS_PORT} is the usual one."),
+        click.option("--no-access-control", "no_access", is_flag=True,
+                     help="Development only: run without the access layer (logged loudly)."),
         click.option("--mqtt", "mqtt_prefer", type=click.Choice(["auto", "mosquitto", "amqtt"]), default="auto",
                      show_default=True, help="MQTT broker: Mosquitto when installed, else the amqtt fallback."),
     ]
@@ -57,10 +62,13 @@ def _stack_options(func):
 
 
 def _config(data_dir: Path, host: str, mqtt_port: int, broker_port: int, agent_port: int, quality_port: int,
-            web_port: int, mqtt_prefer: str) -> StackConfig:
+            web_port: int, access_port: int, no_access: bool, mqtt_prefer: str) -> StackConfig:
+    if no_access:
+        console.print("[bold red]ACCESS CONTROL IS OFF (--no-access-control): development only; anyone who "
+                      "reaches the broker sees and changes every entity[/bold red]")
     return StackConfig(data_dir=data_dir, host=host, mqtt_port=mqtt_port, broker_port=broker_port,
                        agent_port=agent_port, quality_port=quality_port, web_port=web_port,
-                       mqtt_prefer=mqtt_prefer)
+                       access=not no_access, access_port=access_port, mqtt_prefer=mqtt_prefer)
 
 
 def _serve(shutdown: Shutdown, data_dir: Path, what: str, start, run) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +106,11 @@ def _print_endpoints(stack: EmbeddedStack) -> None:
     table.add_column("service")
     table.add_column("address")
     table.add_row(f"MQTT ({mqtt_kind})", f"mqtt://{cfg.host}:{cfg.mqtt_port}  topics /json/<apikey>/<device>/attrs")
-    table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1")
+    table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1  (the stack's own services)")
+    if stack.access_url:
+        table.add_row("access layer (bearer tokens)", f"{stack.access_url}/ngsi-ld/v1  (docs/access.md)")
+    else:
+        table.add_row("access layer", "[bold red]OFF (--no-access-control)[/bold red]")
     table.add_row("IoT Agent north API", f"{cfg.agent_url}/iot/services, /iot/devices, /metrics")
     table.add_row("live twin page", _page_url(stack))
     table.add_row("data and logs", f"{cfg.data_dir.resolve()}  (logs/)")
@@ -108,14 +120,16 @@ def _print_endpoints(stack: EmbeddedStack) -> None:
 @click.command()
 @_stack_options
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
-def up(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer, duration_s):
+def up(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port, no_access,
+       mqtt_prefer, duration_s):
     """Run the embedded stack (MQTT, IoT Agent, NGSI-LD broker) on the production ports.
 
     Meters and provisioning scripts talk to it exactly as to the FIWARE Docker stack. Ctrl-C stops it cleanly;
     running it again with the same --data-dir continues from the same twin.
     """
     shutdown = Shutdown().install()
-    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer)
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port,
+                  no_access, mqtt_prefer)
 
     def start() -> EmbeddedStack:
         stack = EmbeddedStack(cfg, shutdown=shutdown)
@@ -153,7 +167,8 @@ def _parse_phase_list(value: str, name: str) -> tuple[float, float, float]:
               help="Angle from voltage to current per phase: 0 resistive, 30 a lagging motor, 180 exporting PV.")
 @click.option("--frequency-hz", type=float, default=50.0, show_default=True)
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
-def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer, meters, period_s, voltage_v,
+def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port, no_access,
+         mqtt_prefer, meters, period_s, voltage_v,
          current_a, angle_deg, frequency_hz, duration_s):
     """Run the embedded stack with simulated meters running the real firmware.
 
@@ -168,7 +183,8 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
     angles = _parse_phase_list(angle_deg, "--angle-deg")
     loads = tuple(PhaseLoad(voltage_v=v, current_a=a, angle_deg=g) for v, a, g in zip(volts, amps, angles))
     shutdown = Shutdown().install()
-    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, mqtt_prefer)
+    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port,
+                  no_access, mqtt_prefer)
     options = DemoOptions(stack=cfg, meters=meters, period_s=period_s, frequency_hz=frequency_hz, loads=loads)
 
     def run(running) -> None:  # type: ignore[no-untyped-def]
@@ -183,6 +199,7 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
         console.print(f"\nTenant: NGSILD-Tenant: {DEMO_SITE.service}. Look at the live twin with:\n")
         print(curl_command(cfg.broker_url, first), flush=True)
         console.print(f"\nor open the live twin page: [bold]{_page_url(running.stack)}meters/{first}[/bold]")
+        _print_credentials(running.stack, meters)
         console.print("\nCtrl-C to stop.")
 
         def show() -> None:
@@ -194,6 +211,23 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
 
     _serve(shutdown, cfg.data_dir, f"the stack and {meters} simulated meter(s)",
            lambda: start_demo(options, shutdown=shutdown), run)
+
+
+def _print_credentials(stack: EmbeddedStack, meters: int) -> None:
+    """The demo's credentials: a token command per role (one member per meter) and a curl through the PEP."""
+    if not stack.access_url:
+        return
+    data_dir = stack.config.data_dir
+    console.print("\nAccess control is on. Bearer tokens (the token is the last line of each command):")
+    for role in ("manager", "control-centre", "public"):
+        console.print(f"  {role:15s} energytwin users token --data-dir {data_dir} --role {role} | tail -1")
+    for n in range(1, min(meters, 5) + 1):
+        device = demo_device_id(n)
+        console.print(f"  member of {device} energytwin users token --data-dir {data_dir} --role member "
+                      f"--member {device} | tail -1")
+    console.print(f"  e.g. curl -H \"Authorization: Bearer $(energytwin users token --data-dir {data_dir} --role "
+                  f"member --member {demo_device_id(1)} | tail -1)\" -H 'NGSILD-Tenant: {DEMO_SITE.service}' "
+                  f"'{stack.access_url}/ngsi-ld/v1/entities?type=ThreePhaseAcMeasurement'")
 
 
 def _every(period_s: float, func):

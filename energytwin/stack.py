@@ -59,6 +59,8 @@ class StackConfig:
     quality_port: int = ports.QUALITY_PORT  # power-quality analytics; 0: a free port
     quality_tenant: str = "energytwin"  # the tenant the analytics watch (the demo site's)
     web_port: int = ports.WEB_PORT  # the live twin page (twin_service.web); 0: a free port
+    access: bool = True  # the access layer (access/, a PEP) in front of the broker; False only for development
+    access_port: int = 0  # where the PEP listens (`energytwin up`: 1027); 0: a free port
 
     @property
     def broker_url(self) -> str:
@@ -231,7 +233,8 @@ class EmbeddedStack:
     def _check_ports_free(self) -> None:
         cfg = self.config
         wanted = [("MQTT", cfg.mqtt_port), ("NGSI-LD broker", cfg.broker_port), ("IoT Agent", cfg.agent_port),
-                  ("power-quality analytics", cfg.quality_port), ("live twin page", cfg.web_port)]
+                  ("power-quality analytics", cfg.quality_port), ("live twin page", cfg.web_port),
+                  ("access layer", cfg.access_port if cfg.access else 0)]
         for service, port in wanted:
             if not port:
                 continue
@@ -314,7 +317,20 @@ class EmbeddedStack:
         python = sys.executable
         quality_port = cfg.quality_port or free_port()
         web_port = cfg.web_port or free_port()
-        return [
+        guarded = []
+        if cfg.access:
+            access_port = cfg.access_port or free_port()
+            guarded = [_Child(
+                "access",
+                [python, "-m", "access", "serve", "--upstream", cfg.broker_url, "--host", cfg.host,
+                 "--port", str(access_port), "--data-dir", str(cfg.data_dir)],
+                access_port,
+                cfg.log_dir / "access.log",
+            )]
+        else:
+            log.warning("ACCESS CONTROL IS OFF (development only): no access layer runs in front of the broker; "
+                        "anyone who reaches %s sees and changes every entity", cfg.broker_url)
+        children = [
             _Child(
                 "broker",
                 [python, "-m", "twin_service.broker", "--host", cfg.host, "--port", str(cfg.broker_port),
@@ -346,11 +362,20 @@ class EmbeddedStack:
                 cfg.log_dir / "web.log",
             ),
         ]
+        return children[:1] + guarded + children[1:]  # the PEP right after the broker it guards
 
     @property
     def quality_url(self) -> str:
         """Base URL of the power-quality analytics (its port is chosen at start when quality_port is 0)."""
         port = next((c.port for c in self.children if c.name == "quality"), self.config.quality_port)
+        return f"http://{self.config.host}:{port}"
+
+    @property
+    def access_url(self) -> str | None:
+        """Base URL of the access layer (the PEP in front of the broker); None when access control is off."""
+        if not self.config.access:
+            return None
+        port = next((c.port for c in self.children if c.name == "access"), self.config.access_port)
         return f"http://{self.config.host}:{port}"
 
     @property

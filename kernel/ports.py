@@ -9,6 +9,7 @@ AGENT_HTTP_SOUTH_PORT = 7896  # IoT Agent JSON HTTP measures (/iot/json)
 BROKER_PORT = 1026  # NGSI-LD context broker (Orion-LD)
 WEB_PORT = 8080  # live twin page
 QUALITY_PORT = 8070  # power-quality analytics (POST /notify from the broker, GET /health)
+ACCESS_PORT = 1027  # the access layer (PEP, `energytwin access serve`) in front of the NGSI-LD broker
 
 ALL = {
     "mqtt": MQTT_PORT,
