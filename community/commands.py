@@ -404,3 +404,32 @@ def validate(path: Path | None, community_path: Path, year: int | None) -> None:
         f"[green]ok[/green] {path.name}: {len(parsed.cups)} CUPS x {parsed.beta_micro.shape[1]} hours, "
         "every hour adds up to 1,000000"
     )
+
+
+@community.command("import-distributor")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where to write one hourly CSV per CUPS (name them in community.yaml's `csv:`).")
+def import_distributor(files: tuple[Path, ...], out_dir: Path) -> None:
+    """Import the distributor's hourly CSVs (CUPS;Fecha;Hora;AE_kWh[;AS_kWh][;REAL/ESTIMADO], Datadis and
+    e-distribución downloads) for members without a meter.
+
+    \b
+    DST days (23 hours in March, 25 in October) and duplicate rows are handled; every error names its line and
+    nothing is written while any line is wrong. Example:
+      energytwin community import-distributor curva-ana.csv curva-bernat.csv --out community/hourly
+    """
+    from community.distributor_import import DistributorFileError, read_distributor_csv, write_hourly_csvs
+
+    for path in files:
+        try:
+            imported = read_distributor_csv(path)
+        except DistributorFileError as exc:
+            raise click.ClickException(f"{path}: {len(exc.errors)} error(s), nothing written:\n"
+                                       + "\n".join(exc.errors[:50])) from None
+        for written in write_hourly_csvs(imported, out_dir):
+            cups = written.stem
+            click.echo(f"{path} -> {written}: {len(imported.hours[cups])} hours of {cups}")
+        counts = imported.counts
+        click.echo(f"  measured {counts['measured']}, estimated {counts['estimated']}, "
+                   f"duplicates dropped {counts['duplicates']}")
