@@ -433,3 +433,85 @@ def import_distributor(files: tuple[Path, ...], out_dir: Path) -> None:
         counts = imported.counts
         click.echo(f"  measured {counts['measured']}, estimated {counts['estimated']}, "
                    f"duplicates dropped {counts['duplicates']}")
+
+
+@community.command()
+@_COMMUNITY_OPTION
+@click.option("--current", "current_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The coefficient file in force (<CAU>_<YYYY>.txt).")
+@click.option("--year", type=int, help="Year of the next file (default: the current file's).")
+@click.option("--history", "history_period", help="History to learn from: YYYY or YYYY-MM (default: the year before).")
+@click.option("--method", type=click.Choice(["fixed", "proportional", "optimal", "optimal-mean"]),
+              default="optimal", show_default=True)
+@click.option("--installation", help="Installation id or CAU (needed when the community has several).")
+@click.option("--approve", is_flag=True, help="The manager approves: write the next distributor file.")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for the next <CAU>_<YYYY>.txt.")
+def revise(community_path: Path, current_path: Path, year: int | None, history_period: str | None, method: str,
+           installation: str | None, approve: bool, out_dir: Path) -> None:
+    """Recompute the coefficients from the latest history and compare them with the agreement in force, member
+    by member (self-consumed kWh and EUR before/after); the next distributor file is written only with --approve.
+
+    \b
+    Examples:
+      energytwin community revise --current ES..A001_2027.txt --history 2026-10           # compare only
+      energytwin community revise --current ES..A001_2027.txt --history 2026-10 --approve -o out/
+    """
+    from community.accounting import member_prices
+    from community.data import load_energy
+    from community.planning import PlanningError, expected_for
+    from community.revision import revise as compute_revision
+    from community.sharing import InfeasibleRules, SharingRules
+
+    loaded = _load(community_path)
+    c = loaded.community
+    tz = ZoneInfo(c.timezone)
+    try:
+        inst = c.installation(installation)
+    except KeyError as exc:
+        raise _UserError(exc.args[0]) from None
+    cups = [m.cups for m in c.members]
+    try:
+        current = coefficient_file.read(current_path, year=year, expected_cups=cups, cau=inst.cau)
+    except coefficient_file.CoefficientFileError as exc:
+        raise _UserError("\n".join(exc.errors)) from None
+    year = year or int(current_path.stem.rsplit("_", 1)[1])
+    history_period = history_period or str(year - 1)
+    if "-" in history_period:
+        h_start, h_end, _ = _period(history_period, None, tz)
+    else:
+        h_start, h_end, _ = _period(None, int(history_period), tz)
+    target = coefficient_file.year_hour_starts_utc(year, c.timezone)
+    order = [current.cups.index(x) for x in cups]
+    rules = SharingRules.from_community(c)
+    try:
+        history = load_energy(loaded, h_start, h_end)
+        expected = expected_for(loaded, inst, history, target)
+        prices = member_prices(loaded, target, strict=False)
+        result = compute_revision(current.beta[order], expected, rules, c.timezone, prices, method)
+    except (BrokerError, CsvFormatError, PriceFileError, PlanningError, InfeasibleRules, ValueError) as exc:
+        raise _UserError(str(exc)) from None
+    table = Table(title=f"Revision for {year}: agreement in force vs {method} on {history_period}'s history",
+                  title_justify="left")
+    for col in ("member", "self-consumed kWh now", f"{method}", "saves EUR now", f"{method} ", "change EUR"):
+        table.add_column(col, justify="right" if col != "member" else "left")
+    now, new = result.current, result.proposed
+    for i, m in enumerate(c.members):
+        table.add_row(m.id, f"{now.self_consumed_kwh[i]:,.1f}", f"{new.self_consumed_kwh[i]:,.1f}",
+                      f"{now.savings_eur[i]:.2f}", f"{new.savings_eur[i]:.2f}",
+                      f"{new.savings_eur[i] - now.savings_eur[i]:+.2f}")
+    gen = result.generation_kwh or 1.0
+    table.add_row("community", f"{now.self_consumed_kwh.sum():,.1f} ({100 * now.self_consumed_kwh.sum() / gen:.1f} %)",
+                  f"{new.self_consumed_kwh.sum():,.1f} ({100 * new.self_consumed_kwh.sum() / gen:.1f} %)",
+                  f"{now.savings_eur.sum():.2f}", f"{new.savings_eur.sum():.2f}",
+                  f"{new.savings_eur.sum() - now.savings_eur.sum():+.2f}")
+    console.print(table)
+    if new.violations:
+        raise _UserError(f"the {method} coefficients break the rules: {new.violations[0]}")
+    if not approve:
+        console.print("not written: the manager approves with --approve")
+        return
+    micro = coefficient_file.round_coefficients(new.beta, rules.lower, rules.upper, rules.reserve, rules.poor)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = coefficient_file.write(out_dir / coefficient_file.file_name(inst.cau, year), cups, micro)
+    console.print(f"approved: wrote {path}")
