@@ -129,7 +129,7 @@ def persistence_weight(k_days: np.ndarray) -> float:
     Energy 193): weather that lasts several days leans on yesterday, changeable weather on the season.
     """
     k = k_days[~np.isnan(k_days)]
-    if k.size < 5 or np.std(k) == 0:
+    if k.size < 5 or np.std(k) < 1e-9:
         return 0.0
     rho = float(np.corrcoef(k[:-1], k[1:])[0, 1])
     return float(np.clip(rho, 0.0, 1.0)) if np.isfinite(rho) else 0.0

@@ -1,0 +1,104 @@
+"""Forecasting: hand-checked pvlib pieces, baseline math, the fallback rule, the calendar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecasting import baselines as b
+from forecasting import pv
+from forecasting.calendar import SATURDAY, SUNDAY_OR_HOLIDAY, WORKDAY, day_types
+from forecasting.profiles import profile_walk_forward
+
+MADRID = pv.PvSite(40.42, -3.70, tilt_deg=30, azimuth_deg=180, peak_power_kwp=1.0, altitude_m=650)
+
+
+def test_persistence_and_seasonal_naive_shift_by_one_day_and_one_week():
+    days = np.arange(10 * 24, dtype=float).reshape(10, 24)
+    assert np.isnan(b.persistence(days)[0]).all()
+    assert (b.persistence(days)[5] == days[4]).all()
+    assert np.isnan(b.seasonal_naive(days)[6]).all()
+    assert (b.seasonal_naive(days)[9] == days[2]).all()
+
+
+def test_mae_rmse_skill_by_hand():
+    actual = np.array([1.0, 2.0, 3.0, np.nan])
+    forecast = np.array([2.0, 2.0, 1.0, 5.0])
+    assert b.mae(forecast, actual) == pytest.approx(1.0)  # (1 + 0 + 2) / 3, the NaN hour skipped
+    assert b.rmse(forecast, actual) == pytest.approx(np.sqrt(5 / 3))
+    assert b.skill(0.7, 1.0) == pytest.approx(0.3)
+    assert b.skill(1.2, 1.0) == pytest.approx(-0.2)
+
+
+def test_fallback_rule_needs_both_baselines_beaten():
+    rng = np.random.default_rng(0)
+    actual = rng.normal(10, 1, (60, 24))
+    perfect = actual.copy()
+    assert b.verdict(perfect, actual).use == "model"
+    # A model that is good against seasonal-naive but worse than persistence is not used.
+    actual_smooth = np.cumsum(rng.normal(0, 0.1, (60, 24)), axis=0) + 10
+    bad = actual_smooth + 0.5
+    v = b.verdict(bad, actual_smooth, naive=actual_smooth + 5)
+    assert v.fallback and v.use == "persistence"
+    assert "NOT used" in v.describe("pv")
+
+
+def test_pvwatts_temperature_loss_by_hand():
+    # Noon clear sky in June near Madrid, 30 deg south: POA ~ 950-1000 W/m2, SAPM open-rack cell ~ 49 C at 20 C
+    # air and 1 m/s, PVWatts -0.4 %/K: ~0.90 x POA/1000 per kWp. Midnight is zero.
+    hours = np.array(["2026-06-21T11:00", "2026-06-21T23:00"], dtype="datetime64[h]")  # 13:00 / 01:00 CEST
+    noon, night = pv.modelled_kwh(MADRID, hours)
+    assert 0.78 < noon < 0.95
+    assert night == 0.0
+    hot = pv.modelled_kwh(MADRID, hours[:1], temp_air_c=40.0)[0]
+    assert hot / noon == pytest.approx(1 - 0.004 * 20, rel=0.01)  # 20 K hotter cell
+
+
+def test_weather_ghi_path_agrees_with_clear_sky_at_clear_sky_ghi():
+    import pandas as pd
+    import pvlib
+
+    hours = np.arange("2026-06-21T06", "2026-06-21T18", dtype="datetime64[h]")
+    loc = pvlib.location.Location(MADRID.latitude_deg, MADRID.longitude_deg, altitude=MADRID.altitude_m)
+    mid = pd.DatetimeIndex(hours).tz_localize("UTC") + pd.Timedelta(minutes=30)
+    ghi = loc.get_clearsky(mid, model="ineichen")["ghi"].to_numpy()
+    clear = pv.modelled_kwh(MADRID, hours).sum()
+    from_ghi = pv.modelled_kwh(MADRID, hours, ghi_w_m2=ghi).sum()
+    assert from_ghi == pytest.approx(clear, rel=0.10)  # Erbs split vs Ineichen's own beam/diffuse
+    assert pv.modelled_kwh(MADRID, hours, ghi_w_m2=ghi * 0.5).sum() < 0.6 * clear
+
+
+def test_learned_index_recovers_a_constant_loss_factor():
+    model = np.tile(np.concatenate([np.zeros(6), np.sin(np.linspace(0, np.pi, 12)), np.zeros(6)]), (40, 1))
+    obs = 0.8 * model
+    assert pv.learned_index(obs, model, 35, 30)[6:18] == pytest.approx(0.8)
+    forecast = pv.pv_walk_forward(obs, model, window_days=30)
+    assert forecast[35] == pytest.approx(obs[35])
+
+
+def test_persistence_weight_follows_lag1_autocorrelation():
+    assert pv.persistence_weight(np.full(20, 0.7)) == 0.0
+    lasting = np.repeat([0.3, 0.9], 10)  # two long spells
+    assert pv.persistence_weight(lasting) > 0.7
+
+
+def test_site_rejects_nonsense():
+    with pytest.raises(ValueError, match="tilt"):
+        pv.PvSite(40, -3, tilt_deg=120)
+    with pytest.raises(ValueError, match="peak_power"):
+        pv.PvSite(40, -3, peak_power_kwp=0)
+
+
+def test_spanish_day_types_include_national_holidays():
+    import pandas as pd
+
+    dates = pd.DatetimeIndex(["2026-10-12", "2026-10-13", "2026-10-17", "2026-12-25"])  # Mon holiday, Tue, Sat, Fri
+    assert list(day_types(dates)) == [SUNDAY_OR_HOLIDAY, WORKDAY, SATURDAY, SUNDAY_OR_HOLIDAY]
+
+
+def test_profile_uses_only_same_type_past_days():
+    days = np.vstack([np.full(24, float(k)) for k in range(14)])
+    types = np.array([WORKDAY, SATURDAY] * 7)
+    out = profile_walk_forward(days, types, same_days=2, first_day=7)
+    assert out[10] == pytest.approx(np.full(24, (6 + 8) / 2))  # days 6 and 8 are the last two WORKDAYs before 10
+    assert np.isnan(out[6]).all()
