@@ -1,0 +1,81 @@
+"""Forecast figures: held-out day-ahead skill per target, and the time to forecast 1,000 installations.
+
+    python bench/forecasts.py            # full: gradient boosting candidates too (a few minutes)
+    python bench/forecasts.py --quick    # statistical models only, 50 installations (smoke)
+
+Targets (issue 21): PV skill vs persistence >= 15 % without weather, >= 30 % with; load >= 10 %; price >= 15 %;
+1,000 installations (PV + load, next 24 h from 30 days of history each) in < 60 s. The machine is shared: the
+timing is also given as a ratio to one pvlib clear-sky run for one site measured in the same run.
+Writes bench/results/forecasts.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from forecasting import pv
+from forecasting.scoring import score_all
+
+TARGETS = {"pv": 0.15, "pv_with_weather": 0.30, "load": 0.10, "price": 0.15}
+
+
+def fleet_timing(n: int) -> dict:
+    """Forecast n installations (each its own site and array) and n members' load from 30 days of history."""
+    rng = np.random.default_rng(1)
+    issue = np.datetime64("2026-06-15T22:00", "h")
+    hours = issue - np.timedelta64(30 * 24, "h") + np.arange(30 * 24).astype("timedelta64[h]")
+    t0 = time.perf_counter()
+    probe = pv.PvSite(40.4, -3.7)
+    pv.modelled_kwh(probe, hours)
+    unit_s = time.perf_counter() - t0
+    start = time.perf_counter()
+    for _ in range(n):
+        site = pv.PvSite(rng.uniform(36, 43), rng.uniform(-9, 3), rng.uniform(10, 40), rng.uniform(120, 240),
+                         rng.uniform(2, 10))
+        history = pv.modelled_kwh(site, hours) * rng.uniform(0.3, 0.9, hours.size)
+        pv.forecast_next_day(site, hours, history, issue)
+        load_days = rng.lognormal(-1.5, 0.4, (30, 24))
+        np.nanmean(load_days[-8:], axis=0)  # day-type profile of the member
+    total_s = time.perf_counter() - start
+    return {"installations": n, "seconds": round(total_s, 2), "per_installation_ms": round(1000 * total_s / n, 2),
+            "one_clear_sky_run_ms": round(1000 * unit_s, 2),
+            "ratio_to_clear_sky_runs": round(total_s / (n * unit_s), 2),
+            "note": "includes simulating each installation's history with pvlib (same cost as a forecast)"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    scores = score_all(quick=args.quick)
+    result: dict = {"quick": args.quick, "skills": {}, "met": {}}
+    for name, target in TARGETS.items():
+        s = scores[name]
+        result["skills"][name] = s.as_json() | {"monthly": None}
+        met = s.verdict.skill_vs_persistence >= target
+        result["met"][name] = met
+        print(f"{name:16s} skill vs persistence {s.verdict.skill_vs_persistence:+.1%} "
+              f"(target {target:.0%}: {'met' if met else 'MISSED'}), vs seasonal-naive "
+              f"{s.verdict.skill_vs_seasonal_naive:+.1%}, MAE {s.mae:.3f} {s.unit}, held out {s.held_out}")
+    n = 50 if args.quick else 1000
+    timing = fleet_timing(n)
+    result["fleet"] = timing
+    result["met"]["fleet_1000_under_60s"] = None if args.quick else timing["seconds"] < 60
+    print(f"{n} installations: {timing['seconds']} s ({timing['per_installation_ms']} ms each, "
+          f"{timing['ratio_to_clear_sky_runs']} x one clear-sky run of {timing['one_clear_sky_run_ms']} ms)")
+    out = Path(__file__).parent / "results" / ("forecasts-quick.json" if args.quick else "forecasts.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
