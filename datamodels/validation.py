@@ -29,10 +29,12 @@ SCHEMA_FILES: tuple[str, ...] = (
     "DeviceModel.schema.json",
     "device-schema.energytwin.json",
     "Anomaly.schema.json",
+    "EnergyForecast.energytwin.json",
 )
 
 _SDM = "https://smart-data-models.github.io"
 SCHEMA_ID_BY_TYPE: dict[str, str] = {
+    "EnergyForecast": "https://energytwin.example/schemas/EnergyForecast/schema.json",  # ours: docs/forecasts.md
     "ThreePhaseAcMeasurement": f"{_SDM}/dataModel.Energy/ThreePhaseAcMeasurement/schema.json",
     "Device": f"{_SDM}/dataModel.Device/Device/schema.json",
     "DeviceModel": f"{_SDM}/dataModel.Device/DeviceModel/schema.json",

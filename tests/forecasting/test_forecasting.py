@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,21 @@ def test_profile_uses_only_same_type_past_days():
     out = profile_walk_forward(days, types, same_days=2, first_day=7)
     assert out[10] == pytest.approx(np.full(24, (6 + 8) / 2))  # days 6 and 8 are the last two WORKDAYs before 10
     assert np.isnan(out[6]).all()
+
+
+def test_forecast_entity_validates_offline_and_bad_ones_do_not():
+    from datetime import datetime
+
+    from datamodels.validation import EntityValidationError, validate_entity
+    from forecasting.entity import forecast_entity
+
+    issued = datetime(2026, 6, 15, 22, tzinfo=UTC)
+    entity = forecast_entity("urn:ngsi-ld:Device:roof", "pvGeneration", issued, np.linspace(0, 2, 24), "clear-sky")
+    validate_entity(entity)
+    assert entity["id"] == "urn:ngsi-ld:EnergyForecast:roof:pvGeneration:20260615T2200Z"
+    assert entity["validTo"]["value"]["@value"] == "2026-06-16T22:00:00Z"
+    entity["hourlyValues"]["value"] = entity["hourlyValues"]["value"][:23]
+    with pytest.raises(EntityValidationError, match="hourlyValues"):
+        validate_entity(entity)
+    with pytest.raises(ValueError, match="24 hourly"):
+        forecast_entity("urn:x:y", "load", issued, np.zeros(23), "profile")
