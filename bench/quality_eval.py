@@ -30,9 +30,7 @@ from datamodels.measures import measurement_id
 from datamodels.readings import reading_from_entity
 from datamodels.validation import validate_entity
 from twin_service.mqtt_server import free_port, wait_for_port
-from twin_service.quality.conditions import QualityTracker
-from twin_service.quality.limits import SiteLimits
-from twin_service.quality.report import build_report, draw_chart
+from twin_service.quality import QualityTracker, SiteLimits, build_report, draw_chart
 
 RESULTS = ROOT / "bench" / "results"
 T0 = datetime(2026, 1, 5, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 
 from datamodels.readings import reading_from_entity
 from datamodels.validation import validate_entity
-from twin_service.quality.conditions import (
+from twin_service.quality._conditions import (
     QualityTracker,
     dip_class,
     evaluate,
@@ -17,7 +17,7 @@ from twin_service.quality.conditions import (
     voltage_high_severity,
     voltage_low_severity,
 )
-from twin_service.quality.limits import SiteConfigError, SiteLimits, en50160_limits, limits_from_mapping
+from twin_service.quality._limits import SiteConfigError, SiteLimits, en50160_limits, limits_from_mapping
 
 from .support import T0, entity, seconds
 

@@ -13,8 +13,8 @@ from provisioning.inventory import Meter, Site
 from twin_service.agent.mapping import map_payload
 from twin_service.agent.models import StaticAttribute
 from twin_service.agent.registry import ResolvedDevice
-from twin_service.quality.conditions import QualityTracker
-from twin_service.quality.limits import SiteLimits
+from twin_service.quality._conditions import QualityTracker
+from twin_service.quality._limits import SiteLimits
 
 from .support import T0, entity, seconds
 

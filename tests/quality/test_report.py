@@ -9,17 +9,17 @@ import pytest
 from click.testing import CliRunner
 
 from datamodels.readings import reading_from_entity
-from twin_service.quality.aggregation import (
+from twin_service.quality._aggregation import (
     aggregate,
     event_periods,
     flag_times,
     interval_start,
     very_short_values,
 )
+from twin_service.quality._compliance import build_series, compliance_rows
+from twin_service.quality._limits import SiteLimits
+from twin_service.quality._report import build_report, draw_chart, parse_week
 from twin_service.quality.commands import quality
-from twin_service.quality.compliance import build_series, compliance_rows
-from twin_service.quality.limits import SiteLimits
-from twin_service.quality.report import build_report, draw_chart, parse_week
 
 from .support import T0, entity, seconds
 

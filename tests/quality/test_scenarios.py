@@ -25,9 +25,9 @@ from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
 from fiware_client import parse_time
 from tests.polling import wait_until
 from twin_service.mqtt_server import free_port
+from twin_service.quality._limits import SiteLimits
+from twin_service.quality._report import build_report, fetch_readings
 from twin_service.quality.commands import quality
-from twin_service.quality.limits import SiteLimits
-from twin_service.quality.report import build_report, fetch_readings
 
 from .support import T0, entity
 

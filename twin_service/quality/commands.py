@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import QUALITY_PORT
-from .limits import SiteConfigError, load_site_limits
+from ._limits import SiteConfigError, load_site_limits
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run(broker_url: str, tenant: str | None, listen_host: str, listen_port: int,
     """
     import uvicorn
 
-    from .service import ServiceConfig, create_app
+    from ._service import ServiceConfig, create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServiceConfig(broker_url=broker_url, tenant=tenant, listen_host=listen_host, listen_port=listen_port,
@@ -79,7 +79,7 @@ def report(device_id: str, week: str, broker_url: str, tenant: str, site_config:
     """
     from fiware_client import BrokerError
 
-    from .report import build_report, draw_chart, fetch_readings, parse_week
+    from ._report import build_report, draw_chart, fetch_readings, parse_week
 
     try:
         start, end = parse_week(week)

@@ -19,9 +19,9 @@ from datamodels.measures import measurement_id
 from datamodels.readings import ATTRIBUTES, Reading, reading_from_entity
 from fiware_client import NgsiLdClient
 
-from .aggregation import EventPeriod
-from .compliance import ComplianceRow, QualitySeries, build_series, compliance_rows, format_table
-from .limits import SiteLimits
+from ._aggregation import EventPeriod
+from ._compliance import ComplianceRow, QualitySeries, build_series, compliance_rows, format_table
+from ._limits import SiteLimits
 
 WEEK = timedelta(days=7)
 

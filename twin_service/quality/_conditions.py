@@ -27,7 +27,7 @@ from typing import Literal
 from datamodels.anomaly import Anomaly, ThresholdBreach, severity_rank
 from datamodels.readings import PHASES, Reading
 
-from .limits import SiteLimits
+from ._limits import SiteLimits
 
 ConditionKey = tuple[str, str]  # (kind, phase)
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from datamodels.readings import PHASES, Reading
 
-from .limits import SiteLimits
+from ._limits import SiteLimits
 
 TEN_MINUTES_S = 600.0
 VERY_SHORT_S = 3.0

@@ -35,8 +35,8 @@ from datamodels.validation import EntityValidationError, validate_entity
 from fiware_client import AsyncNgsiLdClient, BrokerError, NonexistentTenant, parse_time
 from kernel.ports import QUALITY_PORT
 
-from .conditions import QualityTracker
-from .limits import SiteLimits
+from ._conditions import QualityTracker
+from ._limits import SiteLimits
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from datamodels.readings import PHASES, Reading
 
-from .aggregation import (
+from ._aggregation import (
     FREQUENCY_INTERVAL_S,
     TEN_MINUTES_S,
     EventPeriod,
@@ -22,7 +22,7 @@ from .aggregation import (
     event_periods,
     flag_times,
 )
-from .limits import SiteLimits
+from ._limits import SiteLimits
 
 
 @dataclass(frozen=True)
