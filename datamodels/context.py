@@ -1,7 +1,7 @@
 """The JSON-LD @context each entity type is written and queried with, and the vendored copies for offline use.
 
 Smart Data Models map shared terms (`refDevice`, `category`, `serialNumber`) to different IRIs per subject
-(reference/datamodels.md §1), so every part creates and queries a type with the same context: this module.
+(each subject's context.jsonld in the smart-data-models repositories), so every part creates and queries a type with the same context: this module.
 The files under `datamodels/contexts/` are verbatim copies (see NOTICE.md) so nothing fetches them at run time.
 """
 

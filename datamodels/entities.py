@@ -145,7 +145,7 @@ class _MeasurementBase(BaseModel):
         entity: dict[str, Any] = {"id": self.id, "type": self.type}
         for name, target in (("refDevice", self.refDevice), ("refTargetDevice", self.refTargetDevice)):
             if target is not None:
-                # A single URI, not an array: arrays in `object` are not core NGSI-LD (reference/datamodels.md §1).
+                # A single URI, not an array: arrays in `object` are not core NGSI-LD (ETSI GS CIM 009: a Relationship's `object` is one URI).
                 entity[name] = {"type": "Relationship", "object": target}
         if self.location is not None:
             entity["location"] = {"type": "GeoProperty", "value": self.location}

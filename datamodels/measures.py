@@ -1,11 +1,11 @@
 """The measure table: wire object id <-> ThreePhaseAcMeasurement attribute <-> unitCode <-> value shape.
 
-This is the one source of truth for the meter contract (DESIGN.md §3.1). The firmware's object ids, the embedded
+This is the one source of truth for the meter contract (docs/architecture.md, "The meter contract"). The firmware's object ids, the embedded
 agent's mapping, `iot_agent_config/` and the docs are generated from it or checked against it by tests.
 
 Short object ids keep MQTT payloads small on the meter; units on the wire are the model's units (V, A, W, var,
 VA, Hz, kWh/kvarh/kVAh, fractions 0-1 for power factor and THD, degrees for angles), so nobody downstream converts.
-Unit codes are UN/CEFACT Rec 20 (reference/datamodels.md §1).
+Unit codes are UN/CEFACT Recommendation 20, as the SDM ThreePhaseAcMeasurement specification uses them.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _SHAPE_KEYS: dict[Shape, tuple[str, ...]] = {
     Shape.BOOL: (),
 }
 
-# Flags the firmware may report under the `pq` measure (ADE9000 STATUS1 / EVENT_STATUS, reference/ade9000.md §5).
+# Flags the firmware may report under the `pq` measure (ADE9000 STATUS1 / EVENT_STATUS, docs/ade9000.md §5).
 PQ_FLAGS: tuple[str, ...] = (
     "dipL1",
     "dipL2",
@@ -104,7 +104,7 @@ MEASURES: tuple[Measure, ...] = (
             cumulative=True),
     Measure("ese", "apparentEnergyExport", "C79", Shape.PHASES, True, 0, None, "apparent energy exported",
             cumulative=True),
-    # Extras the model lacks (DESIGN.md §3.1): named in the model's style, listed here.
+    # Extras the model lacks (docs/architecture.md, "The meter contract"): named in the model's style, listed here.
     Measure("avv", "phaseVoltageAngle", "DD", Shape.LINE, False, 0, 360, "angle between phase voltages"),
     Measure("avi", "phaseCurrentAngle", "DD", Shape.PHASES, False, 0, 360, "angle from phase voltage to current"),
     Measure("pq", "powerQualityStatus", None, Shape.FLAGS, False, None, None, "ADE9000 dip/swell/OI/sequence"),
@@ -129,7 +129,7 @@ DEVICE_TYPE = "Device"
 
 
 def measurement_id(device_id: str) -> str:
-    """Entity id of a meter's ThreePhaseAcMeasurement (DESIGN.md §3.2)."""
+    """Entity id of a meter's ThreePhaseAcMeasurement (docs/architecture.md, "Identifiers")."""
     return f"urn:ngsi-ld:{MEASUREMENT_TYPE}:{device_id}"
 
 
@@ -142,7 +142,7 @@ def device_of(entity_id: str) -> str:
 
 
 def device_entity_id(device_id: str) -> str:
-    """Entity id of a meter's SDM Device entity (DESIGN.md §3.2)."""
+    """Entity id of a meter's SDM Device entity (docs/architecture.md, "Identifiers")."""
     return f"urn:ngsi-ld:{DEVICE_TYPE}:{device_id}"
 
 

@@ -1,6 +1,6 @@
 """Validate entities against the official Smart Data Models JSON Schemas, offline.
 
-The SDM schemas describe the key-values form only (reference/datamodels.md §5), so a normalized NGSI-LD entity is
+The SDM schemas describe the key-values form only (each model's schema.json on smart-data-models; normalized examples are separate files), so a normalized NGSI-LD entity is
 flattened first. The schemas `$ref` each other by absolute URL; every referenced file is vendored under
 `datamodels/schemas/` and served from a `referencing.Registry` keyed by its `$id`, so validation never touches the
 network (a `$ref` to anything not vendored fails loudly instead of being fetched).
