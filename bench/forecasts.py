@@ -71,7 +71,7 @@ def main() -> None:
     result["met"]["fleet_1000_under_60s"] = None if args.quick else timing["seconds"] < 60
     print(f"{n} installations: {timing['seconds']} s ({timing['per_installation_ms']} ms each, "
           f"{timing['ratio_to_clear_sky_runs']} x one clear-sky run of {timing['one_clear_sky_run_ms']} ms)")
-    out = Path(__file__).parent / "results" / ("forecasts-quick.json" if args.quick else "forecasts.json")
+    out = Path(__file__).parent / "results" / "forecasts.json"  # "quick" inside says which run wrote it
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

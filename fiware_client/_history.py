@@ -15,8 +15,8 @@ from typing import Any, Literal, Protocol
 from ._ngsi_ld import AsyncNgsiLdClient, NgsiLdClient
 from ._quantumleap import AsyncQuantumLeapClient, QuantumLeapClient
 
-HistoryBackend = Literal["ngsi-ld", "quantumleap"]
-HISTORY_BACKENDS: tuple[str, ...] = ("ngsi-ld", "quantumleap")
+HistoryBackend = Literal["ngsi-ld", "mintaka", "quantumleap"]
+HISTORY_BACKENDS: tuple[str, ...] = ("ngsi-ld", "mintaka", "quantumleap")
 
 
 class HistoryReader(Protocol):
@@ -38,30 +38,39 @@ class HistoryReader(Protocol):
                           end: datetime) -> dict[str, list[tuple[datetime, Any]]]: ...
 
 
-def _check(backend: str, quantumleap_url: str | None) -> None:
+def _check(backend: str, history_url: str | None) -> None:
     if backend not in HISTORY_BACKENDS:
         raise ValueError(f"history backend must be one of {', '.join(HISTORY_BACKENDS)}, not {backend!r}")
-    if backend == "quantumleap" and not quantumleap_url:
-        raise ValueError("the quantumleap history backend needs its URL (e.g. http://quantumleap:8668)")
+    if backend != "ngsi-ld" and not history_url:
+        example = "http://quantumleap:8668" if backend == "quantumleap" else "http://mintaka:8080"
+        raise ValueError(f"the {backend} history backend needs its URL (e.g. {example})")
 
 
-def history_reader(backend: str, *, broker_url: str, tenant: str | None, quantumleap_url: str | None = None,
+def history_reader(backend: str, *, broker_url: str, tenant: str | None, history_url: str | None = None,
                    service_path: str = "/", timeout: float = 30.0) -> NgsiLdClient | QuantumLeapClient:
-    """A synchronous `HistoryReader` for `backend` ("ngsi-ld" or "quantumleap"); the tenant is QuantumLeap's
-    Fiware-Service (the IoT Agent's fiware-service, which QuantumLeap receives from the broker's notifications)."""
-    _check(backend, quantumleap_url)
+    """A synchronous `HistoryReader` for `backend`: "ngsi-ld" (the broker's own temporal API: the embedded
+    broker), "mintaka" (Orion-LD's TRoE history, served by Mintaka at `history_url` under /temporal) or
+    "quantumleap" (QuantumLeap at `history_url`). The tenant is QuantumLeap's Fiware-Service (the IoT Agent's
+    fiware-service, which QuantumLeap receives from the broker's notifications) and Mintaka's NGSILD-Tenant."""
+    _check(backend, history_url)
     if backend == "quantumleap":
-        assert quantumleap_url is not None
-        return QuantumLeapClient(quantumleap_url, tenant, service_path, timeout=timeout)
+        assert history_url is not None
+        return QuantumLeapClient(history_url, tenant, service_path, timeout=timeout)
+    if backend == "mintaka":
+        assert history_url is not None
+        return NgsiLdClient(history_url, tenant, timeout=timeout, temporal_path="/temporal")
     return NgsiLdClient(broker_url, tenant, timeout=timeout)
 
 
-def async_history_reader(backend: str, *, broker_url: str, tenant: str | None, quantumleap_url: str | None = None,
+def async_history_reader(backend: str, *, broker_url: str, tenant: str | None, history_url: str | None = None,
                          service_path: str = "/",
                          timeout: float = 30.0) -> AsyncNgsiLdClient | AsyncQuantumLeapClient:
     """The asyncio face of `history_reader`."""
-    _check(backend, quantumleap_url)
+    _check(backend, history_url)
     if backend == "quantumleap":
-        assert quantumleap_url is not None
-        return AsyncQuantumLeapClient(quantumleap_url, tenant, service_path, timeout=timeout)
+        assert history_url is not None
+        return AsyncQuantumLeapClient(history_url, tenant, service_path, timeout=timeout)
+    if backend == "mintaka":
+        assert history_url is not None
+        return AsyncNgsiLdClient(history_url, tenant, timeout=timeout, temporal_path="/temporal")
     return AsyncNgsiLdClient(broker_url, tenant, timeout=timeout)

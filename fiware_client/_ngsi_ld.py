@@ -36,10 +36,14 @@ class _NgsiLdApi:
     def __init__(self, base_url: str, tenant: str | None = None, *, context: str | None = None,
                  timeout: float = 15.0, retry: RetryPolicy = DEFAULT_RETRY, page_size: int = 1000,
                  batch_size: int = DEFAULT_BATCH, max_pages: int = 10_000,
-                 transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+                 temporal_path: str | None = None) -> None:
+        """`temporal_path` moves the temporal API (default /ngsi-ld/v1/temporal): "/temporal" for Mintaka."""
         self._face.__init__(self, base_url, {}, timeout=timeout, retry=retry, error=_broker_error,
                             transport=transport)
         self._ops = NgsiLdRequests(tenant, context, page_size, batch_size)
+        if temporal_path is not None:
+            self._ops.temporal_path = temporal_path.rstrip("/")
         self._max_pages = max_pages
 
     @property

@@ -143,6 +143,10 @@ def _selectors(selectors: Any) -> list[tuple[str, str, str]]:
 class NgsiLdRequests:
     """Builds every NGSI-LD operation for one tenant; the clients drive them."""
 
+    # Where the temporal API lives: /ngsi-ld/v1/temporal on the embedded broker and Orion-LD; Mintaka (Orion-LD's
+    # TRoE reader) serves it at /temporal on its own port.
+    temporal_path: str = f"{NGSI_LD}/temporal"
+
     def __init__(self, tenant: str | None, context: str | None, page_size: int, batch_size: int) -> None:
         if not 1 <= page_size <= MAX_PAGE:
             raise ValueError(f"page_size {page_size}: give 1..{MAX_PAGE}")
@@ -250,7 +254,7 @@ class NgsiLdRequests:
     # -- temporal -------------------------------------------------------------------------------------------
     def temporal_entity(self, entity_id: str, query: TemporalQuery, max_pages: int) -> Op[dict[str, Any]]:
         """GET /temporal/entities/{id}, following 206 partial answers forward until the interval is covered."""
-        path = f"{NGSI_LD}/temporal/entities/{entity_id}"
+        path = f"{self.temporal_path}/entities/{entity_id}"
         headers = self.headers(self.context_of(None, entity_id, query.context))
         merged: dict[str, Any] = {}
         for _ in range(max_pages):
@@ -288,7 +292,7 @@ class NgsiLdRequests:
 
     def temporal_page(self, query: TemporalQuery, offset: int) -> Op[tuple[list[dict[str, Any]], int | None]]:
         params = {**query.params(), "limit": self.page_size, "offset": offset, "count": "true"}
-        response = yield Call("GET", f"{NGSI_LD}/temporal/entities", params,
+        response = yield Call("GET", f"{self.temporal_path}/entities", params,
                               self.headers(self.context_of(query.type, None, query.context)),
                               expect=frozenset({200, 206}), temporal=True)
         return _page(response, offset, self.page_size)

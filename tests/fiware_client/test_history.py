@@ -156,7 +156,7 @@ def test_both_backends_draw_the_same_last_hour(embedded, quantumleap, period):
     start = T0
     with history_reader("ngsi-ld", broker_url=embedded.url, tenant=TENANT) as ngsi, \
             history_reader("quantumleap", broker_url=embedded.url, tenant=TENANT,
-                           quantumleap_url=quantumleap.url) as ql:
+                           history_url=quantumleap.url) as ql:
         answers = [reader.temporal_entity(METERS[0], timerel="after", time_at=start,
                                           attrs=("totalActivePower", "phaseVoltage"),
                                           options=("aggregatedValues",), aggr_methods=("avg", "min", "max"),
@@ -173,7 +173,7 @@ def test_both_backends_give_the_same_counters_and_raw_series(embedded, quantumle
     end = T0 + timedelta(seconds=SECONDS)
     with history_reader("ngsi-ld", broker_url=embedded.url, tenant=TENANT) as ngsi, \
             history_reader("quantumleap", broker_url=embedded.url, tenant=TENANT,
-                           quantumleap_url=quantumleap.url) as ql:
+                           history_url=quantumleap.url) as ql:
         raw = [r.attribute_history(METERS[1], ["totalActiveEnergyImport", "phaseVoltage"], T0, end) for r in (ngsi, ql)]
         counters = [r.query_temporal(type="ThreePhaseAcMeasurement", timerel="after", time_at=T0,
                                      attrs=("totalActiveEnergyImport",), options=("aggregatedValues",),

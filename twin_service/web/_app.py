@@ -319,7 +319,7 @@ def create_app(config: WebConfig, *, subscribe: bool = True) -> Starlette:
         history = None
         if config.history != "ngsi-ld":
             history = async_history_reader(config.history, broker_url=config.broker_url, tenant=config.tenant,
-                                           quantumleap_url=config.quantumleap_url)
+                                           history_url=config.quantumleap_url)
         state = WebState(config, TwinClient(config.broker_url, config.tenant, history=history))
         app.state.web = state
         task = asyncio.create_task(keep_subscribed(state)) if subscribe else None
