@@ -144,7 +144,9 @@ _INDEXES = "CREATE INDEX IF NOT EXISTS series_by_slot ON series (entity_key, att
 _AUTOCHECKPOINT_PAGES = 50_000
 _MAX_PERIOD_QUERIES = 2000  # aggregation periods read one query each up to this many
 CHECKPOINT_EVERY_S = 1.0
-MOVE_EVERY_S = 10.0  # how long readings wait in readings_log before they are sorted into readings
+# how long readings wait in readings_log before they are sorted into readings; the move holds the write lock for
+# one short transaction per 50 entities, so ingestion interleaves with it instead of waiting for the whole pass
+MOVE_EVERY_S = 10.0
 MAX_ATTR_COLUMNS = 1500  # SQLite allows 2,000 columns; attribute names beyond this live in the `extra` JSON
 _NOT_IN_REST = frozenset({"value", "object", "observedAt", "createdAt", "modifiedAt"})
 SCHEMA_VERSION = 3  # PRAGMA user_version: 3 = wide readings (2 = one history row per attribute instance)
@@ -400,7 +402,7 @@ class Store:
         finally:
             db.close()
 
-    def move_history(self, entities_per_transaction: int = 500) -> int:
+    def move_history(self, entities_per_transaction: int = 50) -> int:
         """Sort the rows of `readings_log` into `readings` and fold them into the rollups, a few entities per
         short transaction (the fold and the move commit together: a row is counted in the rollups exactly once).
         """
