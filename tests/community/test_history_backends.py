@@ -77,7 +77,8 @@ def test_report_from_quantumleap_equals_report_from_the_temporal_api(live_broker
 
         from community.commands import community
 
-        reports = [CliRunner().invoke(community, ["report", "--month", "2026-10", "-c", str(path)],
+        reports = [CliRunner().invoke(community, ["report", "--month", "2026-10", "-c", str(path),
+                                                  "--chart", str(tmp_path / "report.png")],
                                       env={"COLUMNS": "200"}) for path in files.values()]
     for result in reports:
         assert result.exit_code == 0, result.output
