@@ -39,7 +39,7 @@ def test_last_hour_is_the_same_from_quantumleap(live_broker):  # noqa: F811
     with Running(standin):
         for config in (WebConfig(broker_url=live_broker.url, tenant=TENANT),
                        WebConfig(broker_url=live_broker.url, tenant=TENANT, history="quantumleap",
-                                 quantumleap_url=standin.url)):
+                                 history_url=standin.url)):
             with TestClient(create_app(config, subscribe=False)) as client:
                 response = client.get("/api/meters/meter-001/history", params={"minutes": 10})
                 assert response.status_code == 200, response.text
@@ -56,5 +56,6 @@ def test_last_hour_is_the_same_from_quantumleap(live_broker):  # noqa: F811
 def test_quantumleap_history_needs_its_url():
     from twin_service.web.commands import web
 
-    result = CliRunner().invoke(web, ["--history", "quantumleap"])
-    assert result.exit_code != 0 and "--quantumleap-url" in result.output
+    for backend in ("quantumleap", "mintaka"):
+        result = CliRunner().invoke(web, ["--history", backend])
+        assert result.exit_code != 0 and f"--history {backend} needs --history-url" in result.output

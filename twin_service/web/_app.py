@@ -45,7 +45,7 @@ class WebConfig:
     broker_url: str
     tenant: str | None = "energytwin"
     history: str = "ngsi-ld"  # or "quantumleap": where the "last hour" and today's energy are read
-    quantumleap_url: str | None = None
+    history_url: str | None = None  # the history server (Mintaka, QuantumLeap) when history != "ngsi-ld"
     host: str = "127.0.0.1"
     port: int = 8080
     notify_url: str | None = None  # default: http://<host, or this host's name for 0.0.0.0>:<port>/notify
@@ -319,7 +319,7 @@ def create_app(config: WebConfig, *, subscribe: bool = True) -> Starlette:
         history = None
         if config.history != "ngsi-ld":
             history = async_history_reader(config.history, broker_url=config.broker_url, tenant=config.tenant,
-                                           history_url=config.quantumleap_url)
+                                           history_url=config.history_url)
         state = WebState(config, TwinClient(config.broker_url, config.tenant, history=history))
         app.state.web = state
         task = asyncio.create_task(keep_subscribed(state)) if subscribe else None

@@ -24,22 +24,25 @@ log = logging.getLogger(__name__)
 @click.option("--notify-url", default=lambda: os.environ.get("ENERGYTWIN_WEB_NOTIFY_URL"),
               help="URL the broker posts notifications to [env ENERGYTWIN_WEB_NOTIFY_URL; default "
                    "http://<host, or this host's name for 0.0.0.0>:<port>/notify].")
-@click.option("--history", "history", type=click.Choice(["ngsi-ld", "quantumleap"]), default="ngsi-ld",
-              show_default=True, envvar="ENERGYTWIN_HISTORY",
-              help="Where the last hour and today's energy are read: the broker's NGSI-LD temporal API (embedded "
-                   "broker, Orion-LD + Mintaka) or QuantumLeap [env ENERGYTWIN_HISTORY].")
-@click.option("--quantumleap-url", envvar="ENERGYTWIN_QUANTUMLEAP_URL", default=None,
-              help="QuantumLeap for --history quantumleap, e.g. http://quantumleap:8668 "
-                   "[env ENERGYTWIN_QUANTUMLEAP_URL].")
+@click.option("--history", "history", type=click.Choice(["ngsi-ld", "mintaka", "quantumleap"]),
+              default="ngsi-ld", show_default=True, envvar="ENERGYTWIN_HISTORY",
+              help="Where the last hour and today's energy are read: the broker's own NGSI-LD temporal API "
+                   "(embedded broker), Mintaka (Orion-LD's TRoE history, NGSI-LD temporal API) or QuantumLeap "
+                   "[env ENERGYTWIN_HISTORY]. docs/production.md compares them.")
+@click.option("--history-url", "--quantumleap-url", "history_url",
+              envvar=["ENERGYTWIN_HISTORY_URL", "ENERGYTWIN_QUANTUMLEAP_URL"], default=None,
+              help="The history server for --history mintaka|quantumleap, e.g. http://mintaka:8080 or "
+                   "http://quantumleap:8668 [env ENERGYTWIN_HISTORY_URL].")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | None, history: str,
-        quantumleap_url: str | None, log_level: str) -> None:
+        history_url: str | None, log_level: str) -> None:
     """Serve the live twin page (overview, meters, phasors, events).
 
     \b
     Example (production compose):
       energytwin web --broker-url http://orion:1026 --host 0.0.0.0 --port 8080
-      energytwin web --broker-url http://orion:1026 --history quantumleap --quantumleap-url http://quantumleap:8668
+      energytwin web --broker-url http://orion:1026 --history quantumleap --history-url http://quantumleap:8668
+      energytwin web --broker-url http://orion:1026 --history mintaka --history-url http://mintaka:8080
     Then open http://<host>:8080/ ; health: GET /health
     """
     import uvicorn
@@ -48,10 +51,11 @@ def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | No
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per broker request is noise, not news
-    if history == "quantumleap" and not quantumleap_url:
-        raise click.UsageError("--history quantumleap needs --quantumleap-url (e.g. http://quantumleap:8668)")
+    if history != "ngsi-ld" and not history_url:
+        example = "http://quantumleap:8668" if history == "quantumleap" else "http://mintaka:8080"
+        raise click.UsageError(f"--history {history} needs --history-url (e.g. {example})")
     config = WebConfig(broker_url=broker_url, tenant=tenant or None, history=history,
-                       quantumleap_url=quantumleap_url, host=host, port=port, notify_url=notify_url)
+                       history_url=history_url, host=host, port=port, notify_url=notify_url)
     log.info("live twin page on http://%s:%d/ for tenant %s of %s (notifications at %s)", host, port, tenant,
              broker_url, config.endpoint())
     # Open event streams never end by themselves: give them one second to close on Ctrl-C / SIGTERM.
