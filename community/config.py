@@ -18,7 +18,7 @@ from kernel.yaml_lines import YamlSyntaxError, dotted, line_of, load_with_lines
 
 # CUPS: "ES" + 16 digits + 2 control letters, optionally 2 more characters for the border point (20 or 22 chars).
 CUPS_RE = re.compile(r"^ES\d{16}[A-Z]{2}([0-9A-Z]{2})?$")
-# CAU (installation code): the CUPS of the installation + "A" + 3 digits (reference/community.md §1.2).
+# CAU (installation code): the CUPS of the installation + "A" + 3 digits (docs/community.md, "Legal frame (Spain)").
 CAU_RE = re.compile(r"^ES\d{16}[A-Z]{2}([0-9A-Z]{2})?A\d{3}$")
 
 
@@ -35,20 +35,30 @@ class _Strict(BaseModel):
 
 
 class TwinSettings(_Strict):
-    """Where the meters' history is read: the broker's NGSI-LD temporal API, or QuantumLeap in production."""
+    """Where the meters' history is read: the broker's own NGSI-LD temporal API (embedded broker), Mintaka
+    (Orion-LD's TRoE history, the same temporal API) or QuantumLeap (docs/production.md, History)."""
 
     url: str = "http://localhost:1026"
     tenant: str | None = None  # NGSILD-Tenant (= fiware-service of the meters; QuantumLeap's Fiware-Service)
     max_sample_gap_min: float = Field(15.0, gt=0)  # a longer silence between readings makes a gap
-    history: Literal["ngsi-ld", "quantumleap"] = "ngsi-ld"
-    quantumleap_url: str | None = None  # e.g. http://quantumleap:8668, needed with history: quantumleap
+    history: Literal["ngsi-ld", "mintaka", "quantumleap"] = "ngsi-ld"
+    history_url: str | None = None  # the history server: e.g. http://quantumleap:8668 or http://mintaka:9090
+    quantumleap_url: str | None = None  # the earlier spelling of history_url for history: quantumleap
     service_path: str = "/"  # QuantumLeap's Fiware-ServicePath
 
     @model_validator(mode="after")
-    def _quantumleap_needs_url(self) -> TwinSettings:
-        if self.history == "quantumleap" and not self.quantumleap_url:
-            raise ValueError("history: quantumleap needs quantumleap_url (e.g. http://quantumleap:8668)")
+    def _history_server_needs_url(self) -> TwinSettings:
+        if self.history_url and self.quantumleap_url and self.history_url != self.quantumleap_url:
+            raise ValueError("history_url and quantumleap_url name different servers; keep history_url only")
+        if self.history != "ngsi-ld" and not self.history_server_url:
+            example = "http://quantumleap:8668" if self.history == "quantumleap" else "http://mintaka:9090"
+            raise ValueError(f"history: {self.history} needs history_url (or quantumleap_url), e.g. {example}")
         return self
+
+    @property
+    def history_server_url(self) -> str | None:
+        """The URL of the history server for history: mintaka | quantumleap."""
+        return self.history_url or self.quantumleap_url
 
 
 class Tariff(_Strict):
@@ -61,7 +71,7 @@ class Tariff(_Strict):
         None  # hourly prices CSV (hour_start,price_eur_per_kwh), overrides the flat one
     )
     surplus_price_eur_per_kwh: float = Field(0.0, ge=0)
-    # simplified: surplus value subtracted from the month's energy bill, never beyond it (RD 244/2019, §1.3);
+    # simplified: surplus value subtracted from the month's energy bill, never beyond it (RD 244/2019, simplified compensation);
     # sale: surplus sold on the market without that cap.
     compensation: Literal["simplified", "sale"] = "simplified"
 
@@ -139,7 +149,7 @@ class Member(_Strict):
 
 
 class Rules(_Strict):
-    """The sharing rules the members agreed (reference/community.md §1.4); they bind every method."""
+    """The sharing rules the members agreed (docs/community.md, "Community rules on top of the law"); they bind every method."""
 
     fixed_shares: Literal["equal", "investment", "share"] = "equal"  # basis of the fixed method
     min_share: float = Field(0.0, ge=0, le=1)  # every member's beta, every hour
@@ -152,7 +162,7 @@ class Rules(_Strict):
 
 
 class Co2Settings(_Strict):
-    """Grid emission factor and the tree equivalent (reference/community.md §6)."""
+    """Grid emission factor and the tree equivalent (docs/community.md, "CO₂ factors")."""
 
     factor_kg_per_kwh: float = Field(SPAIN_PENINSULA_KG_PER_KWH, ge=0)
     factor_source: str = "RITE 2014 official factor, Spain peninsula (CTE DB-HE)"

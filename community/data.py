@@ -45,7 +45,7 @@ def load_energy(
     ):
         twin = community.twin
         own_client = client = history_reader(twin.history, broker_url=twin.url, tenant=twin.tenant,
-                                             history_url=twin.quantumleap_url, service_path=twin.service_path)
+                                             history_url=twin.history_server_url, service_path=twin.service_path)
     gaps: list[Gap] = []
 
     def counters(device_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,8 @@ QUANTUMLEAP_PORT = 8668  # QuantumLeap (POST /v2/notify, GET /health)
 CRATE_HTTP_PORT = 4200  # CrateDB HTTP (/_sql, admin UI)
 CRATE_PG_PORT = 5432  # CrateDB PostgreSQL wire protocol (Grafana's datasource)
 GRAFANA_PORT = 3000
+MINTAKA_PORT = 9090  # Mintaka, the NGSI-LD temporal API over Orion-LD's TRoE history (compose profile "temporal")
+TIMESCALE_PORT = 5432  # TimescaleDB (PostgreSQL) that Orion-LD's TRoE writes to; inside the network only
 
 PRODUCTION = {
     **ALL,
@@ -34,4 +36,6 @@ PRODUCTION = {
     "crate_http": CRATE_HTTP_PORT,
     "crate_pg": CRATE_PG_PORT,
     "grafana": GRAFANA_PORT,
+    "mintaka": MINTAKA_PORT,
+    "timescale": TIMESCALE_PORT,
 }

@@ -1,6 +1,7 @@
 """`energytwin community report` reads a meter's counters from QuantumLeap as it does from the NGSI-LD temporal
-API: the same October of readings in the embedded broker and in the QuantumLeap stand-in (QuantumLeap's
-documented query API), the same hourly energy and the same report table."""
+API and from Mintaka: the same October of readings in the embedded broker, in the QuantumLeap stand-in (QuantumLeap's
+documented query API) and behind a Mintaka stand-in (the temporal API under Mintaka's root), the same hourly
+energy and the same report table."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from community.data import load_energy
 from datamodels.measures import measurement_id
 from fiware_client import NgsiLdClient
 from tests.broker.conftest import live_broker  # noqa: F401  (fixture)
+from tests.fiware_client.mintaka_standin import MintakaStandIn, RunningMintaka
 from tests.fiware_client.quantumleap_standin import QuantumLeapStandIn, Running
 
 EXAMPLES = Path(__file__).parents[2] / "community" / "examples"
@@ -63,17 +65,23 @@ def test_report_from_quantumleap_equals_report_from_the_temporal_api(live_broker
     with NgsiLdClient(live_broker.url, TENANT) as broker:
         broker.upsert_entities(fragments, update=True)
     end = START + timedelta(days=DAYS)
-    with Running(standin):
-        (tmp_path / "a").mkdir()
-        (tmp_path / "q").mkdir()
+    with Running(standin), RunningMintaka(MintakaStandIn(live_broker.url)) as mintaka:
+        for name in ("a", "q", "m"):
+            (tmp_path / name).mkdir()
         files = {"ngsi-ld": _community_file(tmp_path / "a", {"url": live_broker.url, "tenant": TENANT}),
                  "quantumleap": _community_file(tmp_path / "q", {"url": "http://127.0.0.1:9", "tenant": TENANT,
                                                                  "history": "quantumleap",
-                                                                 "quantumleap_url": standin.url})}
+                                                                 "quantumleap_url": standin.url}),
+                 "mintaka": _community_file(tmp_path / "m", {"url": "http://127.0.0.1:9", "tenant": TENANT,
+                                                             "history": "mintaka", "history_url": mintaka.url})}
         energy = {name: load_energy(load_community(path), START, end) for name, path in files.items()}
         assert any(p.startswith("/v2/entities/") for p, _, _ in standin.requests)
-        a, q = energy["ngsi-ld"].import_kwh[0], energy["quantumleap"].import_kwh[0]
-        assert np.allclose(a, q, equal_nan=True) and np.nansum(a) == pytest.approx(DAYS * (12 * 0.8 + 12 * 0.2))
+        assert mintaka.requests and all(m == "GET" and p.startswith("/temporal/entities")
+                                        for m, p in mintaka.requests)
+        a = energy["ngsi-ld"].import_kwh[0]
+        assert np.nansum(a) == pytest.approx(DAYS * (12 * 0.8 + 12 * 0.2))
+        for other in ("quantumleap", "mintaka"):
+            assert np.allclose(a, energy[other].import_kwh[0], equal_nan=True), other
 
         from community.commands import community
 
@@ -82,7 +90,7 @@ def test_report_from_quantumleap_equals_report_from_the_temporal_api(live_broker
                                       env={"COLUMNS": "200"}) for path in files.values()]
     for result in reports:
         assert result.exit_code == 0, result.output
-    assert reports[0].output == reports[1].output
+    assert reports[0].output == reports[1].output == reports[2].output
 
 
 def test_quantumleap_history_needs_its_url(tmp_path):

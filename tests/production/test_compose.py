@@ -30,6 +30,7 @@ PUBLISHED = {
     "grafana": {ports.GRAFANA_PORT},
     "quality": {ports.QUALITY_PORT},
     "web": {ports.WEB_PORT},
+    "mintaka": {ports.MINTAKA_PORT},
 }
 # Ports each service listens on inside the network (what other containers use).
 LISTENS = {
@@ -37,7 +38,10 @@ LISTENS = {
     "crate": {ports.CRATE_HTTP_PORT, ports.CRATE_PG_PORT},
     "mongo-db": {27017},
     "redis": {6379},
+    "timescale": {ports.TIMESCALE_PORT},
 }
+# Variables Docker Compose itself reads from .env (not interpolated in the file).
+COMPOSE_OWN = {"COMPOSE_PROFILES"}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +124,8 @@ def test_bind_mounts_and_env_files_exist(compose) -> None:
 def test_every_variable_is_in_env_example_and_back() -> None:
     used = set(_VAR.findall(COMPOSE_FILE.read_text(encoding="utf-8")))
     documented = _env_example()
+    assert COMPOSE_OWN <= set(documented)
+    used |= COMPOSE_OWN
     assert used == set(documented), (
         f"only in compose: {used - set(documented)}; only in .env.example: {set(documented) - used}"
     )
@@ -143,7 +149,8 @@ def test_published_ports_follow_the_port_table(compose) -> None:
         published = {int(p.rsplit(":", 1)[1]) for p in compose["services"][name].get("ports", [])}
         assert published == expected, name
     hosts = {int(p.split(":")[-2]) for s in compose["services"].values() for p in s.get("ports", [])}
-    internal_only = {ports.CRATE_PG_PORT}  # Grafana reaches CrateDB inside the network; not published
+    # Grafana reaches CrateDB, Orion-LD and Mintaka reach TimescaleDB inside the network; neither is published
+    internal_only = {ports.CRATE_PG_PORT, ports.TIMESCALE_PORT}
     assert (
         ports.PRODUCTION.keys() >= ports.ALL.keys()
         and hosts == set(ports.PRODUCTION.values()) - internal_only
@@ -182,6 +189,8 @@ def test_service_settings_name_real_hosts(compose) -> None:
         assert f"localhost:{next(iter(PUBLISHED[name]))}/health" in " ".join(
             services[name]["healthcheck"]["test"]
         )
+    history = urlsplit(re.search(r"--history-url (\S+)", services["web"]["command"]).group(1))
+    _assert_endpoint(compose, history.hostname, history.port, "web --history-url")
     crate_url = urlsplit(services["crate-init"]["environment"]["CRATE_URL"])
     _assert_endpoint(compose, crate_url.hostname, crate_url.port, "crate-init CRATE_URL")
 
@@ -236,7 +245,7 @@ def test_dockerfile_runs_the_energytwin_cli() -> None:
     ("service", "argv", "options"),
     [
         ("quality", ["quality", "run"], ["--broker-url", "--tenant", "--listen-host", "--listen-port"]),
-        ("web", ["web"], ["--broker-url", "--host", "--port"]),
+        ("web", ["web"], ["--broker-url", "--history", "--history-url", "--host", "--port"]),
     ],
 )
 def test_project_service_commands_exist(compose, service, argv, options) -> None:
@@ -251,3 +260,31 @@ def test_project_service_commands_exist(compose, service, argv, options) -> None
     for option in options:
         assert option in result.output, f"energytwin {' '.join(argv)} has no {option}"
         assert option in compose["services"][service]["command"]
+
+
+def test_the_temporal_profile_wires_troe_to_mintaka(compose) -> None:
+    """Profile "temporal": Orion-LD's TRoE writes to TimescaleDB and Mintaka reads the same database, with the
+    same account; both services come and go together, and Orion-LD only waits for TimescaleDB when it runs."""
+    services = compose["services"]
+    profiled = {name: s["profiles"] for name, s in services.items() if "profiles" in s}
+    assert profiled == {"timescale": ["temporal"], "mintaka": ["temporal"]}
+    orion, mintaka = services["orion"], services["mintaka"]
+    assert orion["depends_on"]["timescale"] == {"condition": "service_healthy", "required": False}
+    env = orion["environment"]
+    assert env["ORIONLD_TROE"] == "${ORION_TROE:-FALSE}" and _env_example()["ORION_TROE"] == "FALSE"
+    _assert_endpoint(compose, env["ORIONLD_TROE_HOST"], int(env["ORIONLD_TROE_PORT"]), "orion ORIONLD_TROE_*")
+    source = mintaka["environment"]
+    _assert_endpoint(compose, source["DATASOURCES_DEFAULT_HOST"], int(source["DATASOURCES_DEFAULT_PORT"]),
+                     "mintaka DATASOURCES_DEFAULT_*")
+    account = services["timescale"]["environment"]
+    assert env["ORIONLD_TROE_USER"] == source["DATASOURCES_DEFAULT_USERNAME"] == account["POSTGRES_USER"]
+    assert env["ORIONLD_TROE_PWD"].split(":?")[0] == source["DATASOURCES_DEFAULT_PASSWORD"].split(":?")[0] \
+        == account["POSTGRES_PASSWORD"].split(":?")[0] == "${TIMESCALE_PASSWORD"
+    # Orion-LD's database for the default tenant is "orion"; Mintaka must read that one
+    assert source["DATASOURCES_DEFAULT_DATABASE"] == "orion"
+    port = str(ports.MINTAKA_PORT)
+    assert source["MICRONAUT_SERVER_PORT"] == source["ENDPOINTS_ALL_PORT"] == port
+    probe = mintaka["healthcheck"]["test"]
+    assert probe[:3] == ["CMD", "bash", "-c"] and f"/dev/tcp/127.0.0.1/{port}" in probe[3]
+    subprocess.run(["bash", "-n", "-c", probe[3]], check=True)
+    assert all(p.startswith("${BIND_ADDRESS:-127.0.0.1}:") for p in mintaka["ports"])  # loopback by default
