@@ -42,7 +42,7 @@ def _check(backend: str, history_url: str | None) -> None:
     if backend not in HISTORY_BACKENDS:
         raise ValueError(f"history backend must be one of {', '.join(HISTORY_BACKENDS)}, not {backend!r}")
     if backend != "ngsi-ld" and not history_url:
-        example = "http://quantumleap:8668" if backend == "quantumleap" else "http://mintaka:8080"
+        example = "http://quantumleap:8668" if backend == "quantumleap" else "http://mintaka:9090"
         raise ValueError(f"the {backend} history backend needs its URL (e.g. {example})")
 
 

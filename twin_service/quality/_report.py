@@ -1,7 +1,7 @@
 """The weekly power-quality report of one meter, from the broker's NGSI-LD temporal API.
 
 Readings come from `GET /temporal/entities/{id}?timerel=between…&options=temporalValues` (paged by
-`fiware_client.NgsiLdClient.attribute_history`, the reader the community accounting uses too), are aggregated
+`attribute_history` of `fiware_client.history_reader`, the reader the community accounting uses too), are aggregated
 into 10-min values (`aggregation`), judged against the site's limits (`compliance`) and drawn: per-phase 10-min
 voltage with the limit band, frequency, voltage THD and unbalance, with the rms events marked.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from datamodels.measures import measurement_id
 from datamodels.readings import ATTRIBUTES, Reading, reading_from_entity
-from fiware_client import NgsiLdClient
+from fiware_client import history_reader
 
 from ._aggregation import EventPeriod
 from ._compliance import ComplianceRow, QualitySeries, build_series, compliance_rows, format_table
@@ -55,13 +55,15 @@ def readings_from_history(entity_id: str, history: dict[str, list[tuple[datetime
     return out
 
 
-def fetch_readings(broker_url: str, tenant: str | None, device_id: str, start: datetime, end: datetime
-                   ) -> list[Reading]:
-    """A meter's readings in [start, end) from the temporal API."""
+def fetch_readings(broker_url: str, tenant: str | None, device_id: str, start: datetime, end: datetime,
+                   history: str = "ngsi-ld", history_url: str | None = None) -> list[Reading]:
+    """A meter's readings in [start, end) from its history: the broker's temporal API, Mintaka or QuantumLeap
+    (fiware_client.history_reader; docs/production.md, History)."""
     entity_id = measurement_id(device_id)
-    with NgsiLdClient(broker_url, tenant, timeout=30.0) as client:
-        history = client.attribute_history(entity_id, ATTRIBUTES, start, end)
-    return [r for r in readings_from_history(entity_id, history) if start <= r.observed_at < end]
+    with history_reader(history, broker_url=broker_url, tenant=tenant, history_url=history_url,
+                        timeout=30.0) as client:
+        history_values = client.attribute_history(entity_id, ATTRIBUTES, start, end)
+    return [r for r in readings_from_history(entity_id, history_values) if start <= r.observed_at < end]
 
 
 @dataclass

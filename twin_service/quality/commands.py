@@ -67,16 +67,27 @@ def run(broker_url: str, tenant: str | None, listen_host: str, listen_port: int,
 @click.option("--broker-url", default="http://127.0.0.1:1026", show_default=True)
 @click.option("--tenant", default="energytwin", show_default=True)
 @click.option("--site-config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+@click.option("--history", type=click.Choice(["ngsi-ld", "mintaka", "quantumleap"]), default="ngsi-ld",
+              show_default=True, envvar="ENERGYTWIN_HISTORY",
+              help="Where the week's readings are read: the broker's own temporal API (embedded stack), Mintaka "
+                   "(Orion-LD's TRoE) or QuantumLeap [env ENERGYTWIN_HISTORY]; docs/production.md.")
+@click.option("--history-url", default=None, envvar="ENERGYTWIN_HISTORY_URL",
+              help="The history server for --history mintaka|quantumleap, e.g. http://127.0.0.1:9090 (Mintaka) "
+                   "or http://127.0.0.1:8668 (QuantumLeap) [env ENERGYTWIN_HISTORY_URL].")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG to write [default: quality-<meter>-<week>.png].")
-def report(device_id: str, week: str, broker_url: str, tenant: str, site_config: Path | None,
-           chart: Path | None) -> None:
+def report(device_id: str, week: str, broker_url: str, tenant: str, site_config: Path | None, history: str,
+           history_url: str | None, chart: Path | None) -> None:
     """Print the EN 50160 compliance table of one meter for one week and write a PNG chart.
 
     \b
-    Example:
+    Examples:
       energytwin quality report --meter meter-001 --week 2026-W05
+      energytwin quality report --meter meter-001 --week 2026-W05 --history quantumleap \\
+          --history-url http://127.0.0.1:8668
     """
+    if history != "ngsi-ld" and not history_url:
+        raise click.UsageError(f"--history {history} needs --history-url (docs/production.md, History)")
     from fiware_client import BrokerError
 
     from ._report import build_report, draw_chart, fetch_readings, parse_week
@@ -87,7 +98,7 @@ def report(device_id: str, week: str, broker_url: str, tenant: str, site_config:
         raise click.BadParameter(str(exc), param_hint="--week") from exc
     limits = _limits(site_config)
     try:
-        readings = fetch_readings(broker_url, tenant, device_id, start, end)
+        readings = fetch_readings(broker_url, tenant, device_id, start, end, history, history_url)
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from exc
     weekly = build_report(readings, device_id, start, end, limits)
