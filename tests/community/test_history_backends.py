@@ -19,7 +19,7 @@ from community.data import load_energy
 from datamodels.measures import measurement_id
 from fiware_client import NgsiLdClient
 from tests.broker.conftest import live_broker  # noqa: F401  (fixture)
-from tests.fiware_client.mintaka_standin import MintakaStandIn, RunningMintaka
+from tests.fiware_client.mintaka_standin import MintakaStandIn
 from tests.fiware_client.quantumleap_standin import QuantumLeapStandIn, Running
 
 EXAMPLES = Path(__file__).parents[2] / "community" / "examples"
@@ -65,7 +65,7 @@ def test_report_from_quantumleap_equals_report_from_the_temporal_api(live_broker
     with NgsiLdClient(live_broker.url, TENANT) as broker:
         broker.upsert_entities(fragments, update=True)
     end = START + timedelta(days=DAYS)
-    with Running(standin), RunningMintaka(MintakaStandIn(live_broker.url)) as mintaka:
+    with Running(standin), Running(MintakaStandIn(live_broker.url)) as mintaka:
         for name in ("a", "q", "m"):
             (tmp_path / name).mkdir()
         files = {"ngsi-ld": _community_file(tmp_path / "a", {"url": live_broker.url, "tenant": TENANT}),

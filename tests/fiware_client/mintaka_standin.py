@@ -8,17 +8,11 @@ through, and that nothing but GETs is ever sent (Mintaka serves reads only; writ
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from twin_service.mqtt_server import free_port
 
 _PASSED = ("accept", "link", "ngsild-tenant")
 
@@ -49,28 +43,3 @@ class MintakaStandIn:
         methods = ["GET", "POST", "PATCH", "DELETE"]
         return Starlette(routes=[Route("/temporal/entities", temporal, methods=methods),
                                  Route("/temporal/entities/{entity_id:path}", temporal, methods=methods)])
-
-
-class RunningMintaka:
-    """The stand-in on uvicorn on a free loopback port (a context manager)."""
-
-    def __init__(self, standin: MintakaStandIn) -> None:
-        self.standin = standin
-        port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(standin.app(), host="127.0.0.1", port=port,
-                                                    log_level="warning"))
-        standin.url = f"http://127.0.0.1:{port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> MintakaStandIn:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start the Mintaka stand-in")
-            time.sleep(0.02)
-        return self.standin
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)

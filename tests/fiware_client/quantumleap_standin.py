@@ -159,9 +159,10 @@ class QuantumLeapStandIn:
 
 
 class Running:
-    """The stand-in on uvicorn on a free loopback port (a context manager)."""
+    """A stand-in (anything with `app()` and `url`: this one, tests/fiware_client/mintaka_standin.py) on uvicorn on a
+    free loopback port (a context manager)."""
 
-    def __init__(self, standin: QuantumLeapStandIn) -> None:
+    def __init__(self, standin: Any) -> None:
         self.standin = standin
         port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(standin.app(), host="127.0.0.1", port=port,
@@ -169,12 +170,12 @@ class Running:
         standin.url = f"http://127.0.0.1:{port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> QuantumLeapStandIn:
+    def __enter__(self) -> Any:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
             if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start the QuantumLeap stand-in")
+                raise RuntimeError(f"uvicorn did not start the {type(self.standin).__name__}")
             time.sleep(0.02)
         return self.standin
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from fiware_client import NgsiLdClient
 from tests.broker.conftest import live_broker  # noqa: F401  (fixture)
-from tests.fiware_client.mintaka_standin import MintakaStandIn, RunningMintaka
+from tests.fiware_client.mintaka_standin import MintakaStandIn
 from tests.fiware_client.quantumleap_standin import QuantumLeapStandIn, Running
 from twin_service.quality.commands import quality
 
@@ -37,7 +37,7 @@ def test_report_is_the_same_from_every_history_backend(live_broker, tmp_path):  
     chart = tmp_path / "week.png"
     base = ["report", "--meter", DEVICE, "--week", "2026-W02", "--broker-url", live_broker.url, "--tenant", TENANT,
             "--chart", str(chart)]
-    with Running(standin), RunningMintaka(MintakaStandIn(live_broker.url)) as mintaka:
+    with Running(standin), Running(MintakaStandIn(live_broker.url)) as mintaka:
         outputs = {}
         for backend, url in (("ngsi-ld", None), ("quantumleap", standin.url), ("mintaka", mintaka.url)):
             extra = ["--history", backend] + (["--history-url", url] if url else [])

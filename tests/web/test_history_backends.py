@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from fiware_client import NgsiLdClient
 from tests.broker.conftest import live_broker  # noqa: F401  (fixture)
-from tests.fiware_client.mintaka_standin import MintakaStandIn, RunningMintaka
+from tests.fiware_client.mintaka_standin import MintakaStandIn
 from tests.fiware_client.quantumleap_standin import QuantumLeapStandIn, Running
 from twin_service.web import WebConfig, create_app
 
@@ -38,7 +38,7 @@ def test_last_hour_is_the_same_from_quantumleap(live_broker):  # noqa: F811
     with NgsiLdClient(live_broker.url, TENANT) as broker:
         broker.upsert_entities(fragments, update=True)
     answers = []
-    with Running(standin), RunningMintaka(MintakaStandIn(live_broker.url)) as mintaka:
+    with Running(standin), Running(MintakaStandIn(live_broker.url)) as mintaka:
         for config in (WebConfig(broker_url=live_broker.url, tenant=TENANT),
                        WebConfig(broker_url=live_broker.url, tenant=TENANT, history="quantumleap",
                                  history_url=standin.url),
