@@ -1,6 +1,6 @@
 """The peer baseline's bridge: MQTT -> one NGSI-LD upsert request per message, the way the FIWARE IoT Agent writes.
 
-Subscribes like the FIWARE IoT Agent JSON (QoS 0, clean session; reference/fiware.md §1), maps each message with
+Subscribes like the FIWARE IoT Agent JSON (QoS 0, clean session; iotagent-json docs/usermanual.md, docs/compatibility.md), maps each message with
 the embedded agent's own mapping (so the entities written are identical), and sends every message as its own
 `POST /ngsi-ld/v1/entityOperations/upsert/?options=update` over keep-alive connections, `--senders` requests in
 flight (node's event loop keeps several requests open). No durable queue, no batching.

@@ -115,7 +115,7 @@ class Report:
 
 
 def combined_settlement(energy: CommunityEnergy, betas: dict[str, np.ndarray]) -> Settlement:
-    """Settle every member against all installations: E_i = sum_k beta_k,i G_k, then §1.3 on the sum."""
+    """Settle every member against all installations: E_i = sum_k beta_k,i G_k, then the settlement formulas (docs/community.md) on the sum."""
     assigned = np.zeros_like(energy.import_kwh)
     for inst_id, beta in betas.items():
         assigned = assigned + assigned_kwh(beta, energy.generation_kwh[inst_id])

@@ -1,13 +1,13 @@
 """The distributor's hourly sharing-coefficient file `<CAU>_<YYYY>.txt`: write, read, validate.
 
-Format (reference/community.md §1.2; normative text: Annex of Orden TED/1247/2021, BOE-A-2021-18706):
+Format (docs/community.md, "The distributor file"; normative text: Annex of Orden TED/1247/2021, BOE-A-2021-18706):
 one line `CUPS;HHHH;C` per member and hour, no header; all hours of the first CUPS, then the next;
 HHHH = hour of the year 0001..8760 (8784 in leap years), hour 1 = 00:00-01:00 on 1 January;
 C = beta with six decimals and a decimal comma (`0,250000`); per hour the betas add up to exactly 1,000000.
 Lines end in CRLF with no newline after the last line (as the Som Energia file test expects); the validator
 also accepts LF and a final newline, since distributors' portals differ.
 
-Hour numbering across daylight saving time is not settled in the reference ([?]). Here hour k is the k-th
+Hour numbering across daylight saving time is not confirmed from the normative text. Here hour k is the k-th
 elapsed hour from local midnight on 1 January: local midnights of 1 January are both in winter time, so a year
 always has 8760/8784 elapsed hours, and the spring-forward and fall-back days simply have 23 and 25 of them.
 """
@@ -124,7 +124,7 @@ def format_coefficient(micro: int) -> str:
 
 
 def render(cups: Sequence[str], beta_micro: np.ndarray) -> str:
-    """The file's text for integer-millionth betas (members x hours), in the §1.2 line order."""
+    """The file's text for integer-millionth betas (members x hours), in the file's line order (all hours of one CUPS, then the next)."""
     beta_micro = np.asarray(beta_micro)
     if beta_micro.shape[0] != len(cups):
         raise ValueError(f"{len(cups)} CUPS but {beta_micro.shape[0]} rows of coefficients")

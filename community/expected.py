@@ -2,8 +2,8 @@
 
 Coefficients must be sent before the energy is used (Orden TED/1247/2021), so every method works on an
 expectation. Consumption: the member's own hour-of-week profile (mean of the same weekday and local hour over
-the history; reference/community.md §5 "seasonal naive by weekday/hour"). PV with a known location and peak
-power: the pvlib clear-sky output of the array scaled by the clear-sky index measured on the history (§5).
+the history; the seasonal-naive baseline by weekday/hour, docs/community.md "Expected consumption and generation"). PV with a known location and peak
+power: the pvlib clear-sky output of the array scaled by the clear-sky index measured on the history (same section).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def clear_sky_energy_kwh(array: PvArray, hour_starts_utc: np.ndarray) -> np.ndar
 
 
 def clear_sky_index(measured_kwh: np.ndarray, clear_sky_kwh: np.ndarray) -> float:
-    """k = sum(measured) / sum(clear-sky) over the complete daylight hours of the history (§5)."""
+    """k = sum(measured) / sum(clear-sky) over the complete daylight hours of the history (docs/community.md)."""
     measured = np.asarray(measured_kwh, float)
     ok = ~np.isnan(measured) & (clear_sky_kwh > 0)
     denominator = float(clear_sky_kwh[ok].sum())

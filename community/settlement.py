@@ -15,42 +15,42 @@ def net_generation_kwh(export_kwh: np.ndarray, import_kwh: np.ndarray) -> np.nda
     """Net hourly generation G_h of an installation: exported minus its own auxiliary import, never below 0.
 
     RD 244/2019 shares the *net* generation; at night the inverter draws a little from the grid, which is the
-    installation's own consumption, not negative generation to hand out (reference/community.md §1.1, §1.3).
+    installation's own consumption, not negative generation to hand out (RD 244/2019 Annex I; docs/community.md, "Legal frame (Spain)").
     """
     return np.maximum(np.asarray(export_kwh, float) - np.asarray(import_kwh, float), 0.0)
 
 
 def assigned_kwh(beta: np.ndarray, generation_kwh: np.ndarray) -> np.ndarray:
-    """E_i,h = beta_i,h x G_h (reference/community.md §1.3)."""
+    """E_i,h = beta_i,h x G_h (RD 244/2019 Annex I as rewritten by Orden TED/1247/2021)."""
     return np.asarray(beta, float) * np.asarray(generation_kwh, float)[np.newaxis, :]
 
 
 def self_consumed_kwh(consumption_kwh: np.ndarray, assigned: np.ndarray) -> np.ndarray:
-    """A_i,h = min(C_i,h, E_i,h): "energía autoconsumida", pays no tolls or charges (§1.3)."""
+    """A_i,h = min(C_i,h, E_i,h): "energía autoconsumida", pays no tolls or charges (RD 244/2019)."""
     return np.minimum(consumption_kwh, assigned)
 
 
 def grid_import_kwh(consumption_kwh: np.ndarray, assigned: np.ndarray) -> np.ndarray:
-    """I_i,h = max(0, C_i,h - E_i,h): bought from the retailer as usual (§1.3)."""
+    """I_i,h = max(0, C_i,h - E_i,h): bought from the retailer as usual."""
     return np.maximum(consumption_kwh - assigned, 0.0)
 
 
 def surplus_kwh(consumption_kwh: np.ndarray, assigned: np.ndarray) -> np.ndarray:
-    """X_i,h = max(0, E_i,h - C_i,h): "excedentes", compensated or sold (§1.3)."""
+    """X_i,h = max(0, E_i,h - C_i,h): "excedentes", compensated or sold (RD 244/2019)."""
     return np.maximum(assigned - consumption_kwh, 0.0)
 
 
 def household_consumption_kwh(
     production_kwh: np.ndarray, delivered_kwh: np.ndarray, fed_back_kwh: np.ndarray
 ):
-    """V = P + L - T: what a household with its own PV used (reference/community.md §3, Dutch netting)."""
+    """V = P + L - T: what a household with its own PV used (Dutch netting, docs/community.md "Household view (Netherlands)")."""
     return (
         np.asarray(production_kwh, float) + np.asarray(delivered_kwh, float) - np.asarray(fed_back_kwh, float)
     )
 
 
 def direct_self_use_kwh(production_kwh: np.ndarray, fed_back_kwh: np.ndarray) -> np.ndarray:
-    """P - T: the own production used at home without touching the grid (§3)."""
+    """P - T: the own production used at home without touching the grid."""
     return np.asarray(production_kwh, float) - np.asarray(fed_back_kwh, float)
 
 
@@ -73,7 +73,7 @@ class Settlement:
 
 
 def settle(beta: np.ndarray, generation_kwh: np.ndarray, consumption_kwh: np.ndarray) -> Settlement:
-    """Apply the §1.3 formulas to every member and hour."""
+    """Apply the settlement formulas (docs/community.md) to every member and hour."""
     beta = np.asarray(beta, float)
     consumption = np.asarray(consumption_kwh, float)
     if beta.shape != consumption.shape:
@@ -86,7 +86,7 @@ def settle(beta: np.ndarray, generation_kwh: np.ndarray, consumption_kwh: np.nda
 
 
 def settle_assigned(assigned: np.ndarray, consumption_kwh: np.ndarray) -> Settlement:
-    """The §1.3 formulas on an assignment already summed over installations (E_i = sum_k beta_k,i G_k)."""
+    """The settlement formulas on an assignment already summed over installations (E_i = sum_k beta_k,i G_k)."""
     c = np.asarray(consumption_kwh, float)
     e = np.asarray(assigned, float)
     return Settlement(c, e, self_consumed_kwh(c, e), grid_import_kwh(c, e), surplus_kwh(c, e))

@@ -1,7 +1,7 @@
 """Hourly sharing coefficients: fixed, proportional to expected consumption, and optimal (linear programme).
 
 All methods return beta as a (members x hours) array with every column adding up to 1, and all of them respect
-the community's rules (reference/community.md §1.4): a minimum and a cap per member, a reserve for the
+the community's rules (docs/community.md, "Community rules on top of the law"): a minimum and a cap per member, a reserve for the
 energy-poverty households; the optimal method can also bound each member's share of the year's generation
 around its fixed share (fairness).
 """
@@ -117,7 +117,7 @@ def fixed_shares(n_hours: int, rules: SharingRules) -> np.ndarray:
 def proportional_shares(expected_consumption_kwh: np.ndarray, rules: SharingRules) -> np.ndarray:
     """beta_i,h = C_i,h / sum_j C_j,h on expected consumption, then the rules (iotlibre LEADING's method).
 
-    An hour where nobody is expected to consume falls back to the fixed shares (§1.4 uses equal shares there;
+    An hour where nobody is expected to consume falls back to the fixed shares (the open tools use equal shares there;
     the fixed shares are equal unless the community agreed otherwise).
     """
     c = np.clip(np.nan_to_num(np.asarray(expected_consumption_kwh, float)), 0, None)
@@ -127,7 +127,7 @@ def proportional_shares(expected_consumption_kwh: np.ndarray, rules: SharingRule
 
 
 def apply_rules(beta: np.ndarray, rules: SharingRules) -> np.ndarray:
-    """Bring shares that add up to 1 within the rules, moving as little as the §1.4 practice does.
+    """Bring shares that add up to 1 within the rules, moving as little as the open tools' practice does.
 
     1. Energy-poverty reserve: scale everyone by (1 - p) and give p to the designated households in proportion
        to their own shares (equally when theirs are all zero).
@@ -216,7 +216,7 @@ def optimal_shares(
     Stage 1, for the hours with generation (hours without it do not change any kWh):
 
         maximise   sum_i,h a_i,h                        (a = self-consumed energy, kWh)
-        subject to a_i,h <= beta_i,h G_h,  0 <= a_i,h <= C_i,h   (A = min(C, beta G), §1.3, made linear)
+        subject to a_i,h <= beta_i,h G_h,  0 <= a_i,h <= C_i,h   (A = min(C, beta G), made linear)
                    sum_i beta_i,h = 1,  lower_i <= beta_i,h <= upper_i
                    sum_{i poor} beta_i,h >= reserve
                    (1 - tol) w_i sum_h G_h <= sum_h beta_i,h G_h <= (1 + tol) w_i sum_h G_h   (fairness)

@@ -25,8 +25,8 @@ def monthly_savings_eur(
 
     saving = sum(A_h x p_h)  (self-consumed energy not bought)
            + compensation, where compensation = sum(X_h) x p_surplus, and under simplified compensation it can
-             never exceed the value of the energy bought that month, sum(I_h x p_h) (reference/community.md §1.3:
-             the bill's energy part goes to zero at most; leftover value is lost).
+             never exceed the value of the energy bought that month, sum(I_h x p_h) (RD 244/2019 simplified
+             compensation, docs/community.md: the bill's energy part goes to zero at most; leftover value is lost).
     """
     a = np.nan_to_num(np.asarray(self_consumed_kwh, float))
     i = np.nan_to_num(np.asarray(grid_import_kwh, float))

@@ -1,7 +1,7 @@
 """Three-phase power-quality formulas: phasors, symmetrical components, unbalance, neutral current.
 
-Pure functions on plain numbers, each with its reference ("PQ ref": docs/power-quality.md, which gives the
-EN 50160 / IEC 61000-4-30 facts with their sources).
+Pure functions on plain numbers, each with its section of docs/power-quality.md, which gives the
+EN 50160 / IEC 61000-4-30 facts and formulas with their public sources.
 Angles are degrees, magnitudes volts or amperes, ratios fractions (0.02 = 2 %).
 """
 
@@ -21,7 +21,7 @@ def phasor(magnitude: float, angle_deg: float) -> complex:
 
 
 def sequence_components(a: complex, b: complex, c: complex) -> tuple[complex, complex, complex]:
-    """Zero, positive and negative sequence of three phasors (PQ ref §1.4).
+    """Zero, positive and negative sequence of three phasors (docs/power-quality.md §1.4).
 
     V0 = (Va + Vb + Vc)/3, V1 = (Va + a·Vb + a²·Vc)/3, V2 = (Va + a²·Vb + a·Vc)/3 with a = 1∠120°.
     """
@@ -34,7 +34,7 @@ def sequence_components(a: complex, b: complex, c: complex) -> tuple[complex, co
 def unbalance_factor(a: complex, b: complex, c: complex) -> float:
     """Negative-sequence unbalance u2 = |V2| / |V1| as a fraction: the EN 50160 / IEC 61000-4-30 quantity.
 
-    PQ ref §1.4 (VUF). Works on phase-to-neutral or line-to-line phasors alike, and on currents.
+    docs/power-quality.md §1.4 (VUF). Works on phase-to-neutral or line-to-line phasors alike, and on currents.
     Returns 0 when there is no positive sequence (nothing to be unbalanced against).
     """
     _, positive, negative = sequence_components(a, b, c)
@@ -44,7 +44,7 @@ def unbalance_factor(a: complex, b: complex, c: complex) -> float:
 
 
 def unbalance_from_line_voltages(u12_v: float, u23_v: float, u31_v: float) -> float:
-    """Exact u2 from line-to-line magnitudes only (no angles), PQ ref §1.4.
+    """Exact u2 from line-to-line magnitudes only (no angles), docs/power-quality.md §1.4.
 
     β = (U12⁴ + U23⁴ + U31⁴) / (U12² + U23² + U31²)²,  u2 = sqrt((1 − sqrt(3 − 6β)) / (1 + sqrt(3 − 6β))).
     """
@@ -57,7 +57,7 @@ def unbalance_from_line_voltages(u12_v: float, u23_v: float, u31_v: float) -> fl
 
 
 def line_voltage_unbalance_nema(u12_v: float, u23_v: float, u31_v: float) -> float:
-    """NEMA MG1 / ANSI C84.1 LVUR: max deviation from the mean of the line voltages over the mean (PQ ref §1.4).
+    """NEMA MG1 / ANSI C84.1 LVUR: max deviation from the mean of the line voltages over the mean (docs/power-quality.md §1.4).
 
     An approximation that ignores angles; kept for comparison with motor data sheets.
     """
@@ -68,12 +68,12 @@ def line_voltage_unbalance_nema(u12_v: float, u23_v: float, u31_v: float) -> flo
 
 
 def phase_voltage_unbalance_ieee(u1_v: float, u2_v: float, u3_v: float) -> float:
-    """IEEE PVUR: the NEMA formula on phase-to-neutral magnitudes (PQ ref §1.4); misses angle unbalance."""
+    """IEEE PVUR: the NEMA formula on phase-to-neutral magnitudes (docs/power-quality.md §1.4); misses angle unbalance."""
     return line_voltage_unbalance_nema(u1_v, u2_v, u3_v)
 
 
 def line_to_line_v(ua_v: float, ub_v: float, angle_between_deg: float) -> float:
-    """|Va − Vb| from two phase magnitudes and the angle between them (law of cosines, PQ ref §2.1)."""
+    """|Va − Vb| from two phase magnitudes and the angle between them (law of cosines, docs/power-quality.md §2.1)."""
     return math.sqrt(max(0.0, ua_v**2 + ub_v**2 - 2.0 * ua_v * ub_v * math.cos(math.radians(angle_between_deg))))
 
 
@@ -119,7 +119,7 @@ def current_unbalance(
     current_angle_deg: tuple[float, float, float],
     voltage_angle_deg: tuple[float, float, float] = (0.0, -120.0, 120.0),
 ) -> float:
-    """Negative-sequence current unbalance |I2| / |I1| (PQ ref §1.4, same formula on currents)."""
+    """Negative-sequence current unbalance |I2| / |I1| (docs/power-quality.md §1.4, same formula on currents)."""
     return unbalance_factor(*current_phasors(current_a, current_angle_deg, voltage_angle_deg))
 
 
@@ -128,7 +128,7 @@ def neutral_current_from_phases_a(
     current_angle_deg: tuple[float, float, float],
     voltage_angle_deg: tuple[float, float, float] = (0.0, -120.0, 120.0),
 ) -> float:
-    """|Ia + Ib + Ic|: the fundamental neutral current a 4-wire system returns (PQ ref §2.3).
+    """|Ia + Ib + Ic|: the fundamental neutral current a 4-wire system returns (docs/power-quality.md §2.3).
 
     Triplen harmonics add in the neutral and are not in this sum, so a measured neutral well above it means
     harmonic loading or a wiring fault.
@@ -143,5 +143,5 @@ def neutral_to_phase_ratio(neutral_a: float, current_a: tuple[float, float, floa
 
 
 def neutral_mismatch_a(neutral_measured_a: float, neutral_from_phases_a: float) -> float:
-    """Measured neutral minus the phasor sum of the phases (ADE9000 MISMTCH idea, PQ ref §2.3)."""
+    """Measured neutral minus the phasor sum of the phases (ADE9000 MISMTCH idea, docs/power-quality.md §2.3)."""
     return neutral_measured_a - neutral_from_phases_a

@@ -1,7 +1,7 @@
 """The embedded stack: MQTT broker, NGSI-LD broker, IoT Agent, power-quality analytics and the live twin page as one
 process tree.
 
-Each service is its own child process on the production port (the ports in energytwin/ports.py), so a meter, a
+Each service is its own child process on the production port (the ports in kernel/ports.py), so a meter, a
 provisioning script or a FIWARE app cannot tell it from the Docker stack. A supervisor thread restarts a child
 that dies (with backoff) and logs why; `stop()` ends them in reverse start order. State lives under `data_dir`,
 so starting again continues from the same data.
@@ -33,8 +33,8 @@ from typing import Self
 
 import psutil
 
-from energytwin import ports
 from energytwin.shutdown import Shutdown
+from kernel import ports
 from twin_service.mqtt_server import MqttServer, free_port, spawn_mqtt_server, wait_for_port
 
 log = logging.getLogger(__name__)

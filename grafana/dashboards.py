@@ -1,7 +1,7 @@
 """The "Meter" and "Site overview" dashboards, built with grafana-foundation-sdk (docs/dashboards.md).
 
-Limits are EN 50160 for low voltage, Un = 230 V, 50 Hz (reference/power-quality.md §1): voltage 207–253 V for 95 %
-of a week and never below 195.5 V; frequency 49.5–50.5 Hz (99.5 % of a year), 47–52 Hz always; voltage THD ≤ 8 %;
+Limits are EN 50160:2010 clause 4 for low voltage, Un = 230 V, 50 Hz (docs/power-quality.md §1): voltage
+207–253 V for 95 % of a week and never below 195.5 V; frequency 49.5–50.5 Hz (99.5 % of a year), 47–52 Hz always; voltage THD ≤ 8 %;
 unbalance ≤ 2 %.
 """
 

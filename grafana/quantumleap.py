@@ -1,6 +1,6 @@
 """The QuantumLeap table layout the dashboards read, created ahead so every reading keeps full precision.
 
-QuantumLeap fixes a column's type from the first value it sees (fiware.md §5): an integral first reading makes a
+QuantumLeap fixes a column's type from the first value it sees (docs/dashboards.md, "Full precision"): an integral first reading makes a
 `bigint` column that truncates later ones, and floats become 32-bit `real` (~7 digits, too few for kWh counters).
 QuantumLeap runs `create table if not exists` and only alters columns missing from its metadata table
 `md_ets_metadata`, so creating the table and its metadata row first makes it keep our types.
@@ -112,7 +112,7 @@ def column(attribute: str, entity_type: str = MEASUREMENT_TYPE) -> str:
 
 
 def schema_name(tenant: str) -> str:
-    """QuantumLeap's schema for a tenant: `mt` + the tenant lowercased (fiware.md §5)."""
+    """QuantumLeap's schema for a tenant: `mt` + the tenant lowercased (QuantumLeap docs, admin/grafana.md; docs/dashboards.md)."""
     return f"mt{tenant.lower()}"
 
 

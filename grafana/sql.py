@@ -51,7 +51,7 @@ def _clamp01(expr: str) -> str:
 
 
 def unbalance_from_line_voltages(alias: str = "v") -> str:
-    """Voltage unbalance u2 in % from line-to-line magnitudes (power-quality.md §1.4, exact, no angles needed).
+    """Voltage unbalance u2 in % from line-to-line magnitudes (docs/power-quality.md §1.4, exact, no angles needed).
 
     beta = (U12^4 + U23^4 + U31^4) / (U12^2 + U23^2 + U31^2)^2, u2 = sqrt((1 - sqrt(3 - 6 beta)) / (1 + sqrt(…))).
     Expects columns u12, u23, u31 on `alias`; 3 - 6 beta is clamped to [0, 1] against rounding.

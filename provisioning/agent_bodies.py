@@ -56,7 +56,7 @@ def service_group(apikey: str, *, cb_host: str | None = None) -> dict:
 
 
 def meter_device(device_id: str, apikey: str) -> dict:
-    """A device entry for one meter, its entity named as DESIGN.md §3.2 fixes."""
+    """A device entry for one meter, its entity named as docs/architecture.md ("Identifiers") fixes."""
     return {
         "device_id": device_id,
         "entity_name": measurement_id(device_id),

@@ -1,4 +1,4 @@
-# IoT Agent JSON payloads (DESIGN.md §3.1): register codes -> the data model's units, converted here once per
+# IoT Agent JSON payloads (docs/architecture.md, "The meter contract"): register codes -> the data model's units, converted here once per
 # publish (never per sample). Keys are listed in wire.py, which a test holds against datamodels/measures.py.
 import json
 from math import cos, sqrt
@@ -56,7 +56,7 @@ def live(chip, scale, time_instant, state, pq, wiring="3P4W"):
     if wiring == "3P4W":
         # Angles between voltage zero crossings: VA->VB, VB->VC, and VC->VA = 360 - (VA->VC).
         avv = [raw(ANGL_VV) * deg, raw(ANGL_VV + 1) * deg, 360.0 - raw(ANGL_VV + 2) * deg]
-        # Line-to-line from the phasors (power-quality.md §2.1), not from a difference of magnitudes.
+        # Line-to-line from the phasors (docs/power-quality.md §2.1), not from a difference of magnitudes.
         vll = [sqrt(max(0.0, v[k] ** 2 + v[(k + 1) % 3] ** 2 - 2 * v[k] * v[(k + 1) % 3] * cos(avv[k] * _DEG_TO_RAD)))
                for k in range(3)]
         doc["v"] = _phases(v, 3)

@@ -1,4 +1,4 @@
-# MQTT uplink to the FIWARE IoT Agent JSON (DESIGN.md §3.1): QoS 1 on /json/<apikey>/<device_id>/attrs, optional
+# MQTT uplink to the FIWARE IoT Agent JSON (docs/architecture.md, "The meter contract"): QoS 1 on /json/<apikey>/<device_id>/attrs, optional
 # username/password and TLS, keep-alive pings, reconnect with exponential backoff and jitter.
 import random
 import time

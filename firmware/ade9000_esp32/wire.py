@@ -1,4 +1,4 @@
-# Every key this firmware puts on the wire (DESIGN.md §3.1), in one place so a test can hold it against the
+# Every key this firmware puts on the wire (docs/architecture.md, "The meter contract"), in one place so a test can hold it against the
 # measure table in datamodels/measures.py. Shapes use the table's names.
 TIME_INSTANT = "TimeInstant"  # ISO 8601 UTC of the reading; omitted when the clock is not synced
 
@@ -15,7 +15,7 @@ CLOCK_SYNCED = "clk"  # true: TimeInstant comes from an NTP-synced clock; false:
 
 # Power-quality flags under "pq", in the bit order of the 8-bit form kept in offline records.
 PQ_FLAGS = ("dipL1", "dipL2", "dipL3", "swellL1", "swellL2", "swellL3", "overcurrent", "phaseSequenceError")
-# ADE9000 STATUS1 bit of each flag above (ref §5): DIPA..C 23-25, SWELLA..C 20-22, OI 17, SEQERR 18.
+# ADE9000 STATUS1 bit of each flag above (docs/ade9000.md §5): DIPA..C 23-25, SWELLA..C 20-22, OI 17, SEQERR 18.
 PQ_STATUS_BITS = (23, 24, 25, 20, 21, 22, 17, 18)
 
 

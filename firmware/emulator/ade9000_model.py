@@ -94,7 +94,7 @@ ACCMODE_ICONSEL = 1 << 7  # IB = -IA - IC (no CT on phase B)
 
 PART_ID_ADE9000 = 1 << 20
 CONFIG5_RESET = 0x0063
-VERSION_RESET = 0x0040  # ASSUMPTION: the reference has no confirmed VERSION value (ref §7 #8)
+VERSION_RESET = 0x0040  # ASSUMPTION: no source confirms a VERSION value (ref §7 #8)
 VERSION2_VALUE = 0x0000_000C  # ASSUMPTION: any non-zero metrology version, readable after RUN=1
 THD_PF_PERIOD_S = 1.024  # PF/THD refresh (ref §2a)
 

@@ -1,4 +1,4 @@
-"""Meter -> real MQTT broker -> agent -> recording NGSI-LD broker: the request the FIWARE agent would send (§8)."""
+"""Meter -> real MQTT broker -> agent -> recording NGSI-LD broker: the request the FIWARE agent would send (docs/compatibility.md)."""
 
 from __future__ import annotations
 

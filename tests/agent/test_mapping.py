@@ -57,7 +57,7 @@ def test_table_measures_get_attribute_name_unit_and_observed_at() -> None:
 
 
 def test_attribute_names_on_the_wire_are_checked_like_object_ids() -> None:
-    """§8's payload uses attribute names as keys; they pass through and still get the table's unitCode."""
+    """The payload the real IoT Agent JSON was observed to get (docs/compatibility.md) uses attribute names as keys; they pass through and still get the table's unitCode."""
     mapped = map_payload(METER, {"frequency": 49.9, "TimeInstant": "2026-11-24T10:00:00.000Z"}, ARRIVAL)
     assert mapped.fragments[0]["frequency"]["unitCode"] == "HTZ"
 

@@ -68,7 +68,7 @@ def test_207_reports_each_refused_entity_and_applies_the_others(client: TestClie
 
 
 def test_ld_json_entity_without_context_is_refused_in_207(client: TestClient) -> None:
-    # What the IoT Agent sends when IOTA_JSON_LD_CONTEXT is unset (reference/fiware.md §8).
+    # What the IoT Agent sends when IOTA_JSON_LD_CONTEXT is unset (docs/compatibility.md, docs/production.md).
     answer = client.post(UPSERT + "/?options=update", json=[measurement()], headers=LD)
     assert answer.status_code == 207
     assert answer.json()["errors"][0]["error"]["title"] == "@context missing"

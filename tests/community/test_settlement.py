@@ -1,4 +1,4 @@
-"""Settlement (§1.3), household view (§3), money, CO2: against values computed by hand."""
+"""Settlement (RD 244/2019 Annex I), household view (V = P + L - T), money, CO2: against values computed by hand."""
 
 from __future__ import annotations
 

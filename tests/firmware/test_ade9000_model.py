@@ -82,7 +82,7 @@ def test_unknown_and_read_only_addresses() -> None:
 
 def test_rms_power_codes_match_adi_example_factors() -> None:
     model = running_model(voltage_v=230.0, current_a=10.0, angle_deg=60.0, thd_voltage=0.03, thd_current=0.1)
-    # ADI example board: 10.73364 µV/code, 3.28849 µA/code, 4.73755 mW/code (ref §3).
+    # ADI example board: 10.73364 µV/code, 3.28849 µA/code, 4.73755 mW/code (docs/ade9000.md §3).
     assert read(model, m.AVRMS) * 10.73364e-6 == pytest.approx(230.0, rel=1e-5)
     assert read(model, m.AIRMS) * 3.28849e-6 == pytest.approx(10.0, rel=1e-5)
     watt = read(model, m.AWATT)
@@ -149,7 +149,7 @@ def test_energy_hand_computed_kwh() -> None:
     read(model, m.AWATTHR_HI)
     model.advance(3600.0)
     hi = read(model, m.AWATTHR_HI)
-    # 1.34757 µWh per HI LSB on ADI's example board (ref §3); 2300 W for one hour = 2.3 kWh.
+    # 1.34757 µWh per HI LSB on ADI's example board (docs/ade9000.md §3); 2300 W for one hour = 2.3 kWh.
     assert hi * 1.34757e-9 == pytest.approx(2.3, rel=1e-5)
 
 

@@ -10,7 +10,7 @@ import pytest
 from firmware.emulator.ade9000_model import PhaseInput
 from firmware.emulator.harness import MeterConfig, MeterHarness
 
-# ADI's example board (ref §3): W/code = 1 / (TF_I·TF_V·20,694,066·2) = 4.73755 mW; one xHR_HI LSB is 2**13
+# ADI's example board (docs/ade9000.md §3): W/code = 1 / (TF_I·TF_V·20,694,066·2) = 4.73755 mW; one xHR_HI LSB is 2**13
 # codes at 8 kSPS.
 W_PER_CODE = 1 / (0.00408 * 0.00125 * 20_694_066 * 2)
 KWH_PER_LSB = W_PER_CODE * 8192 / (8000 * 3600 * 1000)  # 1.34757e-9 kWh = 1.34757 µWh

@@ -68,9 +68,9 @@ def test_unbalanced_wye_hand_computed(meter: MeterHarness) -> None:
         meter.model.set_phase(k, PhaseInput(volts, amps, 0.0, 0.03, 0.12))
     meter.cycle(1.0)
     doc = last(meter)
-    # |In| = sqrt(Ia² + Ib² + Ic² - IaIb - IbIc - IcIa) for currents 120° apart (power-quality.md §2.3)
+    # |In| = sqrt(Ia² + Ib² + Ic² - IaIb - IbIc - IcIa) for currents 120° apart (docs/power-quality.md §2.3)
     assert doc["i"]["N"] == pytest.approx(8.660254, abs=1e-3)
-    # |Vab| = sqrt(Va² + Vb² + Va·Vb) for voltages 120° apart (power-quality.md §2.1); the angle register counts
+    # |Vab| = sqrt(Va² + Vb² + Va·Vb) for voltages 120° apart (docs/power-quality.md §2.1); the angle register counts
     # 0.0176° at 50 Hz, worth up to Va·Vb·sin 120°/|Vab| · 0.0176° = 0.035 V here.
     assert doc["vll"]["L12"] == pytest.approx(398.4031, abs=0.04)
     assert doc["vll"]["L23"] == pytest.approx(394.0495, abs=0.04)

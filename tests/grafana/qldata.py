@@ -18,7 +18,7 @@ from datamodels.measures import MEASUREMENT_TYPE, device_entity_id
 from grafana.quantumleap import ANOMALY_TYPE, TABLES, create_table_sql, qualified, schema_name
 
 MINUTES = 1440
-# power-quality.md §1.4 test vector: U12, U23, U31 give VUF = 1.623 %.
+# docs/power-quality.md §1.4 test vector: U12, U23, U31 give VUF = 1.623 %.
 UNBALANCED_LINE_V = {"L12": 394.33, "L23": 396.02, "L31": 404.72}
 UNBALANCED_VUF_PCT = 1.623
 ENERGY_START_KWH = 123456  # integral first reading: QuantumLeap alone would make the column bigint

@@ -1,4 +1,4 @@
-"""Formulas against hand-computed values (PQ ref §1.4 test vector, §2.3 neutral example)."""
+"""Formulas against hand-computed values (docs/power-quality.md §1.4 test vector, §2.3 neutral example)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from datamodels import three_phase as f
 
-# PQ ref §1.4: Va = 235∠0°, Vb = 225∠−118°, Vc = 230∠121° V.
+# docs/power-quality.md §1.4: Va = 235∠0°, Vb = 225∠−118°, Vc = 230∠121° V.
 VA, VB, VC = f.phasor(235, 0), f.phasor(225, -118), f.phasor(230, 121)
 
 
@@ -58,7 +58,7 @@ def test_negative_sequence_system_is_fully_unbalanced() -> None:
 
 
 def test_neutral_current_of_unequal_phases_120_degrees_apart() -> None:
-    # PQ ref §2.3: 10, 15, 20 A exactly 120° apart -> sqrt(100 + 225 + 400 − 150 − 300 − 200) = 8.66 A.
+    # docs/power-quality.md §2.3: 10, 15, 20 A exactly 120° apart -> sqrt(100 + 225 + 400 − 150 − 300 − 200) = 8.66 A.
     assert f.neutral_current_from_phases_a((10, 15, 20), (0, 0, 0)) == pytest.approx(math.sqrt(75), abs=1e-9)
     assert f.neutral_to_phase_ratio(25.0, (10, 15, 20)) == pytest.approx(1.25)
     assert f.neutral_mismatch_a(12.0, 8.66) == pytest.approx(3.34)

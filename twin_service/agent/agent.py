@@ -33,7 +33,7 @@ QUEUE_FILE = "agent-queue.sqlite"
 
 @dataclass
 class AgentConfig:
-    """Where the agent listens and writes; defaults are the production ports (DESIGN.md §4)."""
+    """Where the agent listens and writes; defaults are the production ports (kernel.ports)."""
 
     data_dir: Path = field(default_factory=lambda: Path("var"))
     north_host: str = "127.0.0.1"

@@ -3,7 +3,8 @@
 Pure functions: (resolved device, parsed payload, arrival time) -> fragments + rejections. No I/O, so every rule
 below is tested without a broker.
 
-Rules (reference/fiware.md §1, DESIGN.md §3.1):
+Rules (iotagent-json docs/usermanual.md as docs/compatibility.md "What the FIWARE IoT Agent JSON does" sums it
+up; the meter contract in docs/architecture.md):
 - each payload key is looked up in the device's then the group's `attributes` (by `object_id`, else `name`),
   then in the measure table (`datamodels.measures`), else passes through under its own name (explicitAttrs false);
   keys `id` / `type` become `measure_id` / `measure_type`;

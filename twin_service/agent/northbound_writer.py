@@ -12,8 +12,8 @@ acknowledges them to MQTT in arrival order (MQTT 3.1.1 §4.6: PUBACKs in the ord
 messages pass through it too, without a row, so the ack order holds for them as well.
 
 `Sender` reads the oldest rows (up to `batch_max_messages`), groups them per tenant / servicepath keeping their
-order, and posts one batch upsert per group exactly as the FIWARE agent does in LD mode (reference/fiware.md §1,
-§8): `?options=update`, `application/ld+json`, `NGSILD-Tenant`/`NGSILD-Path` plus the `fiware-service*` headers.
+order, and posts one batch upsert per group exactly as the FIWARE agent does in LD mode (docs/compatibility.md,
+"What the FIWARE IoT Agent JSON does"): `?options=update`, `application/ld+json`, `NGSILD-Tenant`/`NGSILD-Path` plus the `fiware-service*` headers.
 Rows are deleted only once the broker answered. A connection failure, 5xx, 408 or 429 is retried with backoff
 for ever (the queue holds the data meanwhile); a 4xx for a multi-message batch is retried message by message so
 one bad message cannot take its neighbours down; a 4xx for one message is final (logged, counted, dropped).

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 
 ERROR_TYPE_PREFIX = "https://uri.etsi.org/ngsi-ld/errors/"
 
-# ETSI GS CIM 009 error types and the HTTP status each one carries (reference/fiware.md §3).
+# ETSI GS CIM 009 error types (clause 5.5.2) and the HTTP status each one carries (clause 6.3.2, Table 6.3.2-1).
 STATUS_BY_TYPE: dict[str, int] = {
     "InvalidRequest": 400,
     "BadRequestData": 400,

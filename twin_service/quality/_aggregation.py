@@ -1,6 +1,6 @@
 """IEC 61000-4-30-style aggregation of meter readings into 3-s, 10-s and 10-min values, with flagged intervals.
 
-PQ ref §1.3: aggregation is rms-style, sqrt(mean(x²)), over intervals aligned to the UTC clock; min and max are kept;
+docs/power-quality.md §1.3: aggregation is rms-style, sqrt(mean(x²)), over intervals aligned to the UTC clock; min and max are kept;
 an interval in which a dip, swell or interruption occurred is flagged and left out of the EN 50160 statistics.
 The meter's readings (one per publish period, 1 s by default) stand in for the 10/12-cycle basic values, so a
 3-s value exists only where readings come at least every 3 s.
@@ -51,7 +51,7 @@ def interval_start(moment: datetime, length_s: float) -> datetime:
 
 
 def rms(values: Sequence[float]) -> float:
-    """sqrt(mean(x²)), the IEC 61000-4-30 aggregation (PQ ref §1.3)."""
+    """sqrt(mean(x²)), the IEC 61000-4-30 aggregation (docs/power-quality.md §1.3)."""
     return math.sqrt(sum(v * v for v in values) / len(values))
 
 
@@ -101,7 +101,7 @@ class EventPeriod:
 
 
 def event_periods(readings: Sequence[Reading], limits: SiteLimits) -> list[EventPeriod]:
-    """Dips, swells and interruptions in a reading series (PQ ref §1.2 thresholds, hysteresis on recovery).
+    """Dips, swells and interruptions in a reading series (docs/power-quality.md §1.2 thresholds, hysteresis on recovery).
 
     An rms excursion that lasts longer than `event_max_duration_s` is a supply voltage variation, not an event:
     it is returned too (kind "dip"/"swell") and `flag_times()` decides what to flag.

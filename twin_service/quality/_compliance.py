@@ -1,6 +1,6 @@
 """Weekly EN 50160 compliance: the share of valid 10-min (10-s for frequency) values within each limit.
 
-Counting rule (PQ ref §1): N = valid (unflagged) intervals; compliant when the share within the narrow limit
+Counting rule (docs/power-quality.md §1): N = valid (unflagged) intervals; compliant when the share within the narrow limit
 reaches the required share (95 % for voltage, THD and unbalance; 99.5 % for frequency) and no interval is outside
 the "always" band (+10 %/−15 % for voltage, +4 %/−6 % for frequency). EN 50160 counts frequency over a year; the
 report applies the same test to the week it is given and says so.

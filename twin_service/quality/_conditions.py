@@ -8,7 +8,7 @@ worsens (or every `update_interval_s`), closed at the first reading back inside.
 
 Voltage magnitude is one condition per phase and direction: a breach of the supply voltage band (Un ±10 % by
 default, which is also the dip/swell threshold) is reported as a dip or swell while it lasts up to one minute and
-as an under- or over-voltage beyond that (PQ ref §1.2: dips and swells last 10 ms … 1 min), so one disturbance is
+as an under- or over-voltage beyond that (docs/power-quality.md §1.2: dips and swells last 10 ms … 1 min), so one disturbance is
 one record. Interruptions (all phases below 5 %) are one record for the three phases.
 
 Two conditions come from the meter's own hardware detectors (ADE9000 STATUS1, reported in `powerQualityStatus`):
@@ -83,7 +83,7 @@ class Observation:
 # --- severity (the SDM Alert enum), always against the EN 50160 figures -----------------------------------------
 def voltage_low_severity(voltage_v: float, en: SiteLimits) -> str:
     """Residual voltage u = U/Un: ≥ 90 % low (an in-house limit only), 70–90 % medium, 40–70 % high, < 40 %
-    critical. The bands follow the EN 50160 dip table rows (A/B, C, D/X; PQ ref §1.2)."""
+    critical. The bands follow the EN 50160 dip table rows (A/B, C, D/X; docs/power-quality.md §1.2)."""
     u = voltage_v / en.nominal_voltage_v
     if u >= en.dip_threshold_fraction:
         return "low"
@@ -95,7 +95,7 @@ def voltage_low_severity(voltage_v: float, en: SiteLimits) -> str:
 
 
 def voltage_high_severity(voltage_v: float, en: SiteLimits) -> str:
-    """u ≤ 110 % low (in-house limit only), 110–120 % medium, ≥ 120 % high (swell table rows, PQ ref §1.2)."""
+    """u ≤ 110 % low (in-house limit only), 110–120 % medium, ≥ 120 % high (swell table rows, docs/power-quality.md §1.2)."""
     u = voltage_v / en.nominal_voltage_v
     if u <= en.swell_threshold_fraction:
         return "low"
@@ -123,7 +123,7 @@ def ratio_severity(value: float, en_limit: float) -> str:
 
 
 def dip_class(residual_fraction: float, duration_s: float) -> str:
-    """EN 50160 dip table cell (A1 … X5) for a residual voltage u (fraction of Udin) and a duration (PQ ref §1.2)."""
+    """EN 50160 dip table cell (A1 … X5) for a residual voltage u (fraction of Udin) and a duration (docs/power-quality.md §1.2)."""
     if residual_fraction >= 0.80:
         row = "A"
     elif residual_fraction >= 0.70:
@@ -281,7 +281,7 @@ def _fmt(value: float, kind: str) -> str:
 
 
 def label(kind: str, worst: float, duration_s: float, limits: SiteLimits) -> str:
-    """What a building manager calls the condition (dip vs under-voltage by duration, PQ ref §1.2)."""
+    """What a building manager calls the condition (dip vs under-voltage by duration, docs/power-quality.md §1.2)."""
     if kind == "voltageLow":
         if worst >= limits.en50160().dip_threshold_v:
             return "Under-voltage (in-house limit)"

@@ -1,9 +1,9 @@
 """EN 50160 low-voltage limits, configurable per site (nominal voltage, 50/60 Hz, stricter in-house thresholds).
 
-Defaults are EN 50160:2010 for an LV interconnected system (PQ ref §1, ../shared/reference/power-quality.md):
+Defaults are EN 50160:2010 clause 4 for an LV interconnected system (docs/power-quality.md §1):
 Un ±10 % for 95 % of a week's 10-min values and +10 %/−15 % always; frequency ±1 % for 99.5 % and +4 %/−6 %
 always (island systems ±2 % / ±15 %); voltage THD ≤ 8 % and negative-sequence unbalance ≤ 2 % for 95 %;
-dips below 90 %, swells above 110 %, interruptions below 5 % of Un (PQ ref §1.2).
+dips below 90 %, swells above 110 %, interruptions below 5 % of Un (docs/power-quality.md §1.2).
 
 A site file (TOML) may set any field under `[quality]`; a stricter in-house value narrows the live alerting band
 while `severity` and the compliance report still name the EN 50160 figure (see docs/quality.md):
@@ -48,7 +48,7 @@ class SiteLimits:
     unbalance_max: float = 0.02
     unbalance_share_required: float = 0.95
 
-    # RMS events (PQ ref §1.2), on each reading.
+    # RMS events (docs/power-quality.md §1.2), on each reading.
     dip_threshold_fraction: float = 0.90
     swell_threshold_fraction: float = 1.10
     interruption_threshold_fraction: float = 0.05
