@@ -93,7 +93,9 @@ class WeeklyReport:
 
 
 def event_label(event: EventPeriod, limits: SiteLimits) -> str:
-    """dip/swell/interruption, or under-/over-voltage when the excursion outlasts an event (PQ ref §1.2)."""
+    """dip/swell/interruption, or under-/over-voltage when the excursion outlasts an event.
+
+    Durations as docs/power-quality.md §1.2 gives them (EN 50160: dips and swells last 10 ms to 1 min)."""
     if event.kind != "interruption" and event.duration_s > limits.event_max_duration_s:
         return "under-voltage" if event.kind == "dip" else "over-voltage"
     return event.kind
