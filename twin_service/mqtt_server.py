@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -103,20 +104,37 @@ _AMQTT_RUNNER = textwrap.dedent(
 )
 
 
-def _let_mosquitto_write(workdir: Path) -> None:
-    """Started as root, Mosquitto drops to the `mosquitto` user: give it the directory its database is saved in."""
+def _let_mosquitto_write(workdir: Path) -> bool:
+    """Started as root, Mosquitto drops to the `mosquitto` user: give it the directory its database is saved in.
+
+    False when that user still cannot reach the directory because a parent is closed to it (a 0700 temporary
+    directory, /root): then every save fails with "Permission denied", and a restart of Mosquitto starts with no
+    sessions, losing what was queued for the agent (the soak lost one reading per meter that way). The caller
+    then keeps Mosquitto root (`user root`, mosquitto.conf(5)) rather than run without persistence.
+    """
     if os.geteuid() != 0:
-        return
+        return True
     try:
         import pwd
 
         account = pwd.getpwnam("mosquitto")
     except (ImportError, KeyError):
-        return
+        return True
     os.chown(workdir, account.pw_uid, account.pw_gid)
     for name in ("mosquitto.db", "mosquitto.db.new"):
         with contextlib.suppress(FileNotFoundError):
             os.chown(workdir / name, account.pw_uid, account.pw_gid)
+    return _can_enter(workdir.resolve().parents, account.pw_uid, account.pw_gid)
+
+
+def _can_enter(directories: Sequence[Path], uid: int, gid: int) -> bool:
+    """Whether a user (uid, primary gid) may traverse every directory (search permission, x)."""
+    for directory in directories:
+        mode = directory.stat()
+        bit = (stat.S_IXUSR if mode.st_uid == uid else stat.S_IXGRP if mode.st_gid == gid else stat.S_IXOTH)
+        if not mode.st_mode & bit:
+            return False
+    return True
 
 
 def spawn_mqtt_server(
@@ -143,7 +161,11 @@ def spawn_mqtt_server(
             "max_queued_messages 100000\nmax_inflight_messages 1000\n",
             encoding="utf-8",
         )
-        _let_mosquitto_write(workdir)
+        if not _let_mosquitto_write(workdir):
+            log.warning("the mosquitto user cannot enter a parent of %s: Mosquitto stays root so that its "
+                        "persistence works", workdir)
+            with conf.open("a", encoding="utf-8") as extra:
+                extra.write("user root\n")
         kind, argv = "mosquitto", [mosquitto, "-c", str(conf)]
     else:
         kind, argv = "amqtt", [sys.executable, "-c", _AMQTT_RUNNER, host, str(port)]
