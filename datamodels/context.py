@@ -15,6 +15,8 @@ CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld
 ENERGY_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Energy/master/context.jsonld"
 DEVICE_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Device/master/context.jsonld"
 ALERT_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Alert/master/context.jsonld"
+GREEN_ENERGY_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.GreenEnergy/master/context.jsonld"
+BATTERY_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Battery/master/context.jsonld"
 
 # Context URL -> vendored file name under datamodels/contexts/.
 VENDORED: dict[str, str] = {
@@ -23,6 +25,8 @@ VENDORED: dict[str, str] = {
     ENERGY_CONTEXT: "dataModel.Energy.context.jsonld",
     DEVICE_CONTEXT: "dataModel.Device.context.jsonld",
     ALERT_CONTEXT: "dataModel.Alert.context.jsonld",
+    GREEN_ENERGY_CONTEXT: "dataModel.GreenEnergy.context.jsonld",
+    BATTERY_CONTEXT: "dataModel.Battery.context.jsonld",
 }
 
 CONTEXTS_DIR = Path(__file__).parent / "contexts"
@@ -33,6 +37,8 @@ CONTEXT_BY_TYPE: dict[str, list[str]] = {
     "Device": [DEVICE_CONTEXT, CORE_CONTEXT],
     "Anomaly": [ALERT_CONTEXT, CORE_CONTEXT],
     "Alert": [ALERT_CONTEXT, CORE_CONTEXT],
+    "PhotovoltaicMeasurement": [GREEN_ENERGY_CONTEXT, CORE_CONTEXT],  # inverters (bridges/sunspec)
+    "BatteryStatus": [BATTERY_CONTEXT, CORE_CONTEXT],
 }
 
 

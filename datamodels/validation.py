@@ -30,7 +30,26 @@ SCHEMA_FILES: tuple[str, ...] = (
     "device-schema.energytwin.json",
     "Anomaly.schema.json",
     "EnergyForecast.energytwin.json",
+    "PhotovoltaicMeasurement.schema.json",
+    "BatteryStatus.schema.json",
 )
+
+# Upstream defects corrected in memory when a vendored file is loaded (the file itself stays byte for byte).
+# Each entry: file -> [(path of keys to the object, key, corrected value, why)]. See NOTICE.md.
+SCHEMA_ERRATA: dict[str, list[tuple[tuple[str | int, ...], str, object, str]]] = {
+    "BatteryStatus.schema.json": [
+        (("allOf", 2, "properties", "statusPercent"), "type", "number",
+         ("schema.json types statusPercent as an integer in 0..1, so only 0 and 1 would validate; the same "
+         "model's model.yaml says type number and its example.json has 0.97")),
+        (("allOf", 2, "properties"), "refBattery", {
+            "anyOf": [{"type": "string", "format": "uri"},
+                      {"$ref": "https://smart-data-models.github.io/data-models/common-schema.json#/definitions/"
+                               "EntityIdentifierType"}],
+            "description": "Relationship. Model:'http://schema.org/URL'. Reference to the battery entity"},
+         ("refBattery is a oneOf of 'a URI' and EntityIdentifierType, which itself accepts every URI, so every "
+         "entity id matches both branches and fails; anyOf states the evident intent (a URI or an entity id)")),
+    ],
+}
 
 _SDM = "https://smart-data-models.github.io"
 SCHEMA_ID_BY_TYPE: dict[str, str] = {
@@ -40,6 +59,9 @@ SCHEMA_ID_BY_TYPE: dict[str, str] = {
     "DeviceModel": f"{_SDM}/dataModel.Device/DeviceModel/schema.json",
     # The upstream Anomaly schema still carries its incubation $id.
     "Anomaly": f"{_SDM}/incubated/Anomaly/schema.json",
+    # Upstream's $id for PhotovoltaicMeasurement names data-models.Energy although it lives in dataModel.GreenEnergy.
+    "PhotovoltaicMeasurement": f"{_SDM}/data-models.Energy/PhotovoltaicMeasurement/schema.json",
+    "BatteryStatus": f"{_SDM}/dataModel.Battery/BatteryStatus/schema.json",
 }
 
 # NGSI-LD attribute types whose payload sits under `value` (or `object` for relationships).
@@ -68,6 +90,11 @@ def schema_registry() -> Registry:
     resources = []
     for name in SCHEMA_FILES:
         contents = json.loads((SCHEMAS_DIR / name).read_text(encoding="utf-8"))
+        for path, key, value, _why in SCHEMA_ERRATA.get(name, []):
+            target = contents
+            for step in path:
+                target = target[step]
+            target[key] = value
         # Several SDM schemas declare "$schema": "http://json-schema.org/schema#", which names no draft;
         # they are all written for 2020-12, so the dialect is fixed here rather than sniffed.
         resources.append((contents["$id"], DRAFT202012.create_resource(contents)))

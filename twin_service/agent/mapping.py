@@ -22,7 +22,14 @@ from datetime import datetime
 from typing import Any
 
 from datamodels.context import CORE_CONTEXT, context_for
-from datamodels.measures import BY_ATTRIBUTE, BY_OBJECT_ID, TIME_INSTANT, ShapeError, check_value
+from datamodels.measures import (
+    BY_ATTRIBUTE,
+    BY_OBJECT_ID,
+    MEASUREMENT_TYPE,
+    TIME_INSTANT,
+    ShapeError,
+    check_value,
+)
 
 from .models import AttributeSpec, StaticAttribute
 from .registry import ResolvedDevice
@@ -121,7 +128,8 @@ def _fragment(
             continue
         try:
             attributes[name] = _ngsi_ld_attribute(
-                name, spec.type if spec else "Property", value, spec.unit_code() if spec else None, when
+                name, spec.type if spec else "Property", value, spec.unit_code() if spec else None, when,
+                meter_table=device.entity_type == MEASUREMENT_TYPE,
             )
         except (ShapeError, ValueError) as exc:
             result.rejections.append(Rejection("bad_value", f"{where}{key}: {exc}"))
@@ -165,9 +173,13 @@ def _provisioned(device: ResolvedDevice, key: str) -> AttributeSpec | None:
 
 
 def _ngsi_ld_attribute(
-    name: str, attr_type: str, value: Any, unit_code: str | None, when: str | None
+    name: str, attr_type: str, value: Any, unit_code: str | None, when: str | None, meter_table: bool = True
 ) -> dict[str, Any]:
-    """One NGSI-LD attribute from a measure, typed as node-lib's `convertAttrNGSILD` types it."""
+    """One NGSI-LD attribute from a measure, typed as node-lib's `convertAttrNGSILD` types it.
+
+    The measure table's shape and range checks apply to the meter's entity type only: other types use the same
+    SDM names with other shapes (PhotovoltaicMeasurement's `activePower` is one number in kW, not per phase).
+    """
     kind = attr_type.lower()
     if kind in _NUMBER_TYPES and isinstance(value, str):
         try:
@@ -176,7 +188,7 @@ def _ngsi_ld_attribute(
             raise ValueError(f"{value!r} is not a number (attribute type {attr_type})") from None
     elif kind == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"
-    table = BY_ATTRIBUTE.get(name)
+    table = BY_ATTRIBUTE.get(name) if meter_table else None
     if table is not None:
         check_value(table, value)
         unit_code = unit_code or table.unit_code
