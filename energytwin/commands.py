@@ -68,7 +68,8 @@ def _config(data_dir: Path, host: str, mqtt_port: int, broker_port: int, agent_p
                       "reaches the broker sees and changes every entity[/bold red]")
     return StackConfig(data_dir=data_dir, host=host, mqtt_port=mqtt_port, broker_port=broker_port,
                        agent_port=agent_port, quality_port=quality_port, web_port=web_port,
-                       access=not no_access, access_port=access_port, mqtt_prefer=mqtt_prefer)
+                       access=not no_access, access_port=access_port, mqtt_prefer=mqtt_prefer,
+                       mqtt_auth=not no_access)
 
 
 def _serve(shutdown: Shutdown, data_dir: Path, what: str, start, run) -> None:  # type: ignore[no-untyped-def]
@@ -106,6 +107,9 @@ def _print_endpoints(stack: EmbeddedStack) -> None:
     table.add_column("service")
     table.add_column("address")
     table.add_row(f"MQTT ({mqtt_kind})", f"mqtt://{cfg.host}:{cfg.mqtt_port}  topics /json/<apikey>/<device>/attrs")
+    if cfg.mqtt_auth:
+        table.add_row("MQTT logins (per device)", f"{cfg.data_dir.resolve()}/access/mqtt/devices.json  "
+                      "(energytwin access mqtt --help)")
     table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1  (the stack's own services)")
     if stack.access_url:
         table.add_row("access layer (bearer tokens)", f"{stack.access_url}/ngsi-ld/v1  (docs/access.md)")

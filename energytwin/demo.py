@@ -70,6 +70,11 @@ class DemoContext:
     def agent_url(self) -> str:
         return self.options.stack.agent_url
 
+    def mqtt_login(self, apikey: str, device_id: str) -> tuple[str, str] | None:
+        """The (user, secret) every part's MQTT device must log in with (per-device credentials are on when
+        access control is); None when the broker takes anonymous clients. Pass it to paho's username_pw_set."""
+        return self.stack.mqtt_login(apikey, device_id)
+
 
 class DemoPart(Protocol):
     """One thing the demo runs beside the stack."""
@@ -127,6 +132,7 @@ class SimulatedMeters:
                 period_s=options.period_s,
                 frequency_hz=options.frequency_hz,
                 loads=options.loads,
+                mqtt_login=ctx.mqtt_login(DEMO_APIKEY, device_id),
             )
             self.meters.append(meter)
             meter.start()

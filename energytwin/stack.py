@@ -61,6 +61,9 @@ class StackConfig:
     web_port: int = ports.WEB_PORT  # the live twin page (twin_service.web); 0: a free port
     access: bool = True  # the access layer (access/, a PEP) in front of the broker; False only for development
     access_port: int = 0  # where the PEP listens (`energytwin up`: 1027); 0: a free port
+    # Per-device MQTT credentials (access/_mqtt_auth.py): Mosquitto/amqtt refuse anonymous clients, each device
+    # logs in as itself and publishes only its own topics. `energytwin up`/`demo` turn it on with access control.
+    mqtt_auth: bool = False
 
     @property
     def broker_url(self) -> str:
@@ -111,6 +114,7 @@ class _Child:
     argv: list[str]
     port: int
     log_path: Path
+    env: dict[str, str] | None = None  # extra environment (the agent's MQTT login)
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -118,7 +122,8 @@ class _Child:
     def spawn(self) -> None:
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [*guard(), *self.argv], stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+                [*guard(), *self.argv], stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
         self.started_at = time.monotonic()
 
@@ -291,7 +296,7 @@ class EmbeddedStack:
             with self.shutdown.deferred():
                 self._write_lock()
                 self.mqtt = spawn_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, prefer=cfg.mqtt_prefer,
-                                              launcher=guard(stay=True))
+                                              launcher=guard(stay=True), auth=self._mqtt_auth_files())
                 self._write_lock()
             self.mqtt.wait_ready()
             self.children = self._children()
@@ -345,6 +350,7 @@ class EmbeddedStack:
                  "--broker-url", cfg.broker_url, "--data-dir", str(cfg.data_dir)],
                 cfg.agent_port,
                 cfg.log_dir / "agent.log",
+                env=self._agent_mqtt_env(),
             ),
             _Child(
                 "quality",
@@ -363,6 +369,44 @@ class EmbeddedStack:
             ),
         ]
         return children[:1] + guarded + children[1:]  # the PEP right after the broker it guards
+
+    # --- per-device MQTT credentials ---
+
+    def _mqtt_auth_files(self) -> tuple[Path, Path] | None:
+        if not self.config.mqtt_auth:
+            return None
+        from access._mqtt_auth import MqttCredentials
+
+        creds = MqttCredentials(self.config.data_dir)
+        creds.ensure()  # at least the agent's account; devices are added by mqtt_login / `energytwin access mqtt`
+        return creds.password_file, creds.acl_file
+
+    def _agent_mqtt_env(self) -> dict[str, str] | None:
+        if not self.config.mqtt_auth:
+            return None
+        from access._mqtt_auth import AGENT_USER, MqttCredentials
+
+        login = MqttCredentials(self.config.data_dir).login(AGENT_USER)
+        assert login is not None  # created by _mqtt_auth_files before any child starts
+        return {"IOTA_MQTT_USERNAME": login[0], "IOTA_MQTT_PASSWORD": login[1]}
+
+    def mqtt_login(self, apikey: str, device_id: str) -> tuple[str, str] | None:
+        """The (username, secret) a device logs in to the stack's MQTT broker with; None when MQTT is anonymous.
+
+        A device without an account gets one, and the running broker re-reads its files.
+        """
+        if not self.config.mqtt_auth:
+            return None
+        from access._mqtt_auth import MqttCredentials
+
+        creds = MqttCredentials(self.config.data_dir)
+        login = creds.login(device_id)
+        if login is None:
+            creds.ensure([(apikey, device_id)])
+            if self.mqtt is not None:
+                self.mqtt.reload_credentials()
+            login = creds.login(device_id)
+        return login
 
     @property
     def quality_url(self) -> str:
@@ -413,7 +457,7 @@ class EmbeddedStack:
                     if self._stopping.is_set():
                         return
                     self.mqtt = spawn_mqtt_server(cfg.data_dir / "mqtt", cfg.host, cfg.mqtt_port, cfg.mqtt_prefer,
-                                                  launcher=guard(stay=True))
+                                                  launcher=guard(stay=True), auth=self._mqtt_auth_files())
                     self._write_lock()
                 try:
                     self.mqtt.wait_ready()

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -74,6 +75,25 @@ class MqttServer:
             ) from None
         log.info("MQTT broker %s listening on %s:%d", self.kind, self.host, self.port)
 
+    def reload_credentials(self) -> None:
+        """Make the broker read its password_file and acl_file again (new devices provisioned).
+
+        Mosquitto re-reads them on SIGHUP (mosquitto(8)); it may run under the stack's guard process, so the
+        signal goes to the mosquitto process itself. The amqtt plugins re-read the files when they change.
+        """
+        if self.kind != "mosquitto" or self.process.poll() is not None:
+            return
+        import psutil
+
+        try:
+            procs = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.Error:
+            return
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                if Path(proc.exe()).name == "mosquitto" or proc.name() == "mosquitto":
+                    proc.send_signal(signal.SIGHUP)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the broker and wait for it."""
         if self.process.poll() is None:
@@ -90,16 +110,20 @@ _AMQTT_RUNNER = textwrap.dedent(
     import asyncio, sys
     from amqtt.broker import Broker
 
-    async def main(host, port):
+    async def main(host, port, password_file=None, acl_file=None):
+        plugins = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        if password_file:  # per-device credentials: the same files Mosquitto reads (access/_amqtt_plugins.py)
+            plugins = {"access._amqtt_plugins.MosquittoPasswordFilePlugin": {"password_file": password_file},
+                       "access._amqtt_plugins.MosquittoAclFilePlugin": {"acl_file": acl_file}}
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": plugins,
         }
         broker = Broker(config)
         await broker.start()
         await asyncio.Event().wait()
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:5]))
     """
 )
 
@@ -139,9 +163,12 @@ def _can_enter(directories: Sequence[Path], uid: int, gid: int) -> bool:
 
 def spawn_mqtt_server(
     workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto",
-    launcher: Sequence[str] = (),
+    launcher: Sequence[str] = (), auth: tuple[Path, Path] | None = None,
 ) -> MqttServer:
     """Start Mosquitto (or amqtt when Mosquitto is missing or `prefer="amqtt"`) without waiting for it.
+
+    `auth`: (password_file, acl_file) in Mosquitto's formats (access/_mqtt_auth.py writes them): anonymous
+    clients are refused, each login publishes and reads only what the ACL lists. None: anonymous access.
 
     The process is in its own session (a terminal's Ctrl-C reaches only its owner, which stops it in order);
     call `wait_ready()` next. Split from `start_mqtt_server` so a supervisor can record the child before
@@ -156,7 +183,10 @@ def spawn_mqtt_server(
         conf.write_text(
             # Persistence: sessions and their queued QoS 1 messages survive a restart of the broker (saved at
             # shutdown and every 10 s), so the agent's persistent session misses nothing published meanwhile.
-            f"listener {port} {host}\nallow_anonymous true\npersistence true\n"
+            f"listener {port} {host}\n"
+            + ("allow_anonymous true\n" if auth is None else
+               f"allow_anonymous false\npassword_file {auth[0]}\nacl_file {auth[1]}\n")
+            + "persistence true\n"
             f"persistence_location {workdir}/\nautosave_interval 10\n"
             "max_queued_messages 100000\nmax_inflight_messages 1000\n",
             encoding="utf-8",
@@ -168,7 +198,8 @@ def spawn_mqtt_server(
                 extra.write("user root\n")
         kind, argv = "mosquitto", [mosquitto, "-c", str(conf)]
     else:
-        kind, argv = "amqtt", [sys.executable, "-c", _AMQTT_RUNNER, host, str(port)]
+        kind, argv = "amqtt", [sys.executable, "-c", _AMQTT_RUNNER, host, str(port),
+                               *([str(auth[0]), str(auth[1])] if auth else [])]
     with (workdir / f"{kind}.log").open("ab") as log_file:
         # launcher: a command that runs argv in its place (the stack's guard that ties a child's life to it)
         proc = subprocess.Popen([*launcher, *argv], stdout=log_file, stderr=subprocess.STDOUT,
@@ -177,10 +208,11 @@ def spawn_mqtt_server(
 
 
 def start_mqtt_server(
-    workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto"
+    workdir: Path, host: str = "127.0.0.1", port: int = 1883, prefer: str = "auto",
+    auth: tuple[Path, Path] | None = None,
 ) -> MqttServer:
     """Start Mosquitto (or amqtt when Mosquitto is missing or `prefer="amqtt"`) and wait until it listens."""
-    server = spawn_mqtt_server(workdir, host, port, prefer)
+    server = spawn_mqtt_server(workdir, host, port, prefer, auth=auth)
     try:
         server.wait_ready()
     except BaseException:

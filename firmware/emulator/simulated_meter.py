@@ -48,6 +48,7 @@ class SimulatedMeter:
         neutral_current_a: float | None = None,
         calibration: BoardCalibration | None = None,
         max_published: int = 1000,
+        mqtt_login: tuple[str, str] | None = None,  # (user, secret) when the broker wants per-device logins
     ) -> None:
         if len(loads) != 3:
             raise ValueError("a three-phase meter needs exactly three loads")
@@ -62,6 +63,8 @@ class SimulatedMeter:
             period_s=period_s,
             nominal_hz=nominal_hz,
             calibration=calibration,
+            mqtt_user=mqtt_login[0] if mqtt_login else None,
+            mqtt_password=mqtt_login[1] if mqtt_login else None,
         )
         self.model = ADE9000Model(calibration, frequency_hz=frequency_hz)
         for index, load in enumerate(loads):
