@@ -14,9 +14,11 @@ subscriber: -> the next notification arrives) and runs PRAGMA quick_check on the
 
 At the end (after the queue drained) every published message is looked up in the broker's history: lost =
 published but not there, duplicated = there more than once (the same meter and TimeInstant), notifications lost =
-landed readings no notification carried. RSS growth compares the stack's total RSS after warm-up with the end of
-publishing (restarted processes start small: the figure is an upper bound of what a leak could hide). After the
-stack stopped, PRAGMA integrity_check runs on every SQLite file.
+landed readings no notification carried; each of the three is also split by the fault it followed
+(`by_fault`). RSS is measured per service, each its own process tree (Mosquitto runs under the stack's guard
+process: its child is the broker), after warm-up, every minute, and at the end of publishing; growth compares
+warm-up with the end (a service restarted by a fault starts small, so its own figure then says little). After
+the stack stopped, PRAGMA integrity_check runs on every SQLite file.
 
 Usage: python bench/soak.py [--quick] [--seconds S] [--meters N] [--rate HZ]
   full: 1,000 meters x 1 Hz for 1,800 s; --quick: 20 meters for 25 s with shorter faults (make test's smoke run).
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -111,27 +114,65 @@ def subscribe(broker_url: str, receiver_url: str) -> None:
 
 
 def stack_pids(stack: EmbeddedStack) -> dict[str, int]:
+    """The pid of each service. Mosquitto, which drops to its own user, runs under the stack's guard process
+    (energytwin/_child_guard.py --stay): its pid is the guard's child, not the guard."""
     pids = {c.name: c.process.pid for c in stack.children if c.process is not None}
     if stack.mqtt is not None:
-        pids["mosquitto"] = stack.mqtt.process.pid
+        pids["mosquitto"] = mosquitto_pid(stack.mqtt.process.pid)
     return pids
 
 
-def stack_rss_mb(stack: EmbeddedStack) -> float:
-    return round(sum(rss_mb(pid)[0] for pid in stack_pids(stack).values()), 1)
+def mosquitto_pid(launched: int) -> int:
+    """The MQTT broker's own pid: the launched process, or its child when the launched one is the guard."""
+    try:
+        children = psutil.Process(launched).children()
+    except psutil.Error:
+        return launched
+    return children[0].pid if children else launched
 
 
-def fresh_in_twin(broker_url: str, entity_id: str, since: float, timeout_s: float) -> float | None:
-    """Seconds until the meter's frequency in the twin was observed at or after `since` (None: not in time)."""
+def service_rss_mb(stack: EmbeddedStack) -> dict[str, float]:
+    """RSS of each service's own process tree, MB."""
+    out = {}
+    for name, pid in stack_pids(stack).items():
+        try:
+            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            continue
+        out[name] = round(sum(rss_mb(p.pid)[0] for p in procs), 1)
+    return out
+
+
+def queue_depth(http: httpx.Client, agent_url: str) -> float | None:
+    """Messages in the agent's durable queue, waiting for the broker (None: the agent did not answer)."""
+    try:
+        text = http.get(f"{agent_url}/metrics").text
+    except httpx.HTTPError:
+        return None
+    return next((float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith("energytwin_agent_upsert_queue_depth")), None)
+
+
+def fresh_in_twin(broker_url: str, entity_id: str, since: float, timeout_s: float, agent_url: str | None = None,
+                  peak: list[float] | None = None) -> float | None:
+    """Seconds until the meter's frequency in the twin was observed at or after `since` (None: not in time).
+
+    With `agent_url` and `peak`, the largest agent queue depth seen meanwhile is appended to `peak`: the backlog
+    the recovery had to work off (readings of every meter are upserted in arrival order)."""
     deadline = time.time() + timeout_s
+    largest = 0.0
     with httpx.Client(timeout=2) as http:
         while time.time() < deadline:
+            if agent_url is not None:
+                largest = max(largest, queue_depth(http, agent_url) or 0.0)
             try:
                 answer = http.get(f"{broker_url}/ngsi-ld/v1/entities/{entity_id}", headers=twin_headers(),
                                   params={"attrs": "frequency"})
                 if answer.status_code == 200:
                     observed = answer.json().get("frequency", {}).get("observedAt")
                     if observed and epoch(observed) >= since:
+                        if peak is not None:
+                            peak.append(largest)
                         return round(time.time() - since, 2)
             except httpx.HTTPError:
                 pass
@@ -151,12 +192,13 @@ class Chaos:
     """The fault schedule, run in its own thread; records what it did and how long recovery took."""
 
     def __init__(self, stack: EmbeddedStack, receiver: AwayReceiver, probe_id: str, start_at: float,
-                 slot_s: float, away_s: float, pause_s: float) -> None:
+                 slot_s: float, away_s: float, pause_s: float, t0: float) -> None:
         self.stack, self.receiver, self.probe_id = stack, receiver, probe_id
         self.start_at, self.slot_s, self.away_s, self.pause_s = start_at, slot_s, away_s, pause_s
         self.faults: list[dict[str, Any]] = []
         self.done = threading.Event()
-        self.t0 = time.time()
+        self.t0 = t0  # publishing began: `at_s` is on the same clock as the *_by_second figures
+        self._peak: list[float] = []
 
     def _child(self, name: str) -> Any:
         return next(c for c in self.stack.children if c.name == name)
@@ -164,13 +206,15 @@ class Chaos:
     def _record(self, name: str, started: float, ended: float, recovery_s: float | None) -> None:
         check = quick_check(self.stack.config.data_dir / "twin.sqlite")
         entry = {"fault": name, "at_s": round(started - self.t0, 1), "duration_s": round(ended - started, 1),
-                 "recovery_s": recovery_s, "broker_db_quick_check": check}
+                 "recovery_s": recovery_s, "agent_queue_peak": self._peak.pop() if self._peak else None,
+                 "broker_db_quick_check": check}
         self.faults.append(entry)
         print(f"  fault {name:<22} at {entry['at_s']:>7.1f} s  lasted {entry['duration_s']:>5.1f} s  "
               f"recovered in {recovery_s} s  quick_check {check}", flush=True)
 
     def _recover(self, ended: float) -> float | None:
-        return fresh_in_twin(self.stack.config.broker_url, self.probe_id, ended, 180)
+        return fresh_in_twin(self.stack.config.broker_url, self.probe_id, ended, 180, self.stack.config.agent_url,
+                             self._peak)
 
     def kill(self, name: str) -> None:
         started = time.time()
@@ -184,7 +228,7 @@ class Chaos:
         self._record("restart mqtt broker", started, started, self._recover(started))
 
     def pause(self, name: str) -> None:
-        pid = self.stack.mqtt.process.pid if name == "mqtt broker" else self._child(name).process.pid
+        pid = mosquitto_pid(self.stack.mqtt.process.pid) if name == "mqtt broker" else self._child(name).process.pid
         started = time.time()
         os.kill(pid, signal.SIGSTOP)
         time.sleep(self.pause_s)
@@ -264,10 +308,11 @@ def wait_drained(agent_url: str, timeout_s: float) -> float:
 
 
 def count_landed(broker_url: str, t0: float, t1: float, window_s: float = 120.0
-                 ) -> tuple[set[tuple[str, float]], int]:
-    """Every frequency instance observed in [t0, t1]: the set of (entity, observedAt) and the duplicates."""
+                 ) -> tuple[set[tuple[str, float]], dict[tuple[str, float], int]]:
+    """Every frequency instance observed in [t0, t1]: the set of (entity, observedAt) and the extra copies of
+    each key held more than once."""
     keys: set[tuple[str, float]] = set()
-    duplicates = 0
+    duplicates: dict[tuple[str, float], int] = {}
     start = t0 - 0.001
     with httpx.Client(timeout=300) as http:
         while start < t1 + 0.002:
@@ -288,10 +333,32 @@ def count_landed(broker_url: str, t0: float, t1: float, window_s: float = 120.0
                 if len(page) < 100:
                     break
                 offset += 100
-            duplicates += sum(n - 1 for n in seen.values())
+            duplicates.update({key: n - 1 for key, n in seen.items() if n > 1})
             keys.update(seen)
             start = end
     return keys, duplicates
+
+
+def per_second(counts: dict[tuple[str, float], int], t0: float) -> dict[int, int]:
+    """Counts per (entity, observedAt) summed by the second of publishing (seconds after `t0`) they were taken."""
+    out: dict[int, int] = {}
+    for (_, observed), n in counts.items():
+        second = round(int(observed) - t0)
+        out[second] = out.get(second, 0) + n
+    return dict(sorted(out.items()))
+
+
+def by_fault(faults: list[dict[str, Any]], figures: dict[str, dict[int, int]]) -> dict[str, dict[str, int]]:
+    """Each figure's seconds attributed to the latest fault that began at or before them ("before any fault"
+    for earlier seconds): which fault cost what."""
+    starts = sorted((f["at_s"], f["fault"]) for f in faults)
+    out: dict[str, dict[str, int]] = {}
+    for figure, seconds in figures.items():
+        for second, n in seconds.items():
+            name = next((fault for at, fault in reversed(starts) if at <= second + 1), "before any fault")
+            out.setdefault(name, {}).setdefault(figure, 0)
+            out[name][figure] += n
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -338,17 +405,19 @@ def main(argv: list[str]) -> int:
             begin = time.time()
             warm_s = min(60.0, 0.1 * seconds)
             time.sleep(warm_s)
-            rss_start = stack_rss_mb(stack)
+            rss_samples = [(round(time.time() - begin), service_rss_mb(stack))]
             chaos_window = seconds - warm_s
             slot_s = chaos_window / 8.5
-            chaos = Chaos(stack, receiver, probe_id, begin + warm_s + 0.25 * slot_s, slot_s, away_s, pause_s)
+            chaos = Chaos(stack, receiver, probe_id, begin + warm_s + 0.25 * slot_s, slot_s, away_s, pause_s, begin)
             chaos_thread = threading.Thread(target=chaos.run, name="soak-chaos")
             chaos_thread.start()
             print(f"soak: {meters} meters x {args.rate:g} Hz for {seconds:.0f} s, payload {payload_bytes} bytes, "
-                  f"faults every {slot_s:.0f} s; stack RSS after warm-up {rss_start} MB", flush=True)
+                  f"faults every {slot_s:.0f} s; RSS after warm-up {rss_samples[0][1]} MB", flush=True)
             while time.time() < begin + seconds or not chaos.done.is_set():
                 time.sleep(0.5)
-            rss_end = stack_rss_mb(stack)
+                if time.time() - begin - rss_samples[-1][0] >= 60:
+                    rss_samples.append((round(time.time() - begin), service_rss_mb(stack)))
+            rss_samples.append((round(time.time() - begin), service_rss_mb(stack)))
             stop.set()
             publisher.join()
             chaos_thread.join()
@@ -370,11 +439,14 @@ def main(argv: list[str]) -> int:
         landed_per_s[int(observed)] = landed_per_s.get(int(observed), 0) + 1
     lost_per_s = {round(sec - t0): n - landed_per_s.get(sec, 0) for sec, n in sorted(published_per_s.items())
                   if n > landed_per_s.get(sec, 0)}
+    duplicated_per_s = per_second({key: n for key, n in duplicates.items()}, t0)
+    notified_lost_per_s = per_second({key: 1 for key in keys - notified}, t0)
     recoveries = [f["recovery_s"] for f in chaos.faults]
+    rss_start, rss_end = (round(sum(rss_samples[i][1].values()), 1) for i in (0, -1))
     result = {
         "run_started_utc": started_wall, "meters": meters, "rate_hz": args.rate, "seconds": seconds,
         "quick": args.quick, "payload_bytes": payload_bytes, "cores": os.cpu_count(),
-        "published": sent, "landed": landed_n, "lost": sent - landed_n, "duplicated": duplicates,
+        "published": sent, "landed": landed_n, "lost": sent - landed_n, "duplicated": sum(duplicates.values()),
         "agent_upserted_messages": int(upserted),
         "notifications_lost": len(keys - notified), "notifications_received": len(receiver.received),
         "faults_injected": chaos.faults,
@@ -382,10 +454,17 @@ def main(argv: list[str]) -> int:
         "faults_not_recovered": sum(1 for r in recoveries if r is None),
         "rss_start_mb": rss_start, "rss_end_mb": rss_end,
         "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 1) if rss_start else None,
+        "rss_by_service_mb": {name: [samples.get(name) for _, samples in (rss_samples[0], rss_samples[-1])]
+                              for name in rss_samples[-1][1]},
+        "rss_samples_mb": [{"at_s": at, **samples} for at, samples in rss_samples],
+        "by_fault": by_fault(chaos.faults, {"lost": lost_per_s, "duplicated": duplicated_per_s,
+                                            "notifications_lost": notified_lost_per_s}),
         "restarts": restarts, "integrity_check": integrity,
         "lost_by_second": lost_per_s,  # seconds after the first publish -> readings of that second not landed
+        "duplicated_by_second": duplicated_per_s,
+        "notifications_lost_by_second": notified_lost_per_s,
     }
-    print(f"\npublished {sent:,}  landed {landed_n:,}  lost {result['lost']}  duplicated {duplicates}  "
+    print(f"\npublished {sent:,}  landed {landed_n:,}  lost {result['lost']}  duplicated {result['duplicated']}  "
           f"notifications lost {result['notifications_lost']}  max recovery {result['max_recovery_s']} s  "
           f"RSS {rss_start} -> {rss_end} MB ({result['rss_growth_pct']} %)  integrity {set(integrity.values())}")
     RESULTS.mkdir(parents=True, exist_ok=True)

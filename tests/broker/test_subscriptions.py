@@ -217,6 +217,25 @@ def test_unreachable_subscriber_is_reported_failed(
     assert status["status"] == "failed" and "lastSuccess" not in status and status["lastFailure"]
 
 
+def test_receiver_away_longer_than_the_retry_schedule_misses_nothing(
+        fast_retry_client: Callable[[tuple[float, ...]], TestClient], receiver: Receiver) -> None:
+    """Past the schedule the notifier keeps retrying at its longest delay instead of dropping the batch; what
+    was written meanwhile is queued and coalesced, in order (the soak's subscriber away for 60 s lost its first
+    batches)."""
+    client = fast_retry_client((0.05, 0.05))
+    _subscribe(client, _subscription(receiver))
+    receiver.statuses = [503] * 8  # down for 8 attempts: far past the two retries of the schedule
+    voltages = [230.0, 231.0, 232.0]
+    for voltage in voltages:
+        _update(client, voltage)
+    deadline = time.monotonic() + 5
+    seen: list[float] = []
+    while seen != voltages and time.monotonic() < deadline:
+        seen = [e["phaseVoltage"]["value"]["L1"] for r in list(receiver.received)[8:] for e in r.body["data"]]
+        time.sleep(0.02)
+    assert seen == voltages
+
+
 def test_notifications_keep_the_order_of_updates(client: TestClient, receiver: Receiver) -> None:
     _subscribe(client, _subscription(receiver))
     voltages = [200.0 + n for n in range(40)]

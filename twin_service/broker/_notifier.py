@@ -6,11 +6,16 @@ entity to each matching subscription's outbox; each subscription has its own sen
 (retried with exponential backoff) delays only its own notifications. An outbox is FIFO and sent by one task,
 so notifications about one entity arrive in the order of the writes; when a receiver falls behind, queued
 entities are coalesced into one notification (`data` is an array) rather than dropped, up to a bound.
+A notification that keeps failing is retried at the longest backoff for as long as the subscription is active
+(an unreachable receiver misses nothing until its outbox overflows), and an outbox holds only the attributes
+its notifications carry, so a backlog of snapshots costs little memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import logging
 import time
 import uuid
@@ -218,7 +223,11 @@ class SubscriptionManager:
                         if moment - sub.last_accepted < sub.throttling:
                             continue  # within the throttling period: not notified, as in Orion-LD
                         sub.last_accepted = moment
-                    self._enqueue((sub.tenant, sub.id), [change.notified(sub.show_changes)])
+                    entity = change.notified(sub.show_changes)
+                    if sub.attributes is not None:  # what the notification carries (render_entity's rule)
+                        entity = dataclasses.replace(
+                            entity, attrs={n: a for n, a in entity.attrs.items() if n in sub.attributes})
+                    self._enqueue((sub.tenant, sub.id), [entity])
 
     def _enqueue(self, key: tuple[str, str], entities: list[Entity]) -> None:
         outbox = self._outboxes.get(key)
@@ -292,13 +301,17 @@ class SubscriptionManager:
         return body, headers
 
     async def _deliver(self, key: tuple[str, str], entities: list[Entity]) -> None:
-        """Send one notification, retrying with backoff; gives up (logged, status failed) after the last try."""
+        """Send one notification, retrying with backoff, then at the longest delay until it is delivered or the
+        subscription is gone or expired (status failed meanwhile). Giving up after the schedule would
+        drop the batch while the outbox still has room: a receiver away for a minute lost its first batches."""
         outbox = self._outboxes.get(key)
-        for attempt, delay in enumerate((0.0, *self._retry_delays_s)):
+        delays = itertools.chain((0.0,), self._retry_delays_s, itertools.repeat(self._retry_delays_s[-1]
+                                                                                 if self._retry_delays_s else 1.0))
+        for attempt, delay in enumerate(delays):
             if delay:
                 await asyncio.sleep(delay)
             sub = self._subs.get(key)
-            if sub is None or outbox is None or sub.state() == "expired":
+            if sub is None or outbox is None or sub.state() == "expired" or not self._running:
                 return
             body, headers = self._notification(sub, entities)
             error: str | None = None
@@ -326,9 +339,10 @@ class SubscriptionManager:
             if attempt < len(self._retry_delays_s):
                 log.info("notification for subscription %s to %s failed (%s); retry %d in %.1f s", sub.id,
                          sub.uri, error, attempt + 1, self._retry_delays_s[attempt])
-            else:
-                log.warning("notification for subscription %s to %s failed %d times (%s); %d entities not "
-                            "notified", sub.id, sub.uri, attempt + 1, error, len(entities))
+            elif attempt == len(self._retry_delays_s):
+                log.warning("notification for subscription %s to %s failed %d times (%s); retrying until it is "
+                            "delivered (%d queued, at most %d kept)", sub.id, sub.uri, attempt + 1, error,
+                            len(outbox.pending) + len(entities), MAX_QUEUED_PER_SUBSCRIPTION)
 
     # -- status persistence ------------------------------------------------------------------------------
     async def _flush_loop(self) -> None:
