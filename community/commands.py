@@ -408,31 +408,61 @@ def validate(path: Path | None, community_path: Path, year: int | None) -> None:
 
 @community.command("import-distributor")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Where to write one hourly CSV per CUPS (name them in community.yaml's `csv:`).")
-def import_distributor(files: tuple[Path, ...], out_dir: Path) -> None:
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one hourly CSV per CUPS here (name them in community.yaml's `csv:`).")
+@click.option("--to-twin", "broker_url", metavar="BROKER_URL",
+              help="Write the hours into the twin's history instead (NGSI-LD broker, e.g. http://127.0.0.1:1026): "
+                   "the member then reads `distributor: true` in community.yaml.")
+@click.option("--tenant", help="NGSILD-Tenant for --to-twin (the community file's twin.tenant).")
+def import_distributor(files: tuple[Path, ...], out_dir: Path | None, broker_url: str | None,
+                       tenant: str | None) -> None:
     """Import the distributor's hourly CSVs (CUPS;Fecha;Hora;AE_kWh[;AS_kWh][;REAL/ESTIMADO], Datadis and
     e-distribución downloads) for members without a meter.
 
     \b
     DST days (23 hours in March, 25 in October) and duplicate rows are handled; every error names its line and
-    nothing is written while any line is wrong. Example:
+    nothing is written while any line is wrong. Examples:
       energytwin community import-distributor curva-ana.csv curva-bernat.csv --out community/hourly
+      energytwin community import-distributor curva-ana.csv --to-twin http://127.0.0.1:1026 --tenant energytwin
+    With --to-twin each CUPS becomes urn:ngsi-ld:ThreePhaseAcMeasurement:<CUPS> with an hourly kWh counter
+    (observedAt per hour); a later month's file continues it, a file overlapping stored hours is refused.
     """
     from community.distributor_import import DistributorFileError, read_distributor_csv, write_hourly_csvs
 
+    if (out_dir is None) == (broker_url is None):
+        raise click.UsageError("give exactly one of --out DIR or --to-twin BROKER_URL")
     for path in files:
         try:
             imported = read_distributor_csv(path)
         except DistributorFileError as exc:
             raise click.ClickException(f"{path}: {len(exc.errors)} error(s), nothing written:\n"
                                        + "\n".join(exc.errors[:50])) from None
-        for written in write_hourly_csvs(imported, out_dir):
-            cups = written.stem
-            click.echo(f"{path} -> {written}: {len(imported.hours[cups])} hours of {cups}")
+        if out_dir is not None:
+            for written in write_hourly_csvs(imported, out_dir):
+                cups = written.stem
+                click.echo(f"{path} -> {written}: {len(imported.hours[cups])} hours of {cups}")
+        else:
+            _import_to_twin(imported, path, broker_url, tenant)
         counts = imported.counts
         click.echo(f"  measured {counts['measured']}, estimated {counts['estimated']}, "
                    f"duplicates dropped {counts['duplicates']}")
+
+
+def _import_to_twin(imported, path: Path, broker_url: str, tenant: str | None) -> None:  # type: ignore[no-untyped-def]
+    from community.distributor_history import HistoryOverlap, write_to_twin
+    from fiware_client import BrokerError, NgsiLdClient
+
+    try:
+        with NgsiLdClient(broker_url, tenant=tenant) as client:
+            written = write_to_twin(imported, client, source=path.name)
+    except HistoryOverlap as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    except BrokerError as exc:
+        raise click.ClickException(f"{path}: the broker at {broker_url} refused the history: {exc}") from None
+    for w in written:
+        click.echo(f"{path} -> {broker_url} {w.entity_id}: {w.hours} hours {w.first_hour:%Y-%m-%d %H:%M} .. "
+                   f"{w.last_hour:%Y-%m-%d %H:%M} UTC ({w.estimated_hours} estimated), counter from "
+                   f"{w.continued_from_kwh:g} kWh")
 
 
 @community.command()

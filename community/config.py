@@ -124,6 +124,9 @@ class Member(_Strict):
     cups: str
     meter: str | None = None  # device_id of the member's consumption meter in the twin
     csv: Path | None = None  # hourly CSV import (docs/community.md)
+    # True: the distributor's hourly kWh of this CUPS, imported into the twin's history
+    # (`energytwin community import-distributor --to-twin`, community/distributor_history.py)
+    distributor: bool = False
     own_installation_meter: str | None = None  # the member's own PV meter (household view V = P + L - T)
     tariff: str
     energy_poverty: bool = False
@@ -143,8 +146,9 @@ class Member(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Member:
-        if (self.meter is None) == (self.csv is None):
-            raise ValueError("give exactly one of meter (a twin device_id) or csv (an hourly file)")
+        if [self.meter is not None, self.csv is not None, self.distributor].count(True) != 1:
+            raise ValueError("give exactly one of meter (a twin device_id), csv (an hourly file) or "
+                             "distributor: true (the distributor's data in the twin's history)")
         return self
 
 

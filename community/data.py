@@ -9,6 +9,7 @@ import numpy as np
 
 from community.config import LoadedCommunity
 from community.csv_import import read_hourly_csv
+from community.distributor_history import SAMPLE_PERIOD
 from community.hourly import Gap, hour_grid, hourly_energy_from_counter
 from community.settlement import net_generation_kwh
 from community.twin import energy_counters
@@ -41,23 +42,27 @@ def load_energy(
     gap_limit = timedelta(minutes=community.twin.max_sample_gap_min)
     own_client = None
     if client is None and (
-        any(m.meter for m in community.members) or any(i.meter for i in community.installations)
+        any(m.meter or m.distributor for m in community.members) or any(i.meter for i in community.installations)
     ):
         twin = community.twin
         own_client = client = history_reader(twin.history, broker_url=twin.url, tenant=twin.tenant,
                                              history_url=twin.history_server_url, service_path=twin.service_path)
     gaps: list[Gap] = []
 
-    def counters(device_id: str) -> tuple[np.ndarray, np.ndarray]:
-        series = energy_counters(client, device_id, start, end, margin=gap_limit)
+    def counters(device_id: str, limit: timedelta = gap_limit,
+                 export_optional: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        series = energy_counters(client, device_id, start, end, margin=limit)
         out = []
         for label, samples in (("import", series.import_kwh), ("export", series.export_kwh)):
+            if label == "export" and export_optional and not samples:
+                out.append(np.full(grid.size, np.nan))  # a file without export: unknown, as a CSV without it
+                continue
             hourly = hourly_energy_from_counter(
                 [t for t, _ in samples],
                 [v for _, v in samples],
                 start,
                 end,
-                max_sample_gap=gap_limit,
+                max_sample_gap=limit,
                 source=f"{device_id} {label}",
             )
             gaps.extend(hourly.gaps)
@@ -87,6 +92,8 @@ def load_energy(
                 if m.own_installation_meter:
                     _, own[i] = counters(m.own_installation_meter)
                     has_own[i] = True
+            elif m.distributor:  # hourly counter samples: an hour between two is not a gap
+                imports[i], exports[i] = counters(m.cups, max(gap_limit, SAMPLE_PERIOD), True)
             else:
                 csv = read_hourly_csv(loaded.resolve(m.csv), grid, ("import_kwh",))
                 gaps.extend(csv.gaps)
