@@ -79,16 +79,23 @@ def device_topics(apikey: str, device_id: str) -> tuple[tuple[str, ...], tuple[s
 class Account:
     username: str
     secret: str
-    kind: str  # "device" or "service"
+    kind: str  # "device", "gateway" (one login publishing for several devices, e.g. a SunSpec bridge), "service"
     apikey: str | None = None
     device_id: str | None = None
+    devices: tuple[tuple[str, str], ...] = ()  # a gateway's (apikey, device_id) pairs
 
     def topics(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(publish, read) filters; a service reads and writes everything."""
+        """(publish, read) filters; a service reads and writes everything, a gateway its devices' topics."""
         if self.kind == "service":
             return SERVICE_TOPICS, SERVICE_TOPICS
-        assert self.apikey and self.device_id
-        return device_topics(self.apikey, self.device_id)
+        pairs = self.devices if self.kind == "gateway" else ((self.apikey or "", self.device_id or ""),)
+        publish: list[str] = []
+        read: list[str] = []
+        for apikey, device_id in pairs:
+            p, r = device_topics(apikey, device_id)
+            publish += p
+            read += r
+        return tuple(publish), tuple(read)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -129,11 +136,12 @@ class MqttCredentials:
             return {}
         except ValueError as exc:
             raise MqttAuthError(f"{self.accounts_path}: not valid JSON: {exc}") from exc
-        return {name: Account(name, a["secret"], a["kind"], a.get("apikey"), a.get("device_id"))
+        return {name: Account(name, a["secret"], a["kind"], a.get("apikey"), a.get("device_id"),
+                              tuple((k, d) for k, d in a.get("devices") or ()))
                 for name, a in body.items()}
 
-    def ensure(self, devices: Iterable[tuple[str, str]] = (), services: Iterable[str] = (AGENT_USER,)
-               ) -> dict[str, Account]:
+    def ensure(self, devices: Iterable[tuple[str, str]] = (), services: Iterable[str] = (AGENT_USER,),
+               gateways: dict[str, Iterable[tuple[str, str]]] | None = None) -> dict[str, Account]:
         """Give every (apikey, device_id) and service an account (existing secrets kept), rewrite the files.
 
         A device's username is its device id, so a device id may be under one apikey only: the same id under a
@@ -150,10 +158,18 @@ class MqttCredentials:
             elif known.kind != "device" or known.apikey != apikey:
                 raise MqttAuthError(f"MQTT user {device_id!r} already exists as "
                                     f"{known.kind} {known.apikey or ''}; a device id needs one apikey")
+        for name, pairs in (gateways or {}).items():
+            known = accounts.get(name)
+            if known is not None and known.kind != "gateway":
+                raise MqttAuthError(f"MQTT user {name!r} already exists as a {known.kind}")
+            merged = tuple(sorted({*(known.devices if known else ()), *((k, d) for k, d in pairs)}))
+            accounts[name] = Account(name, known.secret if known else secrets.token_urlsafe(32), "gateway",
+                                     devices=merged)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
         _write_private(self.accounts_path, json.dumps(
-            {a.username: {"secret": a.secret, "kind": a.kind, "apikey": a.apikey, "device_id": a.device_id}
+            {a.username: {"secret": a.secret, "kind": a.kind, "apikey": a.apikey, "device_id": a.device_id,
+                          **({"devices": [list(d) for d in a.devices]} if a.devices else {})}
              for a in accounts.values()}, indent=2))
         self._write_broker_files(accounts)
         return accounts

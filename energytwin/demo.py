@@ -75,6 +75,10 @@ class DemoContext:
         access control is); None when the broker takes anonymous clients. Pass it to paho's username_pw_set."""
         return self.stack.mqtt_login(apikey, device_id)
 
+    def mqtt_gateway_login(self, name: str, devices: list[tuple[str, str]]) -> tuple[str, str] | None:
+        """One login for a part publishing for several devices (a SunSpec bridge): its (apikey, device_id)s."""
+        return self.stack.mqtt_gateway_login(name, devices)
+
 
 class DemoPart(Protocol):
     """One thing the demo runs beside the stack."""

@@ -408,6 +408,19 @@ class EmbeddedStack:
             login = creds.login(device_id)
         return login
 
+    def mqtt_gateway_login(self, name: str, devices: list[tuple[str, str]]) -> tuple[str, str] | None:
+        """The login of a gateway (one MQTT connection publishing for several devices: a SunSpec bridge) that
+        may publish and read the topics of exactly `devices` ((apikey, device_id) pairs); None when anonymous."""
+        if not self.config.mqtt_auth:
+            return None
+        from access._mqtt_auth import MqttCredentials
+
+        creds = MqttCredentials(self.config.data_dir)
+        creds.ensure(gateways={name: devices})
+        if self.mqtt is not None:
+            self.mqtt.reload_credentials()
+        return creds.login(name)
+
     @property
     def quality_url(self) -> str:
         """Base URL of the power-quality analytics (its port is chosen at start when quality_port is 0)."""

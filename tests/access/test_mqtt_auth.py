@@ -146,3 +146,12 @@ def test_a_new_device_logs_in_after_a_reload(broker: tuple[MqttServer, MqttCrede
             break
         time.sleep(0.2)
     assert reason is not None and not reason.is_failure, reason
+
+
+def test_a_gateway_publishes_for_its_devices_only(tmp_path: Path):
+    creds = MqttCredentials(tmp_path)
+    creds.ensure(gateways={"home-1": [(APIKEY, "home-1-pv"), (APIKEY, "home-1-battery")]})
+    creds.ensure(gateways={"home-1": [(APIKEY, "home-1-pv")]})  # again: nothing lost
+    acl = read_acl_file(creds.acl_file)["home-1"]
+    assert f"/json/{APIKEY}/home-1-battery/attrs" in acl["write"] and f"/{APIKEY}/home-1-pv/cmd" in acl["read"]
+    assert not any("meter-" in t for t in acl["write"] + acl["read"])
