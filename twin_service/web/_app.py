@@ -230,7 +230,9 @@ async def history(request: Request) -> Response:
 async def stream(request: Request) -> Response:
     """GET /api/stream[?device=…]: Server-Sent Events `hello`, `reading`, `event`, `ping`."""
     device = request.query_params.get("device") or None
-    return StreamingResponse(_state(request).hub.stream(device), media_type="text/event-stream",
+    # The caller's scope, set by the page's authentication when access control is on (a member: own meters).
+    sees = getattr(request.state, "sees_device", None)
+    return StreamingResponse(_state(request).hub.stream(device, sees), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

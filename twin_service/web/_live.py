@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,9 @@ def sse(event: str, data: Any) -> str:
 @dataclass(eq=False)
 class _Client:
     device: str | None  # None: every meter (the overview)
+    # Which devices this page may see (the caller's scope, access/: Identity.owns); None: every device. A
+    # message about any other device never enters this page's queue.
+    sees: Callable[[str], bool] | None = None
     queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
 
 
@@ -44,6 +47,8 @@ class LiveHub:
         message = sse(event, data)
         for client in list(self.clients):
             if client.device is not None and client.device != device:
+                continue
+            if client.sees is not None and not client.sees(device):
                 continue
             try:
                 client.queue.put_nowait(message)
@@ -67,9 +72,11 @@ class LiveHub:
             client.queue.get_nowait()
         client.queue.put_nowait(None)
 
-    async def stream(self, device: str | None) -> AsyncIterator[str]:
-        """The messages of one page: `hello` first, then readings/events as they come, `ping` when idle."""
-        client = _Client(device)
+    async def stream(self, device: str | None, sees: Callable[[str], bool] | None = None) -> AsyncIterator[str]:
+        """The messages of one page: `hello` first, then readings/events as they come, `ping` when idle.
+
+        `sees`: the caller's scope (a member's own meters); messages about other devices are never queued."""
+        client = _Client(device, sees)
         self.clients.add(client)
         try:
             yield f"retry: {RETRY_MS}\n" + sse("hello", {"serverTime": now_iso(), "device": device})
