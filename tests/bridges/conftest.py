@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from bridges.sunspec.simulator import HomeConfig, RunningServer, SimulatedHome, start_in_thread
@@ -23,3 +27,38 @@ def sunspec_server() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for server in running:
         server.stop()
+
+
+def wait(predicate: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Poll until `predicate()` is truthy; its value, or AssertionError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def commander(mqtt_server: Any) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Publish on /cmd as the agent would, and collect the bridge's /cmdexe answers."""
+    answers: list[tuple[str, dict[str, Any]]] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"commander-{time.monotonic_ns()}")
+    client.on_message = lambda c, u, m: answers.append((m.topic, json.loads(m.payload)))
+    client.connect(mqtt_server.host, mqtt_server.port)
+    client.subscribe("/+/+/cmdexe", qos=1)
+    client.loop_start()
+    time.sleep(0.2)
+
+    def send(apikey: str, device_id: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+        before = len(answers)
+        client.publish(f"/{apikey}/{device_id}/cmd", json.dumps(payload), qos=1)
+        topic = f"/{apikey}/{device_id}/cmdexe"
+        return wait(lambda: next((a for t, a in answers[before:] if t == topic), None), timeout_s)
+
+    yield send
+    client.loop_stop()
+    client.disconnect()
+
+

@@ -6,15 +6,12 @@ entities the twin ends up with are validated against the vendored official SDM s
 
 from __future__ import annotations
 
-import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 import uvicorn
 
@@ -25,19 +22,10 @@ from datamodels.context import context_for, link_header
 from datamodels.der import battery_entity_id, der_device_entity_id, pv_entity_id
 from datamodels.validation import validate_entity
 from tests.agent.support import make_agent
+from tests.bridges.conftest import wait
 from twin_service.mqtt_server import free_port
 
 broker_app = pytest.importorskip("twin_service.broker")
-
-
-def wait(predicate: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -69,28 +57,6 @@ def site_yaml(twin: dict[str, Any], devices: list[tuple[str, int, int]], apikey:
     for device_id, port, unit in devices:
         lines += [f"  - id: {device_id}", f"    port: {port}", f"    unit: {unit}", "    timeout_s: 0.3"]
     return "\n".join(lines)
-
-
-@pytest.fixture
-def commander(mqtt_server: Any) -> Iterator[Callable[..., dict[str, Any]]]:
-    """Publish on /cmd as the agent would, and collect the bridge's /cmdexe answers."""
-    answers: list[tuple[str, dict[str, Any]]] = []
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"commander-{time.monotonic_ns()}")
-    client.on_message = lambda c, u, m: answers.append((m.topic, json.loads(m.payload)))
-    client.connect(mqtt_server.host, mqtt_server.port)
-    client.subscribe("/+/+/cmdexe", qos=1)
-    client.loop_start()
-    time.sleep(0.2)
-
-    def send(apikey: str, device_id: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
-        before = len(answers)
-        client.publish(f"/{apikey}/{device_id}/cmd", json.dumps(payload), qos=1)
-        topic = f"/{apikey}/{device_id}/cmdexe"
-        return wait(lambda: next((a for t, a in answers[before:] if t == topic), None), timeout_s)
-
-    yield send
-    client.loop_stop()
-    client.disconnect()
 
 
 def test_home_reaches_the_twin_as_valid_sdm_entities_and_takes_commands(twin, sunspec_server, commander) -> None:
@@ -130,3 +96,47 @@ def test_home_reaches_the_twin_as_valid_sdm_entities_and_takes_commands(twin, su
         assert running.bridge.total("commands_failed_total") == 2
     finally:
         running.stop()
+
+
+def test_faults_are_logged_counted_shown_in_the_twin_and_never_stop_the_others(twin, sunspec_server, commander,
+                                                                              caplog) -> None:
+    good = sunspec_server(HomeConfig())
+    broken = sunspec_server(HomeConfig(unit_id=1, sf_not_implemented=("W_SF",)),
+                            HomeConfig(unit_id=2, declared_length={123: 30}),
+                            HomeConfig(unit_id=3, refuse_writes=True))
+    plain = sunspec_server(HomeConfig(sunspec=False))
+    devices = [("good", good.port, 1), ("sf", broken.port, 1), ("longmap", broken.port, 2),
+               ("refuses", broken.port, 3), ("wrongunit", broken.port, 7), ("plain", plain.port, 1),
+               ("gone", 1, 1)]
+    running = BridgeThread(Bridge(parse_site(site_yaml(twin, devices, "key-f")))).start()
+    bridge = running.bridge
+    broker = twin["broker"]
+    try:
+        def state(device_id: str) -> str | None:
+            found = entity(broker, der_device_entity_id(device_id), "Device")
+            return found["deviceState"]["value"] if found else None
+
+        wait(lambda: state("gone") == "fault:no-response" and state("plain") == "fault:not-sunspec"
+             and state("wrongunit") == "fault:no-response", 15)
+        assert wait(lambda: state("sf")) == "degraded:sf-not-implemented"
+        assert wait(lambda: state("longmap")) == "degraded:map-mismatch"
+        pv_sf = wait(lambda: entity(broker, pv_entity_id("sf"), "PhotovoltaicMeasurement"))
+        assert "activePower" not in pv_sf and pv_sf["deviceState"]["value"] == "degraded:sf-not-implemented"
+        refused = commander("key-f", "refuses-battery", {"batteryPowerSetpoint": 1000})
+        assert refused["batteryPowerSetpoint"]["ok"] is False
+        assert "exception-4" in refused["batteryPowerSetpoint"]["error"]
+        no_cap = commander("key-f", "longmap-pv", {"pvPowerLimit": 50})
+        assert "no usable SunSpec model 123" in no_cap["pvPowerLimit"]["error"]
+        polls = bridge.total("polls_total", "good")
+        wait(lambda: bridge.total("polls_total", "good") >= polls + 3)  # the good device never waited on the rest
+        assert wait(lambda: entity(broker, battery_entity_id("good"), "BatteryStatus"))["deviceState"]["value"] == "ok"
+        assert bridge.total("faults_total", "gone", "no-response") >= 2
+        assert bridge.total("faults_total", "plain", "not-sunspec") >= 2
+        assert bridge.total("problems_total", "sf", "sf-not-implemented") >= 1
+        assert bridge.total("problems_total", "longmap", "map-mismatch") >= 1
+    finally:
+        running.stop()
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("bridges")]
+    gone_lines = [line for line in logged if line.startswith("gone ") and "fault:no-response" in line]
+    assert len(gone_lines) == 1, "a lasting fault is logged once, when the state changes"
+    assert "unit id" in gone_lines[0]
