@@ -78,7 +78,7 @@ class Pep:
                 ident = body["identity"]
                 self._relays[key] = _Relay(body["owner"], body["target"], Identity(
                     ident["subject"], ident["role"], ident.get("member"), frozenset(ident.get("devices", ())),
-                    frozenset(ident.get("cups", ()))), body.get("subscription_id"))
+                    frozenset(ident.get("cups", ())), ident.get("tenant")), body.get("subscription_id"))
 
     def _save(self) -> None:
         if self.state_file is None:
@@ -86,7 +86,8 @@ class Pep:
         body = {k: {"owner": r.owner, "target": r.target, "subscription_id": r.subscription_id,
                     "identity": {"subject": r.identity.subject, "role": r.identity.role,
                                  "member": r.identity.member, "devices": sorted(r.identity.devices),
-                                 "cups": sorted(r.identity.cups)}} for k, r in self._relays.items()}
+                                 "cups": sorted(r.identity.cups), "tenant": r.identity.tenant}}
+                for k, r in self._relays.items()}
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
         tmp.replace(self.state_file)
@@ -121,6 +122,9 @@ class Pep:
             identity = self._identity(request)
         except TokenError as exc:
             return self._refuse(401, exc.reason, request)
+        named = request.headers.get("ngsild-tenant") or request.headers.get("fiware-service")
+        if identity.tenant is not None and named is not None and named != identity.tenant:
+            return self._refuse(403, f"this token is for tenant {identity.tenant!r}, not {named!r}", request)
         rule = self.policy.rule(identity.role)
         found = classify(request.method, path)
         if found is None:
@@ -141,7 +145,7 @@ class Pep:
                 return self._refuse(403, "that subscription is not yours", request)
             if action == "subscriptions.write" and request.method == "PATCH":
                 body = self._rewrite_patch(identity, ids["sid"], body)
-        upstream = await self._forward(request, body)
+        upstream = await self._forward(request, body, identity.tenant)
         self.counters["forwarded"] += 1
         if scope == "all" or upstream.status_code >= 300 or not upstream.content:
             return self._respond(upstream, upstream.content)
@@ -150,8 +154,10 @@ class Pep:
             self._forget_subscription(ids["sid"])
         return self._respond(upstream, filtered, drop_counts=True)
 
-    async def _forward(self, request: Request, body: bytes) -> httpx.Response:
+    async def _forward(self, request: Request, body: bytes, tenant: str | None = None) -> httpx.Response:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
+        if tenant is not None and not any(k.lower() in ("ngsild-tenant", "fiware-service") for k, _ in headers):
+            headers.append(("fiware-service" if request.url.path.startswith("/iot") else "NGSILD-Tenant", tenant))
         url = self.upstream + request.url.path
         return await self.client.request(request.method, url, params=request.query_params.multi_items(),
                                          headers=headers, content=body)
@@ -247,14 +253,14 @@ class Pep:
             endpoint = data["notification"]["endpoint"]
             target = str(endpoint["uri"])
         except (ValueError, KeyError, TypeError):
-            upstream = await self._forward(request, body)  # the broker explains what is wrong with it
+            upstream = await self._forward(request, body, identity.tenant)  # the broker explains what is wrong with it
             return self._respond(upstream, upstream.content)
         if not target.startswith(("http://", "https://")):
             return self._refuse(403, "through the access layer, notifications go to http(s) endpoints only",
                                 request)
         relay_url = self._new_relay(identity, target)
         endpoint["uri"] = relay_url
-        upstream = await self._forward(request, json.dumps(data).encode())
+        upstream = await self._forward(request, json.dumps(data).encode(), identity.tenant)
         key = relay_url.rsplit("/", 1)[-1]
         with self._lock:
             if upstream.status_code == 201:

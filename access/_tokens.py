@@ -5,6 +5,9 @@ A token is a JWS-signed JWT (RFC 7519) whose claims say who the caller is:
   exp        required; an expired token fails
   role       one of the policy's roles (an OIDC provider can map it from its own roles claim: `role_claim`)
   devices    meter/device ids the caller owns (members, devices); `member` names the member; `cups` their supplies
+  tenant     optional: the NGSI-LD tenant (= fiware-service) the token may reach; requests naming another are
+             refused, requests naming none are sent to it (device ids repeat across tenants: meter-001 of one
+             community is not meter-001 of another)
 Only asymmetric algorithms are accepted (RS256/ES256 families): `alg: none` and HS256 tokens (whose "key" would
 be the public key) are refused before any signature check, as RFC 8725 §3.1 recommends.
 """
@@ -46,6 +49,7 @@ class Identity:
     member: str | None = None
     devices: frozenset[str] = field(default_factory=frozenset)
     cups: frozenset[str] = field(default_factory=frozenset)
+    tenant: str | None = None  # the one NGSI-LD tenant (fiware-service) the token is for; None: any
 
     def owns(self, entity_id: str) -> bool:
         """An entity is the caller's when its id ends with one of their device ids or CUPS (urn:ngsi-ld:T:ID)."""
@@ -141,7 +145,8 @@ class TokenVerifier:
         if not isinstance(role, str) or not role:
             raise TokenError(f"token has no {self.role_claim!r} claim")
         identity = Identity(subject=str(claims["sub"]), role=role, member=claims.get("member"),
-                            devices=frozenset(claims.get("devices") or ()), cups=frozenset(claims.get("cups") or ()))
+                            devices=frozenset(claims.get("devices") or ()), cups=frozenset(claims.get("cups") or ()),
+                            tenant=claims.get("tenant") if isinstance(claims.get("tenant"), str) else None)
         return identity, float(claims["exp"])
 
 
@@ -185,7 +190,7 @@ class LocalIssuer:
         return str(uuid.uuid5(uuid.NAMESPACE_OID, str(key.public_key().public_numbers().x)))[:8]
 
     def token(self, subject: str, role: str, *, member: str | None = None, devices: list[str] | None = None,
-              cups: list[str] | None = None, lifetime_s: float = 12 * 3600) -> str:
+              cups: list[str] | None = None, lifetime_s: float = 12 * 3600, tenant: str | None = None) -> str:
         key = self._private_key()
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": self.audience, "sub": subject, "role": role,
@@ -196,6 +201,8 @@ class LocalIssuer:
             claims["devices"] = sorted(devices)
         if cups:
             claims["cups"] = sorted(cups)
+        if tenant:
+            claims["tenant"] = tenant
         return jwt.encode(claims, key, algorithm="ES256", headers={"kid": self.key_id(key)})
 
     def verifier(self) -> TokenVerifier:

@@ -69,10 +69,11 @@ def list_users(data_dir: Path) -> None:
 @click.option("--user", help="A user added with `users add`.")
 @click.option("--secret", help="That user's secret.")
 @click.option("--hours", type=float, default=12.0, show_default=True, help="Lifetime of the token.")
+@click.option("--tenant", help="Bind the token to one NGSI-LD tenant (fiware-service); others are refused.")
 @AUDIENCE
 @DATA_DIR
 def token(role: str | None, member: str | None, user: str | None, secret: str | None, hours: float,
-          audience: str, data_dir: Path) -> None:
+          tenant: str | None, audience: str, data_dir: Path) -> None:
     """Print a bearer token (on the last line) signed by the local issuer."""
     from access._tokens import LocalIssuer
     from access._users import UserError, UserStore
@@ -99,7 +100,8 @@ def token(role: str | None, member: str | None, user: str | None, secret: str | 
     else:
         raise click.ClickException("give --role (and --member), or --user and --secret")
     click.echo(f"token for {subject} (role {role}, valid {hours:g} h, audience {audience}):")
-    click.echo(issuer.token(subject, role, member=member_id, devices=devices, cups=cups, lifetime_s=hours * 3600))
+    click.echo(issuer.token(subject, role, member=member_id, devices=devices, cups=cups, lifetime_s=hours * 3600,
+                            tenant=tenant))
 
 
 @click.group()

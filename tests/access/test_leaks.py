@@ -116,6 +116,12 @@ def _endpoints(receiver: str) -> list[tuple[str, str, str, object]]:
          {"activePower": {"type": "Property", "value": {"L1": 1.0, "L2": 1.0, "L3": 1.0}}}),
         ("upsert foreign", "POST", f"{NGSI}/entityOperations/upsert", [_measurement(FOREIGN, 9, 5.0)]),
         ("unknown path", "GET", "/admin/everything", None),
+        ("query count", "GET", f"{NGSI}/entities?type=ThreePhaseAcMeasurement&count=true", None),
+        ("foreign attribute", "GET", f"{NGSI}/entities/{measurement_id(FOREIGN)}?attrs=activePower", None),
+        ("temporal aggregated", "GET", (f"{NGSI}/temporal/entities?type=ThreePhaseAcMeasurement&{q}"
+                                        "&aggrMethods=avg&aggrPeriodDuration=PT1H&attrs=activePower"), None),
+        ("temporal lastN", "GET", f"{NGSI}/temporal/entities?type=ThreePhaseAcMeasurement&{q}&lastN=1", None),
+        ("foreign type query", "GET", f"{NGSI}/entities?type=Device&q=controlledProperty==%22energy%22", None),
     ]
 
 
@@ -149,6 +155,12 @@ EXPECTED: dict[str, dict[str, object]] = {
                        "subscribe": "ok", "subscriptions": "ok", "write own": "ok", "write foreign": "ok",
                        "upsert foreign": "ok", "unknown path": 403},
 }
+NEW = ("query count", "foreign attribute", "temporal aggregated", "temporal lastN", "foreign type query")
+_NEW_EXPECTED = {
+    "member": ["ok", 403, "ok", "ok", "ok"], "device": ["ok", 403, 403, 403, "ok"], "public": [403] * 5,
+    "manager": ["ok"] * 5, "control-centre": ["ok"] * 5}
+for _role, _wants in _NEW_EXPECTED.items():
+    EXPECTED[_role].update(zip(NEW, _wants, strict=True))
 SCOPED = ("member", "device")
 
 
@@ -173,6 +185,9 @@ def test_every_endpoint_as(role: str, seeded: Guarded, receiver: str):
             problem = r.json()
             assert {"type", "title", "status"} <= problem.keys(), (name, problem)
         if role in SCOPED:
+            assert "/pep/relay/" not in r.text, (name, r.text[:300])  # the relay's key stays the PEP's
+            if r.status_code < 300:
+                assert "ngsild-results-count" not in r.headers, name  # it would count the others' entities
             for other in OTHERS:
                 if other in r.text or any(other in v for v in r.headers.values()):
                     failures.append(f"{name}: foreign id {other} in the answer to a {role}: {r.text[:300]}")
@@ -245,3 +260,52 @@ def test_bad_tokens_are_refused(seeded: Guarded):
         assert body["status"] == 401 and body["title"] == "Unauthorized" and body["detail"], (name, body)
         assert r.headers["www-authenticate"].startswith("Bearer"), name
         assert "meter-00" not in r.text, name
+
+
+def test_a_token_bound_to_a_tenant_reaches_that_tenant_only(seeded: Guarded):
+    """meter-001 of one community is not meter-001 of another: a token with a `tenant` claim reads its own."""
+    for tenant, watts in (("community-a", 11.0), ("community-b", 22.0)):
+        r = httpx.post(seeded.broker_url + NGSI + "/entityOperations/upsert", json=[_measurement(MINE, 0, watts)],
+                       headers={**HEADERS, "NGSILD-Tenant": tenant})
+        assert r.status_code in (201, 204), r.text
+    token = seeded.issuer.token("ana", "member", devices=[MINE], tenant="community-a")
+    url = f"{NGSI}/entities/{measurement_id(MINE)}"
+    mine = _call(seeded, token, "GET", url, None)  # no tenant header: the token's
+    assert mine.status_code == 200 and mine.json()["activePower"]["value"]["L1"] == 11.0, mine.text
+    other = httpx.get(seeded.pep_url + url, headers={**HEADERS, "Authorization": f"Bearer {token}",
+                                                     "NGSILD-Tenant": "community-b"}, timeout=10)
+    assert other.status_code == 403 and "community-a" in other.json()["detail"], other.text
+    assert "22.0" not in other.text
+
+
+def test_notifications_stay_filtered_in_every_format_and_after_a_patch(seeded: Guarded, receiver: str):
+    """keyValues and concise notifications, and a subscription whose entities are PATCHed to name a foreign
+    meter by id: the receiver still gets the member's meter only."""
+    _Receiver.received.clear()
+    member = _token(seeded, "member")
+    sids = []
+    for fmt in ("keyValues", "concise"):
+        body = _subscription(receiver + "/member")
+        body["notification"]["format"] = fmt
+        r = _call(seeded, member, "POST", f"{NGSI}/subscriptions", body)
+        assert r.status_code == 201, r.text
+        sids.append(r.headers["location"].rsplit("/", 1)[-1])
+    patch = {"entities": [{"id": measurement_id(FOREIGN), "type": "ThreePhaseAcMeasurement"},
+                          {"id": measurement_id(MINE), "type": "ThreePhaseAcMeasurement"}],
+             "notification": {"endpoint": {"uri": receiver + "/member", "accept": "application/json"}}}
+    r = _call(seeded, member, "PATCH", f"{NGSI}/subscriptions/{sids[0]}", patch)
+    assert r.status_code == 204, r.text
+    r = httpx.post(seeded.broker_url + NGSI + "/entityOperations/upsert", headers=HEADERS,
+                   json=[_measurement(d, 30, 77.0) for d in ("meter-002", "meter-001", "meter-003")])
+    assert r.status_code in (201, 204), r.text
+    def after_upsert(sid: str) -> list[dict]:  # 77.0 W: this upsert's value, in every format
+        return [n for n in _Receiver.received if n.get("subscriptionId", "").endswith(sid) and "77.0" in json.dumps(n)]
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(after_upsert(sid) for sid in sids):
+        time.sleep(0.1)
+    assert all(after_upsert(sid) for sid in sids), _Receiver.received
+    text = json.dumps(_Receiver.received)
+    assert measurement_id(MINE) in text and not any(other in text for other in OTHERS), text[:500]
+    for sid in sids:
+        assert _call(seeded, member, "DELETE", f"{NGSI}/subscriptions/{sid}", None).status_code == 204
