@@ -162,6 +162,8 @@ def _parse_phase_list(value: str, name: str) -> tuple[float, float, float]:
 @_stack_options
 @click.option("--meters", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="How many simulated meters (meter-001, meter-002, …).")
+@click.option("--homes", type=click.IntRange(0, 247), default=1, show_default=True,
+              help="Simulated homes (SunSpec PV inverter + battery, home-001, ...) through the Modbus bridge.")
 @click.option("--period-s", type=click.FloatRange(0.1, 3600), default=1.0, show_default=True,
               help="How often each meter publishes.")
 @click.option("--voltage-v", default="230,230,230", show_default=True, help="Phase voltages L1,L2,L3.")
@@ -172,7 +174,7 @@ def _parse_phase_list(value: str, name: str) -> tuple[float, float, float]:
 @click.option("--frequency-hz", type=float, default=50.0, show_default=True)
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
 def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port, no_access,
-         mqtt_prefer, meters, period_s, voltage_v,
+         mqtt_prefer, meters, homes, period_s, voltage_v,
          current_a, angle_deg, frequency_hz, duration_s):
     """Run the embedded stack with simulated meters running the real firmware.
 
@@ -189,7 +191,8 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
     shutdown = Shutdown().install()
     cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port,
                   no_access, mqtt_prefer)
-    options = DemoOptions(stack=cfg, meters=meters, period_s=period_s, frequency_hz=frequency_hz, loads=loads)
+    options = DemoOptions(stack=cfg, meters=meters, homes=homes, period_s=period_s, frequency_hz=frequency_hz,
+                          loads=loads)
 
     def run(running) -> None:  # type: ignore[no-untyped-def]
         _print_endpoints(running.stack)

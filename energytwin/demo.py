@@ -49,6 +49,7 @@ def demo_device_id(index: int) -> str:
 class DemoOptions:
     stack: StackConfig = field(default_factory=StackConfig)
     meters: int = 1
+    homes: int = 1  # simulated SunSpec homes (PV inverter + battery) through the bridge; 0: none
     period_s: float = 1.0
     frequency_hz: float = 50.0
     loads: tuple[PhaseLoad, PhaseLoad, PhaseLoad] = DEFAULT_LOADS
@@ -153,7 +154,12 @@ class SimulatedMeters:
 
 def default_parts(options: DemoOptions) -> list[DemoPart]:
     """What the demo runs beside the stack, in start order. Add a part here (one line)."""
-    return [SimulatedMeters()]
+    from energytwin.demo_homes import SimulatedHomes
+
+    parts: list[DemoPart] = [SimulatedMeters()]
+    if options.homes:
+        parts.append(SimulatedHomes(options.homes, options.period_s))
+    return parts
 
 
 @dataclass

@@ -39,6 +39,7 @@ from .uplink import Uplink
 
 log = logging.getLogger(__name__)
 
+PROVISION_RETRY_S = 30.0
 STATE_KEYS = {PV_TYPE: ("ds", "cs", "do"), BATTERY_TYPE: ("bds", "bcs", "bdo")}
 
 
@@ -62,6 +63,7 @@ class DeviceWorker:
         self.state = "starting"
         self.info: dict[str, str] = {}
         self.provisioned = False
+        self._provision_tried = -PROVISION_RETRY_S
         self.polls = 0
         self.commands: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._reverted_now: list[str] = []
@@ -126,6 +128,7 @@ class DeviceWorker:
             else:
                 self._set_state("ok")
             self._publish(decoded.values, now)
+            await self._provision()
         except ModbusFault as fault:
             self.bridge.count("faults_total", self.name, kind=fault.kind)
             hint = {"no-response": "check the address, the port, the unit id and that no other client holds "
@@ -165,8 +168,14 @@ class DeviceWorker:
         for entity_type in found:
             self.bridge.uplink.subscribe_commands(self.bridge.site.apikey, agent_device_id(self.name, entity_type))
             self.bridge.workers_by_agent_id[agent_device_id(self.name, entity_type)] = (self, entity_type)
-        if not self.provisioned:
-            self.provisioned = await asyncio.to_thread(self.bridge.provision, self)
+        await self._provision()
+
+    async def _provision(self) -> None:
+        """Provision on the agent once; a failed attempt is retried every PROVISION_RETRY_S while polling."""
+        if self.provisioned or time.monotonic() - self._provision_tried < PROVISION_RETRY_S:
+            return
+        self._provision_tried = time.monotonic()
+        self.provisioned = await asyncio.to_thread(self.bridge.provision, self)
 
     def _control_state(self, entity_type: str) -> str:
         names = {c.name for c in commands_of(entity_type)}
@@ -226,6 +235,7 @@ class Bridge:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._device_entities_due: set[str] = set()
+        self._provision_lock = threading.Lock()
         self.uplink.on_command(self._command_arrived)
 
     def count(self, name: str, device: str, amount: int = 1, kind: str = "") -> None:
@@ -258,12 +268,13 @@ class Bridge:
         bodies = [device_body(worker.name, entity_type, self.site.apikey, self.site.location_of(worker.config))
                   for entity_type in worker.roles]
         try:
-            with IotAgentClient(agent.url, agent.service, agent.service_path, timeout=10) as client:
+            with self._provision_lock, IotAgentClient(agent.url, agent.service, agent.service_path,
+                                                       timeout=10) as client:
                 for line in ensure_provisioned(client, self.site.apikey, bodies):
                     log.info("%s: %s on the agent", worker.name, line)
         except (FiwareError, OSError) as exc:
             log.error("%s: provisioning on the agent %s failed (%s); readings are published anyway and "
-                      "provisioning is retried on the next discovery", worker.name, agent.url, exc)
+                      "provisioning is retried in %.0f s", worker.name, agent.url, exc, PROVISION_RETRY_S)
             return False
         return True
 
