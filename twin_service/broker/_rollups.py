@@ -43,6 +43,20 @@ CREATE TEMP TABLE IF NOT EXISTS rollup_last (
 """
 
 
+def sum_sql(value: str) -> str:
+    """sum() that cannot raise SQLite's "integer overflow": integers from 1e12 on are added as doubles.
+
+    An energy counter in Wh passes 1e12 only past 1 TWh; a sum of up to 9 million smaller integers stays exact.
+    One overflowing aggregate would otherwise fail every fold of the mover (its rows never reach `readings`).
+    """
+    return f"sum(CASE WHEN abs({value}) < 1000000000000 THEN {value} ELSE {value} * 1.0 END)"
+
+
+def sumsq_sql(value: str) -> str:
+    """Sum of squares without integer overflow: integers from 1e6 on are squared as doubles."""
+    return f"sum(CASE WHEN abs({value}) < 1000000 THEN {value} * {value} ELSE {value} * 1.0 * {value} END)"
+
+
 def unpivot_sql(attr_id: int, value_sql: str) -> str:
     """Copy one attribute's values (one row per scalar, one per member of an object) of the rows being moved.
 
@@ -69,11 +83,12 @@ FROM temp.rollup_input WHERE num IS NOT NULL GROUP BY entity_key, attr_id, b, ke
 """
 
 # Parameter: period. Merges into existing buckets (late data) instead of replacing them.
-FOLD_SQL = """
+FOLD_SQL = f"""
 INSERT INTO rollups (entity_key, attr_id, period_s, bucket, key, total, numeric, sum, sumsq, min, max, last_ts, last)
 SELECT g.entity_key, g.attr_id, ?1, g.b, g.key, g.total, g.numeric, g.sum, g.sumsq, g.min, g.max, l.last_ts, l.last
 FROM (SELECT entity_key, attr_id, CAST(floor(observed_ts / ?1) AS INTEGER) AS b, key, count(*) AS total,
-             count(num) AS numeric, sum(num) AS sum, sum(num * num) AS sumsq, min(num) AS min, max(num) AS max
+             count(num) AS numeric, {sum_sql('num')} AS sum, {sumsq_sql('num')} AS sumsq, min(num) AS min,
+             max(num) AS max
       FROM temp.rollup_input GROUP BY entity_key, attr_id, b, key) AS g
 LEFT JOIN temp.rollup_last AS l ON l.entity_key = g.entity_key AND l.attr_id = g.attr_id AND l.b = g.b
      AND l.key = g.key
