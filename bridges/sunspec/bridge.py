@@ -33,6 +33,7 @@ from .discovery import DeviceMap, NotSunSpec, discover
 from .models import parse_model
 from .provision import device_body, ensure_provisioned
 from .reader import decode, read_models, roles
+from .reserve import RegisterMirror
 from .site import DeviceConfig, SiteConfig
 from .transport import ModbusFault, ModbusLink
 from .uplink import Uplink
@@ -66,6 +67,8 @@ class DeviceWorker:
         self._provision_tried = -PROVISION_RETRY_S
         self.polls = 0
         self.commands: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.mirror = (RegisterMirror(config.unit, config.reserve_host, config.reserve_port)
+                       if config.reserve_port else None)
         self._reverted_now: list[str] = []
 
     def where(self) -> str:
@@ -73,6 +76,21 @@ class DeviceWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.bridge.site.poll_interval_s
+        if self.mirror is not None:
+            try:
+                await self.mirror.start()
+            except (OSError, RuntimeError) as exc:
+                log.error("%s: cannot re-serve on %s:%s (%s); polling without the mirror", self.where(),
+                          self.config.reserve_host, self.config.reserve_port, exc)
+                self.mirror = None
+        try:
+            await self._loop(stop, interval)
+        finally:
+            if self.mirror is not None:
+                await self.mirror.stop()
+            self.link.close()
+
+    async def _loop(self, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():
             started = time.monotonic()
             await self.poll_once()
@@ -89,7 +107,6 @@ class DeviceWorker:
                     break
                 await self.run_command(agent_id, payload)
                 await self.poll_once()  # the twin shows the new state right away
-        self.link.close()
 
     def _set_state(self, state: str, detail: str = "") -> None:
         if state != self.state:
@@ -111,7 +128,10 @@ class DeviceWorker:
             if self.device_map is None:
                 await self._discover()
             assert self.device_map is not None
-            parsed = await read_models(self.link, self.device_map)
+            raw: dict[int, list[int]] | None = {} if self.mirror is not None else None
+            parsed = await read_models(self.link, self.device_map, raw=raw)
+            if self.mirror is not None and raw is not None:
+                self.mirror.update(self.device_map, raw)
             decoded = decode(self.device_map, parsed)
             reverted = self.controls.reverted(decoded.values)
             if reverted:
@@ -135,6 +155,8 @@ class DeviceWorker:
                                    "the device's single Modbus TCP connection"}.get(fault.kind, "")
             self._set_state(f"fault:{fault.kind}", f"{fault.detail}{'; ' + hint if hint else ''}")
             self._fault_published(now)
+            if self.mirror is not None:
+                self.mirror.invalidate()
             self.device_map = None  # re-discover: the map may have changed (firmware update, other unit)
             self.link.close()
         except NotSunSpec as exc:

@@ -45,15 +45,23 @@ def roles(device_map: DeviceMap) -> list[str]:
     return found
 
 
-async def read_models(link: ModbusLink, device_map: DeviceMap, wanted: set[int] | None = None
-                      ) -> dict[int, ss_device.Model]:
-    """Read and parse every usable model of the map that the register table needs (or `wanted`)."""
+async def read_models(link: ModbusLink, device_map: DeviceMap, wanted: set[int] | None = None,
+                      raw: dict[int, list[int]] | None = None) -> dict[int, ss_device.Model]:
+    """Read and parse every usable model of the map that the register table needs (or `wanted`).
+
+    With `raw` (a dict to fill), every model of the map is read, mismatched ones included, and its registers
+    are stored by address: the image the bridge re-serves to local readers (reserve.py).
+    """
     wanted = models_needed() if wanted is None else wanted
     parsed: dict[int, ss_device.Model] = {}
     for model in device_map.models:
-        if model.usable and model.model_id in wanted and model.model_id not in parsed:
+        needed = model.usable and model.model_id in wanted and model.model_id not in parsed
+        if needed or raw is not None:
             registers = await link.read(model.address, model.length + 2, device_map.unit)
-            parsed[model.model_id] = parse_model(model.model_id, registers)
+            if raw is not None:
+                raw[model.address] = registers
+            if needed:
+                parsed[model.model_id] = parse_model(model.model_id, registers)
     return parsed
 
 

@@ -368,7 +368,7 @@ class _SingleClientServer(ModbusTcpServer):
     def handle_new_connection(self):  # type: ignore[override]
         protocol = super().handle_new_connection()
         if len(self.active_connections) > 1:
-            self.loop.call_soon(protocol.close)
+            self.loop.call_later(0.01, protocol.close)  # after connection_made, which call_soon would precede
         return protocol
 
 

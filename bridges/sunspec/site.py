@@ -13,6 +13,7 @@
         host: 192.168.1.50                             # transport: tcp (default) | rtu-over-tcp | rtu
         port: 502
         unit: 1
+        reserve_port: 1502                             # optional: other local readers read the mirror here
       - id: garage
         transport: rtu
         serial_port: /dev/ttyUSB0
@@ -96,6 +97,8 @@ class DeviceConfig(_Strict):
     baudrate: int = 9600
     timeout_s: float = Field(1.0, gt=0, le=30)
     location: GeoPoint | None = None
+    reserve_port: int | None = Field(None, ge=1, le=65535)  # re-serve the registers read-only (reserve.py)
+    reserve_host: str = "127.0.0.1"
 
     @field_validator("id")
     @classmethod

@@ -1,0 +1,217 @@
+"""Benchmark: the SunSpec bridge polling 100 simulated inverters at 1 Hz, command latency, a 24 h hold.
+
+Run: `.venv/bin/python bench/inverters.py` (`--quick`: 10 inverters for 5 s, 2 h hold; the smoke run).
+Figures are printed and written to bench/results/inverters.json.
+
+1. Polling: N simulated SunSpec homes (a separate process: `energytwin inverter simulate --homes N`, one
+   Modbus TCP server, unit ids 1..N) polled every second by one bridge, which publishes to a real MQTT broker.
+   The bridge process's CPU (% of one core) and RSS are measured with psutil, beside the same bridge polling
+   one inverter in the same run (the baseline: the machine is shared, so the ratio is the figure to compare).
+2. Command latency: `batteryPowerSetpoint` published on MQTT `/cmd` (as the IoT Agent does) -> bridge -> Modbus
+   write -> read back and verify -> `/cmdexe` received, p50/p95 over repeated commands.
+3. Hold: a setpoint held against the simulated inverter's 1 h revert timer for 24 h, time accelerated (the
+   simulator and the bridge share a clock running `SPEED` times faster); counts the device's reverts (silent
+   ones are those the bridge did not see) and the bridge's re-assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bridges.sunspec.bridge import Bridge, BridgeThread
+from bridges.sunspec.reader import storage_setpoint_w
+from bridges.sunspec.simulator import HomeConfig, SimulatedHome, free_port, start_in_thread
+from bridges.sunspec.site import SiteConfig
+from twin_service.mqtt_server import start_mqtt_server
+
+RESULTS = Path(__file__).resolve().parent / "results" / "inverters.json"
+SPEED = 3600.0
+
+
+def site(mqtt_port: int, modbus_port: int, units: int, poll_s: float, apikey: str = "bench") -> SiteConfig:
+    return SiteConfig.model_validate({
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port}, "apikey": apikey, "poll_interval_s": poll_s,
+        "devices": [{"id": f"inv-{u:03d}", "port": modbus_port, "unit": u, "timeout_s": 2.0}
+                    for u in range(1, units + 1)]})
+
+
+def wait_port(port: int, timeout_s: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"simulator did not listen on {port}")
+
+
+def poll_run(mqtt_port: int, units: int, seconds: float) -> dict:
+    """One bridge polling `units` inverters at 1 Hz for `seconds`: achieved rate, CPU, RSS."""
+    port = free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "energytwin.cli", "inverter", "simulate", "--port", str(port),
+                            "--homes", str(units), "--duration-s", str(seconds + 30)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        me = psutil.Process()
+        running = BridgeThread(Bridge(site(mqtt_port, port, units, 1.0), client_id=f"bench-poll-{units}")).start()
+        time.sleep(3.0)  # discovery and the first polls
+        polls0 = running.bridge.total("polls_total")
+        cpu0 = sum(me.cpu_times()[:2])
+        started = time.monotonic()
+        rss = []
+        while time.monotonic() - started < seconds:
+            time.sleep(0.5)
+            rss.append(me.memory_info().rss)
+        elapsed = time.monotonic() - started
+        cpu = sum(me.cpu_times()[:2]) - cpu0
+        polls = running.bridge.total("polls_total") - polls0
+        faults = running.bridge.total("faults_total")
+        published = running.bridge.uplink.published
+        running.stop()
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    return {"inverters": units, "seconds": round(elapsed, 1), "polls_per_s": round(polls / elapsed, 1),
+            "target_polls_per_s": units, "cpu_percent_of_one_core": round(100 * cpu / elapsed, 1),
+            "rss_mb_max": round(max(rss) / 2**20, 1), "faults": faults, "published": published}
+
+
+def command_latency(mqtt_port: int, commands: int) -> dict:
+    """MQTT /cmd -> bridge -> Modbus write + read-back -> /cmdexe, end to end (the IoT Agent's part excluded)."""
+    server = start_in_thread(SimulatedHome(HomeConfig()))
+    running = BridgeThread(Bridge(site(mqtt_port, server.port, 1, 1.0, apikey="benchcmd"),
+                                  client_id="bench-cmd")).start()
+    answers: dict[str, float] = {}
+    got = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-commander")
+
+    def on_message(c, u, message) -> None:
+        answers["t"] = time.perf_counter()
+        answers["ok"] = json.loads(message.payload)["batteryPowerSetpoint"]["ok"]
+        got.set()
+
+    client.on_message = on_message
+    client.connect("127.0.0.1", mqtt_port)
+    client.subscribe("/benchcmd/inv-001-battery/cmdexe", qos=1)
+    client.loop_start()
+    deadline = time.monotonic() + 15
+    while "inv-001-battery" not in running.bridge.workers_by_agent_id and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    latencies, failed = [], 0
+    for index in range(commands):
+        got.clear()
+        value = [-3000, 1500, 0, 2500][index % 4]
+        sent = time.perf_counter()
+        client.publish("/benchcmd/inv-001-battery/cmd", json.dumps({"batteryPowerSetpoint": value}), qos=1)
+        if not got.wait(5):
+            failed += 1
+            continue
+        latencies.append((answers["t"] - sent) * 1000)
+        failed += 0 if answers["ok"] else 1
+        time.sleep(0.05)
+    client.loop_stop()
+    client.disconnect()
+    running.stop()
+    server.stop()
+    latencies.sort()
+    return {"commands": commands, "failed": failed, "p50_ms": round(statistics.median(latencies), 1),
+            "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1), "max_ms": round(latencies[-1], 1),
+            "path": "MQTT /cmd -> bridge -> Modbus write -> read back -> /cmdexe (no IoT Agent / broker hop)"}
+
+
+def hold(mqtt_port: int, hours: float) -> dict:
+    """A battery setpoint held `hours` against a 1 h revert timer, time x SPEED."""
+    start = time.time()
+
+    def clock() -> float:
+        return start + (time.time() - start) * SPEED
+
+    home = SimulatedHome(HomeConfig(revert_s=3600), clock=clock)
+    server = start_in_thread(home)
+    bridge = Bridge(site(mqtt_port, server.port, 1, 0.1, apikey="benchhold"), clock=clock, speed=SPEED,
+                    client_id="bench-hold")
+    running = BridgeThread(bridge).start()
+    deadline = time.monotonic() + 15
+    while bridge.worker("inv-001").device_map is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    import asyncio
+
+    result = asyncio.run_coroutine_threadsafe(bridge.worker("inv-001").controls.execute("batteryPowerSetpoint",
+                                                                                       -1000), bridge.loop)
+    assert result.result(timeout=10)["ok"]
+    held_from = clock()
+    lost_s = 0.0
+    last = time.monotonic()
+    while clock() - held_from < hours * 3600:
+        time.sleep(0.02)
+        now = time.monotonic()
+        # The device's control registers, not its power: the battery stops at SoCMin whatever the setpoint.
+        if abs((storage_setpoint_w(home.models[124]) or 0) + 1000) > 1:
+            lost_s += (now - last) * SPEED
+        last = now
+    controls = bridge.worker("inv-001").controls
+    figures = {"simulated_hours": hours, "revert_timer_s": 3600, "speed": SPEED,
+               "device_reverts": home.reverts, "reverts_seen_by_bridge": controls.reverts,
+               "silent_reverts": home.reverts - controls.reverts, "reassertions": controls.reasserts,
+               "simulated_seconds_registers_not_at_setpoint": round(lost_s, 1)}
+    running.stop()
+    server.stop()
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    units, seconds, commands, hours = (10, 5.0, 20, 2.0) if quick else (100, 60.0, 200, 24.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = start_mqtt_server(Path(tmp), port=free_port())
+        try:
+            baseline = poll_run(broker.port, 1, seconds)
+            fleet = poll_run(broker.port, units, seconds)
+            latency = command_latency(broker.port, commands)
+            held = hold(broker.port, hours)
+        finally:
+            broker.stop()
+    figures = {
+        "quick": quick,
+        "machine": "shared (2 cores, other helpers' tests and benches running); compare ratios",
+        "mqtt": broker.kind,
+        "poll_baseline_1_inverter": baseline,
+        "poll_fleet": fleet,
+        "cpu_ratio_fleet_to_baseline": round(fleet["cpu_percent_of_one_core"]
+                                             / max(baseline["cpu_percent_of_one_core"], 0.1), 1),
+        "command_latency": latency,
+        "hold": held,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"polling {fleet['inverters']} inverters at 1 Hz: {fleet['polls_per_s']} polls/s, "
+          f"CPU {fleet['cpu_percent_of_one_core']} % of one core, RSS {fleet['rss_mb_max']} MB "
+          f"(1 inverter: CPU {baseline['cpu_percent_of_one_core']} %, RSS {baseline['rss_mb_max']} MB; "
+          f"ratio {figures['cpu_ratio_fleet_to_baseline']}x); faults {fleet['faults']}")
+    print(f"setpoint -> verified write -> /cmdexe: p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, "
+          f"max {latency['max_ms']} ms over {latency['commands']} ({latency['failed']} failed)")
+    print(f"hold {held['simulated_hours']:g} h against a 1 h revert timer (x{SPEED:g}): device reverts "
+          f"{held['device_reverts']}, silent {held['silent_reverts']}, re-assertions {held['reassertions']}, "
+          f"{held['simulated_seconds_registers_not_at_setpoint']} simulated s with the registers off the setpoint")
+    print(f"written {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
