@@ -306,36 +306,33 @@ class SimulatedHome:
                     self.refused_writes += 1
                     return ExcCodes.ILLEGAL_ADDRESS
                 touched.setdefault(where[0], set()).add(where[1])
+            candidates = {model_id: self._with_write(model_id, address, values) for model_id in touched}
             for model_id, names in touched.items():
-                start = self.addresses[model_id]
-                block = model_registers(self.models[model_id])
-                for index, value in enumerate(values):
-                    offset = address + index - start
-                    if 0 <= offset < len(block):
-                        block[offset] = value
-                candidate = parse_model(model_id, block)
                 for name in names:
-                    value = scaled(candidate, name)
+                    value = scaled(candidates[model_id], name)
                     if name in ("InWRte", "OutWRte", "WMaxLimPct") and value is not None and not 0 <= value <= 100:
                         self.refused_writes += 1
                         return ExcCodes.ILLEGAL_VALUE
             now = self.clock()
             for model_id, names in touched.items():
-                start = self.addresses[model_id]
-                block = model_registers(self.models[model_id])
-                for index, value in enumerate(values):
-                    offset = address + index - start
-                    if 0 <= offset < len(block):
-                        block[offset] = value
-                parsed = parse_model(model_id, block)
                 for name in names:
-                    self.models[model_id].points[name].set_value(parsed.points[name].value)
+                    self.models[model_id].points[name].set_value(candidates[model_id].points[name].value)
                 if names & {"StorCtl_Mod", "InWRte", "OutWRte"}:
                     self._last_rate_write = now
                 if names & {"WMaxLimPct", "WMaxLim_Ena"}:
                     self._last_limit_write = now
             self.writes += 1
             return None
+
+    def _with_write(self, model_id: int, address: int, values: list[int]):
+        """The model as it would read after writing `values` at `address` (the device's state unchanged)."""
+        start = self.addresses[model_id]
+        block = model_registers(self.models[model_id])
+        for index, value in enumerate(values):
+            offset = address + index - start
+            if 0 <= offset < len(block):
+                block[offset] = value
+        return parse_model(model_id, block)
 
     def refresh(self) -> list[int]:
         """Advance the physics to now and return the register image."""
