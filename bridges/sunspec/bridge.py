@@ -344,9 +344,10 @@ class Bridge:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = stop or asyncio.Event()
-        await asyncio.to_thread(self.uplink.start)
+        # Devices are polled from the start; readings taken before MQTT connects wait in the offline buffer.
         tasks = [asyncio.create_task(worker.run(self._stop), name=f"sunspec-{worker.name}")
                  for worker in self.workers]
+        await asyncio.to_thread(self.uplink.start)
         try:
             while not self._stop.is_set():
                 await self._write_device_entities()

@@ -46,16 +46,17 @@ class OfflineBuffer:
             self._items.append((topic, measures))
 
     def take(self, limit: int = 100) -> list[tuple[str, list[dict[str, Any]]]]:
-        """Up to `limit` readings, oldest first, grouped per topic in order (one replay array per group)."""
+        """Up to `limit` readings, oldest first, one replay array per topic (each in time order).
+
+        Order matters within a device's topic (its history); between devices it does not, so readings of
+        several devices interleaved in the buffer still go out as one array per device.
+        """
         with self._lock:
             taken = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
-        batches: list[tuple[str, list[dict[str, Any]]]] = []
+        grouped: dict[str, list[dict[str, Any]]] = {}
         for topic, measures in taken:
-            if batches and batches[-1][0] == topic:
-                batches[-1][1].append(measures)
-            else:
-                batches.append((topic, [measures]))
-        return batches
+            grouped.setdefault(topic, []).append(measures)
+        return list(grouped.items())
 
     def give_back(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
         """Put readings that could not be sent back at the front, in their order."""

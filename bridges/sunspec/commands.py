@@ -188,7 +188,10 @@ def run(config_path: Path, duration_s: float | None) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (ValueError, RuntimeError):  # not the main thread (embedded, tests): the caller stops it
+                break
         if duration_s is not None:
             loop.call_later(duration_s, stop.set)
         await bridge.run(stop)

@@ -100,6 +100,14 @@ class DeviceConfig(_Strict):
     reserve_port: int | None = Field(None, ge=1, le=65535)  # re-serve the registers read-only (reserve.py)
     reserve_host: str = "127.0.0.1"
 
+    @field_validator("id", mode="before")
+    @classmethod
+    def _yaml_bool(cls, value: object) -> object:
+        if isinstance(value, bool | int | float):
+            raise ValueError(  # noqa: TRY004 (pydantic turns ValueError, not TypeError, into a located error)
+                f"YAML read this id as {value!r} (yes/no/on/off are booleans): put it in quotes")
+        return value
+
     @field_validator("id")
     @classmethod
     def _id_fits_a_topic(cls, value: str) -> str:

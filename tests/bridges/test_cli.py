@@ -39,9 +39,11 @@ def test_scan_exits_non_zero_with_a_reason(sunspec_server) -> None:
 
 
 def test_site_errors_name_file_line_and_field() -> None:
-    text = "poll_interval_s: 5\ndevices:\n  - id: home/1\n    port: 502\n  - id: b\n    transport: rtu\n"
+    text = ("poll_interval_s: 5\ndevices:\n  - id: home/1\n    port: 502\n  - id: b\n    transport: rtu\n"
+            "  - id: off\n")
     with pytest.raises(SiteError) as error:
         parse_site(text, "site.yaml")
     problems = error.value.problems
     assert any(p.startswith("site.yaml:3: devices[0].id") and "MQTT topic" in p for p in problems)
     assert any(p.startswith("site.yaml:5: devices[1]") and "serial_port" in p for p in problems)
+    assert any(p.startswith("site.yaml:7: devices[2].id") and "quotes" in p for p in problems)
