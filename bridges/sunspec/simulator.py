@@ -71,6 +71,7 @@ class HomeConfig:
     unit_id: int = 1
     pv_rated_w: float = 4000.0
     phases: int = 1  # 1 -> model 101, 3 -> model 103
+    flavour: str = "classic"  # classic: 1, 101/103, 120, 121, 123, 124, 802; der: 1, 701, 713 (read-only)
     battery: bool = True
     battery_wh: float = 10000.0
     battery_max_w: float = 5000.0
@@ -119,13 +120,24 @@ class SimulatedHome:
     def _build(self) -> None:
         cfg = self.config
         ids = [1, self.inverter_model, 120, 121, 123] + ([124, 802] if cfg.battery else [])
+        # The "der" flavour serves the IEEE 1547 DER models (701 AC measurement, 713 storage capacity) instead;
+        # the classic models still hold the physics' state, unserved.
+        self.served = [1, 701] + ([713] if cfg.battery else []) if cfg.flavour == "der" else ids
+        for model_id in dict.fromkeys(ids + self.served):
+            self.models[model_id] = new_model(model_id)
         address = BASE_ADDRESSES[0] + 2
-        for model_id in ids:
-            model = new_model(model_id)
-            self.models[model_id] = model
+        for model_id in self.served:
             self.addresses[model_id] = address
             address += 2 + self.config.declared_length.get(model_id, model_info(model_id).fixed_length)
         self._end_address = address
+        if cfg.flavour == "der":
+            for sf, exponent in (("W_SF", 0), ("A_SF", -2), ("V_SF", -1), ("Hz_SF", -2), ("PF_SF", -2),
+                                 ("VA_SF", 0), ("Var_SF", 0), ("TotWh_SF", 0), ("TotVarh_SF", 0), ("Tmp_SF", -1)):
+                self.models[701].points[sf].set_value(exponent)
+            self.models[701].points["ACType"].set_value(1 if cfg.phases == 1 else 3)
+            if cfg.battery:
+                self.models[713].points["WH_SF"].set_value(0)
+                self.models[713].points["Pct_SF"].set_value(-1)
         common = self.models[1]
         common.points["Mn"].set_value(cfg.manufacturer)
         common.points["Md"].set_value(cfg.model_name)
@@ -180,7 +192,7 @@ class SimulatedHome:
             battery.points["State"].set_value(4)  # 4: STANDBY -> 6 CHARGING / 7 DISCHARGING
             battery.points["LocRemCtl"].set_value(0)  # REMOTE
         for name in cfg.sf_not_implemented:
-            for model in self.models.values():
+            for model in (self.models[model_id] for model_id in self.served):
                 if name in model.points:
                     model.points[name].set_value(SF_NOT_IMPLEMENTED)
         self._step(self.clock())
@@ -190,8 +202,8 @@ class SimulatedHome:
         if not self.config.sunspec:
             return [0x1234] * (self._end_address + 2 - BASE_ADDRESSES[0])
         registers = list(SUNS_MARKER)
-        for model_id, model in self.models.items():
-            block = model_registers(model)
+        for model_id in self.served:
+            block = model_registers(self.models[model_id])
             declared = self.config.declared_length.get(model_id)
             if declared is not None:  # a map that differs from the model: a longer or shorter block, consistently
                 block = (block[:2 + declared] + [0] * max(0, declared - len(block) + 2))
@@ -259,6 +271,19 @@ class SimulatedHome:
         set_scaled(inv, "DCA", round(self.pv_w / 380.0, 2))
         set_scaled(inv, "TmpCab", round(25.0 + 15.0 * self.pv_w / cfg.pv_rated_w, 1))
         inv.points["St"].set_value(4 if self.pv_w > 0 else 2)  # 4: MPPT, 2: SLEEPING
+        if cfg.flavour == "der":
+            der = self.models[701]
+            for point, value in (("W", round(ac_w)), ("VA", round(abs(ac_w))), ("A", round(abs(ac_w) / volts, 2)),
+                                 ("LNV", volts), ("Hz", 50.0), ("TotWhInj", round(self.energy_wh)),
+                                 ("TmpCab", round(25.0 + 15.0 * self.pv_w / cfg.pv_rated_w, 1))):
+                set_scaled(der, point, value)
+            der.points["St"].set_value(1)  # 1: ON
+            if cfg.battery:
+                soc = scaled(self.models[802], "SoC") or 0.0
+                set_scaled(self.models[713], "WHRtg", cfg.battery_wh)
+                set_scaled(self.models[713], "SoC", soc)
+                set_scaled(self.models[713], "SoH", 100)
+                set_scaled(self.models[713], "WHAvail", round(cfg.battery_wh * soc / 100.0))
 
     def _revert_if_due(self, now: float) -> None:
         controls = self.models[123]

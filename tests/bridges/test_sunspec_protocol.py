@@ -110,3 +110,15 @@ def test_writes_to_read_only_points_and_out_of_range_values_are_refused(sunspec_
 
     assert run(attempt()) == ["exception-2", "exception-3"]
     assert home.writes == 0 and model_info(124).fixed_length == 24
+
+
+def test_a_der_device_with_models_701_and_713_maps_too(sunspec_server) -> None:
+    server = sunspec_server(HomeConfig(flavour="der", soc_pct=80.0, battery_wh=5000))
+    device_map, decoded = run(_scan(Endpoint(port=server.port)))
+    assert [m.model_id for m in device_map.models] == [1, 701, 713]  # 701 is 155 registers: two read requests
+    assert roles(device_map) == [PV_TYPE, BATTERY_TYPE]
+    home = server.homes[0]
+    assert decoded.values[PV_TYPE]["activePower"] == pytest.approx((home.pv_w - home.battery_w) / 1000, abs=0.002)
+    assert decoded.values[PV_TYPE]["totalActiveEnergyExport"] == pytest.approx(home.energy_wh / 1000, abs=0.002)
+    assert decoded.values[BATTERY_TYPE]["statusPercent"] == pytest.approx(0.8, abs=0.01)
+    assert decoded.values[BATTERY_TYPE]["energyCapacity"] == 5000
