@@ -17,13 +17,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from datamodels.anomaly import Anomaly, ThresholdBreach
 from datamodels.der import (
     BATTERY_TYPE,
+    COMMANDS_BY_NAME,
     PV_TYPE,
     agent_device_id,
+    battery_entity_id,
     commands_of,
     der_device_entity_id,
     measures_of,
+    pv_entity_id,
 )
 from datamodels.entities import Device
 
@@ -136,6 +140,9 @@ class DeviceWorker:
             reverted = self.controls.reverted(decoded.values)
             if reverted:
                 self.bridge.count("reverts_total", self.name, len(reverted))
+                for name in reverted:
+                    self.bridge.revert_event(self, name, self.controls.holds[name].value,
+                                             self.controls.read_back(name, decoded.values))
                 await self.controls.handle_reverts(reverted)
                 self._reverted_now = reverted
             else:
@@ -257,6 +264,7 @@ class Bridge:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._device_entities_due: set[str] = set()
+        self._events: list[dict[str, Any]] = []  # revert Anomaly entities waiting for the broker
         self._provision_lock = threading.Lock()
         self.uplink.on_command(self._command_arrived)
 
@@ -300,6 +308,27 @@ class Bridge:
             return False
         return True
 
+    def revert_event(self, worker: DeviceWorker, command: str, held: float, read_back: float | None) -> None:
+        """A revert the watchdog could not prevent, as an SDM Anomaly (written with a broker configured)."""
+        if self.site.broker is None:
+            return
+        now = iso(self.clock())
+        unit = COMMANDS_BY_NAME[command].unit_code
+        breach = [] if read_back is None else [ThresholdBreach(
+            dateObserved=now, measuredValue=read_back, thresholdValue=held,
+            thresholdType="UPPER" if read_back > held else "LOWER")]
+        anomaly = Anomaly(
+            id=f"urn:ngsi-ld:Anomaly:{worker.name}:revert:{command}:{int(self.clock() * 1000)}",
+            anomalousProperty=command, dateDetected=now, detectedBy=der_device_entity_id(worker.name),
+            thresholdBreach=breach, severity="medium", phase="all", status="closed", validFrom=now, validTo=now,
+            name=f"{command} reverted",
+            description=(f"{worker.name}: {command} = {held:g} {unit} was found at "
+                         f"{'unknown' if read_back is None else f'{read_back:g}'} {unit} (reverted by the device "
+                         "or another client before the watchdog re-asserted it); re-asserted"),
+            source=(battery_entity_id if command == "batteryPowerSetpoint" else pv_entity_id)(worker.name))
+        if len(self._events) < 1000:
+            self._events.append(anomaly.to_normalized())
+
     def device_entity_due(self, worker: DeviceWorker) -> None:
         self._device_entities_due.add(worker.name)
 
@@ -323,10 +352,11 @@ class Bridge:
         return device.to_normalized(observed_at=iso(self.clock()))
 
     async def _write_device_entities(self) -> None:
-        if self.site.broker is None or not self._device_entities_due:
+        if self.site.broker is None or not (self._device_entities_due or self._events):
             return
         names, self._device_entities_due = self._device_entities_due, set()
-        entities = [self.device_entity(self.worker(name)) for name in names]
+        events, self._events = self._events, []
+        entities = [self.device_entity(self.worker(name)) for name in names] + events
         tenant = self.site.agent.service if self.site.agent else None
         from fiware_client import FiwareError, NgsiLdClient
 
@@ -339,6 +369,7 @@ class Bridge:
         except (FiwareError, OSError) as exc:
             log.warning("Device entities not written to %s (%s); retrying", self.site.broker.url, exc)
             self._device_entities_due |= names
+            self._events = events + self._events
 
     # ---- running --------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:

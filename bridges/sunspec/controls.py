@@ -276,6 +276,16 @@ class DeviceControls:
                 found.append(name)
         return found
 
+    def read_back(self, command: str, values: dict[str, dict[str, Any]]) -> float | None:
+        """What the poll read for a command, in the command's unit (W for the battery and the export limit)."""
+        if command == "batteryPowerSetpoint":
+            return values.get("BatteryStatus", {}).get("batteryPowerSetpointActive")
+        cap = values.get("PhotovoltaicMeasurement", {}).get("pvPowerLimitActive")
+        if cap is None or command == "pvPowerLimit":
+            return cap
+        hold = self.holds.get(command)
+        return None if hold is None or not hold.expected else round(hold.value * cap / hold.expected, 3)
+
     async def handle_reverts(self, names: list[str]) -> None:
         """Count and log reverts the watchdog did not prevent, then re-assert the commands."""
         for name in names:

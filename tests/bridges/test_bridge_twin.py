@@ -6,6 +6,7 @@ entities the twin ends up with are validated against the vendored official SDM s
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest
 import uvicorn
 
 from bridges.sunspec.bridge import Bridge, BridgeThread
+from bridges.sunspec.models import point_offset
 from bridges.sunspec.simulator import HomeConfig
 from bridges.sunspec.site import parse_site
+from bridges.sunspec.transport import Endpoint, ModbusLink
 from datamodels.context import context_for, link_header
 from datamodels.der import battery_entity_id, der_device_entity_id, pv_entity_id
 from datamodels.validation import validate_entity
@@ -50,6 +53,20 @@ def entity(broker_url: str, entity_id: str, entity_type: str) -> dict[str, Any] 
     return response.json() if response.status_code == 200 else None
 
 
+async def _write_other_client(port: int, address: int, value: int) -> None:
+    link = ModbusLink(Endpoint(port=port))
+    try:
+        await link.write(address, [value], 1)
+    finally:
+        link.close()
+
+
+def _anomalies(broker_url: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{broker_url}/ngsi-ld/v1/entities", params={"type": "Anomaly"},
+                         headers={"NGSILD-Tenant": "energytwin", "Link": link_header(context_for("Anomaly")[0])})
+    return response.json() if response.status_code == 200 else []
+
+
 def site_yaml(twin: dict[str, Any], devices: list[tuple[str, int, int]], apikey: str, poll_s: float = 0.3) -> str:
     lines = [f"mqtt: {{host: {twin['mqtt'].host}, port: {twin['mqtt'].port}}}",
              f"agent: {{url: {twin['agent']}, service: energytwin}}",
@@ -79,6 +96,15 @@ def test_home_reaches_the_twin_as_valid_sdm_entities_and_takes_commands(twin, su
         wait(lambda: home.battery_w == pytest.approx(-2000))  # the simulated battery discharges at 2 kW
         wait(lambda: (entity(twin["broker"], battery_entity_id("home-001"), "BatteryStatus") or {})
              .get("controlState", {}).get("value") == "holding:batteryPowerSetpoint")
+
+        # Another client puts the battery back to auto: the bridge reports it as an SDM Anomaly and re-asserts.
+        asyncio.run(_write_other_client(server.port, home.addresses[124] + point_offset(124, "StorCtl_Mod"), 0))
+        anomaly = wait(lambda: _anomalies(twin["broker"]))[0]
+        validate_entity(anomaly)
+        assert anomaly["anomalousProperty"]["value"] == "batteryPowerSetpoint"
+        assert anomaly["detectedBy"]["object"] == der_device_entity_id("home-001")
+        assert anomaly["thresholdBreach"]["value"][0]["measuredValue"] == 0
+        wait(lambda: home.battery_w == pytest.approx(-2000))
 
         too_much = commander("key-a", "home-001-battery", {"batteryPowerSetpoint": 9000})
         assert too_much["batteryPowerSetpoint"]["ok"] is False
