@@ -48,6 +48,7 @@ class Uplink:
         self._subscriptions: set[tuple[str, str]] = set()
         self._connected = threading.Event()
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username:
             self._client.username_pw_set(username, password)
@@ -106,7 +107,19 @@ class Uplink:
         self._client.publish(cmdexe_topic(apikey, device_id), json.dumps(result), qos=1)
 
     def flush(self, limit: int = 500) -> int:
-        """Replay buffered readings (arrays per device topic); returns how many were sent."""
+        """Replay buffered readings (arrays per device topic); returns how many were sent.
+
+        One replay at a time (the reconnect thread and the polling thread may both ask): a second caller returns
+        at once, so two replays never interleave one device's readings out of order.
+        """
+        if not self._flush_lock.acquire(blocking=False):
+            return 0
+        try:
+            return self._flush(limit)
+        finally:
+            self._flush_lock.release()
+
+    def _flush(self, limit: int) -> int:
         sent = 0
         while self.connected and len(self.buffer):
             batches = self.buffer.take(limit)
