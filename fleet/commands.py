@@ -87,3 +87,87 @@ def simulate(n_homes: int, days: int, seed: int, strategies: str, export_limit_k
 
         draw_strategies(results, chart_path, f"{n_homes} homes, {days} days")
         console.print(f"wrote {chart_path}")
+
+
+@fleet.command(context_settings={"show_default": True})
+@click.option("--broker", "broker_url", default="http://127.0.0.1:1026", envvar="ENERGYTWIN_BROKER_URL",
+              help="The NGSI-LD broker (or the access layer in front of it: add --token / --token-file).")
+@click.option("--tenant", default="energytwin", help="NGSILD-Tenant (the IoT Agent's fiware-service).")
+@click.option("--period", "period_s", type=click.FloatRange(min=0.1), default=60.0,
+              help="Seconds between cycles; each cycle sends every live battery its setpoint.")
+@click.option("--stale-periods", type=click.IntRange(min=1), default=3,
+              help="A battery whose last state of charge is older than this many periods leaves the mean.")
+@click.option("--resync-periods", type=click.IntRange(min=1), default=5,
+              help="Query every battery again every this many periods (covers lost notifications).")
+@click.option("--reserve", type=click.FloatRange(0, 0.9), default=0.05,
+              help="State-of-charge fraction the fleet never uses (setpoints never discharge below it).")
+@click.option("--fleet-power-w", type=float, default=0.0,
+              help="What the fleet as a whole should do, W (+ store, - deliver); 0: only balance toward the mean.")
+@click.option("--listen", "listen", default="127.0.0.1:0",
+              help="HOST:PORT for the notification endpoint (POST /notify, GET /health, GET /metrics); port 0: free.")
+@click.option("--notify-url", default=None,
+              help="The URL the broker notifies, when it is not http://<listen>/notify (containers, NAT).")
+@click.option("--token", envvar="ENERGYTWIN_TOKEN", default=None, show_default=False,
+              help="Bearer token for the access layer (a control-centre role: it writes commands).")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File holding the token on its last line (re-read when it changes: a rotated token).")
+@click.option("--dry-run", is_flag=True, help="Compute and log each cycle's setpoints; send nothing.")
+@click.option("--no-publish", is_flag=True,
+              help="Do not write fleetMeanStatusPercent / fleetControlState on the battery entities.")
+@click.option("--no-release", is_flag=True,
+              help="On stop, leave the last setpoints held (default: release every battery back to auto).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+def run(broker_url: str, tenant: str, period_s: float, stale_periods: int, resync_periods: int, reserve: float,
+        fleet_power_w: float, listen: str, notify_url: str | None, token: str | None, token_file: Path | None,
+        dry_run: bool, no_publish: bool, no_release: bool, log_level: str) -> None:
+    """The live controller: steer every battery in the twin toward the fleet's mean state of charge.
+
+    \b
+    It subscribes to the tenant's BatteryStatus entities (state of charge `statusPercent` 0-1, `energyCapacity`
+    Wh, `maxChargePower` W) and PhotovoltaicMeasurement entities, notified on its own HTTP endpoint, and queries
+    them at start and every --resync-periods. Each --period it runs the mean-SoC rule and sends every live
+    battery `batteryPowerSetpoint` (W, + charge / - discharge) as an NGSI-LD PATCH on its entity; the IoT Agent
+    that registered the command takes it to the battery (the SunSpec bridge: energytwin inverter run).
+    \b
+    Safe by construction: a setpoint never leaves the battery's reported limits, a battery without them gets no
+    command, a battery silent for --stale-periods leaves the mean (logged, counted in /metrics), the broker
+    down means no commands and retries with backoff, a restart reuses its subscriptions.
+    \b
+    Examples:
+      energytwin fleet run --period 60
+      energytwin fleet run --broker http://127.0.0.1:1027 \\
+          --token "$(energytwin users token --role control-centre | tail -1)"
+      energytwin fleet run --dry-run --period 10 --log-level debug
+    """
+    import logging
+    import signal
+    import threading
+
+    from fleet.service import ControllerConfig, FleetController
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    if token and token_file:
+        raise click.BadParameter("give --token or --token-file, not both", param_hint="--token")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    config = ControllerConfig(broker_url, tenant or None, period_s=period_s, stale_periods=stale_periods,
+                              resync_periods=resync_periods, reserve=reserve, fleet_power_w=fleet_power_w,
+                              listen_host=host, listen_port=int(port), notify_url=notify_url, token=token,
+                              token_file=token_file, publish=not no_publish, release_on_exit=not no_release,
+                              dry_run=dry_run)
+    try:
+        controller = FleetController(config).start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {listen}: {exc}") from None
+    console.print(f"fleet controller: {broker_url} tenant {tenant}, every {period_s:g} s; "
+                  f"health http://{host}:{controller.port}/health (Ctrl-C stops)")
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    controller.stop()
+    m = controller.metrics
+    console.print(f"stopped: {m.cycles} cycles, {m.commands_sent} commands sent, {m.commands_refused} refused, "
+                  f"{m.cycles_skipped} cycles skipped")
