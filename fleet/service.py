@@ -202,6 +202,9 @@ class FleetController:
         return self
 
     def stop(self) -> None:
+        """Stop the loop, release what was commanded, close the endpoint; a second call does nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
         if self._threads:
