@@ -159,6 +159,10 @@ def default_parts(options: DemoOptions) -> list[DemoPart]:
     parts: list[DemoPart] = [SimulatedMeters()]
     if options.homes:
         parts.append(SimulatedHomes(options.homes, options.period_s))
+    if options.homes >= 2:  # a fleet: steer the homes' batteries toward their mean state of charge
+        from fleet.demo_part import FleetControllerPart
+
+        parts.append(FleetControllerPart())
     return parts
 
 

@@ -103,6 +103,10 @@ def simulate(n_homes: int, days: int, seed: int, strategies: str, export_limit_k
               help="State-of-charge fraction the fleet never uses (setpoints never discharge below it).")
 @click.option("--fleet-power-w", type=float, default=0.0,
               help="What the fleet as a whole should do, W (+ store, - deliver); 0: only balance toward the mean.")
+@click.option("--gain-per-h", type=click.FloatRange(min=0), default=0.5,
+              help="Share of a battery's distance to the mean closed per hour (before its power limits).")
+@click.option("--deadband", type=click.FloatRange(0, 0.5), default=0.02,
+              help="SoC fraction around the mean within which a battery is not balanced.")
 @click.option("--listen", "listen", default="127.0.0.1:0",
               help="HOST:PORT for the notification endpoint (POST /notify, GET /health, GET /metrics); port 0: free.")
 @click.option("--notify-url", default=None,
@@ -118,7 +122,8 @@ def simulate(n_homes: int, days: int, seed: int, strategies: str, export_limit_k
               help="On stop, leave the last setpoints held (default: release every battery back to auto).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def run(broker_url: str, tenant: str, period_s: float, stale_periods: int, resync_periods: int, reserve: float,
-        fleet_power_w: float, listen: str, notify_url: str | None, token: str | None, token_file: Path | None,
+        fleet_power_w: float, gain_per_h: float, deadband: float, listen: str, notify_url: str | None,
+        token: str | None, token_file: Path | None,
         dry_run: bool, no_publish: bool, no_release: bool, log_level: str) -> None:
     """The live controller: steer every battery in the twin toward the fleet's mean state of charge.
 
@@ -154,6 +159,7 @@ def run(broker_url: str, tenant: str, period_s: float, stale_periods: int, resyn
     logging.getLogger("httpx").setLevel(logging.WARNING)
     config = ControllerConfig(broker_url, tenant or None, period_s=period_s, stale_periods=stale_periods,
                               resync_periods=resync_periods, reserve=reserve, fleet_power_w=fleet_power_w,
+                              gain_per_h=gain_per_h, deadband=deadband,
                               listen_host=host, listen_port=int(port), notify_url=notify_url, token=token,
                               token_file=token_file, publish=not no_publish, release_on_exit=not no_release,
                               dry_run=dry_run)

@@ -46,6 +46,7 @@ from fleet.controller import (
     Cycle,
     FleetState,
 )
+from fleet.rule import DEFAULT_DEADBAND, DEFAULT_GAIN_PER_H
 
 log = logging.getLogger("energytwin.fleet")
 
@@ -69,6 +70,8 @@ class ControllerConfig:
     resync_periods: int = 5
     reserve: float = 0.05
     fleet_power_w: float = 0.0
+    gain_per_h: float = DEFAULT_GAIN_PER_H
+    deadband: float = DEFAULT_DEADBAND
     listen_host: str = "127.0.0.1"
     listen_port: int = 0  # 0: a free port
     notify_url: str | None = None  # default http://<listen host>:<port>/notify
@@ -168,13 +171,14 @@ class FleetController:
     _excluded: dict[str, str] = field(default_factory=dict)
     _failed_results: dict[str, str] = field(default_factory=dict)
     _commanded: set[str] = field(default_factory=set)
+    _refusals: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         c = self.config
         if c.period_s <= 0 or c.stale_periods < 1 or c.resync_periods < 1:
             raise ValueError("period_s must be > 0, stale_periods and resync_periods >= 1")
         self.state = FleetState(period_s=c.period_s, stale_periods=c.stale_periods, reserve=c.reserve,
-                                fleet_power_w=c.fleet_power_w)
+                                fleet_power_w=c.fleet_power_w, gain_per_h=c.gain_per_h, deadband=c.deadband)
         token = _token_source(c)
         self.client = NgsiLdClient(c.broker_url, tenant=c.tenant, timeout=c.timeout_s,
                                    retry=RetryPolicy(attempts=2, backoff_s=0.2, max_backoff_s=1.0),
@@ -338,16 +342,16 @@ class FleetController:
         try:
             self.client.update_attrs(entity_id, {COMMAND: {"type": "Property", "value": power_w}})
         except BatchError as exc:
-            self.metrics.commands_refused += 1
-            log.warning("%s: the twin did not take %s (%s): is the device provisioned with the command "
-                        "(its agent registers it with the broker)?", entity_id, COMMAND, exc)
+            self._refused(entity_id, f"the twin did not take it ({exc}): is the device provisioned with the "
+                                     "command (its IoT Agent registers it with the broker)?")
             return False
         except BrokerError as exc:
             if isinstance(exc, BrokerUnavailable):
                 raise
-            self.metrics.commands_refused += 1
-            log.warning("%s: %s refused: %s", entity_id, COMMAND, exc)
+            self._refused(entity_id, str(exc))
             return False
+        if self._refusals.pop(entity_id, None) is not None:
+            log.info("%s: %s accepted again", entity_id, COMMAND)
         self.metrics.commands_sent += 1
         self._commanded.add(entity_id)
         with self._lock:
@@ -355,6 +359,13 @@ class FleetController:
                 self.state.batteries[entity_id].last_sent_w = power_w if isinstance(power_w, int) else None
         log.debug("%s: %s %s W (%s)", entity_id, COMMAND, power_w, reason)
         return True
+
+    def _refused(self, entity_id: str, why: str) -> None:
+        """Count every refusal; log it when it starts or its reason changes (not every period)."""
+        self.metrics.commands_refused += 1
+        if self._refusals.get(entity_id) != why:
+            self._refusals[entity_id] = why
+            log.warning("%s: %s refused: %s", entity_id, COMMAND, why)
 
     def _publish(self, cycle: Cycle) -> None:
         now = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
