@@ -36,7 +36,15 @@ from typing import Any
 import httpx
 
 from datamodels.context import context_for
-from fiware_client import BatchError, BrokerError, BrokerUnavailable, FiwareError, NgsiLdClient, RetryPolicy
+from fiware_client import (
+    BatchError,
+    BrokerError,
+    BrokerUnavailable,
+    FiwareError,
+    NgsiLdClient,
+    NonexistentTenant,
+    RetryPolicy,
+)
 from fleet.controller import (
     BATTERY_ATTRIBUTES,
     BATTERY_TYPE,
@@ -172,6 +180,7 @@ class FleetController:
     _failed_results: dict[str, str] = field(default_factory=dict)
     _commanded: set[str] = field(default_factory=set)
     _refusals: dict[str, str] = field(default_factory=dict)
+    _tenant_missing: bool = False
 
     def __post_init__(self) -> None:
         c = self.config
@@ -280,8 +289,15 @@ class FleetController:
         self.subscribed = True
 
     def _resync(self) -> None:
-        batteries = self.client.query_entities(type=BATTERY_TYPE, attrs=list(BATTERY_ATTRIBUTES))
-        pv = self.client.query_entities(type=PV_TYPE, attrs=list(PV_ATTRIBUTES))
+        try:
+            batteries = self.client.query_entities(type=BATTERY_TYPE, attrs=list(BATTERY_ATTRIBUTES))
+            pv = self.client.query_entities(type=PV_TYPE, attrs=list(PV_ATTRIBUTES))
+        except NonexistentTenant:  # nothing written to the tenant yet: no battery so far
+            if not self._tenant_missing:
+                log.info("tenant %s has no entities yet; waiting for the first battery", self.config.tenant)
+            self._tenant_missing = True
+            return
+        self._tenant_missing = False
         self.take(batteries + pv)
 
     def take(self, entities: list[Any]) -> None:
