@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
+from .commands import DEFAULT_TIMEOUT_S, CommandRelay
 from .continuity import COUNTERS_FILE, CounterContinuity
 from .device_entity import DeviceEntities
 from .metrics import Metrics
@@ -51,6 +55,8 @@ class AgentConfig:
     flood_burst: int = 200
     device_refresh_s: float = 10.0  # Device entity rewritten at most this often when nothing changed
     mqtt: MqttSettings | None = None  # credentials / TLS; host and port above win over its own
+    command_timeout_s: float = DEFAULT_TIMEOUT_S  # a command without /cmdexe answer by then is EXPIRED
+    command_notify_url: str | None = None  # where the broker reaches POST /notify/commands (default: north URL)
 
     def mqtt_settings(self) -> MqttSettings:
         """The MQTT connection settings with `mqtt_host` / `mqtt_port` applied."""
@@ -80,10 +86,11 @@ class Agent:
         self.metrics.gauge("broker_up", lambda: 1 if self.writer.broker_up else 0)
         self.intake = Intake(self.queue, self.metrics, self.writer.wake)
         self.continuity = CounterContinuity(Path(config.data_dir) / COUNTERS_FILE)
+        reporter = RejectionReporter(self.metrics, config.reject_log_interval_s)
         self.handler = MeasureHandler(
             self.registry,
             self.metrics,
-            RejectionReporter(self.metrics, config.reject_log_interval_s),
+            reporter,
             config.max_payload_bytes,
             config.timestamp_default,
             FloodLimit(config.flood_rate_per_s, config.flood_burst),
@@ -91,7 +98,11 @@ class Agent:
             self.continuity,
         )
         self.south = MqttSouth(config.mqtt_settings(), self.handler, self.intake, config.client_id())
+        self.commands = CommandRelay(self.registry, self.metrics, reporter, config.mqtt_settings(),
+                                     config.client_id(), config.broker_url, self._command_notify_url(),
+                                     config.command_timeout_s)
         self.app = create_north_app(self.registry, self.metrics, config.north_port, self._health)
+        self.app.router.add_route("/notify/commands", self._command_notification, methods=["POST"])
         self._server = uvicorn.Server(
             uvicorn.Config(
                 self.app, host=config.north_host, port=config.north_port, log_level="warning", lifespan="off"
@@ -109,6 +120,7 @@ class Agent:
         self.writer.start()
         self.intake.start()
         self.south.start()
+        self.commands.start()
         self._server_thread = threading.Thread(target=self._server.run, name="agent-north", daemon=True)
         self._server_thread.start()
         deadline = time.monotonic() + timeout_s
@@ -140,6 +152,7 @@ class Agent:
         """Stop taking measures, send what is queued, stop the north server, close the registry."""
         self.intake.stop()  # commit + acknowledge what arrived, then let go of MQTT
         self.south.stop()
+        self.commands.stop()
         self.writer.drain(2.0)  # a short grace for the broker; the rest stays on disk for the next start
         self.writer.stop()
         self._server.should_exit = True
@@ -148,6 +161,23 @@ class Agent:
         self.registry.close()
         self.continuity.close()
         self.queue.close()
+
+    def _command_notify_url(self) -> str:
+        if self.config.command_notify_url:
+            return self.config.command_notify_url
+        host = "127.0.0.1" if self.config.north_host in ("0.0.0.0", "::", "") else self.config.north_host
+        return f"http://{host}:{self.config.north_port}/notify/commands"
+
+    async def _command_notification(self, request: Request) -> Response:
+        """The broker's notification of a command attribute update (twin_service/agent/commands.py)."""
+        try:
+            body = await request.json()
+            sent = await run_in_threadpool(self.commands.handle_notification,
+                                           request.query_params.get("service", ""), body)
+        except ValueError as exc:
+            log.warning("refused a command notification: %s", exc)
+            return JSONResponse({"name": "WRONG_SYNTAX", "message": f"Wrong syntax in request: {exc}"}, 400)
+        return JSONResponse({"commands": sent}, status_code=200)
 
     def _health(self) -> dict[str, object]:
         """Dependency health for /iot/about, as node-lib reports it."""

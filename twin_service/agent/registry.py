@@ -314,6 +314,35 @@ class Registry:
 
     # ---- the south side's question ---------------------------------------------------------------------------
 
+    @property
+    def generation(self) -> int:
+        """Grows with every write: a reader holding derived state (the command relay) knows when to refresh."""
+        return self._generation
+
+    def command_devices(self) -> list[tuple[str, ResolvedDevice, tuple[str, ...]]]:
+        """Every device provisioned with `commands`: (the apikey its commands go to, the device as `resolve()`
+        sees it, the command names). A device without its own apikey takes its group's."""
+        with self._lock:
+            rows = self._db.execute("SELECT service, subservice, apikey, body FROM device ORDER BY created").fetchall()
+        out = []
+        for service, subservice, apikey, body_text in rows:
+            body = json.loads(body_text)
+            names = tuple(c["name"] for c in body.get("commands") or []
+                          if isinstance(c, dict) and isinstance(c.get("name"), str) and c["name"])
+            if not names:
+                continue
+            if apikey is None:
+                with self._lock:
+                    group = self._group_for_device(service, subservice, None, body.get("entity_type"))
+                apikey = group.get("apikey") if group else None
+            if apikey is None:
+                continue
+            try:
+                out.append((apikey, self.resolve(apikey, body["device_id"]), names))
+            except UnknownSender:
+                continue
+        return out
+
     def resolve(self, apikey: str, device_id: str) -> ResolvedDevice:
         """The device a measure on `/json/<apikey>/<device_id>/attrs` belongs to, merged with its group.
 

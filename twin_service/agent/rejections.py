@@ -28,6 +28,7 @@ REASONS: dict[str, str] = {
     "bad_value": "a measure's value has the wrong type, shape or range for its attribute",
     "no_measures": "payload holds no measure (empty object or array, or only TimeInstant)",
     "queue_full": "the on-disk queue to the broker is full (broker down for long); the message was dropped",
+    "unknown_command": "a /cmdexe result names a command the device was not provisioned with",
     "internal_error": "the agent failed on this message (a bug: see the traceback in the log)",
 }
 

@@ -226,6 +226,26 @@ class MqttSettings:
         return self.protocol.lower() in ("mqtts", "tls", "ssl", "wss")
 
 
+def mqtt_client(settings: MqttSettings, client_id: str, clean_session: bool, manual_ack: bool = False
+                ) -> mqtt.Client:
+    """A paho client with the settings' credentials and TLS (the measure side and the command relay share it)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
+                         manual_ack=manual_ack)
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        client.tls_set(
+            ca_certs=settings.ca_file,
+            certfile=settings.cert_file,
+            keyfile=settings.key_file,
+            cert_reqs=ssl.CERT_REQUIRED if settings.reject_unauthorized else ssl.CERT_NONE,
+        )
+        if not settings.reject_unauthorized:
+            client.tls_insecure_set(True)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
 class MqttSouth:
     """A paho-mqtt client subscribed to every measure topic at QoS 1, acknowledging through the Intake."""
 
@@ -238,28 +258,12 @@ class MqttSouth:
         self._handler = handler
         self._intake = intake
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id or client_id,
-            clean_session=settings.clean_session,
-            manual_ack=True,
-        )
-        if settings.username is not None:
-            self._client.username_pw_set(settings.username, settings.password)
-        if settings.tls:
-            self._client.tls_set(
-                ca_certs=settings.ca_file,
-                certfile=settings.cert_file,
-                keyfile=settings.key_file,
-                cert_reqs=ssl.CERT_REQUIRED if settings.reject_unauthorized else ssl.CERT_NONE,
-            )
-            if not settings.reject_unauthorized:
-                self._client.tls_insecure_set(True)
+        self._client = mqtt_client(settings, settings.client_id or client_id, settings.clean_session,
+                                   manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
 
     def start(self) -> None:
         """Connect in the background (retrying until the MQTT broker is up) and start the network loop."""
