@@ -18,6 +18,8 @@ PARTS = {"twin_service", "provisioning", "community", "grafana", "fleet", "bridg
 ALLOWED = {
     ("iot_agent_config", "provisioning"): "the agent's config files are generated from the provisioning bodies",
     ("fleet", "community"): "fleet's year simulation reuses community.simulate's households (to move below both)",
+    ("access", "provisioning"): "`energytwin access mqtt` makes one login per device of the provisioning inventory, "
+                                "the one list of devices (to move into the CLI layer)",
     ("forecasting", "community"): "forecasts train on community.simulate's households and community.expected's PV "
                                   "(to move below both)",
 }
