@@ -25,8 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from community.coefficient_file import round_coefficients
 from community.expected import (
-    PvArray,
-    clear_sky_energy_kwh,
     clear_sky_index,
     expected_from_profile,
     hour_of_week_profile,
@@ -40,7 +38,8 @@ from community.sharing import (
     proportional_shares,
     stochastic_shares,
 )
-from community.simulate import MADRID_ROOF, simulate
+from simulation.households import MADRID_ROOF, simulate
+from simulation.pv import PvArray, clear_sky_energy_kwh
 
 QUICK = "--quick" in sys.argv
 N_MEMBERS = 10 if QUICK else 50

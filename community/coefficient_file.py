@@ -14,31 +14,18 @@ always has 8760/8784 elapsed hours, and the spring-forward and fall-back days si
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from kernel.hours import hours_in_year
 
 MICRO = 1_000_000  # six decimals: coefficients are handled as integer millionths so sums are exact
 LINE_END = "\r\n"
 _LINE_RE = re.compile(r"^(?P<cups>[^;]+);(?P<hour>\d{4});(?P<coef>\d,\d{6})$")
-
-
-def hours_in_year(year: int) -> int:
-    """8760, or 8784 in a leap year."""
-    return 8784 if calendar.isleap(year) else 8760
-
-
-def year_hour_starts_utc(year: int, tz: str = "Europe/Madrid") -> np.ndarray:
-    """UTC start of each coefficient hour of `year` (datetime64[s]); hour 1 starts at local midnight 1 Jan."""
-    start = datetime(year, 1, 1, tzinfo=ZoneInfo(tz))
-    s = np.datetime64(int(start.timestamp()), "s")
-    return s + np.arange(hours_in_year(year)) * np.timedelta64(3600, "s")
 
 
 def file_name(cau: str, year: int) -> str:

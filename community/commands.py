@@ -18,6 +18,7 @@ from community.config import CommunityFileError, LoadedCommunity, load_community
 from community.csv_import import CsvFormatError
 from community.tariffs import PriceFileError
 from fiware_client import BrokerError
+from kernel.hours import year_hour_starts_utc
 
 console = Console()
 _COMMUNITY_OPTION = click.option(
@@ -147,7 +148,7 @@ def _betas_from_file(loaded, inst, path: Path, hours: np.ndarray) -> np.ndarray:
     c = loaded.community
     parsed = coefficient_file.read(path, expected_cups=[m.cups for m in c.members], cau=inst.cau)
     year = int(path.name.rsplit("_", 1)[1][:4])
-    year_hours = coefficient_file.year_hour_starts_utc(year, c.timezone)
+    year_hours = year_hour_starts_utc(year, c.timezone)
     k = ((hours - year_hours[0]) // np.timedelta64(3600, "s")).astype(int)
     if k.min() < 0 or k.max() >= year_hours.size:
         raise ValueError(f"{path.name} covers {year}; the period reaches outside it")
@@ -294,7 +295,7 @@ def coefficients(
         h_start, h_end, hist = _period(history_period, None, tz)
     else:
         h_start, h_end, hist = _period(None, int(history_period), tz)
-    target = coefficient_file.year_hour_starts_utc(year, c.timezone)
+    target = year_hour_starts_utc(year, c.timezone)
     rules = SharingRules.from_community(c)
     methods = tuple(dict.fromkeys(("fixed", "proportional", "optimal-mean", "optimal", method)))
     with Progress(
@@ -511,7 +512,7 @@ def revise(community_path: Path, current_path: Path, year: int | None, history_p
         h_start, h_end, _ = _period(history_period, None, tz)
     else:
         h_start, h_end, _ = _period(None, int(history_period), tz)
-    target = coefficient_file.year_hour_starts_utc(year, c.timezone)
+    target = year_hour_starts_utc(year, c.timezone)
     order = [current.cups.index(x) for x in cups]
     rules = SharingRules.from_community(c)
     try:

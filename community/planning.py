@@ -12,8 +12,6 @@ from community.accounting import MemberPrices, savings_by_member_eur
 from community.config import Installation, LoadedCommunity
 from community.data import CommunityEnergy
 from community.expected import (
-    PvArray,
-    clear_sky_energy_kwh,
     clear_sky_index,
     expected_from_profile,
     hour_of_week_profile,
@@ -21,6 +19,7 @@ from community.expected import (
 from community.scenarios import Scenarios, scenarios_from_history
 from community.settlement import settle
 from community.sharing import METHODS, SharingRules, shares_by_method
+from simulation.pv import PvArray, clear_sky_energy_kwh
 
 
 class PlanningError(ValueError):

@@ -26,7 +26,7 @@ class _LazyGroup(click.Group):
         "forecast": ("forecasting.commands", "forecast", "24-hour PV, load and price forecasts; score them against naive baselines."),
         "fleet": ("fleet.commands", "fleet", "Home batteries steered toward the fleet's mean state of charge; strategy simulation."),
         "users": ("access.commands", "users", "Local token issuer: users with hashed secrets, bearer tokens."),
-        "access": ("access.commands", "access", "Access control: the policy enforcement point in front of the broker."),
+        "access": ("energytwin.access_mqtt", "access", "Access control: the policy enforcement point in front of the broker."),
         "inverter": ("bridges.sunspec.commands", "inverter", "Inverters and batteries over Modbus/SunSpec: scan, run the bridge, simulate."),
     }
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from community.simulate import simulate
 from fleet.battery import BatterySpec
+from simulation.households import simulate
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
   * Weather forecast stand-in: the held-out GHI times a lognormal error per day (sigma 0.30) and per hour
     (sigma 0.15), capped at 105 % of clear sky: roughly the 20-40 % relative MAE of day-ahead NWP GHI at
     mid-latitude sites (Lorenz et al. 2009, IEEE JSTARS 2(1)). It is noisier on cloudy days, as NWP is.
-  * Load: community/simulate.py households (Madrid), 2024 and 2025 as history, 2026 held out, each year with
+  * Load: simulation/households.py households (Madrid), 2024 and 2025 as history, 2026 held out, each year with
     its own weather seed so no random draw is shared.
   * Price: no market data ships with any package here, so the price series is SYNTHETIC, generated below from
     a stated model (daily level random walk, Spanish-market-like daily shape, solar dip driven by the same
@@ -135,7 +135,7 @@ LOAD_SEED = 7
 
 @cache
 def _community(year: int):
-    from community.simulate import simulate
+    from simulation.households import simulate
 
     return simulate(LOAD_MEMBERS, year, seed=LOAD_SEED, weather_seed=year)
 
@@ -147,7 +147,7 @@ def load_dataset(member: int = 0) -> Dataset:
     hours = np.concatenate([s.hour_starts_utc for s in sims])
     load = np.concatenate([s.consumption_kwh[member] for s in sims])
     n24 = load.size // 24 * 24
-    ds = Dataset(f"simulated household {member} (community/simulate.py, seed {LOAD_SEED})", "kWh",
+    ds = Dataset(f"simulated household {member} (simulation/households.py, seed {LOAD_SEED})", "kWh",
                  hours[0].astype("datetime64[h]"), as_days(load[:n24]), MADRID_OFFSET_H, 0, 0)
     dates = ds.dates
     ds.validation_from = int(np.flatnonzero(dates.year == 2025)[0])
@@ -193,8 +193,8 @@ def price_dataset() -> Dataset:
     sims = [_community(y) for y in years]
     hours = np.concatenate([s.hour_starts_utc for s in sims])
     pv = np.concatenate([s.generation_kwh for s in sims])
-    from community.expected import clear_sky_energy_kwh
-    from community.simulate import MADRID_ROOF
+    from simulation.households import MADRID_ROOF
+    from simulation.pv import clear_sky_energy_kwh
 
     clear = clear_sky_energy_kwh(MADRID_ROOF, hours) * LOAD_MEMBERS * 1.5
     price = synthetic_price_eur_mwh(hours, pv, clear)

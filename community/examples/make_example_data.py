@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from community.simulate import simulate
+from simulation.households import simulate
 
 HERE = Path(__file__).parent
 TZ = "Europe/Madrid"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from community import coefficient_file as cf
+from kernel.hours import hours_in_year, year_hour_starts_utc
 
 CUPS = ("ES0031405000000101QJ", "ES0031405000000102RK")
 
@@ -28,9 +29,9 @@ def test_small_case_byte_for_byte(tmp_path: Path):
 
 
 def test_hours_per_year_and_first_hour():
-    assert cf.hours_in_year(2027) == 8760
-    assert cf.hours_in_year(2028) == 8784
-    starts = cf.year_hour_starts_utc(2027, "Europe/Madrid")
+    assert hours_in_year(2027) == 8760
+    assert hours_in_year(2028) == 8784
+    starts = year_hour_starts_utc(2027, "Europe/Madrid")
     assert str(starts[0]) == "2026-12-31T23:00:00"  # 00:00 local (CET, UTC+1) on 1 January
     assert str(starts[-1]) == "2027-12-31T22:00:00"  # hour 8760 = 23:00-24:00 local on 31 December
     assert cf.file_name("ES0031405000000001AAA001", 2027) == "ES0031405000000001AAA001_2027.txt"

@@ -14,7 +14,7 @@ from community.sharing import (
     shares_by_method,
     stochastic_shares,
 )
-from community.simulate import simulate
+from simulation.households import simulate
 
 # One hour, G = 1 kWh in each of 3 scenarios. Member A uses 0, 0, 0.9 kWh (mean 0.3); B uses 0.8, 0.8, 0.5
 # (mean 0.7). On the mean profile the needs add up to G exactly, so the only optimum is beta = (0.3, 0.7).
@@ -122,7 +122,7 @@ def test_fairness_variant_couples_the_hours_and_holds():
 
 
 def test_scenarios_are_the_same_weekday_and_hour_nearest_in_the_year():
-    from community.coefficient_file import year_hour_starts_utc
+    from kernel.hours import year_hour_starts_utc
 
     tz = "Europe/Madrid"
     hist = year_hour_starts_utc(2026, tz)
@@ -157,7 +157,7 @@ def test_scenarios_are_the_same_weekday_and_hour_nearest_in_the_year():
 
 
 def test_short_history_matches_on_the_local_hour():
-    from community.coefficient_file import year_hour_starts_utc
+    from kernel.hours import year_hour_starts_utc
 
     hist = year_hour_starts_utc(2026, "UTC")[:72]
     target = year_hour_starts_utc(2027, "UTC")[:48]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from datamodels.context import context_for
 from datamodels.measures import MEASUREMENT_TYPE, MEASURES
-from iot_agent_config.__main__ import render
+from provisioning.agent_config_file import render
 from provisioning.agent_bodies import DEFAULT_RESOURCE
 
 CONFIG = Path(__file__).resolve().parents[2] / "iot_agent_config"
@@ -24,7 +24,7 @@ def _env() -> dict[str, str]:
 
 
 def test_committed_service_group_is_the_generated_one() -> None:
-    assert (CONFIG / "service-group.json").read_text() == render(), "run: python -m iot_agent_config"
+    assert (CONFIG / "service-group.json").read_text() == render(), "run: python -m provisioning.agent_config_file"
 
 
 def test_service_group_maps_every_measure_of_the_table_with_its_unit() -> None:

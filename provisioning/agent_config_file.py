@@ -1,4 +1,9 @@
-"""Write iot_agent_config/service-group.json from provisioning/agent_bodies.py (the measure table)."""
+"""Write iot_agent_config/service-group.json from provisioning/agent_bodies.py (the measure table).
+
+`python -m provisioning.agent_config_file` rewrites it (the body to POST to the production IoT Agent's
+`/iot/services`) after a change of the measure table; tests/provisioning/test_iot_agent_config.py checks the committed
+file, `iotagent.env` and `config.js` against the measure table and the provisioning bodies.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 
 from provisioning.agent_bodies import service_group
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "iot_agent_config"
 APIKEY = "meterkey"
 
 

@@ -1,4 +1,5 @@
-"""A simulated community with realistic hourly shapes, for benchmarks, examples and tests.
+"""A simulated community with realistic hourly shapes, for the demo, benchmarks, examples, the fleet simulation
+and the forecasts' held-out data.
 
 Households are one of three archetypes (working away in the day, at home in the day, family with a midday peak),
 with winter-heavier load, weekend shifts and lognormal noise; the PV is pvlib's clear-sky output of a south
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from community.coefficient_file import year_hour_starts_utc
-from community.expected import PvArray, clear_sky_energy_kwh
+from kernel.hours import year_hour_starts_utc
+from simulation.pv import PvArray, clear_sky_energy_kwh
 
 # Relative load per local hour (0..23) for each archetype; scaled to each member's yearly consumption.
 _SHAPES = {
