@@ -5,11 +5,12 @@ temporal API), subscribes to the measurements and the power-quality Anomaly enti
 notification to the open pages over Server-Sent Events. The page itself is plain HTML, CSS, JavaScript and SVG
 served from `static/`, so nothing is fetched from the internet at run time.
 
-Public surface: `create_app(WebConfig)`, `WebConfig`, and the `energytwin web` command (`commands.web`).
+Public surface: `create_app(WebConfig)`, `WebConfig`, `PageAuth` (login and role checks), and the `energytwin web` command (`commands.web`).
 """
 
 from kernel.ports import WEB_PORT
 
 from ._app import WebConfig, create_app
+from ._auth import PageAuth
 
-__all__ = ["WEB_PORT", "WebConfig", "create_app"]
+__all__ = ["WEB_PORT", "PageAuth", "WebConfig", "create_app"]

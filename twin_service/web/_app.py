@@ -7,23 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import itertools
+import json
 import logging
 import socket
 import statistics
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fiware_client import BrokerError, async_history_reader, parse_time
 
+from ._auth import AuthMiddleware, PageAuth
 from ._live import LiveHub, now_iso
 from ._measures import measures_json
 from ._readings import event_json, reading_json
@@ -50,6 +62,7 @@ class WebConfig:
     port: int = 8080
     notify_url: str | None = None  # default: http://<host, or this host's name for 0.0.0.0>:<port>/notify
     resubscribe_s: float = 30.0  # how often the subscriptions are checked (a broker reset loses them)
+    auth: PageAuth | None = None  # None: no login (development only); see _auth.py
 
     def endpoint(self) -> str:
         if self.notify_url:
@@ -111,6 +124,16 @@ class _BadParameter(ValueError):
     pass
 
 
+class _Foreign(PermissionError):
+    """A member asked for a meter that is not theirs: 403, the same answer whether it exists or not."""
+
+
+def _check_sees(request: Request, device: str) -> None:
+    sees = getattr(request.state, "sees_device", None)
+    if sees is not None and not sees(device):
+        raise _Foreign("that meter is not one of yours")  # the id is not echoed: no foreign id in any body
+
+
 def _local_midnight() -> datetime:
     return datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
@@ -121,6 +144,7 @@ async def overview_page(request: Request) -> Response:
 
 
 async def meter_page(request: Request) -> Response:
+    _check_sees(request, request.path_params["device"])
     return FileResponse(STATIC_DIR / "meter.html", headers={"Cache-Control": "no-cache"})
 
 
@@ -162,6 +186,9 @@ async def meters(request: Request) -> Response:
             "counterAtDayStart": at_start,
             "openEvents": events_by_device.get(reading["device"], []),
         })
+    sees = getattr(request.state, "sees_device", None)
+    if sees is not None:  # a member: only their own meters, never another's id
+        rows = [r for r in rows if sees(r["device"])]
     rows.sort(key=lambda r: r["device"])
     return JSONResponse({"serverTime": now_iso(), "tenant": state.config.tenant, "dayStart": day_start.isoformat(),
                          "meters": rows})
@@ -171,6 +198,7 @@ async def meter(request: Request) -> Response:
     """GET /api/meters/{device}: the whole reading, the meter's period, open and recent events."""
     state = _state(request)
     device = request.path_params["device"]
+    _check_sees(request, device)
     now = datetime.now(UTC)
     entity, times, anomalies = await asyncio.gather(
         state.twin.measurement(device),
@@ -199,6 +227,7 @@ async def history(request: Request) -> Response:
     """GET /api/meters/{device}/history?minutes=60: total power and phase voltages, 10 s averages (+min/max)."""
     state = _state(request)
     device = request.path_params["device"]
+    _check_sees(request, device)
     try:
         minutes = min(max(int(request.query_params.get("minutes", "60")), 1), 24 * 60)
     except ValueError:
@@ -275,12 +304,83 @@ async def _twin_unavailable(request: Request, exc: Exception) -> Response:
                         status_code=503)
 
 
+async def _foreign(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"title": "Forbidden", "detail": str(exc)}, status_code=403)
+
+
+LOGIN_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>energytwin: log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/static/style.css">
+</head><body><main><h1>Log in</h1>{error}<form method="post" action="/login">
+<label>User <input name="user" autocomplete="username"></label>
+<label>Secret <input name="secret" type="password" autocomplete="current-password"></label>
+<p>or a bearer token:</p><label>Token <input name="token"></label>
+<button type="submit">Log in</button></form></main></body></html>"""
+
+
+async def login_page(request: Request) -> Response:
+    return HTMLResponse(LOGIN_HTML.format(error=""), headers={"Cache-Control": "no-cache"})
+
+
+async def login(request: Request) -> Response:
+    """POST /login (form or JSON: user + secret, or token): sets the session cookie, 303 to the page."""
+    auth = _state(request).config.auth
+    if auth is None:
+        return RedirectResponse("/", status_code=303)
+    raw = await request.body()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            fields = json.loads(raw or b"{}")
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            return JSONResponse({"title": "Invalid login", "detail": "body is not a JSON object"}, status_code=400)
+    else:
+        fields = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
+    token = str(fields.get("token") or "").strip()
+    reason = None
+    try:
+        if not token:
+            if auth.login is None:
+                raise ValueError("this page takes bearer tokens only")
+            token = auth.login(str(fields.get("user") or ""), str(fields.get("secret") or ""))
+        identity = auth.verify(token)
+    except Exception as exc:  # noqa: BLE001 - UserError, TokenError: the reason is shown
+        reason = str(getattr(exc, "reason", exc))
+    if reason is not None:
+        auth.refused += 1
+        log.info("page login refused: %s", reason)
+        return HTMLResponse(LOGIN_HTML.format(error=f"<p class=error>{html.escape(reason)}</p>"), status_code=401)
+    log.info("page login: %s (%s)", identity.subject, identity.role)
+    response = RedirectResponse("/", status_code=303)
+    response.headers["set-cookie"] = auth.cookie(token)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.headers["set-cookie"] = PageAuth.clear_cookie()
+    return response
+
+
+async def whoami(request: Request) -> Response:
+    """GET /api/me: who the page thinks is logged in (the page shows it beside the logout button)."""
+    identity = getattr(request.state, "identity", None)
+    if identity is None:
+        return JSONResponse({"subject": None, "role": None, "accessControl": False})
+    return JSONResponse({"subject": identity.subject, "role": identity.role, "member": identity.member,
+                         "accessControl": True})
+
+
 async def _bad_parameter(request: Request, exc: Exception) -> Response:
     return JSONResponse({"title": "Invalid parameter", "detail": str(exc)}, status_code=400)
 
 
 ROUTES = [
     Route("/", overview_page, methods=["GET"]),
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["GET", "POST"]),
+    Route("/api/me", whoami, methods=["GET"]),
     Route("/meters/{device}", meter_page, methods=["GET"]),
     Route("/api/measures", measures, methods=["GET"]),
     Route("/api/meters", meters, methods=["GET"]),
@@ -333,5 +433,8 @@ def create_app(config: WebConfig, *, subscribe: bool = True) -> Starlette:
             state.hub.close_all()  # let open streams end so the server can stop
             await state.twin.close()
 
-    return Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={
-        BrokerError: _twin_unavailable, _BadParameter: _bad_parameter})
+    middleware = [Middleware(AuthMiddleware, auth=config.auth)] if config.auth is not None else []
+    if config.auth is None:
+        log.warning("the page has NO LOGIN: every visitor sees every meter (development only)")
+    return Starlette(routes=ROUTES, lifespan=lifespan, middleware=middleware, exception_handlers={
+        BrokerError: _twin_unavailable, _BadParameter: _bad_parameter, _Foreign: _foreign})
