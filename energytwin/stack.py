@@ -362,8 +362,11 @@ class EmbeddedStack:
             ),
             _Child(
                 "web",
-                [python, "-m", "twin_service.web", "--broker-url", cfg.broker_url, "--tenant", cfg.quality_tenant,
-                 "--host", cfg.host, "--port", str(web_port)],
+                # With access control the page asks for a login (the access layer's users, energytwin/page_login.py).
+                [python, "-m", *(("energytwin.page_login", "--data-dir", str(cfg.data_dir)) if cfg.access
+                                 else ("twin_service.web",)),
+                 "--broker-url", cfg.broker_url, "--tenant", cfg.quality_tenant, "--host", cfg.host,
+                 "--port", str(web_port)],
                 web_port,
                 cfg.log_dir / "web.log",
             ),

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from access._users import UserStore
 from datamodels.measures import measurement_id
 from energytwin.demo import DEMO_APIKEY, DEMO_SITE, provision_demo, twin_headers
 from energytwin.stack import EmbeddedStack, StackConfig
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
+from fiware_client import NgsiLdClient
 from tests.polling import wait_until
 from twin_service.mqtt_server import free_port
 
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 DEVICE = "meter-web"
 PERIOD_S = 0.5
+USERS = {"boss": "boss-secret-1", "ana": "ana-secret-1", "screen": "screen-secret-1"}  # manager, member, public
 LOADS = (
     PhaseLoad(voltage_v=230.0, current_a=10.0, angle_deg=0.0),
     PhaseLoad(voltage_v=230.0, current_a=5.0, angle_deg=30.0),
@@ -60,6 +63,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                       agent_port=free_port(), quality_port=0, web_port=0, quality_tenant=DEMO_SITE.service)
     stack = EmbeddedStack(cfg)
     stack.start()
+    users = UserStore(cfg.data_dir)  # access control is on: the page asks for a login
+    users.add("boss", "manager", secret=USERS["boss"])
+    users.add("ana", "member", secret=USERS["ana"], devices=[DEVICE])
+    users.add("screen", "public", secret=USERS["screen"])
     meter = SimulatedMeter(device_id=DEVICE, apikey=DEMO_APIKEY, mqtt_host=cfg.host, mqtt_port=cfg.mqtt_port,
                            period_s=PERIOD_S, loads=LOADS)
     try:
@@ -76,10 +83,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stack.stop()
 
 
+def log_in(tab, site: Site, user: str, secret: str) -> None:
+    """The login form, as a person fills it (the page's session cookie is then the context's)."""
+    tab.goto(f"{site.url}/login")
+    tab.fill("input[name=user]", user)
+    tab.fill("input[name=secret]", secret)
+    tab.click("button[type=submit]")
+    tab.wait_for_url(f"{site.url}/")
+
+
 @pytest.fixture
 def page(browser, site: Site):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
+    log_in(tab, site, "boss", USERS["boss"])
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -166,6 +183,7 @@ def test_phone_sized_screen_has_no_sideways_scrolling(site: Site, browser, artif
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
     try:
         phone = context.new_page()
+        log_in(phone, site, "boss", USERS["boss"])
         phone.goto(f"{site.url}/meters/{DEVICE}")
         phone.locator('[data-cell="phaseVoltage.L1"]').filter(has_text=" V").wait_for(timeout=10_000)
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
@@ -209,3 +227,38 @@ def test_stale_and_offline_state_shows_when_the_meter_stops(site: Site, page) ->
     overview.goto(f"{site.url}/")
     overview.locator(f'[data-device="{DEVICE}"][data-state="stale"]').wait_for(timeout=10_000)
     assert _text(overview, "#count-live") == "0"
+
+
+def test_each_role_sees_what_is_theirs_and_never_a_foreign_meter(site: Site, browser) -> None:
+    foreign = "meter-foreign"
+    with NgsiLdClient(site.stack.config.broker_url, tenant=DEMO_SITE.service) as twin:
+        twin.upsert_entities([{"id": measurement_id(foreign), "type": "ThreePhaseAcMeasurement",
+                               "totalActivePower": {"type": "Property", "value": 1234.0, "unitCode": "WTT",
+                                                    "observedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")}}])
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        assert tab.goto(f"{site.url}/").url == f"{site.url}/login"  # no session: the login form
+        log_in(tab, site, "boss", USERS["boss"])  # the manager: every meter
+        tab.locator(f'[data-device="{foreign}"]').wait_for(timeout=10_000)
+        tab.locator(f'[data-device="{DEVICE}"]').wait_for(timeout=10_000)
+        tab.goto(f"{site.url}/logout")
+        assert tab.url == f"{site.url}/login"
+        assert tab.goto(f"{site.url}/api/meters").status == 401  # the session is over
+
+        log_in(tab, site, "ana", USERS["ana"])  # the member: their meter only
+        tab.locator(f'[data-device="{DEVICE}"]').wait_for(timeout=10_000)
+        assert tab.locator("[data-device]").count() == 1 and foreign not in tab.content()
+        meters = tab.goto(f"{site.url}/api/meters")
+        assert meters.status == 200 and foreign not in meters.text() and DEVICE in meters.text()
+        refused = tab.goto(f"{site.url}/api/meters/{foreign}")
+        assert refused.status == 403 and foreign not in refused.text()
+        assert tab.goto(f"{site.url}/meters/{foreign}").status == 403
+        tab.goto(f"{site.url}/logout")
+
+        log_in(tab, site, "screen", USERS["screen"])  # the public role: no meter at all
+        assert tab.goto(f"{site.url}/").status == 403
+        answer = tab.goto(f"{site.url}/api/meters")
+        assert answer.status == 403 and DEVICE not in answer.text() and foreign not in answer.text()
+    finally:
+        context.close()
