@@ -235,6 +235,20 @@ def _print_credentials(stack: EmbeddedStack, meters: int) -> None:
     console.print(f"  e.g. curl -H \"Authorization: Bearer $(energytwin users token --data-dir {data_dir} --role "
                   f"member --member {demo_device_id(1)} | tail -1)\" -H 'NGSILD-Tenant: {DEMO_SITE.service}' "
                   f"'{stack.access_url}/ngsi-ld/v1/entities?type=ThreePhaseAcMeasurement'")
+    _print_page_logins(stack, meters)
+
+
+def _print_page_logins(stack: EmbeddedStack, meters: int) -> None:
+    """One page login per role (fresh secrets at each demo start: only their Argon2id hashes are kept)."""
+    from access._users import UserStore
+
+    users = UserStore(stack.config.data_dir)
+    logins = [("manager", "manager", None), ("control-centre", "control-centre", None), ("public", "public", None)]
+    logins += [(f"member-{demo_device_id(n)}", "member", demo_device_id(n)) for n in range(1, min(meters, 5) + 1)]
+    console.print(f"\nThe page asks for a login: {stack.web_url}/login (user / secret)")
+    for name, role, device in logins:
+        secret = users.add(name, role, devices=[device] if device else None, replace=True)
+        console.print(f"  {name:22s} {secret}")
 
 
 def _every(period_s: float, func):
