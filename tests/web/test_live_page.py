@@ -242,8 +242,9 @@ def test_each_role_sees_what_is_theirs_and_never_a_foreign_meter(site: Site, bro
         log_in(tab, site, "boss", USERS["boss"])  # the manager: every meter
         tab.locator(f'[data-device="{foreign}"]').wait_for(timeout=10_000)
         tab.locator(f'[data-device="{DEVICE}"]').wait_for(timeout=10_000)
-        tab.goto(f"{site.url}/logout")
-        assert tab.url == f"{site.url}/login"
+        assert tab.locator("#who").inner_text().startswith("boss (manager)")
+        tab.click("#logout")
+        tab.wait_for_url(f"{site.url}/login")
         assert tab.goto(f"{site.url}/api/meters").status == 401  # the session is over
 
         log_in(tab, site, "ana", USERS["ana"])  # the member: their meter only

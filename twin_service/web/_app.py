@@ -309,7 +309,7 @@ async def _foreign(request: Request, exc: Exception) -> Response:
 
 
 LOGIN_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>energytwin: log in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/static/style.css">
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/static/app.css">
 </head><body><main><h1>Log in</h1>{error}<form method="post" action="/login">
 <label>User <input name="user" autocomplete="username"></label>
 <label>Secret <input name="secret" type="password" autocomplete="current-password"></label>

@@ -17,6 +17,7 @@ export async function getJson(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON: reported below */ }
+  if (response.status === 401) window.location.assign("/login"); // the session ended: log in again
   if (!response.ok) {
     const detail = body && (body.detail || body.title) ? `${body.title}: ${body.detail}` : `HTTP ${response.status}`;
     const error = new Error(detail);
@@ -246,3 +247,21 @@ export function worstSeverity(events) {
   for (const e of events) if (worst === null || SEVERITY_RANK[e.severity] > SEVERITY_RANK[worst]) worst = e.severity;
   return worst;
 }
+
+// -- who is logged in (access control on): name, role and a logout link in the header ------------------------
+async function showWho() {
+  const who = document.getElementById("who");
+  if (!who) return;
+  try {
+    const me = await getJson("/api/me");
+    if (!me.accessControl) return;
+    who.textContent = `${me.subject} (${me.role}) `;
+    const out = document.createElement("a");
+    out.href = "/logout";
+    out.id = "logout";
+    out.textContent = "Log out";
+    who.append(out);
+    who.hidden = false;
+  } catch (_) { /* not logged in: the request above already sent the browser to /login */ }
+}
+showWho();
