@@ -332,7 +332,8 @@ class Store:
         with self.transaction():
             for table in ("readings", "readings_log"):
                 for column in columns:
-                    self._db.execute(f"UPDATE {table} SET {column} = CASE WHEN abs({column}) < {_MAX_TAGGED_INT} "
+                    self._db.execute(f"UPDATE {table} SET {column} = CASE WHEN {column} > -{_MAX_TAGGED_INT} AND "
+                                     f"{column} < {_MAX_TAGGED_INT} "
                                      f"THEN {column} * 10 ELSE CAST({column} AS TEXT) END "
                                      f"WHERE typeof({column}) = 'integer'")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -488,16 +489,22 @@ class Store:
     def _fold_rollups(self, low: int, high: int, top: int) -> None:
         """Add the readings_log rows of entities low..high (rowid <= top) to the 1-min and 10-min rollups."""
         self._db.execute("DELETE FROM temp.rollup_input")
-        for attr_id, _ in sorted(self._attrs.values()):
-            self._db.execute(_rollups.unpivot_sql(attr_id, self._value_expr(attr_id)), (low, high, top))
-        for period_s in _rollups.ROLLUP_PERIODS_S:
-            self._fold(period_s)
+        for attr_id, column in sorted(self._attrs.values()):
+            members = self._members.get(attr_id)
+            if members is None:
+                self._db.execute(_rollups.unpivot_sql(attr_id, self._value_expr(attr_id)), (low, high, top))
+                continue
+            self._db.execute(_rollups.unpivot_members_sql(attr_id, list(members[0]), [
+                _decoded_sql(name) if kind == "n" else "NULL" for (_, kind), name in zip(*members)]),
+                (low, high, top))
+            # rows of this attribute written before it had member columns (or that did not fit them): JSON text
+            self._db.execute(_rollups.unpivot_sql(attr_id, _decoded_sql(str(column))), (low, high, top))
+        self._fold()
         self._db.execute("DELETE FROM temp.rollup_input")
 
-    def _fold(self, period_s: int) -> None:
-        self._db.execute("DELETE FROM temp.rollup_last")
-        self._db.execute(_rollups.LAST_SQL, (period_s,))
-        self._db.execute(_rollups.FOLD_SQL, (period_s,))
+    def _fold(self, periods: tuple[int, ...] = _rollups.ROLLUP_PERIODS_S) -> None:
+        for sql, args in _rollups.fold_statements(periods):
+            self._db.execute(sql, args)
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -648,6 +655,21 @@ class Store:
         """
         if not value:
             return None
+        members = self._members.get(attr_id)
+        if members is not None:  # the common case: check against the fixed member list as we go
+            if len(value) != len(members[0]):
+                return None
+            out: list[int] = []
+            for (key, member), (expected, kind) in zip(value.items(), members[0], strict=True):
+                kind_of = type(member)
+                if key != expected or (kind_of is bool) != (kind == "b"):
+                    return None
+                encoded = int(member) if kind_of is bool else (
+                    _encode_number(member) if kind_of is int or kind_of is float else None)
+                if encoded is None:
+                    return None
+                out.append(encoded)
+            return members[1], out
         signature: list[tuple[str, str]] = []
         stored: list[int] = []
         for key, member in value.items():
@@ -661,23 +683,18 @@ class Store:
             signature.append((key, "n"))
             stored.append(encoded)
         keys = tuple(signature)
-        members = self._members.get(attr_id)
-        if members is None:
-            if self._columns + len(keys) > MAX_ATTR_COLUMNS:
-                return None
-            columns = tuple(f"a{attr_id}_{i}" for i in range(len(keys)))
-            for table in ("readings", "readings_log"):
-                for column in columns:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-            self._db.execute("UPDATE history_attrs SET members = ? WHERE attr_id = ?",
-                             (dumps([list(key) for key in keys]), attr_id))
-            members = (keys, columns)
-            self._columns += len(columns)
-            self._remember(self._members, attr_id, members)
-            self._value_sql.pop(attr_id, None)
-        elif members[0] != keys:
+        if self._columns + len(keys) > MAX_ATTR_COLUMNS:
             return None
-        return members[1], stored
+        columns = tuple(f"a{attr_id}_{i}" for i in range(len(keys)))  # the first such object: its columns
+        for table in ("readings", "readings_log"):
+            for column in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        self._db.execute("UPDATE history_attrs SET members = ? WHERE attr_id = ?",
+                         (dumps([list(key) for key in keys]), attr_id))
+        self._columns += len(columns)
+        self._remember(self._members, attr_id, (keys, columns))
+        self._value_sql.pop(attr_id, None)
+        return columns, stored
 
     def _series_id(self, tenant: str, entity_id: str, attr_name: str, entity_key: int | None = None,
                    attr_id: int | None = None) -> int:
@@ -887,7 +904,7 @@ class Store:
             self._db.execute(_rollups.unpivot_sql(attr_id, value_sql).replace("readings_log", "readings").replace(
                 "AND rowid <= ?", "AND observed_ts >= ? AND observed_ts < ?"),
                 (entity_key, entity_key, bucket * period_s, (bucket + 1) * period_s))
-            self._fold(period_s)
+            self._fold((period_s,))
         self._db.execute("DELETE FROM temp.rollup_input")
 
     # -- history: reading ---------------------------------------------------------------------------------
@@ -1357,6 +1374,14 @@ _POWERS = " ".join(f"WHEN {d} THEN 1e{d}" for d in range(1, 10))
 
 
 def _encode_number(value: float) -> int | None:
+    """`_encoded` for one number; -0.0 (equal to 0.0, so it would share its cache entry) kept as a REAL."""
+    if value == 0 and type(value) is float and math.copysign(1.0, value) < 0:
+        return None
+    return _encoded(value)
+
+
+@lru_cache(maxsize=65536, typed=True)  # a meter's values repeat (flags, zeros, volts at 0.1 V): ~1 us saved each
+def _encoded(value: float) -> int | None:
     """A number as one tagged integer (SQLite stores integers in 0-8 bytes, doubles in 8), or None to keep it.
 
     An int n becomes n * 10 (tag 0); a float whose repr has d = 1..9 decimals and no exponent becomes
@@ -1368,7 +1393,7 @@ def _encode_number(value: float) -> int | None:
     if type(value) is int:
         return value * 10 if -_MAX_TAGGED_INT < value < _MAX_TAGGED_INT else None
     text = repr(value)
-    if "e" in text or "n" in text or text.startswith("-0.0") and value == 0:
+    if "e" in text or "n" in text:
         return None
     whole, _, decimals = text.partition(".")
     if not 0 < len(decimals) <= 9:
@@ -1386,9 +1411,12 @@ _JSON_VALUE_SQL = "CASE WHEN typeof(value) = 'text' THEN json(value) ELSE value 
 
 
 def _decoded_sql(column: str) -> str:
-    """SQL decoding a value column: tagged integers back to the int or float they were; reals, text as stored."""
-    return (f"(CASE WHEN typeof({column}) != 'integer' THEN {column} WHEN {column} % 10 = 0 THEN {column} / 10 "
-            f"ELSE ({column} / 10) / (CASE abs({column}) % 10 {_POWERS} END) END)")
+    """SQL decoding a value column: tagged integers back to the int or float they were; an integer too large to
+    tag (JSON text) back to the SQL integer it is, so aggregations count it as a number; reals, text as stored."""
+    return (f"(CASE WHEN typeof({column}) = 'integer' THEN (CASE WHEN {column} % 10 = 0 THEN {column} / 10 "
+            f"ELSE ({column} / 10) / (CASE abs({column}) % 10 {_POWERS} END) END) "
+            f"WHEN typeof({column}) = 'text' AND json_type({column}) = 'integer' THEN {column} ->> '$' "
+            f"ELSE {column} END)")
 
 
 def _sql_text(text: str) -> str:
