@@ -1,14 +1,17 @@
-"""Benchmark: the same meter history in three engines: schema-2 SQLite (row per attribute), schema-3 SQLite (wide
-row per reading, the broker's store) and DuckDB (columnar, a DOUBLE column per measure and phase).
+"""Benchmark: the same meter history in four engines: schema-2 SQLite (row per attribute), schema-3 SQLite (wide
+row per reading, numbers as SQL numbers, per-phase objects as JSON text), schema-4 SQLite (the broker's store:
+numbers as tagged integers, per-phase objects and flags in member columns) and DuckDB (columnar, a DOUBLE column
+per measure and phase).
 
 Data: one meter's real firmware messages (the payload captured from the firmware under MicroPython, mapped by the
 agent's own code, expanded by the broker's own parser), every numeric measure varied a little per second at the
 firmware's precision (constant values would flatter any compressing engine), `--hours` of 1 Hz.
-The two SQLite stores are loaded through the Store API exactly as the broker's write path calls it (batches of
+The three SQLite stores are loaded through the Store API exactly as the broker's write path calls it (batches of
 300 messages per transaction: get_entity / update_entity / record_instances), DuckDB through its appender path
 (a DataFrame per batch). Reported per engine, in the same run:
-  - load rate (messages/s through the store), bytes per meter-day (pages of every table and index after a clean
-    close, scaled to 24 h; DuckDB: its file),
+  - load rate (messages/s through the store, including the mover's sort and rollup fold), bytes per meter-day
+    (pages of every table and index after a clean close, scaled to 24 h; DuckDB: its file), of which the raw
+    history (`readings` / schema 2's `history`) alone,
     bytes per meter-day of the 10-minute rollups (schema 3, from SQLite's dbstat);
   - one attribute (`frequency`) over the whole window as `[[value, time], ...]` JSON text (the temporalValues
     answer), scaled to a day; hourly avg/min/max of per-phase voltage over the window.
@@ -38,9 +41,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._e2e import RESULTS, meter_payload_template
+from bench._git_baseline import load_store
 from bench._store_v2 import Store as StoreV2
 from bench._store_v2 import TimeRange as TimeRangeV2
 from twin_service.broker._store import Store, TimeRange
+
+_V3 = load_store()  # schema 3, read from git (the layout schema 4 replaced)
+StoreV3, TimeRangeV3 = _V3.Store, _V3.TimeRange
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 TENANT = "energytwin"
@@ -224,7 +231,8 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {"hours": hours, "messages": len(entities), "attribute_instances": instances}
     with tempfile.TemporaryDirectory(prefix="bench-layouts-") as tmp:
         for name, cls, window_cls in (("sqlite_v2_row_per_attribute", StoreV2, TimeRangeV2),
-                                      ("sqlite_v3_wide_row", Store, TimeRange)):
+                                      ("sqlite_v3_wide_row", StoreV3, TimeRangeV3),
+                                      ("sqlite_v4_wide_tagged", Store, TimeRange)):
             data = Path(tmp) / name
             store = cls(data)
             rate = load_sqlite(store, entities)
@@ -234,12 +242,15 @@ def main(argv: list[str]) -> int:
             tables = table_bytes(path)
             # the B-trees' pages (SQLite's dbstat), not the file: the file also holds the free pages readings_log
             # left behind, which a running broker reuses for the next rows
+            raw = sum(tables.get(t, 0) for t in ("readings", "readings_log", "history", "history_log",
+                                                 "history_by_series", "history_log_by_series"))
             results[name] = {"load_msg_s": rate, "bytes_per_meter_day": sum(tables.values()) * per_day,
+                             "raw_bytes_per_meter_day": raw * per_day, "tables": tables,
                              "file_bytes_per_meter_day": path.stat().st_size * per_day,
                              "rollup_10min_bytes_per_meter_day": None, **queries}
             if "rollups" in tables:
                 # the rollups table holds both periods; the 10-min share is measured on a copy holding only it
-                copy = Path(tmp) / "rollups10.sqlite"
+                copy = Path(tmp) / f"rollups10-{name}.sqlite"
                 db = sqlite3.connect(copy)
                 db.execute(f"ATTACH '{path}' AS src")
                 db.execute("CREATE TABLE rollups AS SELECT * FROM src.rollups WHERE 0")
@@ -254,13 +265,14 @@ def main(argv: list[str]) -> int:
                 results[name]["rollup_10min_bytes_per_meter_day"] = ten * per_day
                 results[name]["rollup_all_bytes_per_meter_day"] = tables["rollups"] * per_day
             print(f"{name}: loaded {rate:,.0f} msg/s, {results[name]['bytes_per_meter_day'] / 1e6:,.1f} MB per "
-                  "meter-day", flush=True)
+                  f"meter-day (raw history {raw * per_day / 1e6:,.1f} MB)", flush=True)
         try:
             db, rate, columns = load_duckdb(Path(tmp) / "duck.db", entities)
             queries = duckdb_queries(db, columns, repeats)
             db.close()
-            results["duckdb_columnar"] = {"load_msg_s": rate, "columns": len(columns),
-                                          "bytes_per_meter_day": (Path(tmp) / "duck.db").stat().st_size * per_day,
+            size = (Path(tmp) / "duck.db").stat().st_size * per_day
+            results["duckdb_columnar"] = {"load_msg_s": rate, "columns": len(columns), "bytes_per_meter_day": size,
+                                          "raw_bytes_per_meter_day": size,
                                           **queries}
             print(f"duckdb: loaded {rate:,.0f} msg/s, {results['duckdb_columnar']['bytes_per_meter_day'] / 1e6:,.1f} "
                   "MB per meter-day (numeric measures only)", flush=True)
@@ -270,15 +282,16 @@ def main(argv: list[str]) -> int:
     base = results["sqlite_v2_row_per_attribute"]
     print(f"\n{hours:g} h of one meter at 1 Hz: {len(entities):,} messages, {instances:,} attribute instances; "
           "ratios to schema 2 measured in this run (shared machine: ratios matter, not ms)")
-    print(f"{'engine':<30} {'load msg/s':>11} {'MB/meter-day':>13} {'10-min rollups MB/day':>22} "
+    print(f"{'engine':<30} {'load msg/s':>11} {'MB/meter-day':>13} {'raw MB/day':>11} {'10-min rollups MB/day':>22} "
           f"{'1 attr window ms':>17} {'hourly ms':>10}")
-    for name in ("sqlite_v2_row_per_attribute", "sqlite_v3_wide_row", "duckdb_columnar"):
+    for name in ("sqlite_v2_row_per_attribute", "sqlite_v3_wide_row", "sqlite_v4_wide_tagged", "duckdb_columnar"):
         r = results.get(name)
         if r is None:
             continue
         ten = r.get("rollup_10min_bytes_per_meter_day")
         print(f"{name:<30} {r['load_msg_s']:>8,.0f} x{r['load_msg_s'] / base['load_msg_s']:<4.1f}"
               f"{r['bytes_per_meter_day'] / 1e6:>8.1f} /{base['bytes_per_meter_day'] / r['bytes_per_meter_day']:<4.1f}"
+              f"{r['raw_bytes_per_meter_day'] / 1e6:>11.1f}"
               f"{(ten / 1e6 if ten else 0):>20.2f}  "
               f"{r['one_attribute_window_ms']:>9.1f} x{base['one_attribute_window_ms'] / r['one_attribute_window_ms']:<5.1f}"
               f"{r['hourly_per_phase_ms']:>7.1f} x{base['hourly_per_phase_ms'] / r['hourly_per_phase_ms']:.1f}")
