@@ -45,6 +45,17 @@ class RecordingBroker:
             time.sleep(0.01)
         return self.requests[:count]
 
+    def wait_for_fragments(self, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Block until `count` entity fragments arrived, however the agent batched them into requests."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            fragments = [fragment for request in list(self.requests) for fragment in request.body]
+            if len(fragments) >= count:
+                return fragments[:count]
+            if time.monotonic() > deadline:
+                pytest.fail(f"broker got {len(fragments)} fragments, expected {count}: {self.requests}")
+            time.sleep(0.01)
+
 
 def make_agent(data_dir: Path, mqtt_host: str, mqtt_port: int, broker_url: str, **overrides: Any) -> Agent:
     """An agent on a free north port, started and subscribed."""
