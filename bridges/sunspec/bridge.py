@@ -393,7 +393,7 @@ class Bridge:
             await asyncio.to_thread(self.uplink.stop)
 
     def request_stop(self) -> None:
-        if self.loop is not None and self._stop is not None:
+        if self.loop is not None and self._stop is not None and not self.loop.is_closed():  # stopped: nothing to do
             self.loop.call_soon_threadsafe(self._stop.set)
 
 

@@ -107,6 +107,7 @@ class SimulatedHome:
         self._last_limit_write: float | None = None
         self.battery_w = 0.0
         self.pv_w = 0.0
+        self._soc_exact: float | None = None  # SoC % unrounded (the register holds it to 0.1 %)
         self.models: dict[int, object] = {}
         self.addresses: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -231,6 +232,8 @@ class SimulatedHome:
             storage, battery = self.models[124], self.models[802]
             soc = scaled(battery, "SoC")
             soc = cfg.soc_pct if soc is None else soc
+            if self._soc_exact is not None and abs(soc - round(self._soc_exact, 1)) < 0.01:
+                soc = self._soc_exact  # integrate on the exact value: the 0.1 % register would swallow small steps
             soc += self.battery_w * dt / 3600.0 / cfg.battery_wh * 100.0  # integrate the last interval's power
             soc = min(cfg.soc_max_pct, max(cfg.soc_min_pct, soc))
             mode = storage.points["StorCtl_Mod"].value or 0
@@ -244,6 +247,7 @@ class SimulatedHome:
             if (power > 0 and soc >= cfg.soc_max_pct) or (power < 0 and soc <= cfg.soc_min_pct):
                 power = 0.0
             self.battery_w = power
+            self._soc_exact = soc
             set_scaled(battery, "SoC", round(soc, 1))
             set_scaled(storage, "ChaState", round(soc, 1))
             set_scaled(storage, "StorAval", round(cfg.battery_wh * (soc - cfg.soc_min_pct) / 100.0 / 48.0, 1))
