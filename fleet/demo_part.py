@@ -13,8 +13,8 @@ from typing import Any
 from fleet.service import ControllerConfig, FleetController
 
 DEMO_PERIOD_S = 5.0
-# The demo runs in real time: at the default 0.5/h a 30-point spread takes hours to close. 3/h moves a simulated
-# 10 kWh battery a few points a minute (its 5 kW rating still bounds it), so the page shows the SoCs converging.
+# The demo runs in real time: at the default 0.5/h a 30-point spread takes hours to close. At 3/h a simulated
+# 10 kWh battery moves at its 5 kW rating (0.8 points a minute) until near the mean: about an hour for 30 points.
 DEMO_GAIN_PER_H = 3.0
 
 

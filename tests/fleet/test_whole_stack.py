@@ -105,6 +105,7 @@ def spread(homes: list[SimulatedHome]) -> float:
     return max(socs) - min(socs)
 
 
+@pytest.mark.slow
 def test_controller_steers_simulated_batteries_through_the_whole_stack(
         twin: dict[str, Any], commands_on_the_wire: list[tuple[float, str, Any]]) -> None:
     clock = FastClock()
