@@ -43,6 +43,7 @@ from typing import Any
 from . import _legacy, _rollups
 from ._json import dumps, loads
 from ._model import Entity, format_datetime, now_iso
+from ._repeats import Piece, RepeatFilter
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +259,10 @@ class Store:
         self._pending_history: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         if "members" not in {row[1] for row in self._db.execute("PRAGMA table_info(history_attrs)")}:
             self._db.execute("ALTER TABLE history_attrs ADD COLUMN members TEXT")  # schema 3
+        self._repeats: RepeatFilter | None = None  # off while converting older history
         self._load_attrs()
         self._migrate()
+        self._repeats = RepeatFilter()
         self._db.executescript(_INDEXES)
         self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
         self._checkpoints = threading.Event()
@@ -764,30 +767,33 @@ class Store:
                 else:
                     groups.append((observed, {name: attribute}))
             for observed, group in groups:
-                columns: list[str] = []
-                values: list[Any] = []
-                extra: dict[str, Any] = {}
-                slots: list[tuple[int, int]] = []
+                pieces: list[Piece] = []
                 for name, attribute in group.items():
                     attr_id, column = self._attr(name)
                     self._series_id(tenant, entity_id, name, entity_key, attr_id)
                     value = attribute["object"] if "object" in attribute else attribute.get("value")
                     rest = dumps({k: v for k, v in attribute.items() if k not in _NOT_IN_REST})
-                    slots.append((attr_id, self._interned(self._shapes, "shapes", "rest", rest)))
+                    shape = self._interned(self._shapes, "shapes", "rest", rest)
                     if column is None:
-                        extra[str(attr_id)] = value
+                        pieces.append(Piece(attr_id, shape, (), (value,)))
                         continue
                     members = self._flattened(attr_id, value) if type(value) is dict else None
                     if members is not None:
-                        columns += members[0]
-                        values += members[1]
+                        pieces.append(Piece(attr_id, shape, tuple(members[0]), tuple(members[1])))
                         continue
-                    columns.append(column)
                     encoded = _encode_number(value) if type(value) in (int, float) else None
-                    values.append(encoded if encoded is not None else value if type(value) is float else dumps(value))
-                layout = self._interned(self._layouts, "layouts", "slots",
-                                        dumps({str(a): s for a, s in sorted(slots)}))
+                    pieces.append(Piece(attr_id, shape, (column,), (
+                        encoded if encoded is not None else value if type(value) is float else dumps(value),)))
                 ts = epoch_seconds(observed) if observed else recorded_ts
+                if observed and self._repeats is not None:  # a redelivered reading is stored once (_repeats.py)
+                    pieces = self._repeats.fresh(self._db, self._flush, entity_key, ts, pieces)
+                    if not pieces:
+                        continue
+                columns = [c for piece in pieces for c in piece.columns]
+                values = [v for piece in pieces if piece.columns for v in piece.values]
+                extra = {str(piece.attr_id): piece.values[0] for piece in pieces if not piece.columns}
+                layout = self._interned(self._layouts, "layouts", "slots",
+                                        dumps({str(p.attr_id): p.shape_id for p in sorted(pieces, key=_by_attr)}))
                 mark: int | str | None = None if observed is None else (1 if _prints_back(observed) else observed)
                 rows.append((tuple(columns), (entity_key, ts, self._instance_id(), recorded, code, mark, layout,
                                               dumps(extra) if extra else None, *values)))
@@ -1438,6 +1444,10 @@ def _instance(value: Any, rest: str, observed_at: str | None) -> dict[str, Any]:
 def _prints_back(text: str) -> bool:
     """Whether a DateTime text is exactly what its Unix seconds print as (then only the number is stored)."""
     return _format_ts(epoch_seconds(text)) == text
+
+
+def _by_attr(piece: Piece) -> int:
+    return piece.attr_id
 
 
 def _format_ts(ts: float) -> str:
