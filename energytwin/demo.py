@@ -16,13 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import httpx
-
 from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import measurement_id
 from energytwin.shutdown import Shutdown
 from energytwin.stack import EmbeddedStack, StackConfig
 from firmware.emulator.simulated_meter import PhaseLoad, SimulatedMeter
+from fiware_client import FiwareError, NgsiLdClient, NotFound, RetryPolicy
 from provisioning.agent_bodies import Site
 from provisioning.inventory import Inventory
 from provisioning.sync import Plan, Provisioner
@@ -223,15 +222,15 @@ def twin_headers() -> dict[str, str]:
 
 def fetch_measurement(broker_url: str, device_id: str, timeout_s: float = 5.0) -> dict | None:
     """The meter's ThreePhaseAcMeasurement as the twin holds it, or None while it does not exist yet."""
-    url = f"{broker_url}/ngsi-ld/v1/entities/{measurement_id(device_id)}"
     try:
-        response = httpx.get(url, headers=twin_headers(), timeout=timeout_s)
-    except httpx.HTTPError as exc:
+        with NgsiLdClient(broker_url, DEMO_SITE.service, context=ENERGY_CONTEXT, timeout=timeout_s,
+                          retry=RetryPolicy(attempts=1)) as broker:
+            return broker.get_entity(measurement_id(device_id))
+    except NotFound:
+        return None
+    except FiwareError as exc:
         log.debug("broker not answering yet: %s", exc)
         return None
-    if response.status_code == 200:
-        return response.json()
-    return None
 
 
 def wait_for_first_update(broker_url: str, device_id: str, timeout_s: float = 60.0) -> dict:

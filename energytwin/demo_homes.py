@@ -17,14 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import yaml
 
 from bridges.sunspec.bridge import Bridge, BridgeThread
 from bridges.sunspec.simulator import HomeConfig, RunningServer, SimulatedHome, free_port, start_in_thread
 from bridges.sunspec.site import SiteConfig
-from datamodels.context import BATTERY_CONTEXT, link_header
+from datamodels.context import BATTERY_CONTEXT
 from datamodels.der import BATTERY_TYPE, PV_TYPE, agent_device_id, battery_entity_id, pv_entity_id
+from fiware_client import FiwareError, NgsiLdClient, NotFound, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,17 @@ class SimulatedHomes:
     def wait_for_batteries(self, broker_url: str, tenant: str, timeout_s: float = 30.0) -> bool:
         """True once every home's BatteryStatus is in the twin."""
         deadline = time.monotonic() + timeout_s
-        headers = {"NGSILD-Tenant": tenant, "Link": link_header(BATTERY_CONTEXT)}
         missing = set(self.battery_entity_ids)
-        while missing and time.monotonic() < deadline:
-            for entity_id in list(missing):
-                try:
-                    if httpx.get(f"{broker_url}/ngsi-ld/v1/entities/{entity_id}", headers=headers,
-                                 timeout=2).status_code == 200:
+        with NgsiLdClient(broker_url, tenant, context=BATTERY_CONTEXT, timeout=2,
+                          retry=RetryPolicy(attempts=1)) as broker:
+            while missing and time.monotonic() < deadline:
+                for entity_id in list(missing):
+                    try:
+                        broker.get_entity(entity_id)
                         missing.discard(entity_id)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
+                    except (NotFound, FiwareError):
+                        pass
+                time.sleep(0.2)
         return not missing
 
     def stop(self) -> None:
