@@ -55,3 +55,37 @@ def test_the_rule_catches_a_crossing() -> None:
     assert part_of("twin_service.web._readings") == "twin_service.web"
     assert part_of("twin_service.quality.readings") != part_of("twin_service.web._app")
     assert "twin_service.quality" not in BELOW.get("twin_service", SHARED)
+
+
+# Modules that speak HTTP themselves rather than through fiware_client, each with its reason; a new one fails.
+OWN_HTTP: dict[str, str] = {
+    "twin_service/agent/northbound_writer.py": "the ingest hot path: one kept-alive client posting bytes built "
+                                               "by orjson in the FIWARE agent's own batch-upsert shape",
+    "twin_service/broker/_context.py": "fetches remote JSON-LD @context documents, not a FIWARE service",
+    "access/_pep.py": "the PEP is a reverse proxy: it forwards whatever request it authorises",
+    "access/_upstream.py": "the PEP's upstream connection (same reason)",
+    "fleet/service.py": "passes a bearer-token transport into fiware_client's NgsiLdClient (no request of its own)",
+}
+
+
+def speaks_http(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] in {"httpx", "requests"} for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"httpx", "requests"}:
+            return True
+    return False
+
+
+def test_only_the_client_speaks_http_to_fiware_services() -> None:
+    """Every consumer of the broker and the agent goes through fiware_client (issue: one client for all)."""
+    found = []
+    for part in sorted(PARTS - {"fiware_client", "firmware"}):
+        for path in sorted((ROOT / part).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if speaks_http(path) and rel not in OWN_HTTP:
+                found.append(rel)
+    assert found == [], f"talk to FIWARE services through fiware_client, or list the module in OWN_HTTP: {found}"
+    stale = [rel for rel in OWN_HTTP if not speaks_http(ROOT / rel)]
+    assert stale == [], f"listed in OWN_HTTP but no longer speaks HTTP: {stale}"
