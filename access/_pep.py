@@ -4,51 +4,79 @@ Every request: bearer token → Identity (401 without a valid one) → action fr
 role may not) → for scope `own`, ids in the path and in write bodies must be the caller's (403) → forwarded over
 HTTP to the upstream (the embedded broker or Orion-LD alike: nothing of the broker is imported) → bodies that list
 entities, temporal entities, subscriptions or devices are filtered to what the caller may see, and counts that
-would reveal others' entities are dropped.
+would reveal others' entities are dropped. Ownership of an entity is its id or an owner relationship
+(`detectedBy` of an Anomaly): access/_scope.py.
 
 Notifications: a subscription created through the PEP by a caller of scope `own` gets its endpoint replaced by
 the PEP's relay URL (`/pep/relay/<key>`, key random); the relay keeps the caller's entities of each
 notification and forwards it to the original endpoint, so a foreign entity never reaches a member's receiver.
 Listing subscriptions shows a caller only those they created, with their own endpoint put back.
+
+The app is raw ASGI (no framework router) and forwards through access/_upstream.py: a caller of scope `all`
+(admin, control centre, manager) costs one cached token check, one regex classification and the hop itself; the
+body is neither parsed nor re-encoded. Only answers that must be filtered are parsed (orjson).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from access._policy import Policy, classify
+from access._scope import OWNER_RELATIONSHIPS, filter_entities, owns_entity
 from access._tokens import Identity, TokenError, TokenVerifier
+from access._upstream import Answer, Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 
-PROBLEM = "application/json"
-_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",
-                "content-length", "authorization", "proxy-authorization"}
+_HOP_HEADERS = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host",
+                b"content-length", b"authorization", b"proxy-authorization"}
+_TENANT_HEADERS = (b"ngsild-tenant", b"fiware-service")
 _COUNT_KEYS = {"entityCount", "attributeCount"}
+_JSON = [(b"content-type", b"application/json")]
 
 
-def problem(status: int, title: str, detail: str, kind: str) -> JSONResponse:
+def problem(status: int, title: str, detail: str, kind: str) -> Answer:
     """NGSI-LD ProblemDetails (RFC 9457 shape, as ETSI GS CIM 009 §5.5.2 answers errors)."""
-    headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{detail}"'} \
-        if status == 401 else None
-    return JSONResponse({"type": f"urn:energytwin:errors:{kind}", "title": title, "status": status,
-                         "detail": detail}, status_code=status, headers=headers)
+    headers = list(_JSON)
+    if status == 401:
+        headers.append((b"www-authenticate",
+                        f'Bearer error="invalid_token", error_description="{detail}"'.encode("latin-1", "replace")))
+    body = orjson.dumps({"type": f"urn:energytwin:errors:{kind}", "title": title, "status": status,
+                         "detail": detail})
+    return Answer(status, headers, body)
+
+
+@dataclass
+class Call:
+    """One incoming request as the PEP sees it (ASGI scope + body)."""
+
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]  # names lower-cased (ASGI)
+    body: bytes
+
+    def header(self, name: bytes) -> str | None:
+        value = next((v for k, v in self.headers if k == name), None)
+        return None if value is None else value.decode("latin-1")
+
+    raw_path: bytes | None = None  # as sent (percent-encoding kept), forwarded unchanged
+
+    @property
+    def target(self) -> str:
+        path = self.raw_path.decode("latin-1") if self.raw_path else self.path
+        return path + ("?" + self.query.decode("latin-1") if self.query else "")
 
 
 @dataclass
@@ -66,10 +94,12 @@ class Pep:
     policy: Policy
     relay_base_url: str = ""  # how the upstream reaches this PEP (for notifications)
     state_file: Path | None = None
+    owner_relationships: tuple[str, ...] = OWNER_RELATIONSHIPS
     counters: Counter = field(default_factory=Counter)
     _relays: dict[str, _Relay] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _client: httpx.AsyncClient | None = None
+    _forwarder: Upstream | None = None
+    _client: httpx.AsyncClient | None = None  # notifications to the members' receivers
 
     def __post_init__(self) -> None:
         self.upstream = self.upstream.rstrip("/")
@@ -93,88 +123,120 @@ class Pep:
         tmp.replace(self.state_file)
 
     @property
+    def forwarder(self) -> Upstream:
+        if self._forwarder is None:
+            self._forwarder = Upstream(self.upstream)
+        return self._forwarder
+
+    @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200))
+            self._client = httpx.AsyncClient(timeout=30.0)
         return self._client
+
+    async def aclose(self) -> None:
+        if self._forwarder is not None:
+            await self._forwarder.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     # --- the request path ---
 
-    def _identity(self, request: Request) -> Identity:
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
+    def _identity(self, call: Call) -> Identity:
+        scheme, _, token = (call.header(b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenError("no bearer token (send Authorization: Bearer <token>)")
         return self.verifier.verify(token.strip())
 
-    def _refuse(self, status: int, reason: str, request: Request) -> JSONResponse:
+    def _refuse(self, status: int, reason: str, call: Call) -> Answer:
         self.counters[f"refused_{status}"] += 1
-        log.warning("refused %s %s: %d %s", request.method, request.url.path, status, reason)
+        log.warning("refused %s %s: %d %s", call.method, call.path, status, reason)
         if status == 401:
             return problem(401, "Unauthorized", reason, "Unauthorized")
         return problem(403, "Forbidden", reason, "Forbidden")
 
-    async def handle(self, request: Request) -> Response:
-        path = request.url.path
-        if path.startswith("/pep/relay/"):
-            return await self.relay(request, path.removeprefix("/pep/relay/"))
+    async def handle(self, call: Call) -> Answer:
+        if call.path.startswith("/pep/relay/"):
+            return await self.relay(call, call.path.removeprefix("/pep/relay/"))
         try:
-            identity = self._identity(request)
+            identity = self._identity(call)
         except TokenError as exc:
-            return self._refuse(401, exc.reason, request)
-        named = request.headers.get("ngsild-tenant") or request.headers.get("fiware-service")
+            return self._refuse(401, exc.reason, call)
+        named = call.header(b"ngsild-tenant") or call.header(b"fiware-service")
         if identity.tenant is not None and named is not None and named != identity.tenant:
-            return self._refuse(403, f"this token is for tenant {identity.tenant!r}, not {named!r}", request)
+            return self._refuse(403, f"this token is for tenant {identity.tenant!r}, not {named!r}", call)
         rule = self.policy.rule(identity.role)
-        found = classify(request.method, path)
+        found = classify(call.method, call.path)
         if found is None:
-            return self._refuse(403, f"{request.method} {path} is not an endpoint this access layer opens", request)
+            return self._refuse(403, f"{call.method} {call.path} is not an endpoint this access layer opens", call)
         action, ids = found
         if rule is None or not rule.allows(action):
-            return self._refuse(403, f"role {identity.role!r} may not {action}", request)
-        scope = rule.scope
-        body = await request.body()
-        if scope != "all":
-            refusal = self._check_own(identity, action, ids, body, request)
-            if refusal:
-                return self._refuse(403, refusal, request)
-            if action == "subscriptions.write" and request.method == "POST":
-                return await self._create_subscription(request, identity, body)
-            if action.startswith("subscriptions") and "sid" in ids and not self._owns_subscription(identity,
-                                                                                                    ids["sid"]):
-                return self._refuse(403, "that subscription is not yours", request)
-            if action == "subscriptions.write" and request.method == "PATCH":
-                body = self._rewrite_patch(identity, ids["sid"], body)
-        upstream = await self._forward(request, body, identity.tenant)
+            return self._refuse(403, f"role {identity.role!r} may not {action}", call)
+        if rule.scope == "all":
+            self.counters["forwarded"] += 1
+            return await self._forward(call, identity.tenant)
+        return await self._scoped(call, identity, action, ids)
+
+    async def _scoped(self, call: Call, identity: Identity, action: str, ids: dict[str, str]) -> Answer:
+        """Scope `own`: check what the request names, forward, filter what comes back."""
+        refusal = self._check_own(identity, action, ids, call.body)
+        if refusal:
+            return self._refuse(403, refusal, call)
+        if action == "subscriptions.write" and call.method == "POST":
+            return await self._create_subscription(call, identity)
+        if action.startswith("subscriptions") and "sid" in ids and not self._owns_subscription(identity, ids["sid"]):
+            return self._refuse(403, "that subscription is not yours", call)
+        if action == "subscriptions.write" and call.method == "PATCH":
+            call.body = self._rewrite_patch(ids["sid"], call.body)
+        if action in ("entities.read", "temporal.read"):
+            call.query = self._with_owner_attrs(call.query)
+        upstream = await self._forward(call, identity.tenant)
         self.counters["forwarded"] += 1
-        if scope == "all" or upstream.status_code >= 300 or not upstream.content:
-            return self._respond(upstream, upstream.content)
-        filtered = self._filter(identity, action, ids, upstream)
-        if request.method == "DELETE" and "sid" in ids:
+        if upstream.status >= 300 or not upstream.body:
+            return upstream
+        by_relationship = "id" in ids and not identity.owns(ids["id"])
+        try:
+            data = orjson.loads(upstream.body)
+        except orjson.JSONDecodeError:
+            return self._refuse(403, "the answer cannot be checked", call) if by_relationship else upstream
+        if by_relationship:  # a path naming an entity that may be the caller's through a relationship
+            if not (isinstance(data, dict) and owns_entity(identity, data, self.owner_relationships)):
+                return self._refuse(403, "that entity is not yours", call)
+        else:
+            data = self._filter(identity, action, data)
+        if call.method == "DELETE" and "sid" in ids:
             self._forget_subscription(ids["sid"])
-        return self._respond(upstream, filtered, drop_counts=True)
+        headers = [(k, v) for k, v in upstream.headers if k != b"ngsild-results-count"]
+        return Answer(upstream.status, headers, orjson.dumps(data))
 
-    async def _forward(self, request: Request, body: bytes, tenant: str | None = None) -> httpx.Response:
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
-        if tenant is not None and not any(k.lower() in ("ngsild-tenant", "fiware-service") for k, _ in headers):
-            headers.append(("fiware-service" if request.url.path.startswith("/iot") else "NGSILD-Tenant", tenant))
-        url = self.upstream + request.url.path
-        return await self.client.request(request.method, url, params=request.query_params.multi_items(),
-                                         headers=headers, content=body)
-
-    @staticmethod
-    def _respond(upstream: httpx.Response, content: bytes, drop_counts: bool = False) -> Response:
-        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS
-                   and k.lower() != "content-encoding"
-                   and not (drop_counts and k.lower() == "ngsild-results-count")}
-        return Response(content, status_code=upstream.status_code, headers=headers)
+    async def _forward(self, call: Call, tenant: str | None = None, body: bytes | None = None) -> Answer:
+        headers = [(k, v) for k, v in call.headers if k not in _HOP_HEADERS]
+        if tenant is not None and not any(k in _TENANT_HEADERS for k, _ in headers):
+            name = b"fiware-service" if call.path.startswith("/iot") else b"ngsild-tenant"
+            headers.append((name, tenant.encode("latin-1")))
+        answer = await self.forwarder.request(call.method, call.target, headers,
+                                              call.body if body is None else body)
+        answer.headers = [(k, v) for k, v in answer.headers if k not in _HOP_HEADERS]
+        return answer
 
     # --- scope `own` ---
 
-    def _check_own(self, identity: Identity, action: str, ids: dict[str, str], body: bytes,
-                   request: Request) -> str | None:
+    def _with_owner_attrs(self, query: bytes) -> bytes:
+        """A projection (`attrs=`) keeps the owner relationships, or the answer could not be checked."""
+        if b"attrs=" not in query:
+            return query
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        out = []
+        for key, value in pairs:
+            if key == "attrs" and value:
+                names = value.split(",")
+                value = ",".join(names + [r for r in self.owner_relationships if r not in names])
+            out.append((key, value))
+        return urlencode(out, safe=",:/").encode("latin-1")
+
+    def _check_own(self, identity: Identity, action: str, ids: dict[str, str], body: bytes) -> str | None:
         entity_id = ids.get("id")
-        if entity_id and not identity.owns(entity_id):
+        if entity_id and not identity.owns(entity_id) and action not in ("entities.read", "temporal.read"):
             return "that entity is not yours"
         if action in ("entities.write", "temporal.write") and body:
             try:
@@ -188,25 +250,17 @@ class Pep:
                     return "a write names an entity that is not yours"
         return None
 
-    def _filter(self, identity: Identity, action: str, ids: dict[str, str], upstream: httpx.Response) -> bytes:
-        try:
-            data = orjson.loads(upstream.content)
-        except orjson.JSONDecodeError:
-            return b"" if action not in ("version",) else upstream.content
+    def _filter(self, identity: Identity, action: str, data: Any) -> Any:
         if action in ("entities.read", "temporal.read"):
+            return filter_entities(identity, data, self.owner_relationships)
+        if action.startswith("subscriptions"):
             if isinstance(data, list):
-                data = [e for e in data if isinstance(e, dict) and identity.owns(str(e.get("id", "")))]
-            elif isinstance(data, dict) and "id" in data and not identity.owns(str(data["id"])):
-                data = {}
-        elif action.startswith("subscriptions"):
-            if isinstance(data, list):
-                data = [self._own_view(s) for s in data if isinstance(s, dict)
+                return [self._own_view(s) for s in data if isinstance(s, dict)
                         and self._owns_subscription(identity, str(s.get("id", "")))]
-            elif isinstance(data, dict):
-                data = self._own_view(data)
-        elif action == "types.read":
-            data = _strip_counts(data)
-        return orjson.dumps(data)
+            return self._own_view(data) if isinstance(data, dict) else data
+        if action == "types.read":
+            return _strip_counts(data)
+        return data
 
     # --- subscriptions and the notification relay ---
 
@@ -232,62 +286,70 @@ class Pep:
             self._relays[key] = _Relay(identity.subject, target, identity)
         return f"{self.relay_base_url.rstrip('/')}/pep/relay/{key}"
 
-    def _rewrite_patch(self, identity: Identity, sid: str, body: bytes) -> bytes:
+    def _keep_owner_attrs(self, notification: dict[str, Any]) -> None:
+        """A subscription notifying chosen attributes keeps the owner relationships, so the relay can check."""
+        names = notification.get("attributes")
+        if isinstance(names, list) and names:
+            notification["attributes"] = names + [r for r in self.owner_relationships if r not in names]
+
+    def _rewrite_patch(self, sid: str, body: bytes) -> bytes:
         try:
             data = json.loads(body)
         except ValueError:
             return body
-        endpoint = (data.get("notification") or {}).get("endpoint") if isinstance(data, dict) else None
-        if isinstance(endpoint, dict) and "uri" in endpoint:
-            relay = next(r for r in self._relays.values() if r.subscription_id == sid)
-            relay.target = str(endpoint["uri"])
-            endpoint["uri"] = next(f"{self.relay_base_url.rstrip('/')}/pep/relay/{k}"
-                                   for k, r in self._relays.items() if r is relay)
-            with self._lock:
-                self._save()
+        notification = data.get("notification") if isinstance(data, dict) else None
+        if isinstance(notification, dict):
+            self._keep_owner_attrs(notification)
+            endpoint = notification.get("endpoint")
+            if isinstance(endpoint, dict) and "uri" in endpoint:
+                relay = next(r for r in self._relays.values() if r.subscription_id == sid)
+                relay.target = str(endpoint["uri"])
+                endpoint["uri"] = next(f"{self.relay_base_url.rstrip('/')}/pep/relay/{k}"
+                                       for k, r in self._relays.items() if r is relay)
+                with self._lock:
+                    self._save()
         return json.dumps(data).encode()
 
-    async def _create_subscription(self, request: Request, identity: Identity, body: bytes) -> Response:
+    async def _create_subscription(self, call: Call, identity: Identity) -> Answer:
         try:
-            data = json.loads(body)
+            data = json.loads(call.body)
             endpoint = data["notification"]["endpoint"]
             target = str(endpoint["uri"])
         except (ValueError, KeyError, TypeError):
-            upstream = await self._forward(request, body, identity.tenant)  # the broker explains what is wrong with it
-            return self._respond(upstream, upstream.content)
+            return await self._forward(call, identity.tenant)  # the broker explains what is wrong with it
         if not target.startswith(("http://", "https://")):
-            return self._refuse(403, "through the access layer, notifications go to http(s) endpoints only",
-                                request)
+            return self._refuse(403, "through the access layer, notifications go to http(s) endpoints only", call)
+        self._keep_owner_attrs(data["notification"])
         relay_url = self._new_relay(identity, target)
         endpoint["uri"] = relay_url
-        upstream = await self._forward(request, json.dumps(data).encode(), identity.tenant)
+        upstream = await self._forward(call, identity.tenant, json.dumps(data).encode())
         key = relay_url.rsplit("/", 1)[-1]
         with self._lock:
-            if upstream.status_code == 201:
-                self._relays[key].subscription_id = upstream.headers.get("location", "").rsplit("/", 1)[-1]
+            if upstream.status == 201:
+                location = (upstream.header(b"location") or b"").decode("latin-1")
+                self._relays[key].subscription_id = location.rsplit("/", 1)[-1]
                 self._save()
             else:
                 self._relays.pop(key, None)
-        return self._respond(upstream, upstream.content)
+        return upstream
 
-    async def relay(self, request: Request, key: str) -> Response:
+    async def relay(self, call: Call, key: str) -> Answer:
         relay = self._relays.get(key)
         if relay is None:
             self.counters["relay_unknown"] += 1
             return problem(404, "Not found", "no such notification relay", "ResourceNotFound")
         try:
-            note = json.loads(await request.body())
+            note = json.loads(call.body)
         except ValueError:
             return problem(400, "Bad notification", "the notification is not JSON", "BadRequestData")
-        entities = [e for e in note.get("data", []) if isinstance(e, dict)
-                    and relay.identity.owns(str(e.get("id", "")))]
-        dropped = len(note.get("data", [])) - len(entities)
-        self.counters["notification_entities_dropped"] += dropped
+        data = note.get("data", []) if isinstance(note, dict) else []
+        entities = [e for e in data if owns_entity(relay.identity, e, self.owner_relationships)]
+        self.counters["notification_entities_dropped"] += len(data) - len(entities)
         if not entities:
-            return Response(status_code=204)
+            return Answer(204, [], b"")
         note["data"] = entities
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in _HOP_HEADERS and k.lower() != "ngsild-results-count"}
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in call.headers
+                   if k not in _HOP_HEADERS and k != b"ngsild-results-count"]
         try:
             answer = await self.client.post(relay.target, content=json.dumps(note).encode(), headers=headers)
         except httpx.HTTPError as exc:
@@ -295,7 +357,7 @@ class Pep:
             log.warning("notification relay to %s failed: %s", relay.target, exc)
             return problem(502, "Receiver unreachable", str(exc), "InternalError")
         self.counters["notifications_relayed"] += 1
-        return Response(status_code=answer.status_code)
+        return Answer(answer.status_code, [], b"")
 
 
 def _strip_counts(data: Any) -> Any:
@@ -306,21 +368,40 @@ def _strip_counts(data: Any) -> Any:
     return data
 
 
-def build_app(pep: Pep) -> Starlette:
-    async def endpoint(request: Request) -> Response:
+def build_app(pep: Pep) -> Any:
+    """The PEP as a raw ASGI app (HTTP and lifespan)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await pep.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        call = Call(scope["method"], scope["path"], scope.get("query_string", b""), scope["headers"],
+                    b"".join(chunks), scope.get("raw_path"))
         try:
-            return await pep.handle(request)
-        except httpx.HTTPError as exc:
+            answer = await pep.handle(call)
+        except UpstreamError as exc:
             pep.counters["upstream_failed"] += 1
             log.error("upstream %s unreachable: %s", pep.upstream, exc)
-            return problem(502, "Upstream unreachable", f"{pep.upstream}: {exc}", "InternalError")
+            answer = problem(502, "Upstream unreachable", str(exc), "InternalError")
+        headers = [(k, v) for k, v in answer.headers if k != b"content-length"]
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
 
-    methods = ["GET", "POST", "PATCH", "PUT", "DELETE"]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        if pep._client is not None:
-            await pep._client.aclose()
-
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)], lifespan=lifespan)
+    return app

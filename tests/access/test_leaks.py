@@ -36,11 +36,25 @@ def _measurement(device: str, minute: int, power_w: float) -> dict:
                             "observedAt": at, "unitCode": "WTT"}}
 
 
+def _anomaly_id(device: str) -> str:
+    return f"urn:ngsi-ld:Anomaly:{device}:voltageLow-L1-20261001T100000000Z"  # as twin_service/quality names them
+
+
+def _anomaly(device: str) -> dict:
+    """An Anomaly whose id does not end with the meter's id: it is the member's through `detectedBy`."""
+    return {"id": _anomaly_id(device), "type": "Anomaly",
+            "anomalousProperty": {"type": "Property", "value": "phaseVoltage"},
+            "dateDetected": {"type": "Property", "value": {"@type": "DateTime", "@value": "2026-10-01T10:00:00Z"}},
+            "detectedBy": {"type": "Relationship", "object": device_entity_id(device)},
+            "severity": {"type": "Property", "value": "medium"}}
+
+
 @pytest.fixture(scope="module")
 def seeded(guarded: Guarded) -> Guarded:
     entities = [_measurement(d, 0, 100.0) for d in ("meter-001", "meter-002", "meter-003")]
     entities += [{"id": device_entity_id(d), "type": "Device",
                   "controlledProperty": {"type": "Property", "value": ["energy"]}} for d in ("meter-001", "meter-002")]
+    entities += [_anomaly(d) for d in ("meter-001", "meter-002")]
     r = httpx.post(guarded.broker_url + NGSI + "/entityOperations/upsert", json=entities, headers=HEADERS)
     assert r.status_code in (201, 204), r.text
     for minute in (1, 2):
@@ -122,7 +136,16 @@ def _endpoints(receiver: str) -> list[tuple[str, str, str, object]]:
                                         "&aggrMethods=avg&aggrPeriodDuration=PT1H&attrs=activePower"), None),
         ("temporal lastN", "GET", f"{NGSI}/temporal/entities?type=ThreePhaseAcMeasurement&{q}&lastN=1", None),
         ("foreign type query", "GET", f"{NGSI}/entities?type=Device&q=controlledProperty==%22energy%22", None),
+        ("anomalies", "GET", f"{NGSI}/entities?type=Anomaly", None),
+        ("anomalies projected", "GET", f"{NGSI}/entities?type=Anomaly&attrs=severity", None),
+        ("own anomaly", "GET", f"{NGSI}/entities/{_anomaly_id(MINE)}", None),
+        ("foreign anomaly", "GET", f"{NGSI}/entities/{_anomaly_id(FOREIGN)}", None),
+        ("own anomaly temporal", "GET", f"{NGSI}/temporal/entities/{_anomaly_id(MINE)}", None),
+        ("geojson query", "GET", f"{NGSI}/entities?type=ThreePhaseAcMeasurement", None),
     ]
+
+
+EXTRA_HEADERS = {"geojson query": {"Accept": "application/geo+json"}}
 
 
 OK = {200, 201, 204, 207}
@@ -161,11 +184,24 @@ _NEW_EXPECTED = {
     "manager": ["ok"] * 5, "control-centre": ["ok"] * 5}
 for _role, _wants in _NEW_EXPECTED.items():
     EXPECTED[_role].update(zip(NEW, _wants, strict=True))
+# Anomalies: a member's are the Anomaly entities `detectedBy` their meter's Device (not matched by id shape).
+ANOMALY = ("anomalies", "anomalies projected", "own anomaly", "foreign anomaly", "own anomaly temporal",
+           "geojson query")
+_ANOMALY_EXPECTED = {
+    "member": ["ok", "ok", "ok", 403, "ok", "ok"], "device": ["ok", "ok", "ok", 403, 403, "ok"],
+    "public": [403] * 6, "manager": ["ok"] * 6, "control-centre": ["ok"] * 6}
+for _role, _wants in _ANOMALY_EXPECTED.items():
+    EXPECTED[_role].update(zip(ANOMALY, _wants, strict=True))
+MUST_SHOW_MINE = {"query": measurement_id(MINE), "temporal query": measurement_id(MINE),
+                  "batch query": measurement_id(MINE), "anomalies": _anomaly_id(MINE),
+                  "anomalies projected": _anomaly_id(MINE), "own anomaly": _anomaly_id(MINE),
+                  "geojson query": measurement_id(MINE)}
 SCOPED = ("member", "device")
 
 
-def _call(g: Guarded, token: str | None, method: str, path: str, body: object) -> httpx.Response:
-    headers = dict(HEADERS)
+def _call(g: Guarded, token: str | None, method: str, path: str, body: object,
+          extra: dict[str, str] | None = None) -> httpx.Response:
+    headers = dict(HEADERS) | (extra or {})
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.request(method, g.pep_url + path, headers=headers, timeout=10,
@@ -177,7 +213,7 @@ def test_every_endpoint_as(role: str, seeded: Guarded, receiver: str):
     token = _token(seeded, role)
     failures = []
     for name, method, path, body in _endpoints(receiver):
-        r = _call(seeded, token, method, path, body)
+        r = _call(seeded, token, method, path, body, EXTRA_HEADERS.get(name))
         want = EXPECTED[role][name]
         if (want == "ok" and r.status_code not in OK) or (want != "ok" and r.status_code != want):
             failures.append(f"{name}: {method} {path} -> {r.status_code} (want {want}): {r.text[:200]}")
@@ -191,8 +227,10 @@ def test_every_endpoint_as(role: str, seeded: Guarded, receiver: str):
             for other in OTHERS:
                 if other in r.text or any(other in v for v in r.headers.values()):
                     failures.append(f"{name}: foreign id {other} in the answer to a {role}: {r.text[:300]}")
-        if role in SCOPED and want == "ok" and name in ("query", "temporal query", "batch query"):
-            assert measurement_id(MINE) in r.text, (name, r.text[:300])  # filtered, not emptied
+        if role in SCOPED and want == "ok" and name in MUST_SHOW_MINE:
+            assert MUST_SHOW_MINE[name] in r.text, (name, r.text[:300])  # filtered, not emptied
+        if name == "geojson query" and want == "ok":
+            assert r.json()["type"] == "FeatureCollection", r.text[:300]
     assert not failures, "\n".join(failures)
 
 
@@ -309,3 +347,28 @@ def test_notifications_stay_filtered_in_every_format_and_after_a_patch(seeded: G
     assert measurement_id(MINE) in text and not any(other in text for other in OTHERS), text[:500]
     for sid in sids:
         assert _call(seeded, member, "DELETE", f"{NGSI}/subscriptions/{sid}", None).status_code == 204
+
+
+def test_a_members_anomaly_notifications_carry_only_its_meter(seeded: Guarded, receiver: str):
+    """An Anomaly subscription notifying only `severity`: the PEP keeps `detectedBy` in it, so the relay can tell
+    the member's anomalies (delivered) from another meter's (dropped)."""
+    _Receiver.received.clear()
+    member = _token(seeded, "member")
+    body = {"type": "Subscription", "entities": [{"type": "Anomaly"}], "watchedAttributes": ["severity"],
+            "notification": {"attributes": ["severity"], "format": "keyValues",
+                             "endpoint": {"uri": receiver + "/member", "accept": "application/json"}}}
+    r = _call(seeded, member, "POST", f"{NGSI}/subscriptions", body)
+    assert r.status_code == 201, r.text
+    sid = r.headers["location"].rsplit("/", 1)[-1]
+    listed = _call(seeded, member, "GET", f"{NGSI}/subscriptions/{sid}", None).json()
+    assert listed["notification"]["endpoint"]["uri"] == receiver + "/member"
+    changed = [{**_anomaly(d), "severity": {"type": "Property", "value": "critical"}} for d in ("meter-002", MINE)]
+    r = httpx.post(seeded.broker_url + NGSI + "/entityOperations/upsert", headers=HEADERS, json=changed)
+    assert r.status_code in (201, 204), r.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "critical" not in json.dumps(_Receiver.received):
+        time.sleep(0.1)
+    text = json.dumps(_Receiver.received)
+    assert _anomaly_id(MINE) in text and "critical" in text, text[:500]
+    assert not any(other in text for other in OTHERS), text[:500]
+    assert _call(seeded, member, "DELETE", f"{NGSI}/subscriptions/{sid}", None).status_code == 204
