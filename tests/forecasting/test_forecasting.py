@@ -110,12 +110,20 @@ def test_forecast_entity_validates_offline_and_bad_ones_do_not():
     from datetime import datetime
 
     from datamodels.validation import EntityValidationError, validate_entity
-    from forecasting.entity import forecast_entity
+    from forecasting.entity import current_and_archived, current_forecast_id, forecast_entity
 
     issued = datetime(2026, 6, 15, 22, tzinfo=UTC)
-    entity = forecast_entity("urn:ngsi-ld:Device:roof", "pvGeneration", issued, np.linspace(0, 2, 24), "clear-sky")
+    current, entity = current_and_archived("urn:ngsi-ld:Device:roof", "pvGeneration", issued,
+                                           np.linspace(0, 2, 24), "clear-sky", weather_input="none")
     validate_entity(entity)
+    validate_entity(current)
     assert entity["id"] == "urn:ngsi-ld:EnergyForecast:roof:pvGeneration:20260615T2200Z"
+    assert current["id"] == current_forecast_id("roof", "pvGeneration") == "urn:ngsi-ld:EnergyForecast:roof:pvGeneration"
+    assert current["refTarget"]["object"] == "urn:ngsi-ld:Device:roof"
+    with pytest.raises(ValueError, match="history_source"):
+        forecast_entity("urn:x:y", "load", issued, np.zeros(24), "profile", history_source="guess")
+    with pytest.raises(ValueError, match="cannot name"):
+        current_forecast_id("a b", "load")
     assert entity["validTo"]["value"]["@value"] == "2026-06-16T22:00:00Z"
     entity["hourlyValues"]["value"] = entity["hourlyValues"]["value"][:23]
     with pytest.raises(EntityValidationError, match="hourlyValues"):
