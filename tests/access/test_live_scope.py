@@ -1,6 +1,8 @@
 """The page's live stream (Server-Sent Events) carries only what the caller may see: a member's stream gets its own
 meter's readings and events and never another meter's, whatever `?device=` it asks for; the overview of a
-caller of scope `all` gets every meter. The real page service on a real socket, notifications posted to /notify."""
+caller of scope `all` gets every meter, and the roles that see no meter (public, device) get no reading at all.
+The real page service on a real socket with the stack's login (energytwin/page_login.py: the local issuer's
+tokens, sent as bearer tokens), notifications posted to /notify."""
 
 from __future__ import annotations
 
@@ -13,30 +15,29 @@ import httpx
 import pytest
 import uvicorn
 
-from access._tokens import Identity
+from access._tokens import LocalIssuer
 from datamodels.measures import measurement_id
+from energytwin.page_login import page_auth
 from twin_service.web import WebConfig, create_app
 
 from .conftest import free_port
 
-MEMBER = Identity("ana", "member", "ana", frozenset({"meter-001"}))
-ROLE = {"member": MEMBER.owns, "manager": None}
-
-
-def _scoped(app):  # what the page's authentication does once it knows the caller (test stand-in for the login)
-    async def asgi(scope, receive, send):
-        if scope["type"] == "http":
-            role = dict(scope["headers"]).get(b"x-test-role", b"manager").decode()
-            scope.setdefault("state", {})["sees_device"] = ROLE[role]
-        await app(scope, receive, send)
-    return asgi
+ROLES = ("member", "manager", "control-centre", "public", "device")
+TOKENS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[str]:
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data_dir = tmp_path_factory.mktemp("page")
+    issuer = LocalIssuer(data_dir)
+    for role in ROLES:
+        devices = ["meter-001"] if role in ("member", "device") else None
+        TOKENS[role] = issuer.token(f"{role}-user", role, member="ana" if role == "member" else None,
+                                    devices=devices)
     port = free_port()
-    app = create_app(WebConfig(broker_url="http://127.0.0.1:9", port=port), subscribe=False)
-    server = uvicorn.Server(uvicorn.Config(_scoped(app), host="127.0.0.1", port=port, log_level="warning",
+    app = create_app(WebConfig(broker_url="http://127.0.0.1:9", port=port,
+                               auth=page_auth(data_dir, secure_cookie=False)), subscribe=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -77,7 +78,11 @@ def _collect(url: str, role: str, out: list[dict], ready: threading.Event, stop:
 
 
 def _read_stream(url: str, role: str, out: list[dict], ready: threading.Event, stop: threading.Event) -> None:
-    with httpx.stream("GET", url, headers={"x-test-role": role}, timeout=15) as response:
+    with httpx.stream("GET", url, headers={"Authorization": f"Bearer {TOKENS[role]}"}, timeout=15) as response:
+        if response.status_code != 200:  # a role the page refuses: no stream, nothing carried
+            out.append({"event": "refused", "device": None, "raw": f"{response.status_code} {response.read()!r}"})
+            ready.set()
+            return
         event = None
         for line in response.iter_lines():
             if line.startswith("event: "):
@@ -94,7 +99,7 @@ def _read_stream(url: str, role: str, out: list[dict], ready: threading.Event, s
 
 @pytest.mark.parametrize("query", ["", "?device=meter-002"])
 def test_a_members_stream_never_carries_another_meter(page: str, query: str):
-    streams: dict[str, list[dict]] = {"member": [], "manager": []}
+    streams: dict[str, list[dict]] = {role: [] for role in ROLES}
     stop = threading.Event()
     for role, messages in streams.items():
         ready = threading.Event()
@@ -113,6 +118,9 @@ def test_a_members_stream_never_carries_another_meter(page: str, query: str):
     stop.set()
     member = streams["member"]
     assert len(streams["manager"]) == want, streams["manager"]
+    assert len(streams["control-centre"]) == want, streams["control-centre"]
+    for role in ("public", "device"):  # refused by the page, or a stream that carries no meter at all
+        assert not [m for m in streams[role] if m["event"] != "refused" or "meter-00" in m["raw"]], streams[role]
     assert not [m for m in member if m["device"] != "meter-001" or "meter-002" in m["raw"]
                 or "meter-003" in m["raw"]], member
     expected = [] if query else [("reading", "meter-001"), ("event", "meter-001")]
