@@ -182,7 +182,7 @@ def build_report(
     daily["ratio"] = np.where(
         daily["assigned_kwh"] > 0, daily["self_consumed_kwh"] / daily["assigned_kwh"], np.nan
     )
-    return Report(title, members, community, daily, list(energy.gaps), list(prices.notes))
+    return Report(title, members, community, daily, list(energy.gaps), [*prices.notes, *energy.notes])
 
 
 def write_chart(report: Report, path: Path) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 
 from community.config import LoadedCommunity
 from community.csv_import import read_hourly_csv
-from community.distributor_history import SAMPLE_PERIOD
+from community.distributor_history import SAMPLE_PERIOD, estimated_hours
 from community.hourly import Gap, hour_grid, hourly_energy_from_counter
 from community.settlement import net_generation_kwh
 from community.twin import energy_counters
@@ -27,6 +27,7 @@ class CommunityEnergy:
     own_generation_kwh: np.ndarray  # members x hours: own PV (P); NaN for members without one
     has_own_installation: np.ndarray  # bool per member
     gaps: list[Gap] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. hours a distributor estimated (the report prints them)
 
 
 def load_energy(
@@ -48,6 +49,7 @@ def load_energy(
         own_client = client = history_reader(twin.history, broker_url=twin.url, tenant=twin.tenant,
                                              history_url=twin.history_server_url, service_path=twin.service_path)
     gaps: list[Gap] = []
+    notes: list[str] = []
 
     def counters(device_id: str, limit: timedelta = gap_limit,
                  export_optional: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +96,10 @@ def load_energy(
                     has_own[i] = True
             elif m.distributor:  # hourly counter samples: an hour between two is not a gap
                 imports[i], exports[i] = counters(m.cups, max(gap_limit, SAMPLE_PERIOD), True)
+                estimated = estimated_hours(client, m.cups, start, end)
+                if estimated:
+                    notes.append(f"{m.id}: {len(estimated)} of {grid.size} h estimated by the distributor "
+                                 f"(first {estimated[0]:%Y-%m-%d %H:%M} UTC); a later real reading may change them")
             else:
                 csv = read_hourly_csv(loaded.resolve(m.csv), grid, ("import_kwh",))
                 gaps.extend(csv.gaps)
@@ -106,4 +112,4 @@ def load_energy(
     finally:
         if own_client is not None:
             own_client.close()
-    return CommunityEnergy(grid, generation, imports, exports, own, has_own, gaps)
+    return CommunityEnergy(grid, generation, imports, exports, own, has_own, gaps, notes)

@@ -14,6 +14,12 @@ same. `dataProvider` names the file.
 Continuing an entity: the new hours must start at or after the last hour already in the twin (a later month's
 file). The counter continues from the stored value; hours between the two files are missing in the accounts
 (the sample spacing exceeds an hour there), never zero. A file overlapping hours already stored is refused.
+
+Measured or estimated: each hour's closing fragment also carries `readingMethod` ("measured" or "estimated",
+the file's REAL/ESTIMADO flag) observed at the same hour boundary, so the history says which hours the
+distributor estimated (an estimated hour is settled as given, but the distributor may replace it with a real
+reading later, and then the period's accounts change). `estimated_hours` reads it back; the community report
+names the members with estimated hours in the period and how many (community/data.py).
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from typing import Any
 
 from community.distributor_import import Imported
 from datamodels.measures import measurement_id
-from fiware_client import NgsiLdClient, NonexistentTenant, NotFound, parse_time
+from fiware_client import HistoryReader, NgsiLdClient, NonexistentTenant, NotFound, parse_time
 
 HOUR = timedelta(hours=1)
 SAMPLE_PERIOD = HOUR  # what the community's gap rule allows between two samples of a distributor entity
 IMPORT_ATTR, EXPORT_ATTR = "totalActiveEnergyImport", "totalActiveEnergyExport"
+METHOD_ATTR = "readingMethod"  # "measured" | "estimated": how the distributor obtained the hour ending here
+MEASURED, ESTIMATED = "measured", "estimated"
 TYPE = "ThreePhaseAcMeasurement"
 
 
@@ -76,10 +84,13 @@ def fragments(cups: str, hours: dict[datetime, tuple[float, float | None, bool]]
     imp, exp = base_import_kwh, base_export_kwh
     out: list[dict[str, Any]] = []
 
-    def fragment(at: datetime) -> dict[str, Any]:
+    def fragment(at: datetime, estimated: bool | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"id": entity_id, "type": TYPE, IMPORT_ATTR: _prop(imp, at)}
         if has_export:
             body[EXPORT_ATTR] = _prop(exp, at)
+        if estimated is not None:  # the hour that ends at `at`
+            body[METHOD_ATTR] = {"type": "Property", "value": ESTIMATED if estimated else MEASURED,
+                                 "observedAt": _iso(at)}
         if source:
             body["dataProvider"] = {"type": "Property", "value": source}
         return body
@@ -88,11 +99,11 @@ def fragments(cups: str, hours: dict[datetime, tuple[float, float | None, bool]]
     for start in sorted(hours):
         if previous_end != start:
             out.append(fragment(start))  # the counter where this run of hours begins
-        hour_import, hour_export, _ = hours[start]
+        hour_import, hour_export, estimated = hours[start]
         imp += hour_import
         exp += hour_export or 0.0
         previous_end = start + HOUR
-        out.append(fragment(previous_end))
+        out.append(fragment(previous_end, estimated))
     return out
 
 
@@ -116,3 +127,10 @@ def write_to_twin(imported: Imported, client: NgsiLdClient, *, source: str = "")
         written.append(WrittenCups(cups, entity_id, len(hours), min(hours), max(hours), base_imp,
                                    sum(1 for v in hours.values() if v[2])))
     return written
+
+
+def estimated_hours(reader: HistoryReader, cups: str, start: datetime, end: datetime) -> list[datetime]:
+    """The UTC starts of the hours in [start, end) the distributor estimated for `cups` (from the twin)."""
+    history = reader.attribute_history(measurement_id(cups), [METHOD_ATTR], start, end + HOUR)
+    return sorted(at - HOUR for at, value in history.get(METHOD_ATTR, [])
+                  if value == ESTIMATED and start <= at - HOUR < end)

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from community.config import load_community
 from community.data import load_energy
-from community.distributor_history import HistoryOverlap, write_to_twin
+from community.distributor_history import HistoryOverlap, estimated_hours, write_to_twin
 from community.distributor_import import TZ, read_distributor_csv
 from datamodels.measures import measurement_id
-from fiware_client import NgsiLdClient
+from fiware_client import NgsiLdClient, history_reader
 from tests.broker.conftest import live_broker  # noqa: F401  (fixture)
 
 EXAMPLES = Path(__file__).parents[2] / "community" / "examples"
@@ -60,6 +60,10 @@ def test_a_member_without_a_meter_is_accounted_from_the_twin(live_broker, tmp_pa
             write_to_twin(read_distributor_csv(tmp_path / "oct-1.csv"), client)
         entity = client.get_entity(measurement_id(cups))
         assert entity["totalActiveEnergyImport"]["unitCode"] == "KWH"
+        assert entity["readingMethod"]["value"] == "measured"  # the last hour's flag (R)
+    with history_reader("ngsi-ld", broker_url=live_broker.url, tenant=TENANT) as reader:
+        estimated = estimated_hours(reader, cups, START, START + timedelta(days=DAYS))
+    assert [h.astimezone(TZ).hour for h in estimated] == [3, 3, 3]  # the E rows, one a day, from the twin
 
     from_csv = load_energy(load_community(_write(tmp_path, data, "csv.yaml")), START,
                            START + timedelta(days=DAYS))
@@ -80,6 +84,7 @@ def test_a_member_without_a_meter_is_accounted_from_the_twin(live_broker, tmp_pa
                                             "--chart", str(tmp_path / "report.png")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "bernat" in result.output
+    assert "bernat: 3 of 745 h estimated by the distributor" in result.output  # October: 745 h (DST), result.output[-1500:]
 
 
 def _write(tmp_path: Path, data: dict, name: str) -> Path:
