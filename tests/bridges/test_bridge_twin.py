@@ -166,3 +166,8 @@ def test_faults_are_logged_counted_shown_in_the_twin_and_never_stop_the_others(t
     gone_lines = [line for line in logged if line.startswith("gone ") and "fault:no-response" in line]
     assert len(gone_lines) == 1, "a lasting fault is logged once, when the state changes"
     assert "unit id" in gone_lines[0]
+    for device_id, state in (("plain", "fault:not-sunspec"), ("wrongunit", "fault:no-response"),
+                             ("sf", "degraded:sf-not-implemented"), ("longmap", "degraded:map-mismatch")):
+        assert sum(line.startswith(f"{device_id} ") and state in line for line in logged) == 1, (device_id, logged)
+    assert any(line.startswith("refuses: command batteryPowerSetpoint=1000 failed") and "exception-4" in line
+               for line in logged)

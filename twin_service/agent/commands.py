@@ -85,9 +85,15 @@ def result_status(result: Any) -> str:
     return "OK"
 
 
-def subscription_id(tenant: str, notify_url: str) -> str:
-    """One subscription per tenant and agent endpoint, stable across restarts (ensure_subscription keeps it)."""
-    digest = hashlib.sha1(f"{tenant}\n{notify_url}".encode()).hexdigest()[:16]
+def subscription_id(tenant: str, notify_url: str, entity_type: str | None = None, command: str | None = None) -> str:
+    """One subscription per tenant, agent endpoint, entity type and command, stable across restarts
+    (ensure_subscription keeps it). Per type, because each is sent with its type's @context: one subscription
+    naming types of two Smart Data Models (BatteryStatus, PhotovoltaicMeasurement) would expand all of them with
+    one model's context, and the broker would never match the others. Per command, because a notification
+    carries every attribute it lists: watching two commands of one entity in one subscription, updating one
+    would send the other's held value again. Without type and command: the id of the former per-tenant one."""
+    key = f"{tenant}\n{notify_url}" + ("" if entity_type is None else f"\n{entity_type}\n{command}")
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return f"urn:ngsi-ld:Subscription:energytwin-agent-commands-{digest}"
 
 
@@ -169,7 +175,7 @@ class CommandRelay:
             return client
 
     def _sync(self) -> None:
-        """Command attributes on every commanded entity, and one subscription per tenant watching them."""
+        """Command attributes on every commanded entity, and one subscription per tenant, entity type and command watching them."""
         generation = self._registry.generation
         self._last_sync = time.monotonic()
         targets = {}
@@ -207,20 +213,22 @@ class CommandRelay:
             client.upsert_entities([{"id": entity_id, "type": target.device.entity_type, **missing}], update=True)
 
     def _subscribe(self, tenant: str, targets: list[CommandTarget]) -> None:
-        names = sorted({name for t in targets for name in t.commands})
-        types = sorted({t.device.entity_type for t in targets})
         uri = f"{self.notify_url}?service={quote(tenant, safe='')}"
-        body = {
-            "id": subscription_id(tenant, self.notify_url),
-            "type": "Subscription",
-            "description": "energytwin IoT Agent: command attributes of provisioned devices -> MQTT /cmd",
-            "entities": [{"type": entity_type} for entity_type in types],
-            "watchedAttributes": names,
-            "notificationTrigger": ["attributeCreated", "attributeUpdated", "attributeDeleted"],
-            "notification": {"attributes": names, "format": "normalized",
-                             "endpoint": {"uri": uri, "accept": "application/json"}},
-        }
-        self._broker(tenant).ensure_subscription(body)
+        client = self._broker(tenant)
+        for entity_type, name in sorted({(t.device.entity_type, name) for t in targets for name in t.commands}):
+            body = {
+                "id": subscription_id(tenant, self.notify_url, entity_type, name),
+                "type": "Subscription",
+                "description": f"energytwin IoT Agent: command {name} of provisioned {entity_type} devices "
+                               "-> MQTT /cmd",
+                "entities": [{"type": entity_type}],
+                "watchedAttributes": [name],
+                "notificationTrigger": ["attributeCreated", "attributeUpdated", "attributeDeleted"],
+                "notification": {"attributes": [name], "format": "normalized",
+                                 "endpoint": {"uri": uri, "accept": "application/json"}},
+            }
+            client.ensure_subscription(body)
+        client.delete_subscription(subscription_id(tenant, self.notify_url), missing_ok=True)  # the per-tenant one
 
     def handle_notification(self, tenant: str, body: Any) -> int:
         """A notification from the subscription: send every command it carries; returns how many were sent.
