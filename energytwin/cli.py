@@ -23,7 +23,7 @@ class _LazyGroup(click.Group):
         "provision": ("provisioning.commands", "provision", "Make the agent and broker match an inventory file."),
         "web": ("twin_service.web.commands", "web", "Serve the live twin page (overview, meters, phasors, events)."),
         "meter": ("firmware.commands", "meter", "Meter helpers: calibrate gain registers from a reference reading."),
-        "forecast": ("forecasting.commands", "forecast", "24-hour PV, load and price forecasts; score them against naive baselines."),
+        "forecast": ("energytwin.forecast_cli", "forecast", "24-hour PV, load and price forecasts; score them against naive baselines."),
         "fleet": ("fleet.commands", "fleet", "Home batteries steered toward the fleet's mean state of charge; strategy simulation."),
         "users": ("access.commands", "users", "Local token issuer: users with hashed secrets, bearer tokens."),
         "access": ("energytwin.access_mqtt", "access", "Access control: the policy enforcement point in front of the broker."),

@@ -16,6 +16,7 @@ def forecast() -> None:
     energytwin forecast score                     # table on the held-out data the project ships or simulates
     energytwin forecast score --json scores.json --chart scores.png
     energytwin forecast score --quick             # statistical models only (no gradient boosting), ~10 s
+    energytwin forecast run --community community.yaml --weather-csv weather.csv
     """
 
 
@@ -55,24 +56,3 @@ def score(json_path: Path | None, chart_path: Path, quick: bool) -> None:
     if json_path:
         json_path.write_text(json.dumps({k: v.as_json() for k, v in scores.items()}, indent=2) + "\n")
         console.print(f"scores: {json_path}")
-
-
-@forecast.command("run")
-@click.option("--broker-url", default="http://127.0.0.1:1026", show_default=True)
-@click.option("--tenant", default=None, help="NGSILD-Tenant of the meters.")
-@click.option("--once", is_flag=True, help="One round, then exit (default: every hour, on the hour).")
-def run(broker_url: str, tenant: str | None, once: bool) -> None:
-    """Write a 24-hour load forecast (EnergyForecast entity) per meter from the twin's history, every hour."""
-    import time
-    from datetime import UTC, datetime
-
-    from fiware_client import NgsiLdClient
-    from forecasting.service import run_once
-
-    with NgsiLdClient(broker_url, tenant=tenant) as client:
-        while True:
-            written = run_once(client)
-            click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%MZ} wrote {len(written)} forecasts")
-            if once:
-                return
-            time.sleep(3600 - time.time() % 3600 + 5)

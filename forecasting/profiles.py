@@ -11,6 +11,15 @@ import numpy as np
 from forecasting.calendar import SUNDAY_OR_HOLIDAY
 
 
+def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """Mean over the known values; NaN where none is known (numpy's nanmean warns there, this does not)."""
+    known = ~np.isnan(values)
+    count = known.sum(axis=axis)
+    total = np.where(known, values, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def profile_walk_forward(days: np.ndarray, types: np.ndarray, *, same_days: int = 4, first_day: int = 7,
                          level_weight: float = 0.0) -> np.ndarray:
     """Each day = mean of the last `same_days` days of its day type, hour by hour.
@@ -23,11 +32,13 @@ def profile_walk_forward(days: np.ndarray, types: np.ndarray, *, same_days: int 
         past = np.flatnonzero(types[:d] == types[d])[-same_days:]
         if past.size == 0:
             continue
-        out[d] = np.nanmean(days[past], axis=0)
+        out[d] = _nanmean(days[past], axis=0)
         if level_weight:
             ypast = np.flatnonzero(types[: d - 1] == types[d - 1])[-same_days:]
             if ypast.size:
-                shift = np.nanmean(days[d - 1]) - np.nanmean(days[ypast])
+                shift = float(_nanmean(days[d - 1]) - _nanmean(days[ypast]))
+                if np.isnan(shift):
+                    continue
                 out[d] += level_weight * shift
     return out
 
@@ -43,8 +54,8 @@ def _features(days: np.ndarray, types: np.ndarray, doy: np.ndarray, dow: np.ndar
         np.full(24, np.cos(2 * np.pi * doy[d] / 365.25)),
         days[d - 1],                       # same hour yesterday
         days[d - 7],                       # same hour last week
-        np.full(24, np.nanmean(days[d - 1])),
-        np.full(24, np.nanmean(days[d - 7:d])),
+        np.full(24, _nanmean(days[d - 1])),
+        np.full(24, _nanmean(days[d - 7:d])),
         profile[d],
     ]
     if temp_days is not None:

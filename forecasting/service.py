@@ -1,30 +1,49 @@
-"""The forecast service: every hour, a 24-hour load forecast per meter from the twin's history, written back.
+"""The forecast service: every hour, 24-hour forecasts of load, PV and price, written into the twin.
 
-For each ThreePhaseAcMeasurement in the broker it reads `totalActiveEnergyImport` over the last 35 days through
-the temporal API (fiware_client), turns the counter into hourly kWh, forecasts the next 24 hours with the
-day-type profile, applies the fallback rule on the meter's own recent history (the profile must beat
-persistence and seasonal-naive over its last 14 days, else the better baseline is written, marked
-`fallback: true`) and upserts one EnergyForecast entity per meter and issue, so past forecasts stay scorable.
+For each round (one issue time, on the hour):
+  * **load**, per meter: every ThreePhaseAcMeasurement in the broker; `totalActiveEnergyImport` (or the sum of
+    the phases of `activeEnergyImport`) over the last 35 days from the temporal API (fiware_client), turned
+    into hourly kWh, forecast with the day-type profile;
+  * **PV**, per installation (`PvTarget`: site, tilt, azimuth, kWp, e.g. from community.yaml): its history (the
+    generation meter's export minus import from the twin, or a file), the pvlib clear sky of its plane times
+    the clear-sky index learned from that history, or, when a weather plug-in answers for the site, the pvlib
+    chain on the forecast irradiance (forecasting.weather);
+  * **price**, per tariff (`PriceTarget`): from the imported hourly price file; hours the file already holds
+    (published day-ahead prices) are written as they are, only the others are forecast.
+Every forecast goes through the fallback rule on the target's own last 14 days (the model must beat
+persistence and seasonal-naive there, else the better baseline is written, `fallback: true`), and is written
+twice: the current forecast at a stable id and the per-issue archive kept for scoring (forecasting.entity).
+One target's failure (unreadable history, too little of it) is logged and counted; the others still run.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fiware_client import FiwareError
+from fiware_client import FiwareError, NonexistentTenant
 from forecasting import baselines as b
 from forecasting.calendar import day_types
-from forecasting.entity import forecast_entity
+from forecasting.entity import current_and_archived
 from forecasting.profiles import profile_walk_forward
+from forecasting.pv import PvSite, modelled_kwh, pv_walk_forward
 
 log = logging.getLogger("energytwin.forecast")
 HISTORY_DAYS = 35
-ENERGY_ATTR = "totalActiveEnergyImport"
+RECENT_DAYS = 14  # the fallback rule is judged on these last days of each target's history
+MIN_DAYS = 7
+IMPORT_ATTRS = ("totalActiveEnergyImport", "activeEnergyImport")
+EXPORT_ATTRS = ("totalActiveEnergyExport", "activeEnergyExport")
+ENERGY_ATTR = IMPORT_ATTRS[0]
+
+# (start UTC, hours) -> hourly values over [start, start + hours), NaN where unknown.
+HourlySource = Callable[[datetime, int], np.ndarray]
 
 
 def hourly_energy(times: list[datetime], cumulative_kwh: list[float], start: datetime, hours: int) -> np.ndarray:
@@ -48,48 +67,229 @@ def hourly_energy(times: list[datetime], cumulative_kwh: list[float], start: dat
     return out
 
 
+def counter_samples(history: dict[str, list[tuple[datetime, Any]]], attrs: tuple[str, str]) -> list[tuple[datetime, float]]:
+    """A meter's counter: the total attribute when it reports one, else the sum of its phases {L1, L2, L3}."""
+    total, phases = attrs
+    if history.get(total):
+        return [(t, float(v)) for t, v in history[total] if isinstance(v, (int, float))]
+    out = []
+    for t, v in history.get(phases, []):
+        if isinstance(v, dict):
+            values = [float(x) for k, x in v.items() if k in ("L1", "L2", "L3") and isinstance(x, (int, float))]
+            if len(values) == len([k for k in v if k in ("L1", "L2", "L3")]) and values:
+                out.append((t, sum(values)))
+    return out
+
+
+def meter_hourly(client, entity_id: str, start: datetime, hours: int, attrs: tuple[str, str]) -> np.ndarray:
+    """Hourly kWh of one of a meter's counters (import or export) from the twin's history."""
+    end = start + timedelta(hours=hours)
+    history = client.attribute_history(entity_id, list(attrs), start - timedelta(minutes=30), end)
+    samples = counter_samples(history, attrs)
+    return hourly_energy([t for t, _ in samples], [v for _, v in samples], start, hours)
+
+
 @dataclass(frozen=True)
-class LoadForecast:
+class Forecast:
     values: np.ndarray
     method: str
     fallback: bool
 
 
-def forecast_load(days: np.ndarray, issue: datetime) -> LoadForecast:
-    """Next-day load from (history days, 24) ending at `issue`, with the fallback rule on the last 14 days."""
+def _judged(model_days: np.ndarray, days: np.ndarray, name: str, method: str) -> Forecast:
+    """The fallback rule on the last RECENT_DAYS rows before the forecast row (the last row of `days`)."""
+    n = days.shape[0] - 1
+    recent = slice(max(MIN_DAYS, n - RECENT_DAYS), n)
+    v = b.verdict(model_days[recent], days[recent], pers=b.persistence(days)[recent],
+                  naive=b.seasonal_naive(days)[recent])
+    if v.use == "model" or np.isnan(v.skill_vs_persistence):
+        return Forecast(model_days[-1], method, False)
+    base = days[-2] if v.use == "persistence" else days[-8]
+    return Forecast(base, f"{v.use.replace('_', '-')} (fallback: {v.describe(name)})", True)
+
+
+def forecast_load(days: np.ndarray, issue: datetime) -> Forecast:
+    """Next-24-h load from (history days, 24) ending at `issue`, with the fallback rule on the last 14 days."""
     n = days.shape[0]
     dates = pd.date_range((issue - timedelta(days=n)).date(), periods=n + 1, freq="D")
-    types = day_types(dates)
     full = np.vstack([days, np.full((1, 24), np.nan)])
-    model = profile_walk_forward(full, types, same_days=8)
-    recent = slice(max(7, n - 14), n)
-    v = b.verdict(model[recent], full[recent], pers=b.persistence(full)[recent],
-                  naive=b.seasonal_naive(full)[recent])
-    if v.use == "model":
-        return LoadForecast(model[-1], "day-type profile (last 8 same-type days)", False)
-    base = days[-1] if v.use == "persistence" else days[-7]
-    return LoadForecast(base, f"{v.use.replace('_', '-')} (fallback: {v.describe('profile')})", True)
+    model = profile_walk_forward(full, day_types(dates), same_days=8)
+    return _judged(model, full, "profile", "day-type profile (last 8 same-type days)")
 
 
-def run_once(client, issue: datetime | None = None) -> list[dict]:
-    """Forecast every meter the broker holds and upsert the entities; returns them."""
-    issue = (issue or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+LoadForecast = Forecast  # the name earlier callers used
+
+
+def forecast_price(days: np.ndarray, issue: datetime) -> Forecast:
+    """Next-24-h price (EUR/MWh) from (history days, 24): the day-type profile shifted toward yesterday's level."""
+    n = days.shape[0]
+    dates = pd.date_range((issue - timedelta(days=n)).date(), periods=n + 1, freq="D")
+    full = np.vstack([days, np.full((1, 24), np.nan)])
+    model = profile_walk_forward(full, day_types(dates), same_days=8, level_weight=0.5)
+    return _judged(model, full, "price profile", "day-type profile + half of yesterday's level shift")
+
+
+def forecast_pv(site: PvSite, history_kwh: np.ndarray, issue: datetime, *,
+                weather: tuple[np.ndarray, np.ndarray | None] | None = None) -> Forecast:
+    """Next-24-h PV (kWh) from the hourly history over the HISTORY_DAYS days before `issue`.
+
+    Without weather: clear sky x the learned index, judged by the fallback rule on the last 14 days. With a
+    weather forecast (GHI W/m2, air temperature C for the 24 hours) the weather chain is used: the recent days
+    cannot judge it (no archived weather forecasts), its held-out skill is in docs/forecasts.md.
+    """
+    n = history_kwh.size // 24
+    start = issue - timedelta(days=n)
+    hours = np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "h") + np.arange((n + 1) * 24).astype(
+        "timedelta64[h]")
+    clear = modelled_kwh(site, hours).reshape(n + 1, 24)
+    obs = np.vstack([history_kwh.reshape(n, 24), np.full((1, 24), np.nan)])
+    model = pv_walk_forward(obs, clear, window_days=30, first_day=max(1, n - RECENT_DAYS))
+    judged = _judged(model, obs, "PV clear-sky index", "pvlib clear sky x learned clear-sky index (no weather)")
+    if weather is None:
+        return judged
+    from forecasting.pv import performance_ratio
+
+    ghi, temp = weather
+    modelled = modelled_kwh(site, hours[-24:], ghi_w_m2=ghi, temp_air_c=temp)
+    return Forecast(modelled * performance_ratio(obs[:-1], clear[:-1]),
+                    "pvlib on the weather forecast's GHI x learned performance ratio", False)
+
+
+@dataclass(frozen=True)
+class PvTarget:
+    """One PV installation to forecast: its site and where its hourly generation history comes from.
+
+    `meter` is the measurement entity of its generation meter (generation = export - import, as the
+    community accounting counts it); `history` a file or simulation source instead (`source` says which).
+    """
+
+    key: str
+    site: PvSite
+    meter: str | None = None
+    history: HourlySource | None = None
+    source: str = "twin"
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class PriceTarget:
+    """One tariff's hourly import price (EUR/MWh) from its price file (hours it lacks are NaN)."""
+
+    key: str
+    history: HourlySource
+    source: str = "file"
+
+
+@dataclass
+class Targets:
+    """What a round forecasts beside every meter's load."""
+
+    pv: list[PvTarget] = field(default_factory=list)
+    price: list[PriceTarget] = field(default_factory=list)
+    weather: Any = None  # a forecasting.weather.WeatherSource, or None
+    load_meters: bool = True
+    load_fallback: Callable[[str, datetime, int], np.ndarray] | None = None  # demo: simulated history by meter id
+
+
+@dataclass
+class RoundResult:
+    issue: datetime
+    entities: list[dict] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # target -> reason
+
+    @property
+    def written(self) -> int:
+        return len(self.entities) // 2
+
+
+def _enough(values: np.ndarray) -> bool:
+    return np.isfinite(values[-MIN_DAYS * 24:]).mean() >= 0.5
+
+
+def run_round(client, issue: datetime | None = None, targets: Targets | None = None) -> RoundResult:
+    """One round at `issue` (default: this hour): forecast every target, upsert the entities, report."""
+    targets = targets or Targets()
+    issue = (issue or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     start = issue - timedelta(days=HISTORY_DAYS)
-    written = []
-    for meter in client.query_entities(type="ThreePhaseAcMeasurement", attrs=[ENERGY_ATTR]):
+    hours = HISTORY_DAYS * 24
+    result = RoundResult(issue)
+
+    def add(target: str, quantity: str, fc: Forecast, source: str, **kw) -> None:
+        result.entities.extend(current_and_archived(target, quantity, issue, fc.values, fc.method,
+                                                    fallback=fc.fallback, history_source=source, **kw))
+
+    meters: list[dict] = []
+    if targets.load_meters:
         try:
-            history = client.attribute_history(meter["id"], [ENERGY_ATTR], start, issue)[ENERGY_ATTR]
-        except FiwareError as exc:  # one meter's broken history must not stop the others
-            log.warning("forecast: no history for %s: %s", meter["id"], exc)
+            meters = client.query_entities(type="ThreePhaseAcMeasurement", attrs=[IMPORT_ATTRS[0]])
+        except NonexistentTenant:
+            log.info("forecast: tenant %s holds no meters yet", getattr(client, "tenant", None))
+        for meter in meters:
+            mid = meter["id"]
+            try:
+                kwh, source = meter_hourly(client, mid, start, hours, IMPORT_ATTRS), "twin"
+            except FiwareError as exc:  # one meter's broken history must not stop the others
+                log.warning("forecast: no history for %s: %s", mid, exc)
+                result.skipped[mid] = f"history unreadable: {exc}"
+                continue
+            if not _enough(kwh) and targets.load_fallback is not None:
+                kwh, source = targets.load_fallback(mid, start, hours), "simulation"
+            if not _enough(kwh):
+                log.info("forecast: %s has under %d days of history, skipped", mid, MIN_DAYS)
+                result.skipped[mid] = f"under {MIN_DAYS} days of history"
+                continue
+            add(mid, "load", forecast_load(kwh.reshape(HISTORY_DAYS, 24), issue), source)
+
+    for target in targets.pv:
+        try:
+            if target.meter is not None:
+                exp = meter_hourly(client, target.meter, start, hours, EXPORT_ATTRS)
+                imp = meter_hourly(client, target.meter, start, hours, IMPORT_ATTRS)
+                kwh = np.clip(exp - np.nan_to_num(imp), 0, None)
+                source = "twin"
+                if not _enough(kwh) and target.history is not None:
+                    kwh, source = target.history(start, hours), target.source
+            else:
+                assert target.history is not None, "a PV target needs a meter or a history source"
+                kwh, source = target.history(start, hours), target.source
+            if not _enough(kwh):
+                result.skipped[target.key] = f"under {MIN_DAYS} days of PV history"
+                log.info("forecast: PV %s has under %d days of history, skipped", target.key, MIN_DAYS)
+                continue
+            weather = targets.weather.for_site(target.site, issue) if targets.weather is not None else None
+            fc = forecast_pv(target.site, kwh, issue, weather=weather)
+        except (FiwareError, ValueError, OSError) as exc:
+            log.warning("forecast: PV %s failed: %s", target.key, exc)
+            result.skipped[target.key] = str(exc)
             continue
-        kwh = hourly_energy([t for t, _ in history], [float(x) for _, x in history], start, HISTORY_DAYS * 24)
-        if np.isnan(kwh[-7 * 24:]).mean() > 0.5:
-            log.info("forecast: %s has under 7 days of history, skipped", meter["id"])
+        kind = "none" if weather is None else targets.weather.kind
+        add(target.key, "pvGeneration", fc, source, weather_input=kind, ref_target=target.ref or target.meter)
+
+    for target in targets.price:
+        try:
+            series = target.history(start, hours + 24)
+        except (ValueError, OSError) as exc:
+            log.warning("forecast: price %s failed: %s", target.key, exc)
+            result.skipped[target.key] = str(exc)
             continue
-        result = forecast_load(kwh.reshape(HISTORY_DAYS, 24), issue)
-        written.append(forecast_entity(meter["id"], "load", issue, np.nan_to_num(result.values),
-                                       result.method, fallback=result.fallback))
-    if written:
-        client.upsert_entities(written)
-    log.info("forecast: wrote %d load forecasts issued %s", len(written), issue.isoformat())
-    return written
+        past, ahead = series[:hours], series[hours:]
+        if not _enough(past):
+            result.skipped[target.key] = f"under {MIN_DAYS} days of prices before {issue:%Y-%m-%d %H:%MZ}"
+            continue
+        fc = forecast_price(past.reshape(HISTORY_DAYS, 24), issue)
+        published = np.isfinite(ahead)
+        if published.any():
+            values = np.where(published, ahead, fc.values)
+            fc = Forecast(values, f"{published.sum()} of 24 h published in the price file; others: {fc.method}",
+                          fc.fallback)
+        add(target.key, "price", fc, target.source)
+
+    if result.entities:
+        client.upsert_entities(result.entities)
+    log.info("forecast: %d forecasts issued %s (%d skipped)", result.written, issue.isoformat(), len(result.skipped))
+    return result
+
+
+def run_once(client, issue: datetime | None = None, targets: Targets | None = None) -> list[dict]:
+    """One round; the archived entities it wrote (one per forecast)."""
+    return run_round(client, issue, targets).entities[1::2]  # current_and_archived: [current, archived] pairs

@@ -71,3 +71,80 @@ def test_run_once_writes_a_valid_forecast_per_meter(broker_url: str):
     validate_entity(stored)
     assert len(stored["hourlyValues"]["value"]) == 24
     assert stored["refTarget"]["object"] == meter
+
+
+def test_run_round_writes_pv_price_and_load_with_weather_entities(broker_url: str):
+    """A PV installation read from its generation meter, a price file source, WeatherForecast entities."""
+    from fiware_client import NgsiLdClient
+    from forecasting.entity import current_forecast_id
+    from forecasting.pv import PvSite, modelled_kwh
+    from forecasting.service import PriceTarget, PvTarget, Targets, run_round
+    from forecasting.weather import EntityWeather, weather_forecast_entity
+
+    issue = datetime(2026, 6, 1, tzinfo=UTC)
+    site = PvSite(40.4, -3.7, 30, 180, 3.0)
+    gen = "urn:ngsi-ld:ThreePhaseAcMeasurement:fc-roof"
+    hours = np.datetime64("2026-05-11T00", "h") + np.arange(21 * 24).astype("timedelta64[h]")
+    pv_kwh = modelled_kwh(site, hours) * 0.7
+    exported = np.concatenate([[0.0], np.cumsum(pv_kwh)])
+    with NgsiLdClient(broker_url, tenant="forecast-pv") as client:
+        client.upsert_entities([{"id": gen, "type": "ThreePhaseAcMeasurement",
+                                 "totalActiveEnergyExport": {"type": "Property", "value": round(float(v), 4),
+                                                             "unitCode": "KWH",
+                                                             "observedAt": f"{np.datetime_as_string(t)}:00:00Z"},
+                                 "totalActiveEnergyImport": {"type": "Property", "value": 0.0, "unitCode": "KWH",
+                                                             "observedAt": f"{np.datetime_as_string(t)}:00:00Z"}}
+                                for t, v in zip(np.append(hours, hours[-1] + 1), exported, strict=True)],
+                               update=True)
+        client.upsert_entities([weather_forecast_entity(40.41, -3.70, issue + timedelta(hours=h),
+                                                        800.0 if h == 12 else 0.0, 25.0, issue, name="madrid")
+                                for h in range(24)])
+        client.upsert_entities([{"id": "urn:ngsi-ld:WeatherForecast:broken", "type": "WeatherForecast",
+                                 "validFrom": {"type": "Property", "value": "not a time"}}])
+
+        def prices(start: datetime, n: int) -> np.ndarray:
+            out = 50 + 20 * np.sin(np.arange(n) * 2 * np.pi / 24)
+            out[n - 24 + 20:] = np.nan  # the file publishes the first 20 hours after the issue
+            return out
+
+        targets = Targets(pv=[PvTarget("roof", site, meter=gen)], price=[PriceTarget("pvpc", prices)],
+                          load_meters=False, weather=EntityWeather(client))
+        result = run_round(client, issue, targets)
+        assert result.written == 2, result.skipped
+        pv = client.get_entity(current_forecast_id("roof", "pvGeneration"))
+        price = client.get_entity(current_forecast_id("pvpc", "price"))
+    for entity in (pv, price):
+        validate_entity(entity)
+    assert pv["weatherInput"]["value"] == "WeatherForecast"
+    assert pv["refTarget"]["object"] == gen
+    values = pv["hourlyValues"]["value"]
+    assert values[12] > 0 and sum(values) == pytest.approx(values[12])  # only the sunny forecast hour makes power
+    assert targets.weather.rejected == 1
+    assert price["hourlyValues"]["value"][:20] == pytest.approx(list(prices(issue, 36 * 24)[-24:-4]), abs=1e-3)
+    assert "20 of 24 h published" in price["method"]["value"]
+
+
+def test_weather_csv_errors_carry_line_numbers_and_nearest_point_wins():
+    from forecasting.pv import PvSite
+    from forecasting.weather import CsvWeather, WeatherFileError
+
+    rows = ["hour_start,ghi_w_m2,temp_air_c,latitude_deg,longitude_deg"]
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    for h in range(24):
+        at = (start + timedelta(hours=h)).isoformat()
+        rows.append(f"{at},{100 + h},20,40.4,-3.7")
+        rows.append(f"{at},{500 + h},20,41.4,2.2")  # Barcelona
+    weather = CsvWeather.parse("\n".join(rows))
+    ghi, temp = weather.for_site(PvSite(40.45, -3.6), start)
+    assert ghi[0] == 100 and temp is not None
+    assert weather.for_site(PvSite(48.8, 2.3), start) is None  # Paris: no point within 50 km
+    assert weather.for_site(PvSite(40.4, -3.7), start + timedelta(hours=1)) is None  # 23 of 24 hours only
+    bad = "hour_start,ghi_w_m2\n2026-06-01T00:00:00+00:00,abc\n2026-06-01T01:00:00,5\n2026-06-01T02:00:00+00:00,9000\n"
+    with pytest.raises(WeatherFileError) as err:
+        CsvWeather.parse(bad, "w.csv")
+    message = str(err.value)
+    assert "w.csv:2: ghi_w_m2 'abc' is not a number" in message
+    assert "w.csv:3:" in message and "no UTC offset" in message
+    assert "w.csv:4:" in message and "outside" in message
+    with pytest.raises(WeatherFileError, match="w.csv:1: missing column"):
+        CsvWeather.parse("hour_start,temp_air_c\n", "w.csv")
