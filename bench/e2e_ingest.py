@@ -37,6 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._pyspy import Profiler, render
 from bench._e2e import (
     MEASUREMENT_TYPE,
     RESULTS,
@@ -79,7 +80,7 @@ def wait_upserted(agent_url: str, target: float, timeout_s: float) -> float:
 
 
 def run_point(stack: EmbeddedStack, gen: LoadGenerator, receiver: NotifyReceiver, pids: dict[str, int],
-              meters: int, rate: float, seconds: float, drain_s: float) -> dict[str, Any]:
+              meters: int, rate: float, seconds: float, drain_s: float, spy_dir: Path | None = None) -> dict[str, Any]:
     cfg = stack.config
     offered = meters * rate
     base = agent_upserted(cfg.agent_url)
@@ -92,6 +93,11 @@ def run_point(stack: EmbeddedStack, gen: LoadGenerator, receiver: NotifyReceiver
 
     sampler = ProcSampler(pids)
     sampler.start()
+    profiler = None
+    if spy_dir is not None:
+        profiler = Profiler({k: v for k, v in pids.items() if k in ("agent", "broker", "quality", "web")},
+                            spy_dir, f"{meters}x{rate:g}")
+        profiler.start(seconds)
     publisher = threading.Thread(target=publish, name="load-generator")
     publisher.start()
     backlog_limit = max(5 * offered, 1000)
@@ -102,6 +108,7 @@ def run_point(stack: EmbeddedStack, gen: LoadGenerator, receiver: NotifyReceiver
             guard["tripped"] = True
             stop.set()
     usage = sampler.stop()
+    profile = profiler.stop() if profiler is not None else None
     sent, t0, t1 = result["sent"], result["t0"], result["t1"]
     drained = wait_upserted(cfg.agent_url, base + sent, drain_s) - base
     time.sleep(1.0)  # the last notifications
@@ -123,6 +130,8 @@ def run_point(stack: EmbeddedStack, gen: LoadGenerator, receiver: NotifyReceiver
         "notifications": len(notified),
         **usage,
     }
+    if profile is not None:
+        point["profile"] = profile
     point["stack_rss_mb"] = round(sum(p["rss_mb"] for name, p in usage["processes"].items() if name != "bench"), 1)
     point["broken"] = bool(point["missing"] > 0 or guard["tripped"] or throughput < 0.95 * min(offered, point["published_msg_s"])
                            or not latencies or point["twin_latency_ms"]["p99"] > 1000)
@@ -149,6 +158,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="one small point (CI smoke run)")
     parser.add_argument("--points", help=f"NxR list (default {FULL_POINTS}; quick {QUICK_POINTS})")
     parser.add_argument("--seconds", type=float, help="publishing time per point (default 20; quick 2)")
+    parser.add_argument("--py-spy", metavar="DIR", type=Path,
+                        help="sample agent, broker, quality and web with py-spy during each point (raw files in DIR)")
     parser.add_argument("--keep-going", action="store_true", help="run every point after the first broken one too")
     args = parser.parse_args(argv)
     points = [tuple(float(v) for v in p.split("x")) for p in (args.points or (QUICK_POINTS if args.quick else FULL_POINTS)).split(",")]
@@ -184,9 +195,11 @@ def main(argv: list[str]) -> int:
                 # past the breaking point only the target point (1,000 meters x 1 Hz) still runs, for its figures
                 if broken and not args.keep_going and (meters, rate) != (1000, 1):
                     continue
-                point = run_point(stack, gen, receiver, pids, int(meters), rate, seconds, drain_s)
+                point = run_point(stack, gen, receiver, pids, int(meters), rate, seconds, drain_s, args.py_spy)
                 results.append(point)
                 print(table([point]).splitlines()[1], flush=True)
+                if "profile" in point:
+                    print(render(point["profile"]), flush=True)
                 broken = broken or point["broken"]
             entities = httpx.get(f"{cfg.broker_url}/ngsi-ld/v1/entities", headers=twin_headers(),
                                  params={"type": MEASUREMENT_TYPE, "count": "true", "limit": "0"}, timeout=30)
@@ -216,7 +229,8 @@ def main(argv: list[str]) -> int:
           f"{summary['stack_rss_mb_at_1000']} MB (target < 500); measurement entities: {entity_count}; "
           f"missing in total: {summary['total_missing']} of {summary['total_published']:,}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "e2e_ingest.json").write_text(json.dumps({"summary": summary, "points": results}, indent=2) + "\n")
+    name = "e2e_ingest_profile.json" if args.py_spy else "e2e_ingest.json"  # a profiled run is not the figures
+    (RESULTS / name).write_text(json.dumps({"summary": summary, "points": results}, indent=2) + "\n")
     return 0
 
 
