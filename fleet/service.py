@@ -65,6 +65,10 @@ SUBSCRIPTION_IDS = {BATTERY_TYPE: "urn:ngsi-ld:Subscription:energytwin-fleet-bat
                     PV_TYPE: "urn:ngsi-ld:Subscription:energytwin-fleet-pv"}
 MEAN_ATTRIBUTE = "fleetMeanStatusPercent"
 DECISION_ATTRIBUTE = "fleetControlState"
+# The fleet as one entity (one per tenant: one controller per tenant), for views that want the mean without
+# reading every battery. Our own type, written with the core @context only (docs/batteries.md has its shape).
+FLEET_TYPE = "BatteryFleet"
+FLEET_ENTITY_ID = "urn:ngsi-ld:BatteryFleet:fleet"
 
 
 @dataclass
@@ -395,11 +399,42 @@ class FleetController:
                 entity[MEAN_ATTRIBUTE] = {"type": "Property", "value": round(cycle.mean_soc, 4),
                                           "unitCode": "C62", "observedAt": now}
             entities.append(entity)
-        if entities:
-            try:
-                self.client.upsert_entities(entities, update=True)
-            except BatchError as exc:
-                log.warning("could not write the fleet mean on every battery: %s", exc)
+        entities.append(self.fleet_entity(cycle, now))
+        try:
+            self.client.upsert_entities(entities, update=True)
+        except BatchError as exc:
+            log.warning("could not write the fleet mean on every battery: %s", exc)
+
+    def fleet_entity(self, cycle: Cycle, now: str) -> dict[str, Any]:
+        """The `BatteryFleet` entity: the mean it steered to, the spread, who is in and out, the fleet's power."""
+        with self._lock:
+            live = [self.state.batteries[c.entity_id] for c in cycle.commands if c.entity_id in self.state.batteries]
+        socs = [b.soc for b in live if b.soc is not None]
+        total_w = sum(c.power_w for c in cycle.commands)
+
+        def prop(value: Any, unit: str | None = None) -> dict[str, Any]:
+            attribute: dict[str, Any] = {"type": "Property", "value": value, "observedAt": now}
+            if unit:
+                attribute["unitCode"] = unit
+            return attribute
+
+        entity: dict[str, Any] = {
+            "id": FLEET_ENTITY_ID, "type": FLEET_TYPE,
+            "batteriesLive": prop(cycle.live),
+            "batteriesExcluded": prop(len(cycle.excluded)),
+            # Text, not an object or list: a JSON-LD array may not be empty, and an object's keys would be expanded.
+            "excludedBatteries": prop("; ".join(f"{k}: {v}" for k, v in sorted(cycle.excluded.items())) or "none"),
+            "fleetPowerSetpoint": prop(total_w, "WTT"),
+            "controlPeriod": prop(self.config.period_s, "SEC"),
+            DECISION_ATTRIBUTE: prop(f"steering {cycle.live} batteries to mean SoC {cycle.mean_soc:.1%}, "
+                                     f"{len(cycle.excluded)} left out" if cycle.live
+                                     else f"no live battery, {len(cycle.excluded)} left out"),
+        }
+        if cycle.live:
+            entity[MEAN_ATTRIBUTE] = prop(round(cycle.mean_soc, 4), "C62")
+            entity["fleetStatusPercentSpread"] = prop(round(max(socs) - min(socs), 4) if socs else 0.0, "C62")
+            entity["energyCapacity"] = prop(round(sum(b.capacity_wh or 0.0 for b in live), 1), "WHR")
+        return entity
 
     def _release(self) -> None:
         released = 0

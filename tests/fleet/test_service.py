@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from fiware_client import NgsiLdClient
-from fleet.service import RELEASE_VALUE, SUBSCRIPTION_IDS, ControllerConfig, FleetController
+from datamodels.context import CORE_CONTEXT
+from fleet.service import FLEET_ENTITY_ID, RELEASE_VALUE, SUBSCRIPTION_IDS, ControllerConfig, FleetController
 from tests.polling import wait_until
 from twin_service.mqtt_server import free_port, wait_for_port
 
@@ -78,6 +79,14 @@ def test_steers_through_the_twin_and_handles_silent_limitless_and_notified_batte
             assert low["fleetControlState"]["value"].startswith("steered: SoC 20.0% below fleet mean 50.0%")
             assert client.get_entity("urn:ngsi-ld:BatteryStatus:silent")["fleetControlState"]["value"].startswith(
                 "excluded: silent for")
+            # The fleet entity (core @context, read by id) carries the capacity-weighted mean for views.
+            fleet = client.get_entity(FLEET_ENTITY_ID, context=CORE_CONTEXT)
+            assert fleet["type"] == "BatteryFleet" and fleet["batteriesLive"]["value"] == 2
+            assert fleet["fleetMeanStatusPercent"]["value"] == pytest.approx(0.5)
+            assert fleet["fleetStatusPercentSpread"]["value"] == pytest.approx(0.6)
+            assert fleet["fleetPowerSetpoint"]["value"] == 0 and fleet["energyCapacity"]["value"] == 20_000
+            assert fleet["batteriesExcluded"]["value"] == 2
+            assert "urn:ngsi-ld:BatteryStatus:silent: silent for" in fleet["excludedBatteries"]["value"]
 
             # A notification (no re-query: resync every 1000 periods) brings the silent battery back, full.
             client.upsert_entities([battery("silent", 1.0)], update=True)
