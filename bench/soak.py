@@ -20,8 +20,10 @@ process: its child is the broker), after warm-up, every minute, and at the end o
 warm-up with the end (a service restarted by a fault starts small, so its own figure then says little). After
 the stack stopped, PRAGMA integrity_check runs on every SQLite file.
 
-Usage: python bench/soak.py [--quick] [--seconds S] [--meters N] [--rate HZ]
-  full: 1,000 meters x 1 Hz for 1,800 s; --quick: 20 meters for 25 s with shorter faults (make test's smoke run).
+Usage: python bench/soak.py [--quick | --smoke] [--seconds S] [--meters N] [--rate HZ] [--out PATH]
+  full: 1,000 meters x 1 Hz for 1,800 s; --quick: 20 meters for 25 s, the eight faults shortened (~40 s);
+  --smoke: 10 meters for 10 s with kill -9 of the broker and the agent and an MQTT restart (~30 s; make test runs
+  it through tests/reliability/test_soak_smoke.py), written to bench/results/soak_smoke.json.
 Writes bench/results/soak.json with published, landed, lost, duplicated, notifications_lost, faults_injected,
 max_recovery_s, rss_growth_pct and the details. Goal (reported, not asserted): zero lost, zero duplicated, RSS
 growth < 10 %.
@@ -67,6 +69,9 @@ from provisioning.agent_bodies import meter_device, service_group
 from twin_service.mqtt_server import free_port
 
 SUBSCRIPTION_ID = "urn:ngsi-ld:Subscription:soak"
+FAULTS = ("kill -9 broker", "kill -9 agent", "kill -9 quality", "kill -9 web", "restart mqtt broker",
+          "subscriber away", "SIGSTOP broker", "SIGSTOP mqtt broker")
+SMOKE_FAULTS = ("kill -9 broker", "kill -9 agent", "restart mqtt broker")  # the faults that redeliver
 
 
 class AwayReceiver(NotifyReceiver):
@@ -192,8 +197,8 @@ class Chaos:
     """The fault schedule, run in its own thread; records what it did and how long recovery took."""
 
     def __init__(self, stack: EmbeddedStack, receiver: AwayReceiver, probe_id: str, start_at: float,
-                 slot_s: float, away_s: float, pause_s: float, t0: float) -> None:
-        self.stack, self.receiver, self.probe_id = stack, receiver, probe_id
+                 slot_s: float, away_s: float, pause_s: float, t0: float, schedule: tuple[str, ...] = FAULTS) -> None:
+        self.stack, self.receiver, self.probe_id, self.schedule = stack, receiver, probe_id, schedule
         self.start_at, self.slot_s, self.away_s, self.pause_s = start_at, slot_s, away_s, pause_s
         self.faults: list[dict[str, Any]] = []
         self.done = threading.Event()
@@ -250,15 +255,16 @@ class Chaos:
         self._record(f"subscriber away {self.away_s:g} s", started, ended, recovery)
 
     def run(self) -> None:
-        steps = [lambda: self.kill("broker"), lambda: self.kill("agent"), lambda: self.kill("quality"),
-                 lambda: self.kill("web"), self.restart_mqtt, self.subscriber_away,
-                 lambda: self.pause("broker"), lambda: self.pause("mqtt broker")]
+        steps = {"kill -9 broker": lambda: self.kill("broker"), "kill -9 agent": lambda: self.kill("agent"),
+                 "kill -9 quality": lambda: self.kill("quality"), "kill -9 web": lambda: self.kill("web"),
+                 "restart mqtt broker": self.restart_mqtt, "subscriber away": self.subscriber_away,
+                 "SIGSTOP broker": lambda: self.pause("broker"), "SIGSTOP mqtt broker": lambda: self.pause("mqtt broker")}
         try:
-            for index, step in enumerate(steps):
+            for index, name in enumerate(self.schedule):
                 wait = self.start_at + index * self.slot_s - time.time()
                 if wait > 0:
                     time.sleep(wait)
-                step()
+                steps[name]()
         finally:
             self.done.set()
 
@@ -363,14 +369,21 @@ def by_fault(faults: list[dict[str, Any]], figures: dict[str, dict[int, int]]) -
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20 meters for 25 s, short faults (smoke run)")
-    parser.add_argument("--seconds", type=float, help="publishing time (default 1800; quick 25)")
-    parser.add_argument("--meters", type=int, help="meters (default 1000; quick 20)")
+    parser.add_argument("--quick", action="store_true", help="20 meters for 25 s, all eight faults shortened")
+    parser.add_argument("--smoke", action="store_true",
+                        help="10 meters for 10 s, kill -9 of broker and agent and an MQTT restart (~30 s in all: "
+                             "the run tests/reliability makes); writes soak_smoke.json")
+    parser.add_argument("--seconds", type=float, help="publishing time (default 1800; quick 25; smoke 10)")
+    parser.add_argument("--meters", type=int, help="meters (default 1000; quick 20; smoke 10)")
+    parser.add_argument("--out", type=Path, help="result file (default bench/results/soak.json, smoke "
+                                                 "soak_smoke.json)")
     parser.add_argument("--rate", type=float, default=1.0, help="readings per meter per second (default 1)")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (25.0 if args.quick else 1800.0)
-    meters = args.meters or (20 if args.quick else 1000)
-    away_s, pause_s = (3.0, 2.0) if args.quick else (60.0, 10.0)
+    seconds = args.seconds or (10.0 if args.smoke else 25.0 if args.quick else 1800.0)
+    meters = args.meters or (10 if args.smoke else 20 if args.quick else 1000)
+    away_s, pause_s = (3.0, 2.0) if args.quick or args.smoke else (60.0, 10.0)
+    schedule = SMOKE_FAULTS if args.smoke else FAULTS
+    out_path = args.out or RESULTS / ("soak_smoke.json" if args.smoke else "soak.json")
     template, payload_bytes = meter_payload_template()
     device_ids = [f"soak-{n:04d}" for n in range(meters)]
     probe_id = f"urn:ngsi-ld:{MEASUREMENT_TYPE}:{device_ids[0]}"
@@ -407,8 +420,9 @@ def main(argv: list[str]) -> int:
             time.sleep(warm_s)
             rss_samples = [(round(time.time() - begin), service_rss_mb(stack))]
             chaos_window = seconds - warm_s
-            slot_s = chaos_window / 8.5
-            chaos = Chaos(stack, receiver, probe_id, begin + warm_s + 0.25 * slot_s, slot_s, away_s, pause_s, begin)
+            slot_s = chaos_window / (len(schedule) + 0.5)
+            chaos = Chaos(stack, receiver, probe_id, begin + warm_s + 0.25 * slot_s, slot_s, away_s, pause_s, begin,
+                          schedule)
             chaos_thread = threading.Thread(target=chaos.run, name="soak-chaos")
             chaos_thread.start()
             print(f"soak: {meters} meters x {args.rate:g} Hz for {seconds:.0f} s, payload {payload_bytes} bytes, "
@@ -423,7 +437,7 @@ def main(argv: list[str]) -> int:
             chaos_thread.join()
             sent, t0, t1 = out["sent"], out["t0"], out["t1"]
             upserted = wait_drained(cfg.agent_url, 300.0)
-            time.sleep(2.0)  # the last notifications
+            time.sleep(1.0 if args.smoke else 2.0)  # the last notifications
             keys, duplicates = count_landed(cfg.broker_url, t0, t1)
             notified = receiver.keys()
             restarts = {c.name: c.restarts for c in stack.children}
@@ -445,7 +459,7 @@ def main(argv: list[str]) -> int:
     rss_start, rss_end = (round(sum(rss_samples[i][1].values()), 1) for i in (0, -1))
     result = {
         "run_started_utc": started_wall, "meters": meters, "rate_hz": args.rate, "seconds": seconds,
-        "quick": args.quick, "payload_bytes": payload_bytes, "cores": os.cpu_count(),
+        "quick": args.quick, "smoke": args.smoke, "payload_bytes": payload_bytes, "cores": os.cpu_count(),
         "published": sent, "landed": landed_n, "lost": sent - landed_n, "duplicated": sum(duplicates.values()),
         "agent_upserted_messages": int(upserted),
         "notifications_lost": len(keys - notified), "notifications_received": len(receiver.received),
@@ -467,8 +481,8 @@ def main(argv: list[str]) -> int:
     print(f"\npublished {sent:,}  landed {landed_n:,}  lost {result['lost']}  duplicated {result['duplicated']}  "
           f"notifications lost {result['notifications_lost']}  max recovery {result['max_recovery_s']} s  "
           f"RSS {rss_start} -> {rss_end} MB ({result['rss_growth_pct']} %)  integrity {set(integrity.values())}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -147,6 +147,7 @@ _INDEXES = "CREATE INDEX IF NOT EXISTS series_by_slot ON series (entity_key, att
 _AUTOCHECKPOINT_PAGES = 50_000
 _MAX_PERIOD_QUERIES = 2000  # aggregation periods read one query each up to this many
 CHECKPOINT_EVERY_S = 1.0
+WRITER_CACHE_KIB = 16 * 1024  # the writer connection's SQLite page cache (readers keep SQLite's 2 MiB)
 # how long readings wait in readings_log before they are sorted into readings; the move holds the write lock for
 # one short transaction per 50 entities, so ingestion interleaves with it instead of waiting for the whole pass
 MOVE_EVERY_S = 10.0
@@ -233,7 +234,11 @@ class Store:
         self._db = self._connect()
         # FULL: an answered request survives a power cut, not only a process crash ("nothing accepted is lost").
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch touches many B-tree pages before COMMIT
+        # 16 MiB: holds a 1,000-meter batch's working set (entity rows, the log's tail, the rows the mover and
+        # the rollups touch). The cache fills as the file grows and is never given back: at 64 MiB the broker's
+        # RSS kept climbing through a 10-min soak; 8 MiB ingested as fast (bench/soak_memory.py,
+        # docs/reliability.md "Broker memory").
+        self._db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._db.execute("PRAGMA temp_store=MEMORY")  # the rollup fold's scratch table
         self._db.executescript(_SCHEMA)
         # Writer-side caches of ids (series, entity keys, attribute columns, shapes, layouts, tenants); what a
