@@ -31,16 +31,25 @@ def page_auth(data_dir: Path, *, secure_cookie: bool = True) -> PageAuth:
     return PageAuth(verify=issuer.verifier().verify, login=login, secure_cookie=secure_cookie)
 
 
-def _serve(data_dir: Path, **options: object) -> None:
+def _serve(data_dir: Path, community: Path | None = None, **options: object) -> None:
     # Secure cookies need https; on loopback the page is plain http (a browser still sends the cookie only to it).
     auth = page_auth(data_dir, secure_cookie=options.get("host") not in LOOPBACK)
-    web.callback(auth=auth, **options)  # type: ignore[misc]
+    accounts = None
+    if community is not None:  # the views' kWh, EUR, CO2 and coefficients (energytwin/page_views.py)
+        from energytwin.page_views import CommunityAccounts
+
+        accounts = CommunityAccounts(community)
+    web.callback(auth=auth, accounts=accounts, **options)  # type: ignore[misc]
 
 
 main = click.Command(
     "page-login", callback=_serve, help="Serve the live twin page with login (the access layer's local issuer).",
     params=[click.Option(["--data-dir"], type=click.Path(path_type=Path), required=True,
                          help="The stack's data dir (its access/ holds the issuer's key and users.json)."),
+            click.Option(["--community"], type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                         envvar="ENERGYTWIN_COMMUNITY", default=None,
+                         help="community.yaml whose accounts the member, manager and public views show "
+                              "[env ENERGYTWIN_COMMUNITY]."),
             *web.params])
 
 if __name__ == "__main__":

@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import itertools
 import json
 import logging
 import socket
-import statistics
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,7 +33,9 @@ from starlette.staticfiles import StaticFiles
 
 from fiware_client import BrokerError, async_history_reader, parse_time
 
+from . import _views
 from ._auth import AuthMiddleware, PageAuth
+from ._der import der_json, period_s
 from ._live import LiveHub, now_iso
 from ._measures import measures_json
 from ._readings import event_json, reading_json
@@ -63,6 +63,7 @@ class WebConfig:
     notify_url: str | None = None  # default: http://<host, or this host's name for 0.0.0.0>:<port>/notify
     resubscribe_s: float = 30.0  # how often the subscriptions are checked (a broker reset loses them)
     auth: PageAuth | None = None  # None: no login (development only); see _auth.py
+    accounts: _views.AccountsSource | None = None  # the community's accounts (energytwin/page_views.py)
 
     def endpoint(self) -> str:
         if self.notify_url:
@@ -103,13 +104,6 @@ def _state(request: Request) -> WebState:
     return request.app.state.web
 
 
-def period_s(times: list[str]) -> float | None:
-    """A meter's publishing period: the median interval between its last observation times."""
-    moments = sorted({parse_time(t).timestamp() for t in times})
-    gaps = [b - a for a, b in itertools.pairwise(moments) if b > a]
-    return round(statistics.median(gaps), 3) if gaps else None
-
-
 def _time_param(request: Request, name: str, default: datetime) -> datetime:
     raw = request.query_params.get(name)
     if raw is None:
@@ -140,7 +134,14 @@ def _local_midnight() -> datetime:
 
 # -- pages and table -----------------------------------------------------------------------------------------
 async def overview_page(request: Request) -> Response:
-    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    """The role's home: the public screen for the public role, the meters (and the role's view) for the others."""
+    identity = getattr(request.state, "identity", None)
+    page = "public.html" if identity is not None and identity.role == "public" else "index.html"
+    return FileResponse(STATIC_DIR / page, headers={"Cache-Control": "no-cache"})
+
+
+async def public_page(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "public.html", headers={"Cache-Control": "no-cache"})
 
 
 async def meter_page(request: Request) -> Response:
@@ -286,6 +287,10 @@ async def notify(request: Request) -> Response:
             if event is not None:
                 state.hub.publish("event", event["device"], event)
             continue
+        der = der_json(entity)
+        if der is not None:  # a battery or inverter: the control centre's (and its owner's) screen
+            state.hub.publish("der", der["device"], der)
+            continue
         reading = reading_json(entity)
         if reading is not None:
             reading["notifiedAt"] = notified_at  # lets a page (and the tests) see the relay's own latency
@@ -387,6 +392,12 @@ ROUTES = [
     Route("/api/meters/{device}", meter, methods=["GET"]),
     Route("/api/meters/{device}/history", history, methods=["GET"]),
     Route("/api/stream", stream, methods=["GET"]),
+    Route("/public", public_page, methods=["GET"]),
+    Route("/api/views/member", _views.member_view, methods=["GET"]),
+    Route("/api/views/manager", _views.manager_view, methods=["GET"]),
+    Route("/api/views/public", _views.public_view, methods=["GET"]),
+    Route("/api/views/control", _views.control_view, methods=["GET"]),
+    Route("/api/control/commands", _views.send_command, methods=["POST"]),
     Route("/notify", notify, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
@@ -437,4 +448,5 @@ def create_app(config: WebConfig, *, subscribe: bool = True) -> Starlette:
     if config.auth is None:
         log.warning("the page has NO LOGIN: every visitor sees every meter (development only)")
     return Starlette(routes=ROUTES, lifespan=lifespan, middleware=middleware, exception_handlers={
-        BrokerError: _twin_unavailable, _BadParameter: _bad_parameter, _Foreign: _foreign})
+        BrokerError: _twin_unavailable, _BadParameter: _bad_parameter, _Foreign: _foreign,
+        _views._Refused: _views.refused})

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 COOKIE = "energytwin_session"
 # Roles that see meters on the page; a member only their own (`sees_device`), the others every meter.
 METER_ROLES = frozenset({"member", "manager", "control-centre", "admin"})
+# The public role reaches the public screen and nothing else: no meter, no stream, no per-member endpoint.
+PUBLIC_ROLE = "public"
+PUBLIC_ROLE_PATHS = frozenset({"/", "/public", "/api/me", "/api/views/public"})
 OPEN_PATHS = ("/login", "/logout", "/static/", "/health", "/notify")  # /notify: the broker's notifications
 
 
@@ -61,7 +64,9 @@ def _token(scope: dict[str, Any]) -> str | None:
 
 
 class AuthMiddleware:
-    """Every page endpoint (HTML, JSON, SSE) checks the caller's role; sets `state.sees_device` for members."""
+    """Every page endpoint (HTML, JSON, SSE) checks the caller's role; sets `state.sees_device` for members.
+
+    The public role reaches only PUBLIC_ROLE_PATHS; the views check their own roles (_views.VIEW_ROLES)."""
 
     def __init__(self, app: Any, auth: PageAuth):
         self.app = app
@@ -80,7 +85,9 @@ class AuthMiddleware:
         except Exception as exc:  # noqa: BLE001 - TokenError or any verifier's refusal
             await self._refuse(scope, send, 401, f"invalid token: {getattr(exc, 'reason', exc)}")
             return
-        if identity.role not in METER_ROLES:
+        if identity.role == PUBLIC_ROLE and scope["path"] in PUBLIC_ROLE_PATHS:
+            pass  # the public screen: community aggregates only (_views.public_view)
+        elif identity.role not in METER_ROLES:
             await self._refuse(scope, send, 403, f"role {identity.role!r} may not see meters on this page")
             return
         state = scope.setdefault("state", {})

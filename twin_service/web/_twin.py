@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from datamodels.anomaly import ANOMALY_TYPE
-from datamodels.context import context_for
+from datamodels.context import CORE_CONTEXT, context_for
+from datamodels.der import BATTERY_TYPE, PV_TYPE
 from datamodels.measures import MEASUREMENT_TYPE, device_entity_id, measurement_id
 from fiware_client import AsyncNgsiLdClient, NotFound, TemporalApiMissing
 
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MEASUREMENT_SUBSCRIPTION = "urn:ngsi-ld:Subscription:energytwin-web-measurements"
 ANOMALY_SUBSCRIPTION = "urn:ngsi-ld:Subscription:energytwin-web-anomalies"
+# Batteries and inverters (the SunSpec bridge's entities): SoC and command results live on the control centre's screen.
+DER_SUBSCRIPTIONS = {BATTERY_TYPE: "urn:ngsi-ld:Subscription:energytwin-web-batteries",
+                     PV_TYPE: "urn:ngsi-ld:Subscription:energytwin-web-inverters"}
+FORECAST_TYPE = "EnergyForecast"  # forecasting/: written with the core @context only (docs/forecasts.md)
+DEVICE_TYPE = "Device"
 # What the overview needs of each meter (the meter page reads the whole entity).
 OVERVIEW_ATTRS = ("totalActivePower", "totalActiveEnergyImport", "totalActiveEnergyExport", "phaseVoltage",
                   "frequency")
@@ -91,14 +97,49 @@ class TwinClient:
         device = device_entity_id(device_id)
         return await _or_empty(self._broker.query_entities(type=ANOMALY_TYPE, q=f'detectedBy=="{device}"'), [])
 
+    async def recent_times_of(self, entity_type: str, attr: str, since: datetime,
+                              last_n: int = 6) -> dict[str, list[str]]:
+        """`recent_times` for any entity type (a battery's statusPercent, an inverter's activePower)."""
+        found = await _or_empty(self._history.query_temporal(
+            type=entity_type, timerel="after", time_at=since, attrs=(attr,), last_n=last_n,
+            options=("temporalValues",)), [])
+        return {entity["id"]: [t for _, t in (entity.get(attr) or {}).get("values") or []] for entity in found}
+
+    async def hourly_counters(self, start: datetime, attrs: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Every meter's energy counters since `start`, the largest value of each hour (aggregatedValues, PT1H)."""
+        return await _or_empty(self._history.query_temporal(
+            type=MEASUREMENT_TYPE, timerel="after", time_at=start, attrs=attrs, options=("aggregatedValues",),
+            aggr_methods=("max",), aggr_period="PT1H"), [])
+
+    # -- batteries, inverters, devices, forecasts -----------------------------------------------------------
+    async def der(self, entity_type: str) -> list[dict[str, Any]]:
+        """Every BatteryStatus or PhotovoltaicMeasurement of the tenant (normalized)."""
+        return await _or_empty(self._broker.query_entities(type=entity_type), [])
+
+    async def devices(self) -> list[dict[str, Any]]:
+        """The SDM Device entities provisioning wrote (a meter that never reported still has one)."""
+        return await _or_empty(self._broker.query_entities(type=DEVICE_TYPE), [])
+
+    async def forecast(self, target: str, quantity: str) -> dict[str, Any] | None:
+        """The current EnergyForecast of one target (`urn:ngsi-ld:EnergyForecast:<target>:<quantity>`), or None."""
+        return await _or_empty(self._broker.get_entity(f"urn:ngsi-ld:{FORECAST_TYPE}:{target}:{quantity}",
+                                                       context=CORE_CONTEXT), None)
+
+    async def command(self, entity_id: str, entity_type: str, name: str, value: Any) -> None:
+        """Send an IoT Agent command: an NGSI-LD partial update (PATCH) of the command attribute."""
+        await self._broker.update_attrs(entity_id, {name: {"type": "Property", "value": value}},
+                                        context=context_for(entity_type)[0])
+
     # -- subscriptions --------------------------------------------------------------------------------------
     async def ensure_subscriptions(self, endpoint: str) -> list[str]:
-        """Create (or keep, or replace) the measurement and Anomaly subscriptions notifying `endpoint`."""
+        """Create (or keep, or replace) the page's subscriptions (meters, events, batteries, inverters)."""
         return [
             await self._ensure(MEASUREMENT_SUBSCRIPTION, MEASUREMENT_TYPE, endpoint,
                                "energytwin live twin page: meter readings"),
             await self._ensure(ANOMALY_SUBSCRIPTION, ANOMALY_TYPE, endpoint,
                                "energytwin live twin page: power-quality events"),
+            *[await self._ensure(sub_id, entity_type, endpoint, f"energytwin live twin page: {entity_type}")
+              for entity_type, sub_id in DER_SUBSCRIPTIONS.items()],
         ]
 
     async def _ensure(self, sub_id: str, entity_type: str, endpoint: str, description: str) -> str:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
                    "http://quantumleap:8668 [env ENERGYTWIN_HISTORY_URL].")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | None, history: str,
-        history_url: str | None, log_level: str, auth: Any | None = None) -> None:
+        history_url: str | None, log_level: str, auth: Any | None = None, accounts: Any | None = None) -> None:
     """Serve the live twin page (overview, meters, phasors, events).
 
     \b
@@ -47,7 +47,8 @@ def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | No
     Then open http://<host>:8080/ ; health: GET /health
 
     This command alone serves the page WITHOUT LOGIN (every visitor sees every meter). `energytwin up`/`demo`
-    serve it with the access layer's login (energytwin/page_login.py, docs/web.md "Login").
+    serve it with the access layer's login (energytwin/page_login.py, docs/web.md "Login"), and with the community's
+    accounts on the member, manager and public views when given --community (env ENERGYTWIN_COMMUNITY).
     """
     import uvicorn
 
@@ -59,7 +60,8 @@ def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | No
         example = "http://quantumleap:8668" if history == "quantumleap" else "http://mintaka:8080"
         raise click.UsageError(f"--history {history} needs --history-url (e.g. {example})")
     config = WebConfig(broker_url=broker_url, tenant=tenant or None, history=history,
-                       history_url=history_url, host=host, port=port, notify_url=notify_url, auth=auth)
+                       history_url=history_url, host=host, port=port, notify_url=notify_url, auth=auth,
+                       accounts=accounts)
     log.info("live twin page on http://%s:%d/ for tenant %s of %s (notifications at %s)", host, port, tenant,
              broker_url, config.endpoint())
     # Open event streams never end by themselves: give them one second to close on Ctrl-C / SIGTERM.

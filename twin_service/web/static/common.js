@@ -184,6 +184,11 @@ export class LiveStream {
       this.lastMessage = Date.now();
       this.handlers.onEvent && this.handlers.onEvent(JSON.parse(e.data));
     });
+    // A battery or inverter changed (SoC, power, a command's status): the role views listen on the window.
+    source.addEventListener("der", (e) => {
+      this.lastMessage = Date.now();
+      window.dispatchEvent(new CustomEvent("twin-der", { detail: JSON.parse(e.data) }));
+    });
     source.onerror = () => {
       this.status("reconnecting");
       if (source.readyState === EventSource.CLOSED) this.retryLater();
@@ -247,6 +252,30 @@ export function worstSeverity(events) {
   for (const e of events) if (worst === null || SEVERITY_RANK[e.severity] > SEVERITY_RANK[worst]) worst = e.severity;
   return worst;
 }
+
+// Hourly bars (a 24-value forecast or a day of aggregates); two series side by side when given.
+export function bars(a, b, title) {
+  const n = Math.max(a.length, b ? b.length : 0);
+  const max = Math.max(1e-9, ...a.filter(isNumber), ...(b || []).filter(isNumber));
+  const w = 480 / Math.max(n, 1);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 480 120");
+  svg.setAttribute("class", "bars");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", title);
+  const add = (values, cls, offset, width) => values.forEach((v, i) => {
+    if (!isNumber(v)) return;
+    const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    const h = (110 * v) / max;
+    r.setAttribute("x", String(i * w + offset)); r.setAttribute("width", String(width));
+    r.setAttribute("y", String(115 - h)); r.setAttribute("height", String(h)); r.setAttribute("class", cls);
+    svg.append(r);
+  });
+  add(a, "a", 1, b ? w / 2 - 1 : w - 2);
+  if (b) add(b, "b", w / 2, w / 2 - 1);
+  return svg;
+}
+
 
 // -- who is logged in (access control on): name, role and a logout link in the header ------------------------
 async function showWho() {
