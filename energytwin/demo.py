@@ -153,6 +153,7 @@ class SimulatedMeters:
 
 def default_parts(options: DemoOptions) -> list[DemoPart]:
     """What the demo runs beside the stack, in start order. Add a part here (one line)."""
+    from energytwin.demo_forecasts import ForecastPart
     from energytwin.demo_homes import SimulatedHomes
 
     parts: list[DemoPart] = [SimulatedMeters()]
@@ -162,6 +163,7 @@ def default_parts(options: DemoOptions) -> list[DemoPart]:
         from fleet.demo_part import FleetControllerPart
 
         parts.append(FleetControllerPart())
+    parts.append(ForecastPart())  # load and PV forecasts per meter, every hour (docs/forecasts.md)
     return parts
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fiware_client import FiwareError, NonexistentTenant
+from fiware_client import FiwareError, NonexistentTenant, NotFound
 from forecasting import baselines as b
 from forecasting.calendar import day_types
 from forecasting.entity import current_and_archived
@@ -188,6 +188,7 @@ class Targets:
     price: list[PriceTarget] = field(default_factory=list)
     weather: Any = None  # a forecasting.weather.WeatherSource, or None
     load_meters: bool = True
+    meters: list[str] | None = None  # measurement entity ids to forecast; None: every one the broker lists
     load_fallback: Callable[[str, datetime, int], np.ndarray] | None = None  # demo: simulated history by meter id
 
 
@@ -220,14 +221,19 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
 
     meters: list[dict] = []
     if targets.load_meters:
-        try:
-            meters = client.query_entities(type="ThreePhaseAcMeasurement", attrs=[IMPORT_ATTRS[0]])
-        except NonexistentTenant:
-            log.info("forecast: tenant %s holds no meters yet", getattr(client, "tenant", None))
+        if targets.meters is not None:
+            meters = [{"id": m} for m in targets.meters]
+        else:
+            try:
+                meters = client.query_entities(type="ThreePhaseAcMeasurement", attrs=[IMPORT_ATTRS[0]])
+            except NonexistentTenant:
+                log.info("forecast: tenant %s holds no meters yet", getattr(client, "tenant", None))
         for meter in meters:
             mid = meter["id"]
             try:
                 kwh, source = meter_hourly(client, mid, start, hours, IMPORT_ATTRS), "twin"
+            except (NotFound, NonexistentTenant):  # a listed meter that has not reported yet
+                kwh, source = np.full(hours, np.nan), "twin"
             except FiwareError as exc:  # one meter's broken history must not stop the others
                 log.warning("forecast: no history for %s: %s", mid, exc)
                 result.skipped[mid] = f"history unreadable: {exc}"
@@ -243,9 +249,12 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
     for target in targets.pv:
         try:
             if target.meter is not None:
-                exp = meter_hourly(client, target.meter, start, hours, EXPORT_ATTRS)
-                imp = meter_hourly(client, target.meter, start, hours, IMPORT_ATTRS)
-                kwh = np.clip(exp - np.nan_to_num(imp), 0, None)
+                try:
+                    exp = meter_hourly(client, target.meter, start, hours, EXPORT_ATTRS)
+                    imp = meter_hourly(client, target.meter, start, hours, IMPORT_ATTRS)
+                    kwh = np.clip(exp - np.nan_to_num(imp), 0, None)
+                except (NotFound, NonexistentTenant):
+                    kwh = np.full(hours, np.nan)
                 source = "twin"
                 if not _enough(kwh) and target.history is not None:
                     kwh, source = target.history(start, hours), target.source

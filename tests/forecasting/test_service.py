@@ -59,7 +59,7 @@ def test_run_once_writes_a_valid_forecast_per_meter(broker_url: str):
     rng = np.random.default_rng(4)
     total = 0.0
     with NgsiLdClient(broker_url, tenant="forecast-test") as client:
-        for k in range(21 * 24, 0, -1):
+        for k in range(10 * 24, 0, -1):
             at = issue - timedelta(hours=k)
             total += 0.2 + 0.3 * np.sin(np.pi * at.hour / 24) * rng.uniform(0.8, 1.2)
             client.upsert_entities([{"id": meter, "type": "ThreePhaseAcMeasurement", "totalActiveEnergyImport": {
@@ -148,3 +148,31 @@ def test_weather_csv_errors_carry_line_numbers_and_nearest_point_wins():
     assert "w.csv:4:" in message and "outside" in message
     with pytest.raises(WeatherFileError, match="w.csv:1: missing column"):
         CsvWeather.parse("hour_start,temp_air_c\n", "w.csv")
+
+
+def test_demo_part_writes_load_and_pv_for_each_meter(broker_url: str):
+    """The `energytwin demo` part: a fresh twin (no history) gets forecasts from the simulated households."""
+    from types import SimpleNamespace
+
+    from energytwin.demo_forecasts import ForecastPart
+    from fiware_client import NgsiLdClient
+    from forecasting.entity import current_forecast_id
+
+    ctx = SimpleNamespace(options=SimpleNamespace(meters=2), site=SimpleNamespace(service="forecast-demo"),
+                          broker_url=broker_url)
+    part = ForecastPart()
+    lines = part.start(ctx)
+    try:
+        assert part.wait_first_round(90)
+    finally:
+        part.stop()
+    assert "EnergyForecast:meter-001:load" in lines[0]
+    assert part.rounds and not part.rounds[0].skipped, part.rounds
+    with NgsiLdClient(broker_url, tenant="forecast-demo") as client:
+        for meter in ("meter-001", "meter-002"):
+            for quantity in ("load", "pvGeneration"):
+                entity = client.get_entity(current_forecast_id(meter, quantity))
+                validate_entity(entity)
+                assert entity["historySource"]["value"] == "simulation"
+                assert entity["refTarget"]["object"] == f"urn:ngsi-ld:ThreePhaseAcMeasurement:{meter}"
+                assert any(v > 0 for v in entity["hourlyValues"]["value"])
