@@ -26,7 +26,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +50,7 @@ from fleet.controller import (
     BATTERY_ATTRIBUTES,
     BATTERY_TYPE,
     COMMAND,
+    Command,
     PV_ATTRIBUTES,
     PV_TYPE,
     Cycle,
@@ -94,6 +96,10 @@ class ControllerConfig:
     dry_run: bool = False  # compute and log, send nothing
     max_backoff_s: float = 60.0
     timeout_s: float = 5.0
+    # Commands in flight at once. One PATCH per battery is the IoT Agent command pattern (Orion-LD forwards an
+    # entity's attribute update to the agent that registered the command, not a batch); sent one at a time they
+    # cost a round trip each (bench/fleet_cycle.py), so a large fleet's period is spent waiting on the socket.
+    send_concurrency: int = 8
 
 
 class _BearerTransport(httpx.HTTPTransport):
@@ -139,6 +145,8 @@ class Metrics:
     broker_errors: int = 0
     batteries_left_mean: int = 0  # transitions live -> excluded
     last_cycle_s: float = 0.0
+    last_send_s: float = 0.0  # of which sending the commands
+    last_publish_s: float = 0.0  # and writing the mean for views
 
     def prometheus(self, state: FleetState, cycle: Cycle | None) -> str:
         lines = []
@@ -185,11 +193,13 @@ class FleetController:
     _commanded: set[str] = field(default_factory=set)
     _refusals: dict[str, str] = field(default_factory=dict)
     _tenant_missing: bool = False
+    _pool: ThreadPoolExecutor | None = None
+    _pool_size: int = 0
 
     def __post_init__(self) -> None:
         c = self.config
-        if c.period_s <= 0 or c.stale_periods < 1 or c.resync_periods < 1:
-            raise ValueError("period_s must be > 0, stale_periods and resync_periods >= 1")
+        if c.period_s <= 0 or c.stale_periods < 1 or c.resync_periods < 1 or c.send_concurrency < 1:
+            raise ValueError("period_s must be > 0, stale_periods, resync_periods and send_concurrency >= 1")
         self.state = FleetState(period_s=c.period_s, stale_periods=c.stale_periods, reserve=c.reserve,
                                 fleet_power_w=c.fleet_power_w, gain_per_h=c.gain_per_h, deadband=c.deadband)
         token = _token_source(c)
@@ -231,6 +241,8 @@ class FleetController:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.client.close()
 
     def wake(self) -> None:
@@ -334,16 +346,41 @@ class FleetController:
         with self._lock:
             cycle = self.state.cycle(self.clock())
         self._report_membership(cycle)
-        for command in cycle.commands:
-            self._send(command.entity_id, command.power_w, command.reason)
+        sending = time.perf_counter()
+        self._send_all(cycle.commands)
+        publishing = time.perf_counter()
         if self.config.publish and not self.config.dry_run:
             self._publish(cycle)
+        done = time.perf_counter()
         self.last_cycle = cycle
         self.metrics.cycles += 1
-        self.metrics.last_cycle_s = time.perf_counter() - started
+        self.metrics.last_cycle_s = done - started
+        self.metrics.last_send_s = publishing - sending
+        self.metrics.last_publish_s = done - publishing
         log.info("cycle: %d batteries steered to mean SoC %s, %d left out", cycle.live,
                  f"{cycle.mean_soc:.1%}" if cycle.live else "n/a", len(cycle.excluded))
         return cycle
+
+    def _send_all(self, commands: Sequence[Command]) -> None:
+        """Every command, up to `send_concurrency` in flight; a BrokerUnavailable from any is raised after all."""
+        workers = max(1, min(self.config.send_concurrency, len(commands)))
+        if workers == 1 or self.config.dry_run:
+            for command in commands:
+                self._send(command.entity_id, command.power_w, command.reason)
+            return
+        if self._pool is None or self._pool_size != workers:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fleet-send")
+            self._pool_size = workers
+        futures = [self._pool.submit(self._send, c.entity_id, c.power_w, c.reason) for c in commands]
+        unavailable: BaseException | None = None
+        for future in futures:
+            error = future.exception()
+            if error is not None and unavailable is None:
+                unavailable = error
+        if unavailable is not None:
+            raise unavailable
 
     def _report_membership(self, cycle: Cycle) -> None:
         for entity_id, reason in cycle.excluded.items():
@@ -370,11 +407,11 @@ class FleetController:
                 raise
             self._refused(entity_id, str(exc))
             return False
-        if self._refusals.pop(entity_id, None) is not None:
-            log.info("%s: %s accepted again", entity_id, COMMAND)
-        self.metrics.commands_sent += 1
-        self._commanded.add(entity_id)
         with self._lock:
+            if self._refusals.pop(entity_id, None) is not None:
+                log.info("%s: %s accepted again", entity_id, COMMAND)
+            self.metrics.commands_sent += 1
+            self._commanded.add(entity_id)
             if entity_id in self.state.batteries:
                 self.state.batteries[entity_id].last_sent_w = power_w if isinstance(power_w, int) else None
         log.debug("%s: %s %s W (%s)", entity_id, COMMAND, power_w, reason)
@@ -382,9 +419,11 @@ class FleetController:
 
     def _refused(self, entity_id: str, why: str) -> None:
         """Count every refusal; log it when it starts or its reason changes (not every period)."""
-        self.metrics.commands_refused += 1
-        if self._refusals.get(entity_id) != why:
+        with self._lock:
+            self.metrics.commands_refused += 1
+            changed = self._refusals.get(entity_id) != why
             self._refusals[entity_id] = why
+        if changed:
             log.warning("%s: %s refused: %s", entity_id, COMMAND, why)
 
     def _publish(self, cycle: Cycle) -> None:
