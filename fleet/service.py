@@ -50,9 +50,9 @@ from fleet.controller import (
     BATTERY_ATTRIBUTES,
     BATTERY_TYPE,
     COMMAND,
-    Command,
     PV_ATTRIBUTES,
     PV_TYPE,
+    Command,
     Cycle,
     FleetState,
 )
