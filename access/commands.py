@@ -156,4 +156,6 @@ def serve(upstream: str, host: str, port: int, policy_file: Path | None, jwks_ur
               state_file=data_dir / "access" / f"pep-{port}-relays.json")
     logging.getLogger("access").setLevel(logging.INFO)
     click.echo(f"access layer on http://{host}:{port} in front of {upstream}", err=True)
-    uvicorn.run(build_app(pep), host=host, port=port, log_level="warning")
+    # No access log, proxy-header rewriting, Date or Server header: per-request work a proxy does not need.
+    uvicorn.run(build_app(pep), host=host, port=port, log_level="warning", access_log=False, proxy_headers=False,
+                server_header=False, date_header=False)

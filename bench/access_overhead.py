@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -45,19 +46,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(argv: list[str], url: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+def _launch(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def _wait(proc: subprocess.Popen, url: str, probe: str = "/version", timeout_s: float = 60) -> None:
+    """Until `url` answers (any status: the PEP answers 401 to a probe without token, or 502 before its
+    upstream is up)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{argv} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
         try:
-            httpx.get(url + "/version", timeout=1)
-            return proc
+            httpx.get(url + probe, timeout=1)
+            return
         except httpx.HTTPError:
-            time.sleep(0.1)
+            time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"{argv} did not answer within 30 s")
+    raise RuntimeError(f"{proc.args} did not answer within {timeout_s:.0f} s")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (/proc/<pid>/stat utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine() -> dict:
+    """What else ran: load averages and the number of other Python processes (the machine is shared)."""
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    others = subprocess.run(["pgrep", "-c", "python"], check=False, capture_output=True, text=True).stdout.strip()
+    return {"loadavg_1_5_15": [float(x) for x in load], "python_processes": int(others or 0)}
 
 
 def _batch(round_no: int, client: int, req: int, batch: int, meters: int) -> list[dict]:
@@ -95,7 +114,7 @@ def _run(url: str, token: str | None, kind: str, round_no: int, clients: int, re
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 short rounds (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="3 short rounds (smoke test, a few seconds)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=40, help="requests per client per round")
@@ -103,49 +122,84 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=200)
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.requests, args.clients = 2, 5, 2
+        args.rounds, args.requests, args.clients = 3, 6, 2
+    started = time.perf_counter()
+    machine_before = _machine()
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         bport, pport = _free_port(), _free_port()
         broker_url, pep_url = f"http://127.0.0.1:{bport}", f"http://127.0.0.1:{pport}"
-        broker = _start(["-m", "twin_service.broker", "--host", "127.0.0.1", "--port", str(bport),
-                         "--data-dir", str(data_dir / "broker")], broker_url)
         issuer = LocalIssuer(data_dir)
-        issuer.verifier()
-        pep = _start(["-m", "access", "serve", "--upstream", broker_url, "--port", str(pport),
-                      "--data-dir", str(data_dir)], pep_url)
+        issuer.verifier()  # the key exists before the PEP reads the JWKS
+        # Both start at once (the PEP does not need its upstream until the first request).
+        broker = _launch(["-m", "twin_service.broker", "--host", "127.0.0.1", "--port", str(bport),
+                          "--data-dir", str(data_dir / "broker")])
+        pep = _launch(["-m", "access", "serve", "--upstream", broker_url, "--port", str(pport),
+                       "--data-dir", str(data_dir)])
         admin = issuer.token("bench", "admin")
         member = issuer.token("bench-member", "member", devices=["meter-0001"])
         try:
+            _wait(broker, broker_url)
+            _wait(pep, pep_url)
             rates: dict[str, list[float]] = {k: [] for k in ("ingest_direct", "ingest_pep", "query_direct",
                                                                 "query_pep")}
+            # CPU per item of the broker and the PEP: the noise-robust figure. Other work on the machine
+            # changes how long a run takes, hardly how much CPU the broker and the PEP spend per entity.
+            cpu: dict[str, list[float]] = {k: [] for k in ("ingest_direct_broker", "ingest_pep_broker",
+                                                           "ingest_pep_pep", "query_direct_broker",
+                                                           "query_pep_broker", "query_pep_pep")}
+
+            def measured(kind: str, name: str, url: str, token: str | None, round_no: int) -> None:
+                before = _cpu_s(broker.pid), _cpu_s(pep.pid)
+                rate = _run(url, token, kind, round_no, args.clients, args.requests, args.batch, args.meters)
+                items = args.clients * args.requests * (args.batch if kind == "ingest" else 1)
+                rates[f"{kind}_{name}"].append(rate)
+                cpu[f"{kind}_{name}_broker"].append((_cpu_s(broker.pid) - before[0]) / items)
+                if name == "pep":
+                    cpu[f"{kind}_pep_pep"].append((_cpu_s(pep.pid) - before[1]) / items)
+
             _run(broker_url, None, "ingest", 0, args.clients, 2, args.batch, args.meters)  # warm-up
             for rnd in range(1, args.rounds + 1):
                 order = [("direct", broker_url, None), ("pep", pep_url, admin)]
                 if rnd % 2:
                     order.reverse()
                 for name, url, token in order:
-                    rates[f"ingest_{name}"].append(_run(url, token, "ingest", rnd * 2 + (name == "pep"),
-                                                        args.clients, args.requests, args.batch, args.meters))
+                    measured("ingest", name, url, token, rnd * 2 + (name == "pep"))
                 for name, url, token in order:
-                    rates[f"query_{name}"].append(_run(url, member if token else None, "query", rnd,
-                                                       args.clients, args.requests, args.batch, args.meters))
+                    measured("query", name, url, member if token else None, rnd)
         finally:
             for proc in (pep, broker):
                 proc.terminate()
                 proc.wait(timeout=10)
 
     med = {k: statistics.median(v) for k, v in rates.items()}
+    per_round = {kind: [round(p / d, 3) for p, d in zip(rates[f"{kind}_pep"], rates[f"{kind}_direct"], strict=True)]
+                 for kind in ("ingest", "query")}
+    total = {k: sum(v) for k, v in cpu.items()}
+
+    def cpu_ratio(kind: str) -> float:
+        """Throughput ratio if the broker and the PEP had the CPU to themselves: broker CPU per item direct
+        over broker + PEP CPU per item through the PEP."""
+        return total[f"{kind}_direct_broker"] / (total[f"{kind}_pep_broker"] + total[f"{kind}_pep_pep"])
+
     result = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick, "rounds": args.rounds, "clients": args.clients, "requests": args.requests,
-        "batch": args.batch,
+        "batch": args.batch, "seconds": round(time.perf_counter() - started, 1),
+        "machine_before": machine_before, "machine_after": _machine(),
+        "ingest_ratio_per_round": per_round["ingest"], "query_ratio_per_round": per_round["query"],
         "ingest_entities_per_s": {"direct": round(med["ingest_direct"], 1), "pep": round(med["ingest_pep"], 1)},
         "query_requests_per_s": {"direct": round(med["query_direct"], 1), "pep": round(med["query_pep"], 1)},
         "ingest_ratio_pep_to_direct": round(med["ingest_pep"] / med["ingest_direct"], 3),
         "query_ratio_pep_to_direct": round(med["query_pep"] / med["query_direct"], 3),
-        "note": "medians over interleaved rounds on a shared machine; the query through the PEP is a member's "
-                "(its body filtered to one meter), the direct one returns every meter",
+        "cpu_us_per_item": {k: round(1e6 * v / len(cpu[k]), 1) for k, v in total.items()},
+        "ingest_cpu_ratio": round(cpu_ratio("ingest"), 3),
+        "query_cpu_ratio": round(cpu_ratio("query"), 3),
+        "note": "throughput: medians over interleaved rounds on a shared machine (noisy); cpu ratio: the broker's "
+                "CPU per item straight over broker + PEP CPU per item through the PEP (what the throughput "
+                "ratio is when both are CPU bound); the query through the PEP is a member's (its body filtered "
+                "to one meter), the direct one returns every meter",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "access_overhead.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
