@@ -230,10 +230,11 @@ class Meter:
         if self.clock.due():
             delta = self.clock.sync()
             if delta is not None:
-                self.buffer.shift_unsynced(delta)
+                doubt = not self.clock.synced  # a large step waits for the next answer (clock.py)
+                self.buffer.shift_unsynced(delta, doubt)
                 if self._base_unsynced:
                     self.base_t[0] += delta
-                    self._base_unsynced = False
+                    self._base_unsynced = doubt
         return self.uplink.may_try()
 
     # ------------------------------------------------------------------ main loop
@@ -260,12 +261,12 @@ class Meter:
             chip.pq = 0
         online = self._online()
         # The reading's time is when the timer tick read the chip, from the clock as it is now (after a sync).
-        synced = self.clock.synced
         t_s, t_ms = Clock.now()
         age_ms = time.ticks_diff(time.ticks_ms(), sampler.taken_ms)
         t_ms -= age_ms
         t_s += t_ms // 1000
         t_ms %= 1000
+        synced = self.clock.check(t_s, t_ms, sampler.taken_ms)  # a jumped RTC: this reading goes unstamped
         delivered = False
         live = False
         if online and self.announcing:

@@ -2,10 +2,23 @@
 # Until the first sync the RTC counts from the port's epoch after power-on; those times are never sent as
 # TimeInstants (payloads then say "clk": false), and offline records taken meanwhile are shifted once the
 # sync tells by how much the RTC was off (OfflineBuffer.shift_unsynced).
+#
+# Clock jumps. A TimeInstant is sent only when it is true, so the clock stops counting as synced when
+# - the RTC jumps against the monotonic ticks between two readings (both run off the same crystal, so they agree
+#   to the millisecond unless something set the RTC): check() sees it at the first reading after the jump, that
+#   reading already goes without TimeInstant ("clk": false; the agent stamps its arrival) and NTP is asked again
+#   at once;
+# - NTP steps a synced clock by more than _MAX_STEP_S (the ESP32's crystal drifts ~2 s/day and it resyncs every
+#   6 h, so a bigger step is a wrong server or a wrong answer): the step is believed only when the next answer,
+#   a minute later, agrees with it (or with the time before the step: then the doubted answer was the wrong
+#   one). Meanwhile readings go without TimeInstant and offline records stay unsynced, moved by every
+#   correction, so they end up on the time base NTP confirmed.
 import time
 
 _RESYNC_MS = 6 * 3600 * 1000  # RTC drift of an ESP32 is a few s/day: resync every 6 h
 _RETRY_MS = 60 * 1000
+_JUMP_MS = 2000  # RTC against ticks between two readings: beyond this the RTC was set by something else
+_MAX_STEP_S = 60  # an NTP step of a synced clock beyond this waits for a second answer that agrees
 
 
 class Clock:
@@ -14,6 +27,10 @@ class Clock:
         self.synced = False
         self._last_try_ms = None
         self._synced_ms = 0
+        self.jumps = 0  # RTC jumps seen against the ticks, and NTP steps not believed at once
+        self._doubt = False  # the last NTP answer stepped a synced clock too far: the next must confirm it
+        self._step = 0  # while in doubt: seconds between the RTC and the time base before the doubted step
+        self._anchor = None  # (seconds, ms, ticks) of the last reading check() saw
 
     def due(self):
         """True when a sync should be attempted now (never synced, or the last sync is old)."""
@@ -34,9 +51,43 @@ class Clock:
         except (OSError, OverflowError, IndexError) as exc:
             print("clock: NTP sync with %s failed (%s); retrying in %d s" % (self.ntp_host, exc, _RETRY_MS // 1000))
             return None
-        self.synced = True
+        delta = time.time() - before
+        self._anchor = None  # the RTC was set on purpose: not a jump
         self._synced_ms = self._last_try_ms
-        return time.time() - before
+        if self._doubt and -_MAX_STEP_S <= delta + self._step <= _MAX_STEP_S:
+            delta_ok = True  # back on the time base before the doubted step: that answer was the wrong one
+        else:
+            delta_ok = -_MAX_STEP_S <= delta <= _MAX_STEP_S or not (self.synced or self._doubt)
+        if not delta_ok:
+            if not self._doubt:
+                self.jumps += 1
+                self._step = 0
+            self._step += delta  # how far the RTC now is from the time base before the doubted step
+            print("clock: NTP (%s) stepped the clock by %d s; not believed until the next answer agrees"
+                  % (self.ntp_host, delta))
+            self.synced = False
+            self._doubt = True
+            return delta
+        self.synced = True
+        self._doubt = False
+        return delta
+
+    def check(self, t_s, t_ms, tick_ms):
+        """Compare the RTC time of a reading with the ticks since the previous one; returns whether the
+        clock counts as synced (False from a jump on, until NTP sets it again)."""
+        anchor = self._anchor
+        self._anchor = (t_s, t_ms, tick_ms)
+        if anchor is None or not self.synced:
+            return self.synced
+        off = (t_s - anchor[0]) * 1000 + (t_ms - anchor[1]) - time.ticks_diff(tick_ms, anchor[2])
+        if -_JUMP_MS <= off <= _JUMP_MS:
+            return True
+        self.jumps += 1
+        self.synced = False
+        self._last_try_ms = None  # ask NTP at the next chance
+        print("clock: the RTC jumped %d ms against the running ticks; readings go without TimeInstant until "
+              "NTP sets the clock again" % off)
+        return False
 
     @staticmethod
     def now():

@@ -118,14 +118,16 @@ class OfflineBuffer:
             self.head = 0
             self.level = 0
 
-    def shift_unsynced(self, delta_s):
-        """The clock was just set by NTP: move records taken before by the correction, and mark them synced."""
+    def shift_unsynced(self, delta_s, still_unsynced=False):
+        """The clock was just set by NTP: move records taken before by the correction, and mark them synced
+        (unless the clock still waits for a second answer to confirm a large step: Clock.sync)."""
         for i in range(self.count):
             o = self._pos(i)
             if self.buf[o + 7] & UNSYNCED:
                 t = struct.unpack_from("<I", self.buf, o)[0]
                 struct.pack_into("<I", self.buf, o, t + delta_s)
-                self.buf[o + 7] &= ~UNSYNCED & 0xFF
+                if not still_unsynced:
+                    self.buf[o + 7] &= ~UNSYNCED & 0xFF
 
     def unsynced(self):
         """True when some record still has a time that is not NTP time."""

@@ -333,6 +333,7 @@ class MeterHarness:
         # The emulated world's clock is the model's simulated time; UTC = start_utc_s + simulated time.
         self.start_utc_s = time.time() - self.model.simulated_time_s if start_utc_s is None else start_utc_s
         self.ntp_available = True
+        self.ntp_error_s = 0.0  # how wrong the NTP server's answers are (a misconfigured or bad server)
         self.ntp_syncs = 0
         self.extra_config: dict[str, Any] = {}  # further config.py names set after the MeterConfig overrides
         self.rtc_memory = b""  # ESP32 RTC slow memory: survives reboot(), cleared by power_cycle()
@@ -435,7 +436,7 @@ class MeterHarness:
         if op == "ntp":
             if not self.ntp_available or not self.wifi_connected:
                 return False
-            self._rtc_offset_s = self.start_utc_s
+            self._rtc_offset_s = self.start_utc_s + self.ntp_error_s
             self.ntp_syncs += 1
             return True
         if op == "rtc_mem_get":
@@ -454,6 +455,10 @@ class MeterHarness:
             self.flash.erase(int(arg))
             return None
         raise HarnessError(f"unknown sys op {op}")
+
+    def jump_rtc(self, seconds: float) -> None:
+        """Step the ESP32's RTC by `seconds` without NTP (something else set it, or it glitched)."""
+        self._rtc_offset_s += seconds
 
     def utc_s(self) -> float:
         """True UTC (unix seconds) of the emulated world now."""

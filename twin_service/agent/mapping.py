@@ -11,7 +11,8 @@ up; the meter contract in docs/architecture.md):
 - values of table attributes are checked with `check_value`; a bad one is dropped and counted (`bad_value`),
   the good measures of the same payload still go through (the FIWARE agent also passes the good ones);
 - `TimeInstant` becomes `observedAt` on every attribute, static ones included; without it the arrival time is
-  used unless timestamps are off; an invalid one drops that measure object (`bad_timestamp`);
+  used unless timestamps are off; an invalid one drops that measure object (`bad_timestamp`), and so does one more
+  than 5 min ahead of the agent's clock (`future_timestamp`);
 - an array of objects (offline replay) becomes one fragment per object, sorted by TimeInstant, for one upsert.
 """
 
@@ -33,7 +34,7 @@ from datamodels.measures import (
 
 from .models import AttributeSpec, StaticAttribute
 from .registry import ResolvedDevice
-from .timestamps import BadTimestamp, observed_at, parse_time_instant
+from .timestamps import MAX_AHEAD_S, BadTimestamp, observed_at, parse_time_instant
 
 _RENAMED_KEYS = {"id": "measure_id", "type": "measure_type"}  # node-lib: ids and types are the entity's own
 _NUMBER_TYPES = {"number", "float", "integer", "double"}
@@ -92,6 +93,12 @@ def map_payload(
                 moment = parse_time_instant(time_value)
             except BadTimestamp as exc:
                 result.rejections.append(Rejection("bad_timestamp", f"{where}{exc}"))
+                continue
+            ahead_s = (moment - received_at).total_seconds()
+            if ahead_s > MAX_AHEAD_S:
+                result.rejections.append(Rejection("future_timestamp", (
+                    f"{where}TimeInstant {time_value} is {ahead_s:.0f} s ahead of the agent's clock (limit "
+                    f"{MAX_AHEAD_S:.0f} s): the meter's clock is wrong")))
                 continue
             stamped.append((moment, index, item, observed_at(moment)))
         else:

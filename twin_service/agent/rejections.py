@@ -25,6 +25,7 @@ REASONS: dict[str, str] = {
     "unknown_device": "the apikey's group has no such device and does not autoprovision (autoprovision: false)",
     "flood": "the device sent more messages than the per-device limit (a token bucket) allows",
     "bad_timestamp": "TimeInstant is not strict ISO 8601 with a zone (the FIWARE agent's BadTimestamp)",
+    "future_timestamp": "TimeInstant more than 5 min ahead of the agent's clock: the meter's clock is wrong",
     "bad_value": "a measure's value has the wrong type, shape or range for its attribute",
     "no_measures": "payload holds no measure (empty object or array, or only TimeInstant)",
     "queue_full": "the on-disk queue to the broker is full (broker down for long); the message was dropped",

@@ -12,6 +12,13 @@ from datetime import UTC, datetime
 _ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$")
 
 
+# A TimeInstant further ahead of the agent's clock than this is refused (`future_timestamp`): a meter cannot have
+# measured in the future, so its clock is wrong (a bad NTP answer it believed), and an observedAt from the future
+# would stand as the entity's newest value and sort after every true reading until that time came.
+# 5 min leaves room for an agent host whose own clock is a little behind.
+MAX_AHEAD_S = 300.0
+
+
 class BadTimestamp(ValueError):
     """A TimeInstant that is not a strict ISO 8601 date-time with a zone."""
 
