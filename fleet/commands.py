@@ -117,6 +117,8 @@ def simulate(n_homes: int, days: int, seed: int, strategies: str, export_limit_k
               help="File holding the token on its last line (re-read when it changes: a rotated token).")
 @click.option("--send-concurrency", type=click.IntRange(1, 64), default=8,
               help="Commands in flight at once (one PATCH per battery; a large fleet needs several).")
+@click.option("--no-meters", is_flag=True,
+              help="Do not read the batteries' tied grid meters (refMeter) to store the community's surplus.")
 @click.option("--dry-run", is_flag=True, help="Compute and log each cycle's setpoints; send nothing.")
 @click.option("--no-publish", is_flag=True,
               help="Do not write fleetMeanStatusPercent / fleetControlState on the battery entities.")
@@ -125,7 +127,7 @@ def simulate(n_homes: int, days: int, seed: int, strategies: str, export_limit_k
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def run(broker_url: str, tenant: str, period_s: float, stale_periods: int, resync_periods: int, reserve: float,
         fleet_power_w: float, gain_per_h: float, deadband: float, listen: str, notify_url: str | None,
-        token: str | None, token_file: Path | None, send_concurrency: int,
+        token: str | None, token_file: Path | None, send_concurrency: int, no_meters: bool,
         dry_run: bool, no_publish: bool, no_release: bool, log_level: str) -> None:
     """The live controller: steer every battery in the twin toward the fleet's mean state of charge.
 
@@ -164,7 +166,8 @@ def run(broker_url: str, tenant: str, period_s: float, stale_periods: int, resyn
                               gain_per_h=gain_per_h, deadband=deadband,
                               listen_host=host, listen_port=int(port), notify_url=notify_url, token=token,
                               token_file=token_file, publish=not no_publish, release_on_exit=not no_release,
-                              dry_run=dry_run, send_concurrency=send_concurrency)
+                              dry_run=dry_run, send_concurrency=send_concurrency,
+                              use_meters=not no_meters)
     try:
         controller = FleetController(config).start()
     except OSError as exc:

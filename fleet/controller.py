@@ -28,8 +28,13 @@ PV_TYPE = "PhotovoltaicMeasurement"
 COMMAND = "batteryPowerSetpoint"
 # What the controller reads from each battery entity (the subscription's watched and notified attributes).
 BATTERY_ATTRIBUTES = ("statusPercent", "energyCapacity", "maxChargePower", "maxDischargePower", "batteryPower",
-                      "deviceState", f"{COMMAND}_status", f"{COMMAND}_info")
+                      "deviceState", "refMeter", f"{COMMAND}_status", f"{COMMAND}_info")
 PV_ATTRIBUTES = ("activePower",)
+# A battery's `refMeter` names its home's grid meter (ThreePhaseAcMeasurement, set at provisioning from the
+# bridge's site.yaml `meter:`); its `totalActivePower` (W, + import / - export at the connection point) is what
+# the community-surplus term reads.
+METER_TYPE = "ThreePhaseAcMeasurement"
+METER_ATTRIBUTES = ("totalActivePower",)
 
 
 def home_of(entity_id: str) -> str:
@@ -78,6 +83,7 @@ class BatteryState:
     command_info: Any = None
     problem: str | None = None  # why the last entity could not be read, if it could not
     last_sent_w: float | None = None
+    meter_id: str | None = None  # refMeter: the home's grid meter entity
 
     def spec(self, reserve: float) -> BatterySpec | str:
         """The limits as a BatterySpec, or why they are unknown."""
@@ -112,6 +118,8 @@ class Cycle:
     mean_soc: float
     excluded: Mapping[str, str]
     live: int
+    fleet_power_w: float = 0.0  # what the fleet as a whole was told to do (+ store): parameter + metered surplus
+    metered_homes: int = 0  # live batteries whose home's meter reading entered the surplus term
 
 
 @dataclass
@@ -127,6 +135,13 @@ class FleetState:
     batteries: dict[str, BatteryState] = field(default_factory=dict)
     pv_kw: dict[str, float] = field(default_factory=dict)  # home -> PV power, from PhotovoltaicMeasurement
     refused_entities: int = 0
+    use_meters: bool = True  # add the metered community surplus to fleet_power_w (batteries with refMeter)
+    meters: dict[str, tuple[float, float]] = field(default_factory=dict)  # meter entity -> (W, observed epoch s)
+
+    @property
+    def meter_ids(self) -> list[str]:
+        """The grid meters the batteries refer to (what the service reads each cycle)."""
+        return sorted({b.meter_id for b in self.batteries.values() if b.meter_id})
 
     def take(self, entity: Mapping[str, Any]) -> str | None:
         """Fold one notified or queried entity in; returns the reason when it was not usable, else None."""
@@ -139,6 +154,15 @@ class FleetState:
             if pv is not None:
                 self.pv_kw[home_of(entity_id)] = pv
             return None
+        if entity_type == METER_TYPE:
+            net_w, observed = _number(entity, "totalActivePower"), _observed_s(entity, "totalActivePower")
+            if net_w is None or observed is None:
+                self.refused_entities += 1
+                return f"{entity_id}: no totalActivePower with observedAt"
+            held = self.meters.get(entity_id)
+            if held is None or observed >= held[1]:
+                self.meters[entity_id] = (net_w, observed)
+            return None
         if entity_type != BATTERY_TYPE:
             self.refused_entities += 1
             return f"{entity_id}: type {entity_type!r} is not {BATTERY_TYPE}"
@@ -147,6 +171,9 @@ class FleetState:
                            ("max_discharge_w", "maxDischargePower"), ("power_w", "batteryPower")):
             if attr in entity:
                 setattr(state, name, _number(entity, attr))
+        ref = entity.get("refMeter")
+        if isinstance(ref, Mapping) and isinstance(ref.get("object"), str):
+            state.meter_id = ref["object"]
         for name, attr in (("device_state", "deviceState"), ("command_status", f"{COMMAND}_status"),
                            ("command_info", f"{COMMAND}_info")):
             if attr in entity:
@@ -187,8 +214,10 @@ class FleetState:
                                                      (state.power_w or 0.0) / 1000.0,
                                                      self.pv_kw.get(home_of(entity_id), 0.0))
         period_h = self.period_s / 3600.0
+        surplus_w, metered = self.metered_surplus_w(readings, now_s)
+        fleet_power_w = self.fleet_power_w + surplus_w
         decision: FleetDecision = mean_soc_setpoints(
-            specs, readings, now_s=now_s, fleet_power_kw=self.fleet_power_w / 1000.0, period_h=period_h,
+            specs, readings, now_s=now_s, fleet_power_kw=fleet_power_w / 1000.0, period_h=period_h,
             stale_after_s=self.stale_periods * self.period_s, gain_per_h=self.gain_per_h, deadband=self.deadband)
         excluded.update(decision.excluded)
         commands = []
@@ -197,7 +226,28 @@ class FleetState:
                                                                          period_h)
             commands.append(Command(setpoint.battery_id, clamp_w(setpoint.power_kw, low_kw, high_kw),
                                     setpoint.reason))
-        return Cycle(tuple(commands), decision.mean_soc, excluded, len(decision.setpoints))
+        return Cycle(tuple(commands), decision.mean_soc, excluded, len(decision.setpoints), fleet_power_w, metered)
+
+    def metered_surplus_w(self, readings: Mapping[str, BatteryReading], now_s: float) -> tuple[float, int]:
+        """The community's surplus the fleet should store (+) or deficit it should cover (-), W, and from how
+        many homes: P_fleet = -sum(load - PV) over the metered homes, as the simulation does.
+
+        A grid meter at a home's connection point measures G = load - PV + battery (W, + import), so
+        load - PV = G - battery and the term is sum(battery - G). Only batteries whose own reading and whose
+        meter's are fresh (within `stale_periods`) count: an old meter value would steer on a past surplus.
+        """
+        if not self.use_meters:
+            return 0.0, 0
+        fresh_s = self.stale_periods * self.period_s
+        total, homes = 0.0, 0
+        for entity_id, reading in readings.items():
+            state = self.batteries[entity_id]
+            meter = self.meters.get(state.meter_id or "")
+            if meter is None or now_s - meter[1] > fresh_s or now_s - reading.observed_at_s > fresh_s:
+                continue
+            total += (state.power_w or 0.0) - meter[0]
+            homes += 1
+        return total, homes
 
 
 def clamp_w(power_kw: float, low_kw: float, high_kw: float) -> int:

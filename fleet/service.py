@@ -53,6 +53,8 @@ from fleet.controller import (
     PV_ATTRIBUTES,
     PV_TYPE,
     Command,
+    METER_ATTRIBUTES,
+    METER_TYPE,
     Cycle,
     FleetState,
 )
@@ -100,6 +102,7 @@ class ControllerConfig:
     # entity's attribute update to the agent that registered the command, not a batch); sent one at a time they
     # cost a round trip each (bench/fleet_cycle.py), so a large fleet's period is spent waiting on the socket.
     send_concurrency: int = 8
+    use_meters: bool = True  # read each battery's refMeter and store the community's metered surplus
 
 
 class _BearerTransport(httpx.HTTPTransport):
@@ -201,7 +204,8 @@ class FleetController:
         if c.period_s <= 0 or c.stale_periods < 1 or c.resync_periods < 1 or c.send_concurrency < 1:
             raise ValueError("period_s must be > 0, stale_periods, resync_periods and send_concurrency >= 1")
         self.state = FleetState(period_s=c.period_s, stale_periods=c.stale_periods, reserve=c.reserve,
-                                fleet_power_w=c.fleet_power_w, gain_per_h=c.gain_per_h, deadband=c.deadband)
+                                fleet_power_w=c.fleet_power_w, gain_per_h=c.gain_per_h, deadband=c.deadband,
+                                use_meters=c.use_meters)
         token = _token_source(c)
         self.client = NgsiLdClient(c.broker_url, tenant=c.tenant, timeout=c.timeout_s,
                                    retry=RetryPolicy(attempts=2, backoff_s=0.2, max_backoff_s=1.0),
@@ -343,6 +347,7 @@ class FleetController:
     def run_cycle(self) -> Cycle:
         """One period: decide, send every command, publish the mean. Raises when the broker is unreachable."""
         started = time.perf_counter()
+        self._read_meters()
         with self._lock:
             cycle = self.state.cycle(self.clock())
         self._report_membership(cycle)
@@ -360,6 +365,21 @@ class FleetController:
         log.info("cycle: %d batteries steered to mean SoC %s, %d left out", cycle.live,
                  f"{cycle.mean_soc:.1%}" if cycle.live else "n/a", len(cycle.excluded))
         return cycle
+
+    def _read_meters(self) -> None:
+        """The grid meters the batteries refer to (refMeter), read by id each cycle: their value at decision time,
+        one paged query per 100 meters, rather than a subscription notified at every meter reading."""
+        if not self.config.use_meters:
+            return
+        with self._lock:
+            ids = self.state.meter_ids
+        for start in range(0, len(ids), 100):
+            try:
+                meters = self.client.query_entities(type=METER_TYPE, ids=ids[start:start + 100],
+                                                    attrs=list(METER_ATTRIBUTES))
+            except NonexistentTenant:
+                return
+            self.take(meters)
 
     def _send_all(self, commands: Sequence[Command]) -> None:
         """Every command, up to `send_concurrency` in flight; a BrokerUnavailable from any is raised after all."""
@@ -465,6 +485,7 @@ class FleetController:
             "excludedBatteries": prop("; ".join(f"{k}: {v}" for k, v in sorted(cycle.excluded.items())) or "none"),
             "fleetPowerSetpoint": prop(total_w, "WTT"),
             "controlPeriod": prop(self.config.period_s, "SEC"),
+            "meteredHomes": prop(cycle.metered_homes),
             DECISION_ATTRIBUTE: prop(f"steering {cycle.live} batteries to mean SoC {cycle.mean_soc:.1%}, "
                                      f"{len(cycle.excluded)} left out" if cycle.live
                                      else f"no live battery, {len(cycle.excluded)} left out"),
@@ -499,6 +520,8 @@ class FleetController:
                 "notifyEndpoint": self.notify_url if self._server else None,
                 "meanSoc": cycle.mean_soc if cycle and cycle.live else None,
                 "live": cycle.live if cycle else 0, "batteries": batteries,
+                "fleetPowerW": cycle.fleet_power_w if cycle else None,
+                "meteredHomes": cycle.metered_homes if cycle else 0,
                 "metrics": {k: v for k, v in vars(self.metrics).items()}}
 
 

@@ -295,7 +295,8 @@ class Bridge:
             return True
         from fiware_client import FiwareError, IotAgentClient
 
-        bodies = [device_body(worker.name, entity_type, self.site.apikey, self.site.location_of(worker.config))
+        bodies = [device_body(worker.name, entity_type, self.site.apikey, self.site.location_of(worker.config),
+                              meter=worker.config.meter)
                   for entity_type in worker.roles]
         try:
             with self._provision_lock, IotAgentClient(agent.url, agent.service, agent.service_path,

@@ -24,6 +24,7 @@ from datamodels.der import (
     measures_of,
     pv_entity_id,
 )
+from datamodels.measures import measurement_id
 from fiware_client import IotAgentClient, IotAgentError
 
 from .site import GeoPoint
@@ -40,7 +41,7 @@ def service_group(apikey: str) -> dict[str, Any]:
 
 
 def device_body(site_device: str, entity_type: str, apikey: str, location: GeoPoint,
-                metering_started: str | None = None) -> dict[str, Any]:
+                metering_started: str | None = None, meter: str | None = None) -> dict[str, Any]:
     """The agent device for one of a physical device's entities."""
     attributes = []
     for measure in measures_of(entity_type):
@@ -64,6 +65,8 @@ def device_body(site_device: str, entity_type: str, apikey: str, location: GeoPo
             {"name": "refBattery", "type": "Relationship", "value": physical},
             {"name": "location", "type": "geo:json", "value": location.model_dump(mode="json")},
         ]
+        if meter:  # the home's grid meter (site.yaml `meter:`), read by the fleet controller
+            statics.append({"name": "refMeter", "type": "Relationship", "value": measurement_id(meter)})
     return {
         "device_id": agent_device_id(site_device, entity_type),
         "entity_name": entity_name,

@@ -99,6 +99,9 @@ class DeviceConfig(_Strict):
     location: GeoPoint | None = None
     reserve_port: int | None = Field(None, ge=1, le=65535)  # re-serve the registers read-only (reserve.py)
     reserve_host: str = "127.0.0.1"
+    # The device id of the home's grid meter (its ThreePhaseAcMeasurement): the battery entity refers to it
+    # (`refMeter`), so the fleet controller can use the home's measured net power (docs/batteries.md).
+    meter: str | None = Field(None, min_length=1, max_length=64)
 
     @field_validator("id", mode="before")
     @classmethod
