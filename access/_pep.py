@@ -192,6 +192,8 @@ class Pep:
             call.query = self._with_owner_attrs(call.query)
         upstream = await self._forward(call, identity.tenant)
         self.counters["forwarded"] += 1
+        if call.method == "DELETE" and "sid" in ids and upstream.status < 300:
+            self._forget_subscription(ids["sid"])  # its relay goes with it (204: no body to filter below)
         if upstream.status >= 300 or not upstream.body:
             return upstream
         by_relationship = "id" in ids and not identity.owns(ids["id"])
@@ -204,8 +206,6 @@ class Pep:
                 return self._refuse(403, "that entity is not yours", call)
         else:
             data = self._filter(identity, action, data)
-        if call.method == "DELETE" and "sid" in ids:
-            self._forget_subscription(ids["sid"])
         headers = [(k, v) for k, v in upstream.headers if k != b"ngsild-results-count"]
         return Answer(upstream.status, headers, orjson.dumps(data))
 

@@ -260,7 +260,10 @@ def test_notifications_are_filtered(seeded: Guarded, receiver: str):
     assert _call(seeded, bea, "GET", f"{NGSI}/subscriptions/{sid}", None).status_code == 403
     assert sid not in _call(seeded, bea, "GET", f"{NGSI}/subscriptions", None).text
     assert _call(seeded, bea, "DELETE", f"{NGSI}/subscriptions/{sid}", None).status_code == 403
+    relays = seeded.data_dir / "access" / f"pep-{seeded.pep_url.rsplit(':', 1)[-1]}-relays.json"
+    assert sid in relays.read_text()
     assert _call(seeded, member, "DELETE", f"{NGSI}/subscriptions/{sid}", None).status_code == 204
+    assert sid not in relays.read_text()  # the relay went with its subscription
 
 
 def _hs256(claims: dict, kid: str, secret: bytes) -> str:
