@@ -87,3 +87,42 @@ def hgb_walk_forward(days: np.ndarray, types: np.ndarray, doy: np.ndarray, dow: 
 
 
 __all__ = ["SUNDAY_OR_HOLIDAY", "hgb_walk_forward", "profile_walk_forward"]
+
+
+def _price_features(days: np.ndarray, types: np.ndarray, doy: np.ndarray, d: int) -> np.ndarray:
+    """Day-level regressors of day d, all known at its issue: calendar, yesterday's and last week's level."""
+    off = float(types[d] > 0)
+    yesterday = float(_nanmean(days[d - 1]))
+    yesterday_norm = yesterday / (OFF_DAY_LEVEL if types[d - 1] > 0 else 1.0)
+    return np.array([1.0, off, yesterday, yesterday_norm, float(_nanmean(days[d - 7:d])), off * yesterday_norm,
+                     np.sin(2 * np.pi * doy[d] / 365.25), np.cos(2 * np.pi * doy[d] / 365.25), days[d - 1, -1],
+                     float(_nanmean(days[d - 2])), float(_nanmean(days[d - 1, -6:]))])
+
+
+OFF_DAY_LEVEL = 0.85  # a first guess of the weekend/holiday level, only to build a regressor; the fit corrects it
+
+
+def ridge_walk_forward(days: np.ndarray, types: np.ndarray, doy: np.ndarray, *, first_day: int,
+                       refit_every: int = 28, ridge: float = 100.0, train_from: int = 14) -> np.ndarray:
+    """Per-hour ridge regression for prices: calendar (day type, season), yesterday's and last week's level,
+    yesterday's last hours, and the same hour yesterday and a week before; refit every `refit_every` days on
+    every earlier day with no missing value. Chosen over the profile and gradient boosting by validation MAE."""
+    out = np.full(days.shape, np.nan)
+    weights = None
+    for d in range(max(first_day, train_from + 1), days.shape[0]):
+        if weights is None or (d - first_day) % refit_every == 0:
+            rows = [r for r in range(train_from, d) if not np.isnan(days[r - 7:r + 1]).any()]
+            if len(rows) < 28:
+                continue
+            x = np.array([_price_features(days, types, doy, r) for r in rows])
+            weights = []
+            for h in range(24):
+                xh = np.column_stack([x, days[np.array(rows) - 1, h], days[np.array(rows) - 7, h]])
+                a = xh.T @ xh + ridge * np.eye(xh.shape[1])
+                a[0, 0] -= ridge  # the intercept is not shrunk
+                weights.append(np.linalg.solve(a, xh.T @ days[rows, h]))
+        if np.isnan(days[d - 7:d]).any():
+            continue
+        f = _price_features(days, types, doy, d)
+        out[d] = [np.r_[f, days[d - 1, h], days[d - 7, h]] @ weights[h] for h in range(24)]
+    return out

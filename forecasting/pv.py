@@ -153,10 +153,44 @@ def blended_index(obs_days: np.ndarray, model_days: np.ndarray, d: int, window_d
     return np.clip(shape * target / mean_k, 0.0, 1.5)
 
 
-def pv_walk_forward(obs_days: np.ndarray, model_days: np.ndarray, *, window_days: int = 30,
-                    first_day: int = 1, blend: bool = True) -> np.ndarray:
-    """Forecast of every day from `first_day` on, each from the history before it only (NaN before)."""
-    index = blended_index if blend else learned_index
+WINDOW_DAYS = 45  # chosen on the tuning sites (Miami TMY2, Sand Point TMY3), docs/forecasts.md
+
+
+def hourly_median_index(obs_days: np.ndarray, model_days: np.ndarray, d: int,
+                        window_days: int = WINDOW_DAYS) -> np.ndarray:
+    """The index used for day d: per hour of day, the *median* hourly clear-sky index of the window (the
+    MAE-optimal point forecast of each hour, so the hour-of-day and season shape are learned together), moved
+    toward yesterday's daily index by the window's lag-1 autocorrelation (Yang 2019's convex combination).
+
+    Hours whose modelled energy is under 2 % of the window's peak take the window's overall median. Measured on
+    the tuning sites against the earlier ratio-of-sums shape x median daily index (`blended_index`): +15.2 % vs
+    +14.5 % (Miami), +11.2 % vs +10.0 % (Sand Point) skill vs persistence.
+    """
+    lo = max(0, d - window_days)
+    obs, mod = obs_days[lo:d], model_days[lo:d]
+    if obs.size == 0 or not np.isfinite(obs).any():
+        return np.full(obs_days.shape[1], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = np.where(mod > 0.02 * np.nanmax(mod), obs / np.where(mod > 0, mod, 1.0), np.nan)
+    if not np.isfinite(k).any():
+        return np.full(obs_days.shape[1], np.nan)
+    overall = float(np.nanmedian(k))
+    known = np.isfinite(k).any(axis=0)
+    med = np.full(k.shape[1], overall)
+    if known.any():
+        med[known] = np.nanmedian(k[:, known], axis=0)
+    k_days = daily_index(obs, mod)
+    if np.isfinite(k_days).sum() >= 2 and not np.isnan(k_days[-1]):
+        med = med + persistence_weight(k_days) * (k_days[-1] - float(np.nanmedian(k_days)))
+    return np.clip(med, 0.0, 1.5)
+
+
+def pv_walk_forward(obs_days: np.ndarray, model_days: np.ndarray, *, window_days: int = WINDOW_DAYS,
+                    first_day: int = 1, method: str = "hourly_median") -> np.ndarray:
+    """Forecast of every day from `first_day` on, each from the history before it only (NaN before).
+
+    `method`: "hourly_median" (used), "blended" (the earlier method, kept for comparison) or "learned"."""
+    index = {"hourly_median": hourly_median_index, "blended": blended_index, "learned": learned_index}[method]
     out = np.full(obs_days.shape, np.nan)
     for d in range(first_day, obs_days.shape[0]):
         out[d] = index(obs_days, model_days, d, window_days) * model_days[d]
@@ -165,7 +199,7 @@ def pv_walk_forward(obs_days: np.ndarray, model_days: np.ndarray, *, window_days
 
 def forecast_next_day(site: PvSite, history_hour_starts_utc: np.ndarray, history_kwh: np.ndarray,
                       issue_utc: np.datetime64, *, weather_ghi_w_m2: np.ndarray | None = None,
-                      weather_temp_air_c: np.ndarray | None = None, window_days: int = 30,
+                      weather_temp_air_c: np.ndarray | None = None, window_days: int = WINDOW_DAYS,
                       _clear_cache: dict | None = None) -> tuple[np.ndarray, str]:
     """The 24 hourly kWh after `issue_utc` from the history before it; returns (values, method).
 
@@ -190,7 +224,7 @@ def forecast_next_day(site: PvSite, history_hour_starts_utc: np.ndarray, history
     observed[idx[keep]] = np.asarray(history_kwh, float)[keep]
     days_obs = np.vstack([observed.reshape(window_days, 24), np.full((1, 24), np.nan)])
     days_clear = clear.reshape(window_days + 1, 24)
-    k = blended_index(days_obs, days_clear, window_days, window_days)
+    k = hourly_median_index(days_obs, days_clear, window_days, window_days)
     if np.isnan(k).all():
         raise ValueError("no usable PV history in the window before the issue time")
     if weather_ghi_w_m2 is None:

@@ -73,8 +73,8 @@ def score_pv(*, with_weather: bool = False) -> TargetScore:
         fc = pv.pv_walk_forward_weather(ds.days, clear, ds.extra["weather"], window_days=30)
         name = "pvlib GHI-forecast model x learned performance ratio (NWP stand-in: noisy held-out GHI)"
     else:
-        fc = pv.pv_walk_forward(ds.days, clear, window_days=30)
-        name = "pvlib clear sky x learned clear-sky index (median, persistence-blended), no weather"
+        fc = pv.pv_walk_forward(ds.days, clear)
+        name = "pvlib clear sky x learned hourly median clear-sky index (persistence-blended), no weather"
     return _score("pv_with_weather" if with_weather else "pv", ds, fc, name, ds.held_out_from)
 
 
@@ -96,6 +96,13 @@ def _calendar_target(target: str, ds: data.Dataset, *, quick: bool) -> TargetSco
             best, best_days = "scikit-learn HistGradientBoosting (calendar, holidays, lags, profile)", hgb
     else:
         comparison["hist_gradient_boosting_mae"] = "not run (--quick)"
+    if target == "price":
+        ridge = profiles.ridge_walk_forward(ds.days, types, np.asarray(dates.dayofyear), first_day=ds.validation_from)
+        comparison["ridge_mae"] = round(b.mae(ridge[val], y[val]), 4)
+        if comparison["ridge_mae"] < min(v for v in (comparison["profile_mae"],
+                                                     comparison["hist_gradient_boosting_mae"])
+                                         if isinstance(v, float)):
+            best, best_days = "per-hour ridge regression (calendar, yesterday's and last week's level, lags)", ridge
     comparison["chosen"] = best
     return _score(target, ds, best_days, best, ds.held_out_from, comparison)
 

@@ -35,7 +35,9 @@ from forecasting.profiles import profile_walk_forward
 from forecasting.pv import PvSite, modelled_kwh, pv_walk_forward
 
 log = logging.getLogger("energytwin.forecast")
-HISTORY_DAYS = 35
+HISTORY_DAYS = 35  # load
+PV_HISTORY_DAYS = 60  # the PV index window (45 days) plus the 14 days the fallback rule judges
+PRICE_HISTORY_DAYS = 120  # the price regression's training days
 RECENT_DAYS = 14  # the fallback rule is judged on these last days of each target's history
 MIN_DAYS = 7
 IMPORT_ATTRS = ("totalActiveEnergyImport", "activeEnergyImport")
@@ -121,11 +123,21 @@ LoadForecast = Forecast  # the name earlier callers used
 
 
 def forecast_price(days: np.ndarray, issue: datetime) -> Forecast:
-    """Next-24-h price (EUR/MWh) from (history days, 24): the day-type profile shifted toward yesterday's level."""
+    """Next-24-h price (EUR/MWh) from (history days, 24): the per-hour ridge regression when the history has
+    the days to fit it (42 complete ones), else the day-type profile shifted toward yesterday's level."""
+    from forecasting.profiles import ridge_walk_forward
+
     n = days.shape[0]
     dates = pd.date_range((issue - timedelta(days=n)).date(), periods=n + 1, freq="D")
     full = np.vstack([days, np.full((1, 24), np.nan)])
-    model = profile_walk_forward(full, day_types(dates), same_days=8, level_weight=0.5)
+    types = day_types(dates)
+    if (~np.isnan(days).any(axis=1)).sum() >= 42:
+        model = ridge_walk_forward(full, types, np.asarray(dates.dayofyear), first_day=n - RECENT_DAYS,
+                                   refit_every=RECENT_DAYS + 1)
+        if np.isfinite(model[-1]).all():
+            return _judged(model, full, "price regression",
+                           "per-hour ridge regression (calendar, yesterday's and last week's level, lags)")
+    model = profile_walk_forward(full, types, same_days=8, level_weight=0.5)
     return _judged(model, full, "price profile", "day-type profile + half of yesterday's level shift")
 
 
@@ -143,7 +155,7 @@ def forecast_pv(site: PvSite, history_kwh: np.ndarray, issue: datetime, *,
         "timedelta64[h]")
     clear = modelled_kwh(site, hours).reshape(n + 1, 24)
     obs = np.vstack([history_kwh.reshape(n, 24), np.full((1, 24), np.nan)])
-    model = pv_walk_forward(obs, clear, window_days=30, first_day=max(1, n - RECENT_DAYS))
+    model = pv_walk_forward(obs, clear, first_day=max(1, n - RECENT_DAYS))
     judged = _judged(model, obs, "PV clear-sky index", "pvlib clear sky x learned clear-sky index (no weather)")
     if weather is None:
         return judged
@@ -246,7 +258,9 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
                 continue
             add(mid, "load", forecast_load(kwh.reshape(HISTORY_DAYS, 24), issue), source)
 
+    pv_start, pv_hours = issue - timedelta(days=PV_HISTORY_DAYS), PV_HISTORY_DAYS * 24
     for target in targets.pv:
+        start, hours = pv_start, pv_hours
         try:
             if target.meter is not None:
                 try:
@@ -275,6 +289,7 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
         add(target.key, "pvGeneration", fc, source, weather_input=kind, ref_target=target.ref or target.meter)
 
     for target in targets.price:
+        start, hours = issue - timedelta(days=PRICE_HISTORY_DAYS), PRICE_HISTORY_DAYS * 24
         try:
             series = target.history(start, hours + 24)
         except (ValueError, OSError) as exc:
@@ -285,7 +300,7 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
         if not _enough(past):
             result.skipped[target.key] = f"under {MIN_DAYS} days of prices before {issue:%Y-%m-%d %H:%MZ}"
             continue
-        fc = forecast_price(past.reshape(HISTORY_DAYS, 24), issue)
+        fc = forecast_price(past.reshape(PRICE_HISTORY_DAYS, 24), issue)
         published = np.isfinite(ahead)
         if published.any():
             values = np.where(published, ahead, fc.values)
