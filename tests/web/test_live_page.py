@@ -8,9 +8,11 @@ renders the page. The tests only change what the meter measures and look at what
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,7 +30,8 @@ pytestmark = pytest.mark.slow
 
 DEVICE = "meter-web"
 PERIOD_S = 0.5
-USERS = {"boss": "boss-secret-1", "ana": "ana-secret-1", "screen": "screen-secret-1"}  # manager, member, public
+USERS = {"boss": "boss-secret-1", "ana": "ana-secret-1", "screen": "screen-secret-1",  # manager, member, public
+         "ops": "ops-secret-1"}  # control centre
 LOADS = (
     PhaseLoad(voltage_v=230.0, current_a=10.0, angle_deg=0.0),
     PhaseLoad(voltage_v=230.0, current_a=5.0, angle_deg=30.0),
@@ -62,11 +65,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     cfg = StackConfig(data_dir=tmp_path_factory.mktemp("web-stack"), mqtt_port=free_port(), broker_port=free_port(),
                       agent_port=free_port(), quality_port=0, web_port=0, quality_tenant=DEMO_SITE.service)
     stack = EmbeddedStack(cfg)
-    stack.start()
+    saved = {k: os.environ.get(k) for k in COMMUNITY_ENV}
+    os.environ.update(COMMUNITY_ENV)  # the page's child process reads them (energytwin/page_login.py)
+    try:
+        stack.start()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     users = UserStore(cfg.data_dir)  # access control is on: the page asks for a login
     users.add("boss", "manager", secret=USERS["boss"])
-    users.add("ana", "member", secret=USERS["ana"], devices=[DEVICE])
+    users.add("ana", "member", secret=USERS["ana"], devices=[DEVICE, "home-web"])
     users.add("screen", "public", secret=USERS["screen"])
+    users.add("ops", "control-centre", secret=USERS["ops"])
+    users.add("ops", "control-centre", secret=USERS["ops"])
     meter = SimulatedMeter(device_id=DEVICE, apikey=DEMO_APIKEY, mqtt_host=cfg.host, mqtt_port=cfg.mqtt_port,
                            period_s=PERIOD_S, loads=LOADS)
     try:
@@ -229,37 +240,86 @@ def test_stale_and_offline_state_shows_when_the_meter_stops(site: Site, page) ->
     assert _text(overview, "#count-live") == "0"
 
 
-def test_each_role_sees_what_is_theirs_and_never_a_foreign_meter(site: Site, browser) -> None:
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _battery(home: str, soc: float, **extra: object) -> dict:
+    at = _now()
+    entity = {"id": f"urn:ngsi-ld:BatteryStatus:{home}", "type": "BatteryStatus",
+              "statusPercent": {"type": "Property", "value": soc, "unitCode": "C62", "observedAt": at},
+              "batteryPower": {"type": "Property", "value": 0, "unitCode": "WTT", "observedAt": at}}
+    entity.update({k: {"type": "Property", "value": v} for k, v in extra.items()})
+    return entity
+
+
+def test_each_role_sees_its_view_and_never_a_foreign_id(site: Site, browser) -> None:
+    """A real browser logs in as member, manager, public and control centre and sees each one's view."""
     foreign = "meter-foreign"
-    with NgsiLdClient(site.stack.config.broker_url, tenant=DEMO_SITE.service) as twin:
-        twin.upsert_entities([{"id": measurement_id(foreign), "type": "ThreePhaseAcMeasurement",
-                               "totalActivePower": {"type": "Property", "value": 1234.0, "unitCode": "WTT",
-                                                    "observedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")}}])
+    twin = NgsiLdClient(site.stack.config.broker_url, tenant=DEMO_SITE.service)
+    twin.upsert_entities([{"id": measurement_id(foreign), "type": "ThreePhaseAcMeasurement",
+                           "totalActivePower": {"type": "Property", "value": 1234.0, "unitCode": "WTT",
+                                                "observedAt": _now()}}])
+    command = {"batteryPowerSetpoint": "", "batteryPowerSetpoint_status": "UNKNOWN", "batteryPowerSetpoint_info": ""}
+    twin.upsert_entities([_battery("home-web", 0.5, **command), _battery("home-foreign", 0.7, **command)])
     context = browser.new_context()
     try:
         tab = context.new_page()
         assert tab.goto(f"{site.url}/").url == f"{site.url}/login"  # no session: the login form
-        log_in(tab, site, "boss", USERS["boss"])  # the manager: every meter
+
+        log_in(tab, site, "boss", USERS["boss"])  # the manager: every meter, the accounts, device health
         tab.locator(f'[data-device="{foreign}"]').wait_for(timeout=10_000)
-        tab.locator(f'[data-device="{DEVICE}"]').wait_for(timeout=10_000)
+        tab.locator('#accounts [data-account="bernat"]').wait_for(timeout=10_000)
+        assert tab.locator('#accounts [data-account="community"]').count() == 1
+        assert tab.locator("#accounts [data-share]").count() == 4  # the coefficients in force, one per member
+        assert tab.locator(f'#health [data-health="{DEVICE}:meter"][data-state="live"]').count() == 1
         assert tab.locator("#who").inner_text().startswith("boss (manager)")
+        assert tab.locator("#batteries").count() == 0  # commands are the control centre's
         tab.click("#logout")
         tab.wait_for_url(f"{site.url}/login")
         assert tab.goto(f"{site.url}/api/meters").status == 401  # the session is over
 
-        log_in(tab, site, "ana", USERS["ana"])  # the member: their meter only
-        tab.locator(f'[data-device="{DEVICE}"]').wait_for(timeout=10_000)
-        assert tab.locator("[data-device]").count() == 1 and foreign not in tab.content()
-        meters = tab.goto(f"{site.url}/api/meters")
-        assert meters.status == 200 and foreign not in meters.text() and DEVICE in meters.text()
+        log_in(tab, site, "ana", USERS["ana"])  # the member: their meter, their savings, their battery
+        tab.locator('#my-energy [data-account="ana"]').wait_for(timeout=10_000)
+        assert "€" in tab.locator("#my-savings").inner_text() and tab.locator("#my-trees").inner_text() != "–"
+        tab.locator('#my-battery [data-battery="home-web"]').wait_for(timeout=10_000)
+        assert "50 %" in tab.locator('#my-battery [data-battery="home-web"]').inner_text()
+        assert tab.locator("[data-device]").count() == 1
+        for other in (foreign, "home-foreign", "bernat", "carmen", "dolores", "ES0031405000000102RK"):
+            assert other not in tab.content(), other
+        for api in ("/api/meters", "/api/views/member"):
+            body = tab.goto(f"{site.url}{api}").text()
+            assert DEVICE in body and all(o not in body for o in (foreign, "home-foreign", "bernat")), api
         refused = tab.goto(f"{site.url}/api/meters/{foreign}")
         assert refused.status == 403 and foreign not in refused.text()
-        assert tab.goto(f"{site.url}/meters/{foreign}").status == 403
+        assert tab.goto(f"{site.url}/api/views/control").status == 403
         tab.goto(f"{site.url}/logout")
 
-        log_in(tab, site, "screen", USERS["screen"])  # the public role: no meter at all
-        assert tab.goto(f"{site.url}/").status == 403
-        answer = tab.goto(f"{site.url}/api/meters")
-        assert answer.status == 403 and DEVICE not in answer.text() and foreign not in answer.text()
+        log_in(tab, site, "screen", USERS["screen"])  # the public: four members, so no figure, and why
+        tab.locator("#withheld").wait_for(timeout=10_000)
+        assert "fewer than 5" in tab.locator("#withheld").inner_text() and tab.locator("#headline").is_hidden()
+        assert DEVICE not in tab.content() and "ana" not in tab.locator("main").inner_text()
+        for api in ("/api/meters", f"/api/meters/{DEVICE}", "/api/stream", "/api/views/manager"):
+            answer = tab.goto(f"{site.url}{api}")
+            assert answer.status == 403 and DEVICE not in answer.text(), api
+        tab.goto(f"{site.url}/logout")
+
+        log_in(tab, site, "ops", USERS["ops"])  # the control centre: every battery live, and commands
+        row = tab.locator('#batteries [data-battery="home-web"]')
+        row.wait_for(timeout=10_000)
+        assert tab.locator("#batteries [data-battery]").count() == 2
+        tab.wait_for_function("document.querySelector('#fleet-mean').textContent.includes('60')", timeout=10_000)
+        row.locator('input[data-command="batteryPowerSetpoint"]').fill("1200")
+        row.locator('button[data-send="batteryPowerSetpoint"]').click()
+        row.locator('[data-role="status-batteryPowerSetpoint"][data-status="sent"]').wait_for(timeout=10_000)
+        sent = twin.get_entity("urn:ngsi-ld:BatteryStatus:home-web")["batteryPowerSetpoint"]["value"]
+        assert sent == 1200  # the PATCH of the command attribute reached the twin
+        # the device's answer and a new SoC arrive over the live stream, without a reload
+        twin.upsert_entities([_battery("home-web", 0.9, batteryPowerSetpoint_status="OK",
+                                       batteryPowerSetpoint_info={"ok": True, "written": 1200})], update=True)
+        row.locator('[data-role="status-batteryPowerSetpoint"][data-status="OK"]').wait_for(timeout=10_000)
+        tab.wait_for_function("document.querySelector('#fleet-mean').textContent.includes('80')", timeout=10_000)
+        assert "90 %" in row.locator('[data-role="soc"]').inner_text()
     finally:
         context.close()
+        twin.close()

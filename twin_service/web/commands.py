@@ -34,9 +34,14 @@ log = logging.getLogger(__name__)
               envvar=["ENERGYTWIN_HISTORY_URL", "ENERGYTWIN_QUANTUMLEAP_URL"], default=None,
               help="The history server for --history mintaka|quantumleap, e.g. http://mintaka:8080 or "
                    "http://quantumleap:8668 [env ENERGYTWIN_HISTORY_URL].")
+@click.option("--no-notify-key", is_flag=True,
+              help="Accept notifications without the per-start secret in the page's endpoint (only for a broker "
+                   "that drops query strings from notification endpoints; anyone reaching the port could then "
+                   "post readings to every viewer). docs/access.md.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | None, history: str,
-        history_url: str | None, log_level: str, auth: Any | None = None, accounts: Any | None = None) -> None:
+        history_url: str | None, no_notify_key: bool, log_level: str, auth: Any | None = None,
+        accounts: Any | None = None) -> None:
     """Serve the live twin page (overview, meters, phasors, events).
 
     \b
@@ -53,6 +58,7 @@ def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | No
     import uvicorn
 
     from ._app import WebConfig, create_app
+    from ._notify_key import NotifyKeyMiddleware, keyed_endpoint, new_key
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per broker request is noise, not news
@@ -62,8 +68,19 @@ def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | No
     config = WebConfig(broker_url=broker_url, tenant=tenant or None, history=history,
                        history_url=history_url, host=host, port=port, notify_url=notify_url, auth=auth,
                        accounts=accounts)
+    app: Any = create_app(config)
+    shown = config.endpoint()
+    if no_notify_key:
+        log.warning("notifications accepted WITHOUT a key (--no-notify-key): anyone who reaches port %d can post "
+                    "readings that every viewer's live stream shows", port)
+    else:
+        # A fresh secret each start in the endpoint the page subscribes with (twin_service/web/_notify_key.py).
+        key = new_key()
+        config.notify_url = keyed_endpoint(config.endpoint(), key)
+        app = NotifyKeyMiddleware(app, key)
+        shown += "?key=<secret of this start>"
     log.info("live twin page on http://%s:%d/ for tenant %s of %s (notifications at %s)", host, port, tenant,
-             broker_url, config.endpoint())
+             broker_url, shown)
     # Open event streams never end by themselves: give them one second to close on Ctrl-C / SIGTERM.
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False,
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=1)
