@@ -31,14 +31,15 @@ def page_auth(data_dir: Path, *, secure_cookie: bool = True) -> PageAuth:
     return PageAuth(verify=issuer.verifier().verify, login=login, secure_cookie=secure_cookie)
 
 
-def _serve(data_dir: Path, community: Path | None = None, **options: object) -> None:
+def _serve(data_dir: Path, community: Path | None = None, community_month: str | None = None,
+           **options: object) -> None:
     # Secure cookies need https; on loopback the page is plain http (a browser still sends the cookie only to it).
     auth = page_auth(data_dir, secure_cookie=options.get("host") not in LOOPBACK)
     accounts = None
     if community is not None:  # the views' kWh, EUR, CO2 and coefficients (energytwin/page_views.py)
         from energytwin.page_views import CommunityAccounts
 
-        accounts = CommunityAccounts(community)
+        accounts = CommunityAccounts(community, month=community_month)
     web.callback(auth=auth, accounts=accounts, **options)  # type: ignore[misc]
 
 
@@ -50,6 +51,9 @@ main = click.Command(
                          envvar="ENERGYTWIN_COMMUNITY", default=None,
                          help="community.yaml whose accounts the member, manager and public views show "
                               "[env ENERGYTWIN_COMMUNITY]."),
+            click.Option(["--community-month"], envvar="ENERGYTWIN_COMMUNITY_MONTH", default=None,
+                         help="YYYY-MM: show that month's accounts (default: this month so far) "
+                              "[env ENERGYTWIN_COMMUNITY_MONTH]."),
             *web.params])
 
 if __name__ == "__main__":

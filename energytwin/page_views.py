@@ -56,6 +56,16 @@ def month_to_date(tz: str, now: datetime | None = None) -> tuple[datetime, datet
     return start, max(end, start + timedelta(hours=1))
 
 
+def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
+    """`YYYY-MM` -> [its first day 00:00, the next month's) in the community's time zone; ValueError if malformed."""
+    try:
+        year, number = (int(part) for part in month.split("-"))
+        start = datetime(year, number, 1, tzinfo=ZoneInfo(tz))
+    except ValueError:
+        raise ValueError(f"month {month!r}: expected YYYY-MM") from None
+    return start, datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=ZoneInfo(tz))
+
+
 def betas_for(loaded: LoadedCommunity, energy: CommunityEnergy) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Each installation's coefficients over the period (members x hours) and where they come from.
 
@@ -87,7 +97,8 @@ class CommunityAccounts:
     """The page's AccountsSource for one community file."""
 
     path: Path
-    period: tuple[datetime, datetime] | None = None  # None: month to date
+    period: tuple[datetime, datetime] | None = None  # None: `month`, else month to date
+    month: str | None = None  # YYYY-MM: that whole month (a past month under review)
     cache_s: float = 300.0
     _cached: tuple[float, dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -103,7 +114,7 @@ class CommunityAccounts:
     def _compute(self) -> dict[str, Any]:
         loaded = load_community(self.path)
         c = loaded.community
-        start, end = self.period or month_to_date(c.timezone)
+        start, end = self.period or (month_bounds(self.month, c.timezone) if self.month else month_to_date(c.timezone))
         energy = load_energy(loaded, start, end)
         betas, sources = betas_for(loaded, energy)
         report = build_report(loaded, energy, betas, c.name)
