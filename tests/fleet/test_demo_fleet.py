@@ -47,6 +47,11 @@ def test_demo_with_two_homes_steers_their_batteries_to_the_mean(tmp_path: Path) 
             assert 0 < entity["fleetMeanStatusPercent"]["value"] < 1
             assert entity["fleetControlState"]["value"].startswith("steered: SoC")
             validate_entity(entity)  # the controller's attributes keep the entity a valid SDM BatteryStatus
+        # The fleet entity the page reads the mean from (core @context, by id).
+        fleet_entity = httpx.get(f"{cfg.broker_url}/ngsi-ld/v1/entities/urn:ngsi-ld:BatteryFleet:fleet",
+                                 headers={"NGSILD-Tenant": DEMO_SITE.service}).json()
+        assert fleet_entity["type"] == "BatteryFleet" and fleet_entity["batteriesLive"]["value"] == 2
+        assert 0 < fleet_entity["fleetMeanStatusPercent"]["value"] < 1
         low = min(health["batteries"].items(), key=lambda item: item[1]["soc"])[0]
         assert "below fleet mean" in _battery(cfg.broker_url, low)["fleetControlState"]["value"]
     finally:
