@@ -81,6 +81,9 @@ def test_without_a_session_every_page_endpoint_is_refused(page) -> None:
         if path.startswith("/api/"):
             assert r.status_code == 401, path
             assert r.headers["www-authenticate"].startswith("Bearer") and r.json()["title"] == "Unauthorized"
+            assert r.headers["content-type"] == "application/problem+json"  # ProblemDetails, like the NGSI-LD API
+            assert {k: r.json()[k] for k in ("type", "status")} == {"type": "urn:energytwin:errors:Unauthorized",
+                                                                   "status": 401}
         else:
             assert r.status_code == 303 and r.headers["location"] == "/login", path
     assert client.get("/login").status_code == 200
@@ -115,6 +118,8 @@ def test_a_member_sees_only_their_own_meter(page) -> None:
                  "/api/meters/meter-999"):  # unknown or foreign: the same 403, existence is not told
         r = client.get(path)
         assert r.status_code == 403 and "meter-002" not in r.text, path
+        if path.startswith("/api/"):
+            assert r.json()["status"] == 403 and r.json()["type"] == "urn:energytwin:errors:Forbidden", path
     me = client.get("/api/me").json()
     assert me == {"subject": "ana", "role": "member", "member": "ana", "accessControl": True}
 

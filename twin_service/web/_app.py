@@ -38,8 +38,9 @@ from ._auth import AuthMiddleware, PageAuth
 from ._der import der_json, period_s
 from ._live import LiveHub, now_iso
 from ._measures import measures_json
+from ._problem import problem
 from ._readings import event_json, reading_json
-from ._twin import TwinClient
+from ._twin import PERIOD_WINDOW, TwinClient
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ async def meters(request: Request) -> Response:
     entities, counters, times, open_events = await asyncio.gather(
         state.twin.measurements(),
         state.twin.counters_since(day_start, ENERGY_COUNTERS),
-        state.twin.recent_times(now - timedelta(hours=2)),
+        state.twin.recent_times(now - PERIOD_WINDOW),
         state.twin.open_anomalies(),
     )
     events_by_device: dict[str, list[dict[str, Any]]] = {}
@@ -203,12 +204,12 @@ async def meter(request: Request) -> Response:
     now = datetime.now(UTC)
     entity, times, anomalies = await asyncio.gather(
         state.twin.measurement(device),
-        state.twin.recent_times(now - timedelta(hours=2)),
+        state.twin.recent_times(now - PERIOD_WINDOW),
         state.twin.anomalies_of(device),
     )
     if entity is None:
-        return JSONResponse({"title": "Unknown meter", "detail": f"no measurement of {device} in tenant "
-                             f"{state.config.tenant!r} yet"}, status_code=404)
+        return problem(404, "Unknown meter", f"no measurement of {device} in tenant "
+                             f"{state.config.tenant!r} yet")
     reading = reading_json(entity)
     events = [e for e in (event_json(a) for a in anomalies) if e is not None]
     events.sort(key=lambda e: e["dateDetected"], reverse=True)
@@ -272,10 +273,10 @@ async def notify(request: Request) -> Response:
     try:
         body = await request.json()
     except ValueError:
-        return JSONResponse({"title": "Invalid notification", "detail": "body is not JSON"}, status_code=400)
+        return problem(400, "Invalid notification", "body is not JSON")
     entities = body.get("data") if isinstance(body, dict) else body
     if not isinstance(entities, list):
-        return JSONResponse({"title": "Invalid notification", "detail": "data must be a list"}, status_code=400)
+        return problem(400, "Invalid notification", "data must be a list")
     state.notifications += 1
     state.last_notification_at = now_iso()
     notified_at = body.get("notifiedAt") if isinstance(body, dict) else None
@@ -305,12 +306,11 @@ async def health(request: Request) -> Response:
 
 async def _twin_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("%s %s: the twin did not answer: %s", request.method, request.url.path, exc)
-    return JSONResponse({"title": "Twin unavailable", "detail": f"broker {_state(request).config.broker_url}: {exc}"},
-                        status_code=503)
+    return problem(503, "Twin unavailable", f"broker {_state(request).config.broker_url}: {exc}")
 
 
 async def _foreign(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"title": "Forbidden", "detail": str(exc)}, status_code=403)
+    return problem(403, "Forbidden", str(exc))
 
 
 LOGIN_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>energytwin: log in</title>
@@ -338,7 +338,7 @@ async def login(request: Request) -> Response:
         except ValueError:
             fields = None
         if not isinstance(fields, dict):
-            return JSONResponse({"title": "Invalid login", "detail": "body is not a JSON object"}, status_code=400)
+            return problem(400, "Invalid login", "body is not a JSON object")
     else:
         fields = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
     token = str(fields.get("token") or "").strip()
@@ -377,7 +377,7 @@ async def whoami(request: Request) -> Response:
 
 
 async def _bad_parameter(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"title": "Invalid parameter", "detail": str(exc)}, status_code=400)
+    return problem(400, "Invalid parameter", str(exc))
 
 
 ROUTES = [

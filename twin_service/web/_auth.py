@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
+from ._problem import MEDIA_TYPE, problem_body
+
 log = logging.getLogger(__name__)
 
 COOKIE = "energytwin_session"
@@ -104,8 +106,9 @@ class AuthMiddleware:
                         "headers": [(b"location", b"/login"), (b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = json.dumps({"title": "Unauthorized" if status == 401 else "Forbidden", "detail": reason}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        title = "Unauthorized" if status == 401 else "Forbidden"
+        body = json.dumps(problem_body(status, title, reason)).encode()
+        headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer error="invalid_token"'))
         await send({"type": "http.response.start", "status": status, "headers": headers})

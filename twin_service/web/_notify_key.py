@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from ._problem import MEDIA_TYPE, problem_body
+
 log = logging.getLogger(__name__)
 
 PARAM = "key"
@@ -90,8 +92,8 @@ class NotifyKeyMiddleware:
         self.refused += 1
         log.warning("refused a notification to %s from %s: no or wrong notification key (refused %d so far)",
                     scope["path"], (scope.get("client") or ("?",))[0], self.refused)
-        body = json.dumps({"type": "urn:energytwin:errors:Unauthorized", "title": "Unauthorized", "status": 401,
-                           "detail": "notifications to this page need the key of its subscription"}).encode()
+        body = json.dumps(problem_body(401, "Unauthorized",
+                                       "notifications to this page need the key of its subscription")).encode()
         await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from datamodels.anomaly import ANOMALY_TYPE
@@ -39,6 +39,12 @@ async def _or_empty(read: Awaitable[T], empty: T) -> T:
         return await read
     except (NotFound, TemporalApiMissing):
         return empty
+
+
+# How far back the last observations that give a device's reporting period are looked for. lastN (6) bounds the
+# cost, so the window can cover slow reporters: with 2 h, a meter reporting hourly had one observation in it at
+# the end of each hour, no period, and showed offline five minutes before its next reading was due.
+PERIOD_WINDOW = timedelta(hours=24)
 
 
 class TwinClient:

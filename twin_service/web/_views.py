@@ -37,7 +37,9 @@ from fiware_client import BrokerError, attribute_value, parse_time
 
 from ._der import CommandError, check_command, der_json, device_state, fleet_mean, period_s, site_device
 from ._live import now_iso
+from ._problem import problem
 from ._readings import event_json, reading_json
+from ._twin import PERIOD_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ async def _batteries_and_inverters(request: Request) -> tuple[list[dict[str, Any
 async def _states(request: Request, rows: list[dict[str, Any]], entity_type: str, attr: str,
                   now: datetime) -> None:
     """Add `state` (live/stale/offline/never), `ageS` and `periodS` to each battery or inverter row."""
-    times = await _twin(request).recent_times_of(entity_type, attr, now - timedelta(hours=2))
+    times = await _twin(request).recent_times_of(entity_type, attr, now - PERIOD_WINDOW)
     for row in rows:
         row["periodS"] = period_s(times.get(row["id"], []))
         row["state"], row["ageS"] = device_state(row["observedAt"], row["periodS"], now)
@@ -193,7 +195,7 @@ async def manager_view(request: Request) -> Response:
     now = datetime.now(UTC)
     (accounts, why), measurements, times, devices, open_events, (batteries, inverters) = await asyncio.gather(
         _accounts(request), twin.measurements(attrs=("totalActivePower", "phaseVoltage", "deviceState")),
-        twin.recent_times(now - timedelta(hours=2)), twin.devices(), twin.open_anomalies(),
+        twin.recent_times(now - PERIOD_WINDOW), twin.devices(), twin.open_anomalies(),
         _batteries_and_inverters(request))
     await asyncio.gather(_states(request, batteries, BATTERY_TYPE, "statusPercent", now),
                          _states(request, inverters, PV_TYPE, "activePower", now))
@@ -320,23 +322,23 @@ async def send_command(request: Request) -> Response:
     if identity is not None and identity.role not in COMMAND_ROLES:
         raise _Refused(f"only {', '.join(sorted(COMMAND_ROLES))} may send commands; you are {identity.role}")
     if not request.headers.get("content-type", "").startswith("application/json"):
-        return _problem(415, "Unsupported media type", "send the command as application/json")
+        return problem(415, "Unsupported media type", "send the command as application/json")
     try:
         body = json.loads(await request.body() or b"null")
     except ValueError:
-        return _problem(400, "Invalid command", "the body is not JSON")
+        return problem(400, "Invalid command", "the body is not JSON")
     if not isinstance(body, dict) or not {"entity", "command"} <= body.keys():
-        return _problem(400, "Invalid command", 'expected {"entity": <id>, "command": <name>, "value": <number|null>}')
+        return problem(400, "Invalid command", 'expected {"entity": <id>, "command": <name>, "value": <number|null>}')
     try:
         entity_type, value = check_command(body["entity"], body["command"], body.get("value"))
     except CommandError as exc:
-        return _problem(400, "Invalid command", str(exc))
+        return problem(400, "Invalid command", str(exc))
     try:
         await _twin(request).command(body["entity"], entity_type, body["command"], value)
     except BrokerError as exc:
         status = getattr(exc, "status", None)
         if status in (400, 404):
-            return _problem(status, "Command refused by the twin", str(exc))
+            return problem(status, "Command refused by the twin", str(exc))
         raise
     who = identity.subject if identity is not None else "(no login)"
     log.info("command %s = %r to %s by %s", body["command"], body.get("value"), body["entity"], who)
@@ -344,9 +346,5 @@ async def send_command(request: Request) -> Response:
                          "status": "sent", "sentAt": now_iso()}, status_code=202)
 
 
-def _problem(status: int, title: str, detail: str) -> Response:
-    return JSONResponse({"title": title, "detail": detail}, status_code=status)
-
-
 async def refused(request: Request, exc: Exception) -> Response:
-    return _problem(403, "Forbidden", str(exc))
+    return problem(403, "Forbidden", str(exc))

@@ -136,7 +136,7 @@ function commandCell(entity, name, unit, placeholder) {
   const input = el("input", { type: "number", step: "any", placeholder, "aria-label": `${name} (${unit})`, dataset: { command: name } });
   const status = el("span", { class: "cmd-status", dataset: { role: `status-${name}` } }, "");
   const send = async (value) => {
-    status.dataset.status = "sent"; status.textContent = "sending…";
+    status.dataset.status = "sending"; status.textContent = "sending…";
     const response = await fetch("/api/control/commands", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ entity, command: name, value }) });
     const body = await response.json().catch(() => ({}));
