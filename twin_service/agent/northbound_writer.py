@@ -99,6 +99,17 @@ def _fragments_text(entities: list[dict[str, Any]]) -> str:
         return json.dumps(entities, separators=(",", ":"))[1:-1]
 
 
+def _runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted, distinct seqs as (first, last) runs of consecutive numbers: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
+
+
 class DurableQueue:
     """The outbox: upserts waiting for the broker, oldest first, in one SQLite file under the data directory."""
 
@@ -145,14 +156,16 @@ class DurableQueue:
         return [_Row(*row) for row in rows]
 
     def remove(self, seqs: list[int]) -> None:
-        """Delete rows the broker has answered for."""
+        """Delete rows the broker has answered for: one range delete per run of consecutive seqs (a batch of one
+        tenant is usually one run), not one statement per row."""
         if not seqs:
             return
+        ranges = _runs(seqs)
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM outbox WHERE seq=?", [(seq,) for seq in seqs])
+            self._db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
             self._db.execute("COMMIT")
-            self._depth -= len(seqs)
+            self._depth -= len(set(seqs))
 
     def close(self) -> None:
         """Close the database file."""
