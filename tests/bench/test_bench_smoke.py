@@ -1,10 +1,10 @@
 """Smoke run of every benchmark in bench/ with --quick: each must exit 0 and write its JSON under bench/results/.
 
-Nothing asserts a figure (the figures are in docs/performance.md); this only keeps `make bench` from rotting.
-The scripts start their own services on free ports and write separate result files, and much of their time is
-service start-up, so they run several at a time (`MAX_AT_ONCE`, the slowest first; the run is CPU-bound at ~2 CPU-minutes) and each test waits for its
-own. All at once (24 scripts, each a stack of processes) overloaded a 2-core machine: services missed their
-start-up deadlines and benches failed for no fault of theirs.
+No speed figure is asserted (those are in docs/performance.md): this keeps `make bench` from rotting, and checks
+the soak's correctness figures (`FIGURES`: nothing lost or duplicated). The scripts start their own services on
+free ports and write separate result files, so they run several at a time (`MAX_AT_ONCE`, the slowest first; the
+run is CPU-bound, ~2 CPU-minutes) and each test waits for its own. All at once (24 scripts, each a stack of
+processes) overloaded a 2-core machine: services missed their start-up deadlines and benches failed.
 """
 
 from __future__ import annotations
