@@ -34,6 +34,7 @@ from datamodels.entities import Device
 from .buffer import OfflineBuffer
 from .controls import DeviceControls
 from .discovery import DeviceMap, NotSunSpec, discover
+from .holds_store import load_holds, save_holds
 from .models import parse_model
 from .provision import device_body, ensure_provisioned
 from .reader import decode, read_models, roles
@@ -74,6 +75,8 @@ class DeviceWorker:
         self.mirror = (RegisterMirror(config.unit, config.reserve_host, config.reserve_port)
                        if config.reserve_port else None)
         self._reverted_now: list[str] = []
+        self.controls.on_change = bridge.save_holds
+        self.restore: dict[str, float] = dict(bridge.saved_holds.get(config.id, {}))  # written once discovered
 
     def where(self) -> str:
         return f"{self.name} ({self.config.endpoint.describe()} unit {self.config.unit})"
@@ -194,10 +197,25 @@ class DeviceWorker:
                                             ("version", "Vr"))}
         log.info("%s: SunSpec models %s -> %s", self.where(),
                  ", ".join(f"{m.model_id} {m.name}" for m in device_map.models), ", ".join(found))
+        await self._restore_holds()
         for entity_type in found:
             self.bridge.uplink.subscribe_commands(self.bridge.site.apikey, agent_device_id(self.name, entity_type))
             self.bridge.workers_by_agent_id[agent_device_id(self.name, entity_type)] = (self, entity_type)
         await self._provision()
+
+    async def _restore_holds(self) -> None:
+        """Write the holds saved before the bridge restarted, read back and verified like any command."""
+        restore, self.restore = self.restore, {}
+        for name in sorted(restore, key=lambda n: n != "batteryPowerSetpoint"):
+            result = await self.controls.execute(name, restore[name])
+            if result.get("ok"):
+                log.info("%s: %s = %g restored from the saved holds", self.where(), name, restore[name])
+                self.bridge.count("holds_restored_total", self.name)
+            else:
+                log.error("%s: saved hold %s = %g not restored: %s", self.where(), name, restore[name],
+                          result.get("error"))
+                self.bridge.count("commands_failed_total", self.name)
+                self.bridge.save_holds()
 
     async def _provision(self) -> None:
         """Provision on the agent once; a failed attempt is retried every PROVISION_RETRY_S while polling."""
@@ -259,6 +277,7 @@ class Bridge:
         buffer = OfflineBuffer(site.buffer.max_messages, site.buffer.path)
         self.uplink = Uplink(site.mqtt.host, site.mqtt.port, buffer, client_id or f"energytwin-sunspec-{id(self)}",
                              site.mqtt.username, site.mqtt.password)
+        self.saved_holds = load_holds(site.holds_path)  # before the workers: each takes its own to restore
         self.workers = [DeviceWorker(self, device) for device in site.devices]
         self.workers_by_agent_id: dict[str, tuple[DeviceWorker, str]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -267,6 +286,18 @@ class Bridge:
         self._events: list[dict[str, Any]] = []  # revert Anomaly entities waiting for the broker
         self._provision_lock = threading.Lock()
         self.uplink.on_command(self._command_arrived)
+
+    def save_holds(self) -> None:
+        """Save every device's held commands (when the site has a state path); a saved hold not yet restored
+        (its device not discovered since the start) is kept."""
+        path = self.site.holds_path
+        if path is None:
+            return
+        holds = {w.name: {**w.restore, **{n: h.value for n, h in w.controls.holds.items()}} for w in self.workers}
+        try:
+            save_holds(path, holds)
+        except OSError as exc:
+            log.error("held commands not saved to %s (%s): a restart of the bridge would lose them", path, exc)
 
     def count(self, name: str, device: str, amount: int = 1, kind: str = "") -> None:
         if amount:

@@ -85,6 +85,7 @@ class DeviceControls:
         self.reasserts = 0
         self.reverts = 0  # reverts the watchdog could not prevent
         self.last_revert: str | None = None
+        self.on_change: Callable[[], None] | None = None  # the set of holds changed (the bridge saves them)
 
     # ---- helpers ------------------------------------------------------------------------------------------
     def _model(self, *model_ids: int) -> FoundModel:
@@ -221,6 +222,8 @@ class DeviceControls:
                 if command in PV_CAP_COMMANDS and other in self.holds:
                     self.holds[other].expected = expected
                     self.holds[other].asserted_at = now
+            if self.on_change is not None:
+                self.on_change()
         except CommandRefused as exc:
             log.warning("%s: command %s=%r refused: %s", self.name, command, value, exc)
             return {"ok": False, "error": str(exc)}

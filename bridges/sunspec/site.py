@@ -6,7 +6,7 @@
     apikey: inverters                                  # the service group's apikey
     poll_interval_s: 5
     buffer: {max_messages: 10000, path: var/sunspec-buffer.json}
-    watchdog: {margin: 0.5}                            # re-assert at margin x the device's revert timeout
+    watchdog: {margin: 0.5, state_path: var/sunspec-holds.json}   # re-assert at margin x revert timeout; holds saved
     location: {type: Point, coordinates: [-3.70, 40.42]}   # default location of every device
     devices:
       - id: home-001                                   # entities: ...:PhotovoltaicMeasurement:home-001, ...
@@ -72,6 +72,7 @@ class BufferConfig(_Strict):
 class WatchdogConfig(_Strict):
     margin: float = Field(0.5, gt=0, lt=1)  # re-assert after margin x revert timeout
     minimum_s: float = Field(1.0, gt=0)  # never more often than this
+    state_path: Path | None = None  # held commands kept here across restarts (default: beside buffer.path)
 
 
 class GeoPoint(_Strict):
@@ -150,6 +151,13 @@ class SiteConfig(_Strict):
                 raise ValueError(f"device id {device.id!r} appears twice")
             seen.add(device.id)
         return self
+
+    @property
+    def holds_path(self) -> Path | None:
+        """Where held commands are saved: watchdog.state_path, else sunspec-holds.json beside the buffer file."""
+        if self.watchdog.state_path is not None:
+            return self.watchdog.state_path
+        return None if self.buffer.path is None else self.buffer.path.parent / "sunspec-holds.json"
 
     def location_of(self, device: DeviceConfig) -> GeoPoint:
         return device.location or self.location
