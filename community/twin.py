@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from datamodels.measures import measurement_id
+from datamodels.readings import counter_samples
 from fiware_client import HistoryReader
 
 IMPORT_ATTRS = ("totalActiveEnergyImport", "activeEnergyImport")
@@ -38,17 +38,6 @@ def energy_counters(broker: HistoryReader, device_id: str, start: datetime, end:
     """
     entity_id = measurement_id(device_id)
     history = broker.attribute_history(entity_id, IMPORT_ATTRS + EXPORT_ATTRS, start - margin, end + margin)
-    return CounterSeries(entity_id, _counter(history, IMPORT_ATTRS), _counter(history, EXPORT_ATTRS))
+    return CounterSeries(entity_id, counter_samples(history, IMPORT_ATTRS), counter_samples(history, EXPORT_ATTRS))
 
 
-def _counter(history: dict[str, list[tuple[datetime, Any]]], attrs: tuple[str, str]) -> list[tuple[datetime, float]]:
-    total, phases = attrs
-    if history.get(total):
-        return [(t, float(v)) for t, v in history[total] if isinstance(v, (int, float))]
-    out = []
-    for t, v in history.get(phases, []):
-        if isinstance(v, dict):
-            values = [float(x) for k, x in v.items() if k in ("L1", "L2", "L3") and isinstance(x, (int, float))]
-            if values:
-                out.append((t, sum(values)))
-    return out

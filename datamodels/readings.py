@@ -134,3 +134,23 @@ def reading_from_entity(entity: dict[str, Any], fallback_time: datetime | None =
         overcurrent_limit_a=float(oc_limit) if isinstance(oc_limit, (int, float)) and not isinstance(oc_limit, bool)
         and oc_limit > 0 else None,
     )
+
+
+def counter_samples(history: dict[str, list[tuple[datetime, Any]]],
+                    attrs: tuple[str, str]) -> list[tuple[datetime, float]]:
+    """An energy counter's samples from an attribute history: the total attribute (e.g. totalActiveEnergyImport)
+    when the meter reports one, else the sum of its per-phase attribute (e.g. activeEnergyImport {L1, L2, L3}).
+
+    A per-phase sample with any phase missing or not a number is skipped: its sum would understate the energy.
+    """
+    total, phases = attrs
+    if history.get(total):
+        return [(t, float(v)) for t, v in history[total] if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    out = []
+    for t, v in history.get(phases, []):
+        if not isinstance(v, dict):
+            continue
+        present = [v[k] for k in PHASES if k in v]
+        if present and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in present):
+            out.append((t, float(sum(present))))
+    return out

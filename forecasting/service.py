@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from datamodels.readings import counter_samples
 from fiware_client import FiwareError, NonexistentTenant, NotFound
 from forecasting import baselines as b
 from forecasting.calendar import day_types
@@ -66,20 +67,6 @@ def hourly_energy(times: list[datetime], cumulative_kwh: list[float], start: dat
     diff = np.diff(at)
     ok = inside[:-1] & inside[1:] & (diff >= 0)
     out[ok] = diff[ok]
-    return out
-
-
-def counter_samples(history: dict[str, list[tuple[datetime, Any]]], attrs: tuple[str, str]) -> list[tuple[datetime, float]]:
-    """A meter's counter: the total attribute when it reports one, else the sum of its phases {L1, L2, L3}."""
-    total, phases = attrs
-    if history.get(total):
-        return [(t, float(v)) for t, v in history[total] if isinstance(v, (int, float))]
-    out = []
-    for t, v in history.get(phases, []):
-        if isinstance(v, dict):
-            values = [float(x) for k, x in v.items() if k in ("L1", "L2", "L3") and isinstance(x, (int, float))]
-            if len(values) == len([k for k in v if k in ("L1", "L2", "L3")]) and values:
-                out.append((t, sum(values)))
     return out
 
 
