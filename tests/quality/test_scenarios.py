@@ -10,6 +10,7 @@ runs for a week), which the analytics receive through their subscription like an
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -77,6 +78,9 @@ class Meter:
         self.device = device
         self.sim = SimulatedMeter(device_id=device, apikey=DEMO_APIKEY, mqtt_host=cfg.host, mqtt_port=cfg.mqtt_port,
                                   period_s=1.0, loads=(NORMAL, NORMAL, NORMAL))
+        # Stepped model time runs ahead of the wall clock (ten 60 s steps in seconds); the agent refuses a
+        # TimeInstant over 5 min ahead of its clock (future_timestamp), so the meter's clock starts 20 min back.
+        self.sim.harness.start_utc_s = time.time() - self.sim.model.simulated_time_s - 1200
 
     def step(self, seconds: float = 1.0, times: int = 1) -> None:
         for _ in range(times):
