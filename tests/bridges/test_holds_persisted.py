@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ def test_a_hold_is_restored_after_a_bridge_restart_and_a_broken_file_is_not_fata
                       f"devices:\n  - id: p1\n    port: {server.port}\n")
     running = BridgeThread(Bridge(site)).start()
     try:
-        wait(lambda: running.bridge.workers_by_agent_id.get("p1-pv"))
+        wait(lambda: running.bridge.workers_by_agent_id.get("p1-pv") and
+             running.bridge.workers_by_agent_id.get("p1-battery"))
+        time.sleep(0.3)  # the bridge's /cmd subscriptions are sent, not yet acknowledged (as test_watchdog)
         assert commander("key-p", "p1-battery", {"batteryPowerSetpoint": -1500})["batteryPowerSetpoint"]["ok"]
         assert commander("key-p", "p1-pv", {"pvPowerLimit": 30})["pvPowerLimit"]["ok"]
         assert load_holds(state) == {"p1": {"batteryPowerSetpoint": -1500.0, "pvPowerLimit": 30.0}}
