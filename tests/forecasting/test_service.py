@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +10,7 @@ import pytest
 
 from datamodels.validation import validate_entity
 from forecasting.service import forecast_load, hourly_energy
-from twin_service.mqtt_server import free_port, wait_for_port
+from tests.broker_process import broker_process
 
 
 def test_hourly_energy_from_a_counter_with_a_gap_and_a_reset():
@@ -39,15 +37,8 @@ def test_forecast_load_uses_the_profile_or_falls_back():
 
 @pytest.fixture(scope="module")
 def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port), "--data-dir",
-                             str(tmp_path_factory.mktemp("broker")), "--log-level", "warning"])
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=20, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with broker_process(tmp_path_factory.mktemp("broker")) as url:
+        yield url
 
 
 def test_run_once_writes_a_valid_forecast_per_meter(broker_url: str):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from datamodels.context import context_for
 from datamodels.measures import MEASUREMENT_TYPE, MEASURES
-from provisioning.agent_config_file import render
 from provisioning.agent_bodies import DEFAULT_RESOURCE
+from provisioning.agent_config_file import render
 
 CONFIG = Path(__file__).resolve().parents[2] / "iot_agent_config"
 

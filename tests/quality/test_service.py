@@ -13,6 +13,7 @@ import pytest
 
 from datamodels.context import ALERT_CONTEXT, link_header
 from datamodels.validation import validate_entity
+from tests.broker_process import broker_process
 from twin_service.mqtt_server import free_port, wait_for_port
 
 from .support import T0, entity, seconds
@@ -22,15 +23,8 @@ TENANT = "quality-test"
 
 @pytest.fixture(scope="module")
 def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port), "--data-dir",
-                             str(tmp_path_factory.mktemp("broker")), "--log-level", "warning"])
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=20, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with broker_process(tmp_path_factory.mktemp("broker")) as url:
+        yield url
 
 
 class Service:

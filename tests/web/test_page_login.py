@@ -5,8 +5,6 @@ the session."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from starlette.testclient import TestClient
 from access import LocalIssuer
 from access._users import UserError, UserStore
 from fiware_client import NgsiLdClient
-from twin_service.mqtt_server import free_port, wait_for_port
+from tests.broker_process import broker_process
 from twin_service.web import PageAuth, WebConfig, create_app
 
 TENANT = "web-login-test"
@@ -25,21 +23,13 @@ T = "2026-12-06T12:00:00.000Z"
 
 @pytest.fixture(scope="module")
 def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port), "--data-dir",
-                             str(tmp_path_factory.mktemp("broker")), "--log-level", "warning"])
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=20, proc=proc)
-        url = f"http://127.0.0.1:{port}"
+    with broker_process(tmp_path_factory.mktemp("broker")) as url:
         meters = [{"id": f"urn:ngsi-ld:ThreePhaseAcMeasurement:{d}", "type": "ThreePhaseAcMeasurement",
                    "totalActivePower": {"type": "Property", "value": 1000.0 + i, "unitCode": "WTT", "observedAt": T}}
                   for i, d in enumerate(("meter-001", "meter-002"))]
         with NgsiLdClient(url, tenant=TENANT) as client:  # the same @context the page reads with
             client.upsert_entities(meters)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

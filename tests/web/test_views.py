@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import itertools
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +21,7 @@ from starlette.testclient import TestClient
 from access import LocalIssuer
 from energytwin.page_views import CommunityAccounts
 from fiware_client import NgsiLdClient
-from twin_service.mqtt_server import free_port, wait_for_port
+from tests.broker_process import broker_process
 from twin_service.web import PageAuth, WebConfig, create_app
 
 TENANT = "web-views-test"
@@ -96,17 +94,9 @@ def _twin(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port), "--data-dir",
-                             str(tmp_path_factory.mktemp("broker")), "--log-level", "warning"])
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=20, proc=proc)
-        url = f"http://127.0.0.1:{port}"
+    with broker_process(tmp_path_factory.mktemp("broker")) as url:
         _twin(url)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
