@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -97,24 +98,47 @@ def poll_run(mqtt_port: int, units: int, seconds: float) -> dict:
             "rss_mb_max": round(max(rss) / 2**20, 1), "faults": faults, "published": published}
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank below), rounded to 0.1."""
+    ordered = sorted(values)
+    return round(ordered[int(q * (len(ordered) - 1))], 1)
+
+
+@dataclass
+class CmdexeTap:
+    """The bridge's /cmdexe answers on one topic as the IoT Agent receives them: when the last came and its ok."""
+
+    client: mqtt.Client
+    got: threading.Event
+    last: dict[str, float]
+
+    @classmethod
+    def start(cls, mqtt_port: int, topic: str, client_id: str) -> CmdexeTap:
+        tap = cls(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id), threading.Event(), {})
+
+        def on_message(c, u, message) -> None:
+            tap.last["t"] = time.perf_counter()
+            tap.last["ok"] = json.loads(message.payload)["batteryPowerSetpoint"]["ok"]
+            tap.got.set()
+
+        tap.client.on_message = on_message
+        tap.client.connect("127.0.0.1", mqtt_port)
+        tap.client.subscribe(topic, qos=1)
+        tap.client.loop_start()
+        return tap
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def command_latency(mqtt_port: int, commands: int) -> dict:
     """MQTT /cmd -> bridge -> Modbus write + read-back -> /cmdexe, end to end (the IoT Agent's part excluded)."""
     server = start_in_thread(SimulatedHome(HomeConfig()))
     running = BridgeThread(Bridge(site(mqtt_port, server.port, 1, 1.0, apikey="benchcmd"),
                                   client_id="bench-cmd")).start()
-    answers: dict[str, float] = {}
-    got = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-commander")
-
-    def on_message(c, u, message) -> None:
-        answers["t"] = time.perf_counter()
-        answers["ok"] = json.loads(message.payload)["batteryPowerSetpoint"]["ok"]
-        got.set()
-
-    client.on_message = on_message
-    client.connect("127.0.0.1", mqtt_port)
-    client.subscribe("/benchcmd/inv-001-battery/cmdexe", qos=1)
-    client.loop_start()
+    tap = CmdexeTap.start(mqtt_port, "/benchcmd/inv-001-battery/cmdexe", "bench-commander")
+    client, answers, got = tap.client, tap.last, tap.got
     deadline = time.monotonic() + 15
     while "inv-001-battery" not in running.bridge.workers_by_agent_id and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -131,13 +155,11 @@ def command_latency(mqtt_port: int, commands: int) -> dict:
         latencies.append((answers["t"] - sent) * 1000)
         failed += 0 if answers["ok"] else 1
         time.sleep(0.05)
-    client.loop_stop()
-    client.disconnect()
+    tap.stop()
     running.stop()
     server.stop()
-    latencies.sort()
     return {"commands": commands, "failed": failed, "p50_ms": round(statistics.median(latencies), 1),
-            "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1), "max_ms": round(latencies[-1], 1),
+            "p95_ms": percentile(latencies, 0.95), "max_ms": round(max(latencies), 1),
             "path": "MQTT /cmd -> bridge -> Modbus write -> read back -> /cmdexe (no IoT Agent / broker hop)"}
 
 
@@ -167,19 +189,8 @@ def whole_stack_latency(mqtt_port: int, commands: int, work: Path) -> dict:
     running = BridgeThread(Bridge(SiteConfig.model_validate(config), client_id="bench-stack")).start()
     entity_id = "urn:ngsi-ld:BatteryStatus:inv-001"
     context = context_for("BatteryStatus")[0]
-    verified: dict[str, float] = {}
-    got = threading.Event()
-    wiretap = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-stack-wiretap")
-
-    def on_message(c, u, message) -> None:
-        verified["t"] = time.perf_counter()
-        verified["ok"] = json.loads(message.payload)["batteryPowerSetpoint"]["ok"]
-        got.set()
-
-    wiretap.on_message = on_message
-    wiretap.connect("127.0.0.1", mqtt_port)
-    wiretap.subscribe("/benchstack/inv-001-battery/cmdexe", qos=1)
-    wiretap.loop_start()
+    wiretap = CmdexeTap.start(mqtt_port, "/benchstack/inv-001-battery/cmdexe", "bench-stack-wiretap")
+    verified, got = wiretap.last, wiretap.got
     to_register, to_twin, failed = [], [], 0
     try:
         with NgsiLdClient(broker_url, tenant="energytwin") as client:
@@ -222,23 +233,19 @@ def whole_stack_latency(mqtt_port: int, commands: int, work: Path) -> dict:
                     failed += 1  # the register does not hold what the twin says
                 time.sleep(0.05)
     finally:
-        wiretap.loop_stop()
-        wiretap.disconnect()
+        wiretap.stop()
         running.stop()
         sim.stop()
         agent.stop()
         server.should_exit = True
         broker_thread.join(timeout=10)
 
-    def pct(values: list[float], q: float) -> float:
-        ordered = sorted(values)
-        return round(ordered[int(q * (len(ordered) - 1))], 1)
 
     return {"commands": commands, "failed": failed,
-            "to_verified_register_write_p50_ms": pct(to_register, 0.5),
-            "to_verified_register_write_p95_ms": pct(to_register, 0.95),
+            "to_verified_register_write_p50_ms": percentile(to_register, 0.5),
+            "to_verified_register_write_p95_ms": percentile(to_register, 0.95),
             "to_verified_register_write_max_ms": round(max(to_register), 1),
-            "to_twin_status_ok_p50_ms": pct(to_twin, 0.5), "to_twin_status_ok_p95_ms": pct(to_twin, 0.95),
+            "to_twin_status_ok_p50_ms": percentile(to_twin, 0.5), "to_twin_status_ok_p95_ms": percentile(to_twin, 0.95),
             "target_p95_ms": 1000,
             "path": "NGSI-LD PATCH -> embedded broker -> agent -> MQTT /cmd -> bridge -> Modbus write -> read back "
                     "-> /cmdexe (verified write) -> agent -> <cmd>_status OK in the twin"}
