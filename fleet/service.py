@@ -50,11 +50,11 @@ from fleet.controller import (
     BATTERY_ATTRIBUTES,
     BATTERY_TYPE,
     COMMAND,
+    METER_ATTRIBUTES,
+    METER_TYPE,
     PV_ATTRIBUTES,
     PV_TYPE,
     Command,
-    METER_ATTRIBUTES,
-    METER_TYPE,
     Cycle,
     FleetState,
 )
@@ -196,8 +196,7 @@ class FleetController:
     _commanded: set[str] = field(default_factory=set)
     _refusals: dict[str, str] = field(default_factory=dict)
     _tenant_missing: bool = False
-    _pool: ThreadPoolExecutor | None = None
-    _pool_size: int = 0
+    _pool: ThreadPoolExecutor | None = None  # send_concurrency threads, started as commands need them
 
     def __post_init__(self) -> None:
         c = self.config
@@ -383,16 +382,12 @@ class FleetController:
 
     def _send_all(self, commands: Sequence[Command]) -> None:
         """Every command, up to `send_concurrency` in flight; a BrokerUnavailable from any is raised after all."""
-        workers = max(1, min(self.config.send_concurrency, len(commands)))
-        if workers == 1 or self.config.dry_run:
+        if self.config.send_concurrency == 1 or len(commands) <= 1 or self.config.dry_run:
             for command in commands:
                 self._send(command.entity_id, command.power_w, command.reason)
             return
-        if self._pool is None or self._pool_size != workers:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fleet-send")
-            self._pool_size = workers
+        if self._pool is None:  # one pool for the controller's life; it never runs more than there are commands
+            self._pool = ThreadPoolExecutor(self.config.send_concurrency, thread_name_prefix="fleet-send")
         futures = [self._pool.submit(self._send, c.entity_id, c.power_w, c.reason) for c in commands]
         unavailable: BaseException | None = None
         for future in futures:
