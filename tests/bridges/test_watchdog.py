@@ -43,15 +43,21 @@ def test_a_held_setpoint_survives_the_device_revert_timer_and_an_unpreventable_r
         assert home.reverts == 0 and worker.controls.reasserts >= 8
         assert running.bridge.total("reverts_total") == 0
 
-        # Someone else puts the battery back to auto: a revert the watchdog could not prevent.
+        # Someone else puts the battery back to auto: a revert the watchdog could not prevent. The other client
+        # writes until a poll has seen it: a write landing between a poll's read and the watchdog's re-write in
+        # the same cycle is overwritten before any read can see it (harmless: the hold stands), and on a loaded
+        # machine one single write fell into that window.
         async def other_client() -> None:
             link = ModbusLink(Endpoint(port=server.port))
-            await link.write(home.addresses[124] + point_offset(124, "StorCtl_Mod"),
-                             encode_point(124, "StorCtl_Mod", 0), 1)
+            deadline = time.monotonic() + 10
+            while running.bridge.total("reverts_total") == 0 and time.monotonic() < deadline:
+                await link.write(home.addresses[124] + point_offset(124, "StorCtl_Mod"),
+                                 encode_point(124, "StorCtl_Mod", 0), 1)
+                await asyncio.sleep(0.1)
             link.close()
 
         asyncio.run(other_client())
-        wait(lambda: running.bridge.total("reverts_total") == 1)
+        assert running.bridge.total("reverts_total") >= 1, "no revert reported in 10 s of writes"
         wait(lambda: home.battery_w == pytest.approx(1500))  # re-asserted
         assert worker.controls.last_revert == "batteryPowerSetpoint"
         payloads = []
