@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,40 @@ def test_attributes_beyond_the_column_budget_live_in_the_row_json(data_dir: Path
         store.close()
     db = sqlite3.connect(data_dir / DATABASE_NAME)
     assert db.execute("SELECT count(*) FROM history_attrs WHERE in_column = 0").fetchone()[0] == 3
+
+
+def test_an_hourly_aggregation_is_read_from_one_snapshot_while_the_mover_runs(data_dir: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's public view once got 3 of 4 hours of counters across midnight UTC: the rollup answer read the
+    rollups and the rows still waiting in readings_log in two statements, and a mover pass committing between
+    them (every 10 s) took the waiting rows out of the second read after the first had missed them. Midnight
+    was a coincidence; any hour could go. Reproduced here by moving exactly between the two reads."""
+    def hours(client: TestClient) -> list[float]:
+        answer = client.get(f"{BASE}/temporal/entities", headers=ENERGY_LINK, params={
+            "type": "ThreePhaseAcMeasurement", "timerel": "after", "timeAt": "2026-12-06T19:00:00Z",
+            "attrs": "activeEnergyImport", "aggrMethods": "max", "aggrPeriodDuration": "PT1H"})
+        assert answer.status_code == 200, answer.text
+        return [value for value, _, _ in answer.json()[0]["activeEnergyImport"]["max"]]
+
+    with TestClient(create_app(data_dir)) as client:
+        store: Store = client.app.state.broker.store
+        for k in range(5):  # a counter reading 5 min before each hour mark, 20:55 to 00:55 UTC
+            at = f"2026-12-0{6 + (20 + k) // 24}T{(20 + k) % 24:02d}:55:00.000Z"
+            reading = {"id": MEASUREMENT_ID, "type": "ThreePhaseAcMeasurement", "activeEnergyImport": {
+                "type": "Property", "value": 100.0 + 1.5 * k, "unitCode": "KWH", "observedAt": at}}
+            client.post(UPSERT, headers=ENERGY_LINK, json=[reading]).raise_for_status()
+            if k == 2:
+                store.move_history()  # 20:55-22:55 in the rollups, 23:55 and 00:55 waiting in readings_log
+        expected = [100.0, 101.5, 103.0, 104.5, 106.0]
+        assert hours(client) == expected
+        original = Store._aggregate_grouped
+
+        def mover_in_between(self: Store, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if kwargs.get("tables") == ("readings_log",):
+                done = threading.Thread(target=self.move_history)  # the mover's own thread, as in the broker
+                done.start()
+                done.join()
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Store, "_aggregate_grouped", mover_in_between)
+        assert hours(client) == expected  # was [100.0, 101.5, 103.0]: the two waiting hours lost

@@ -361,6 +361,31 @@ class Store:
                 self._readers.append(reader)
         return reader
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees one committed state of the file (a read transaction on this thread's reader).
+
+        A temporal answer reads several statements: the rollups and the rows still waiting in readings_log, the
+        series of an entity one by one. Each statement alone sees its own snapshot, so a mover pass committing in
+        between (rows leave readings_log and enter the rollups) made an aggregation miss those rows in both reads:
+        the page's hourly counters lost an hour that way. In WAL mode a read transaction never blocks the writer;
+        it only keeps the checkpoint from recycling the WAL past it, so hold it for one answer, not longer.
+        Nested calls and calls inside the writer's transaction join what is open.
+        """
+        if self._writer_thread == threading.get_ident():
+            yield
+            return
+        db = self._conn()
+        if db.in_transaction:
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if db.in_transaction:
+                db.execute("COMMIT")
+
     def close(self) -> None:
         """Sort waiting history into place, checkpoint and close (a clean shutdown leaves no WAL behind)."""
         self._checkpoints.set()
@@ -1132,6 +1157,11 @@ class Store:
         GROUP BY for many small periods and for lastN. Numbers are aggregated as SQL numbers, JSON objects per
         key through `json_each`.
         """
+        with self.snapshot():
+            return self._aggregate(series_id, window, origin, period_s, counts, distinct)
+
+    def _aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float, counts: bool,
+                   distinct: bool) -> list[Bucket]:
         db = self._conn()
         sql, args = self._rows(series_id)
         sample = db.execute(f"SELECT typeof(value) FROM ({sql}) LIMIT 1", args).fetchone()

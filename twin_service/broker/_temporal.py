@@ -175,6 +175,12 @@ def _statistic(bucket: Bucket, method: str) -> float | int | None:
 def render_temporal_entity(store: Store, tenant: str, entity_id: str, entity_type: str, deleted_at: str | None,
                            request: TemporalRequest, ctx: ActiveContext, raw: RawJson) -> dict[str, Any]:
     """One entity's history in the requested representation (runs on a worker thread)."""
+    with store.snapshot():  # every attribute, and rollups with waiting rows, from one state (Store.snapshot)
+        return _render_temporal_entity(store, tenant, entity_id, entity_type, deleted_at, request, ctx, raw)
+
+
+def _render_temporal_entity(store: Store, tenant: str, entity_id: str, entity_type: str, deleted_at: str | None,
+                            request: TemporalRequest, ctx: ActiveContext, raw: RawJson) -> dict[str, Any]:
     out: dict[str, Any] = {"id": entity_id, "type": ctx.compact(entity_type)}
     if deleted_at is not None and request.sys_attrs:
         out["deletedAt"] = deleted_at
@@ -286,14 +292,15 @@ async def query_temporal_entities(request: Request) -> Response:
     raw = RawJson()
 
     def run() -> tuple[list[dict[str, Any]], int]:
-        found, total = broker.store.temporal_entities(tenant, query, limit, offset)
-        out = []
-        for entity_id, entity_type in found:
-            state = broker.store.temporal_entity(tenant, entity_id)
-            deleted = state[1] if state else None
-            out.append(render_temporal_entity(broker.store, tenant, entity_id, entity_type, deleted, temporal,
-                                              ctx, raw))
-        return out, total
+        with broker.store.snapshot():  # the page of entities and their histories from one state of the store
+            found, total = broker.store.temporal_entities(tenant, query, limit, offset)
+            out = []
+            for entity_id, entity_type in found:
+                state = broker.store.temporal_entity(tenant, entity_id)
+                deleted = state[1] if state else None
+                out.append(render_temporal_entity(broker.store, tenant, entity_id, entity_type, deleted, temporal,
+                                                  ctx, raw))
+            return out, total
 
     body, total = await read(run)
     return _respond(body, raw, media, ctx, {"NGSILD-Results-Count": str(total)} if count else None)
