@@ -32,6 +32,7 @@ from ._errors import NgsiLdError
 from ._http import JSON, JSON_LD, LINK_REL
 from ._json import dumps_bytes
 from ._model import Entity, RenderOptions, now_iso, render_entity
+from ._notify_backlog import DurableQueue, NotifyBacklog
 from ._notify_http import Connection, NotifyError
 from ._operations import Change
 from ._store import EntityQuery, Store
@@ -51,7 +52,7 @@ STOP_TIMEOUT_S = 2.0
 class _Outbox:
     """A subscription's pending entities and the event waking its sender."""
 
-    pending: deque[Entity] = field(default_factory=deque)
+    pending: deque[Entity] | DurableQueue = field(default_factory=deque)  # durable: _notify_backlog.py
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     ticker: asyncio.Task[None] | None = None
@@ -74,12 +75,14 @@ class SubscriptionManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty: set[tuple[str, str]] = set()
         self._running = False
+        self._backlog: NotifyBacklog | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Load stored subscriptions and start the dispatcher, senders and the status flusher."""
         self._changes = asyncio.Queue()
         self._running = True
+        self._backlog = NotifyBacklog.beside(self._store.path)
         for tenant, sub_id, body, status in self._store.subscriptions():
             try:
                 ctx = await self._contexts.activate(body.get("context"))
@@ -95,7 +98,7 @@ class SubscriptionManager:
         log.info("%d subscriptions loaded", len(self._subs))
 
     async def stop(self) -> None:
-        """Stop every task and persist the latest status (pending notifications are not kept)."""
+        """Stop every task and persist the latest status (pending notifications stay owed on disk)."""
         self._running = False
         tasks = list(self._tasks)
         for outbox in self._outboxes.values():
@@ -111,6 +114,8 @@ class SubscriptionManager:
             if not task.done():
                 log.warning("notifier task %s did not stop; leaving it", task.get_name())
         self.flush_status()
+        if self._backlog is not None:
+            self._backlog.close()
         for outbox in self._outboxes.values():
             if outbox.connection is not None:
                 await outbox.connection.close()
@@ -180,6 +185,8 @@ class SubscriptionManager:
             if task is not None:
                 task.cancel()
         self._dirty.discard((tenant, sub_id))
+        if self._backlog is not None:
+            self._backlog.forget((tenant, sub_id))
         return True
 
     @staticmethod
@@ -190,7 +197,9 @@ class SubscriptionManager:
         key = (sub.tenant, sub.id)
         self._subs[key] = sub
         self._by_tenant.setdefault(sub.tenant, []).append(sub)
-        outbox = self._outboxes[key] = _Outbox()
+        outbox = self._outboxes[key] = _Outbox() if self._backlog is None else _Outbox(self._backlog.queue(key))
+        if outbox.pending:
+            outbox.wake.set()  # owed from before a restart
         if self._running:
             outbox.task = asyncio.create_task(self._sender(key, outbox), name=f"ngsi-ld-notify {sub.id}")
             self._restart_ticker(sub, outbox)
@@ -234,7 +243,7 @@ class SubscriptionManager:
         if outbox is None:
             return
         outbox.pending.extend(entities)
-        overflow = len(outbox.pending) - MAX_QUEUED_PER_SUBSCRIPTION
+        overflow = len(outbox.pending) - getattr(outbox.pending, "limit", MAX_QUEUED_PER_SUBSCRIPTION)
         if overflow > 0:
             for _ in range(overflow):
                 outbox.pending.popleft()
@@ -332,6 +341,8 @@ class SubscriptionManager:
             if error is None:
                 status.last_success = sent_at
                 status.failed = False
+                if isinstance(outbox.pending, DurableQueue):
+                    outbox.pending.delivered()
                 return
             status.last_failure = sent_at
             status.times_failed += 1
