@@ -4,13 +4,15 @@ Command names, units and ranges are `datamodels.der.COMMANDS`. How each is writt
 - `batteryPowerSetpoint` W (+ charge / - discharge): 124 `StorCtl_Mod` bit 0 (CHARGE) with `InWRte` =
   W / WChaMax x 100 %, or bit 1 (DISCHARGE) with `OutWRte`; `null` returns the battery to auto (StorCtl_Mod 0).
   |W| above WChaMax is refused with a reason, never clamped.
-- `pvPowerLimit` % of WMax and `exportLimit` W: one production cap, 123 `WMaxLimPct` with `WMaxLim_Ena` = 1.
+- `pvPowerLimit` % of WMax and `exportLimit` W: one production cap, 123 `WMaxLimPct` with `WMaxLim_Ena` = 1, or
+  on a device with the IEEE 1547 DER models instead, 704 `WMaxLimPct` with `WMaxLimPctEna` = 1 (WMax from 121,
+  or 702 `WMax` / `WMaxRtg`; `registers.CAP_CONTROLS`).
   Without a meter at the point of connection the inverter cannot know the house load, so an export limit is
   enforced as a production cap of the same power (never exports more; may curtail more than needed). When both
   are held, the lower cap wins; `null` lifts one, and the cap is disabled when neither is held.
 Every write is read back and compared register by register; a difference is an error result.
 
-The device's own revert timer (124 `InOutWRte_RvrtTms`, 123 `WMaxLimPct_RvrtTms`) is left as the device has it:
+The device's own revert timer (124 `InOutWRte_RvrtTms`, 123 `WMaxLimPct_RvrtTms`, 704 `WMaxLimPctRvrtTms`) is left as the device has it:
 it is the safety net that returns the inverter to auto if the bridge dies. The watchdog keeps an accepted command
 alive by re-writing it every `margin x timeout` seconds, and each poll compares the registers with what is held:
 a difference is a revert the watchdog could not prevent (the device's timer fired early, someone else wrote, the
@@ -33,6 +35,7 @@ from datamodels.der import COMMANDS_BY_NAME
 from .discovery import DeviceMap, FoundModel
 from .models import ScaleFactorMissing, encode_point, parse_model, point_offset, raw_for, scaled
 from .reader import storage_setpoint_w
+from .registers import CAP_CONTROLS, WMAX_SOURCES
 from .transport import ModbusFault, ModbusLink
 
 log = logging.getLogger(__name__)
@@ -157,7 +160,7 @@ class DeviceControls:
     # ---- PV cap -------------------------------------------------------------------------------------------
     async def _wmax(self) -> float:
         assert self.device_map is not None
-        for model_id, point in ((121, "WMax"), (120, "WRtg")):
+        for model_id, point in WMAX_SOURCES:
             found = self.device_map.find(model_id)
             if found is not None:
                 try:
@@ -166,11 +169,12 @@ class DeviceControls:
                     continue
                 if value:
                     return float(value)
-        raise CommandRefused("the inverter's WMax is unknown (no usable 121 WMax or 120 WRtg)")
+        raise CommandRefused("the inverter's WMax is unknown (no usable 121 WMax, 702 WMax/WMaxRtg or 120 WRtg)")
 
     async def _pv_cap(self, pending: dict[str, float | None]) -> tuple[float | None, float, float]:
         """Write the cap implied by the held PV commands plus `pending`; (cap % or None, timeout, WMax)."""
-        found = self._model(123)
+        found = self._model(*(c.model_id for c in CAP_CONTROLS))
+        points_of = next(c for c in CAP_CONTROLS if c.model_id == found.model_id)
         wmax = await self._wmax()
         wanted = {name: hold.value for name, hold in self.holds.items() if name in PV_CAP_COMMANDS}
         wanted.update(pending)
@@ -183,18 +187,19 @@ class DeviceControls:
         try:
             if caps:
                 cap = min(caps)
-                points = {"WMaxLimPct": raw_for(model, "WMaxLimPct", cap), "WMaxLim_Ena": 1}
+                points = {points_of.limit: raw_for(model, points_of.limit, cap), points_of.enable: 1}
             else:
                 cap = None
-                points = {"WMaxLim_Ena": 0}
+                points = {points_of.enable: 0}
         except ScaleFactorMissing as exc:
             raise CommandRefused(str(exc)) from None
-        await self._write_points(found, {k: v for k, v in points.items() if k != "WMaxLim_Ena"})
-        await self._write_points(found, {"WMaxLim_Ena": points["WMaxLim_Ena"]})
+        # The limit first, then the enable: the inverter never runs the cap at the old limit.
+        await self._write_points(found, {k: v for k, v in points.items() if k != points_of.enable})
+        await self._write_points(found, {points_of.enable: points[points_of.enable]})
         back = await self._read(found)
         self._verify(back, points)
-        read_pct = scaled(back, "WMaxLimPct") if back.points["WMaxLim_Ena"].value == 1 else None
-        return read_pct, float(back.points["WMaxLimPct_RvrtTms"].value or 0), wmax
+        read_pct = scaled(back, points_of.limit) if back.points[points_of.enable].value == 1 else None
+        return read_pct, float(back.points[points_of.revert_s].value or 0), wmax
 
     # ---- entry points -------------------------------------------------------------------------------------
     async def execute(self, command: str, value: Any) -> dict[str, Any]:

@@ -69,13 +69,26 @@ def _points_length(points: list[dict[str, Any]]) -> int:
     return total
 
 
+def _fixed_group(group: dict[str, Any]) -> bool:
+    """A sub-group present exactly `count` times (no count: once), as 704's PFWInj; 0 or a point name repeats."""
+    count = group.get("count", 1)
+    return isinstance(count, int) and count > 0
+
+
+def _group_length(group: dict[str, Any]) -> int:
+    """Registers of a group's fixed part: its points and its fixed sub-groups (count times each)."""
+    return _points_length(group.get("points", [])) + sum(
+        int(sub.get("count", 1)) * _group_length(sub) for sub in group.get("groups", []) if _fixed_group(sub))
+
+
 @cache
 def model_info(model_id: int) -> ModelInfo:
-    """Name, label and lengths of a model, from its definition."""
+    """Name, label and lengths of a model, from its definition (SunSpec Information Model Specification:
+    a group without `count` appears once and belongs to the fixed block; `count` 0 or a point name repeats)."""
     definition = model_def(model_id)
     group = definition["group"]
-    fixed = _points_length(group["points"]) - 2  # ID and L are not counted in L
-    repeat = sum(_points_length(sub.get("points", [])) for sub in group.get("groups", []))
+    fixed = _group_length(group) - 2  # ID and L are not counted in L
+    repeat = sum(_group_length(sub) for sub in group.get("groups", []) if not _fixed_group(sub))
     return ModelInfo(model_id, group["name"], group.get("label", group["name"]), fixed, repeat)
 
 

@@ -15,7 +15,16 @@ from datamodels.der import BATTERY_TYPE, PV_TYPE
 
 from .discovery import DeviceMap
 from .models import ScaleFactorMissing, parse_model, point_defs, scaled
-from .registers import BATTERY_MODELS, BATTERY_W_SIGN, PV_MODELS, REGISTER_MAP, Derived, Source, models_needed
+from .registers import (
+    BATTERY_MODELS,
+    BATTERY_W_SIGN,
+    CAP_CONTROLS,
+    PV_MODELS,
+    REGISTER_MAP,
+    Derived,
+    Source,
+    models_needed,
+)
 from .transport import ModbusLink
 
 
@@ -86,11 +95,12 @@ def _source_value(source: Source, parsed: dict[int, ss_device.Model]) -> tuple[b
 
 
 def _derived(entity_type: str, attribute: str, parsed: dict[int, ss_device.Model], done: dict[str, Any]) -> Any:
-    if attribute == "pvPowerLimitActive" and 123 in parsed:
-        controls = parsed[123]
-        if controls.points["WMaxLim_Ena"].value == 1:
-            return scaled(controls, "WMaxLimPct")
-        return 100
+    if attribute == "pvPowerLimitActive":
+        cap = next((c for c in CAP_CONTROLS if c.model_id in parsed), None)
+        if cap is None:
+            return None
+        controls = parsed[cap.model_id]
+        return scaled(controls, cap.limit) if controls.points[cap.enable].value == 1 else 100
     if attribute == "batteryPower" and 802 in parsed:
         watts = scaled(parsed[802], "W")
         return None if watts is None else BATTERY_W_SIGN * watts

@@ -21,6 +21,28 @@ BATTERY_W_SIGN = -1
 
 
 @dataclass(frozen=True)
+class CapControl:
+    """Where a device takes its active-power cap (% of WMax): the points of one SunSpec control model.
+
+    123 (immediate controls, the classic map) and 704 (DER AC controls, the IEEE 1547-2018 map) hold the same
+    three things under different names; the first model of `CAP_CONTROLS` the device serves is the one written.
+    """
+
+    model_id: int
+    limit: str  # % of WMax
+    enable: str  # 1: ENABLED
+    revert_s: str  # the device's own revert timeout, seconds (0: none)
+
+
+CAP_CONTROLS = (CapControl(123, "WMaxLimPct", "WMaxLim_Ena", "WMaxLimPct_RvrtTms"),
+                CapControl(704, "WMaxLimPct", "WMaxLimPctEna", "WMaxLimPctRvrtTms"))
+
+# Where the inverter's WMax (the 100 % of the cap) is read, in order: 121 settings, 702 DER capacity (the setting,
+# then the rating), 120 nameplate rating.
+WMAX_SOURCES = ((121, "WMax"), (702, "WMax"), (702, "WMaxRtg"), (120, "WRtg"))
+
+
+@dataclass(frozen=True)
 class Source:
     """Where an attribute's value is read: a point of the first present model among `model_ids`."""
 
@@ -45,7 +67,8 @@ REGISTER_MAP: dict[tuple[str, str], tuple[Source | Derived, ...]] = {
     (PV_TYPE, "totalActiveEnergyExport"): (Source(INVERTERS, "WH", 0.001), Source((701,), "TotWhInj", 0.001)),
     (PV_TYPE, "dcPower"): (Source(INVERTERS, "DCW", 0.001), Source((714,), "DCW", 0.001)),
     (PV_TYPE, "inverterOperatingState"): (Source(INVERTERS, "St", enum=True),),
-    (PV_TYPE, "pvPowerLimitActive"): (Derived((123,), "123 WMaxLimPct when WMaxLim_Ena is 1 (ENABLED), else 100"),),
+    (PV_TYPE, "pvPowerLimitActive"): (Derived((123, 704), "123 WMaxLimPct when WMaxLim_Ena is 1 (ENABLED), else 100; "
+                                                        "without 123, the same from 704 WMaxLimPct / WMaxLimPctEna"),),
     (BATTERY_TYPE, "statusPercent"): (Source((124,), "ChaState", 0.01), Source((802,), "SoC", 0.01),
                                       Source((713,), "SoC", 0.01)),
     (BATTERY_TYPE, "batteryPower"): (Derived((802,), "-802 W (802 W is + discharging)"),),

@@ -71,7 +71,7 @@ class HomeConfig:
     unit_id: int = 1
     pv_rated_w: float = 4000.0
     phases: int = 1  # 1 -> model 101, 3 -> model 103
-    flavour: str = "classic"  # classic: 1, 101/103, 120, 121, 123, 124, 802; der: 1, 701, 713 (read-only)
+    flavour: str = "classic"  # classic: 1, 101/103, 120, 121, 123, 124, 802; der: 1, 701, 702, 704, 713
     battery: bool = True
     battery_wh: float = 10000.0
     battery_max_w: float = 5000.0
@@ -79,7 +79,7 @@ class HomeConfig:
     soc_min_pct: float = 10.0
     soc_max_pct: float = 100.0
     house_load_w: float = 500.0
-    revert_s: int = 3600  # InOutWRte_RvrtTms and WMaxLimPct_RvrtTms preset on the device
+    revert_s: int = 3600  # InOutWRte_RvrtTms, WMaxLimPct_RvrtTms (123) and WMaxLimPctRvrtTms (704) preset
     manufacturer: str = "energytwin"
     model_name: str = "SimHybrid"
     serial: str = "SIM0001"
@@ -121,9 +121,13 @@ class SimulatedHome:
     def _build(self) -> None:
         cfg = self.config
         ids = [1, self.inverter_model, 120, 121, 123] + ([124, 802] if cfg.battery else [])
-        # The "der" flavour serves the IEEE 1547 DER models (701 AC measurement, 713 storage capacity) instead;
-        # the classic models still hold the physics' state, unserved.
-        self.served = [1, 701] + ([713] if cfg.battery else []) if cfg.flavour == "der" else ids
+        # The "der" flavour serves the IEEE 1547 DER models (701 AC measurement, 702 capacity, 704 AC controls,
+        # 713 storage capacity) instead; the classic models still hold the physics' state, unserved, and 704
+        # takes the place of 123 as the production cap (the only control of this flavour: no 124, no battery
+        # setpoint).
+        der = [1, 701, 702, 704] + ([713] if cfg.battery else [])
+        self.served = der if cfg.flavour == "der" else ids
+        self.cap_model = 704 if cfg.flavour == "der" else 123
         for model_id in dict.fromkeys(ids + self.served):
             self.models[model_id] = new_model(model_id)
         address = BASE_ADDRESSES[0] + 2
@@ -136,6 +140,17 @@ class SimulatedHome:
                                  ("VA_SF", 0), ("Var_SF", 0), ("TotWh_SF", 0), ("TotVarh_SF", 0), ("Tmp_SF", -1)):
                 self.models[701].points[sf].set_value(exponent)
             self.models[701].points["ACType"].set_value(1 if cfg.phases == 1 else 3)
+            self.models[702].points["W_SF"].set_value(0)
+            set_scaled(self.models[702], "WMaxRtg", cfg.pv_rated_w)
+            set_scaled(self.models[702], "WMax", cfg.pv_rated_w)
+            der_controls = self.models[704]
+            der_controls.points["WMaxLimPct_SF"].set_value(0)
+            set_scaled(der_controls, "WMaxLimPct", 100)
+            set_scaled(der_controls, "WMaxLimPctRvrt", 100)  # on timeout: back to 100 % ...
+            der_controls.points["WMaxLimPctEnaRvrt"].set_value(0)  # ... and the cap disabled
+            der_controls.points["WMaxLimPctRvrtTms"].set_value(cfg.revert_s)
+            der_controls.points["WMaxLimPctRvrtRem"].set_value(0)
+            der_controls.points["WMaxLimPctEna"].set_value(0)
             if cfg.battery:
                 self.models[713].points["WH_SF"].set_value(0)
                 self.models[713].points["Pct_SF"].set_value(-1)
@@ -224,9 +239,8 @@ class SimulatedHome:
         cfg = self.config
         dt = 0.0 if self._last_step is None else max(0.0, now - self._last_step)
         self._last_step = now
-        controls = self.models[123]
         self._revert_if_due(now)
-        limit_pct = scaled(controls, "WMaxLimPct") if controls.points["WMaxLim_Ena"].value == 1 else 100.0
+        limit_pct = self.cap_pct()
         self.pv_w = min(self.pv_available_w(now), cfg.pv_rated_w * (limit_pct or 0) / 100.0)
         if cfg.battery:
             storage, battery = self.models[124], self.models[802]
@@ -289,15 +303,28 @@ class SimulatedHome:
                 set_scaled(self.models[713], "SoH", 100)
                 set_scaled(self.models[713], "WHAvail", round(cfg.battery_wh * soc / 100.0))
 
+    def cap_pct(self) -> float:
+        """The production cap in force, % of WMax (100 when disabled)."""
+        if self.cap_model == 704:
+            controls = self.models[704]
+            enabled = controls.points["WMaxLimPctEna"].value == 1
+        else:
+            controls = self.models[123]
+            enabled = controls.points["WMaxLim_Ena"].value == 1
+        return (scaled(controls, "WMaxLimPct") or 0.0) if enabled else 100.0
+
     def _revert_if_due(self, now: float) -> None:
-        controls = self.models[123]
-        timeout = controls.points["WMaxLimPct_RvrtTms"].value or 0
-        if (timeout and self._last_limit_write is not None and controls.points["WMaxLim_Ena"].value == 1
-                and now - self._last_limit_write > timeout):
-            controls.points["WMaxLim_Ena"].set_value(0)
-            set_scaled(controls, "WMaxLimPct", 100)
-            self._last_limit_write = None
-            self.reverts += 1
+        if self.cap_model == 704:
+            self._revert_704_if_due(now)
+        else:
+            controls = self.models[123]
+            timeout = controls.points["WMaxLimPct_RvrtTms"].value or 0
+            if (timeout and self._last_limit_write is not None and controls.points["WMaxLim_Ena"].value == 1
+                    and now - self._last_limit_write > timeout):
+                controls.points["WMaxLim_Ena"].set_value(0)
+                set_scaled(controls, "WMaxLimPct", 100)
+                self._last_limit_write = None
+                self.reverts += 1
         if not self.config.battery:
             return
         storage = self.models[124]
@@ -309,6 +336,24 @@ class SimulatedHome:
             set_scaled(storage, "OutWRte", 100)
             self._last_rate_write = None
             self.reverts += 1
+
+    def _revert_704_if_due(self, now: float) -> None:
+        """704's reversion: after WMaxLimPctRvrtTms without a write, the Rvrt limit and enable take over."""
+        controls = self.models[704]
+        timeout = controls.points["WMaxLimPctRvrtTms"].value or 0
+        active = timeout and self._last_limit_write is not None and controls.points["WMaxLimPctEna"].value == 1
+        if not active:
+            controls.points["WMaxLimPctRvrtRem"].set_value(0)
+            return
+        remaining = timeout - (now - self._last_limit_write)
+        if remaining > 0:
+            controls.points["WMaxLimPctRvrtRem"].set_value(math.ceil(remaining))
+            return
+        controls.points["WMaxLimPct"].set_value(controls.points["WMaxLimPctRvrt"].value)
+        controls.points["WMaxLimPctEna"].set_value(controls.points["WMaxLimPctEnaRvrt"].value)
+        controls.points["WMaxLimPctRvrtRem"].set_value(0)
+        self._last_limit_write = None
+        self.reverts += 1
 
     # ---- Modbus access --------------------------------------------------------------------------------------
     def _locate(self, address: int) -> tuple[int, str] | None:
@@ -348,7 +393,7 @@ class SimulatedHome:
                     self.models[model_id].points[name].set_value(candidates[model_id].points[name].value)
                 if names & {"StorCtl_Mod", "InWRte", "OutWRte"}:
                     self._last_rate_write = now
-                if names & {"WMaxLimPct", "WMaxLim_Ena"}:
+                if names & {"WMaxLimPct", "WMaxLim_Ena", "WMaxLimPctEna"}:
                     self._last_limit_write = now
             self.writes += 1
             return None

@@ -115,7 +115,8 @@ def test_writes_to_read_only_points_and_out_of_range_values_are_refused(sunspec_
 def test_a_der_device_with_models_701_and_713_maps_too(sunspec_server) -> None:
     server = sunspec_server(HomeConfig(flavour="der", soc_pct=80.0, battery_wh=5000))
     device_map, decoded = run(_scan(Endpoint(port=server.port)))
-    assert [m.model_id for m in device_map.models] == [1, 701, 713]  # 701 is 155 registers: two read requests
+    assert [m.model_id for m in device_map.models] == [1, 701, 702, 704, 713]  # 701: 155 registers, two reads
+    assert all(m.usable for m in device_map.models)  # 704's fixed groups (PFWInj ...) are in its length
     assert roles(device_map) == [PV_TYPE, BATTERY_TYPE]
     home = server.homes[0]
     assert decoded.values[PV_TYPE]["activePower"] == pytest.approx((home.pv_w - home.battery_w) / 1000, abs=0.002)
