@@ -24,22 +24,26 @@ p99 publish -> twin < 50 ms at 1,000 meters x 1 Hz, RSS of the whole stack < 500
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._pyspy import Profiler, render
 from bench._e2e import (
     MEASUREMENT_TYPE,
+    REPO,
     RESULTS,
     LoadGenerator,
     NotifyReceiver,
@@ -50,6 +54,8 @@ from bench._e2e import (
     percentile,
     provision,
 )
+from bench._mqtt_publisher import RawLoadGenerator
+from bench._pyspy import Profiler, render
 from energytwin.demo import DEMO_APIKEY, DEMO_SITE, twin_headers
 from energytwin.stack import EmbeddedStack, StackConfig
 from provisioning.agent_bodies import meter_device, service_group
@@ -153,51 +159,87 @@ def table(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small point (CI smoke run)")
-    parser.add_argument("--points", help=f"NxR list (default {FULL_POINTS}; quick {QUICK_POINTS})")
-    parser.add_argument("--seconds", type=float, help="publishing time per point (default 20; quick 2)")
-    parser.add_argument("--py-spy", metavar="DIR", type=Path,
-                        help="sample agent, broker, quality and web with py-spy during each point (raw files in DIR)")
-    parser.add_argument("--keep-going", action="store_true", help="run every point after the first broken one too")
-    args = parser.parse_args(argv)
-    points = [tuple(float(v) for v in p.split("x")) for p in (args.points or (QUICK_POINTS if args.quick else FULL_POINTS)).split(",")]
+def mosquitto_pid(launched: int) -> int:
+    """Mosquitto's own pid: the stack launches it through a guard process that stays its parent."""
+    try:
+        children = psutil.Process(launched).children()
+    except psutil.Error:
+        return launched
+    return children[0].pid if children else launched
+
+
+def export_tree(rev: str, into: Path) -> Path:
+    """The project's files at git revision `rev`, unpacked under `into` (`git archive`: the work tree and the
+    index are not touched, so a baseline can be measured while others work in the same tree)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+@contextlib.contextmanager
+def services_from(tree: Path | None) -> Iterator[None]:
+    """Start the stack's child processes from another tree's code: they run `python -m twin_service...` with
+    the working directory first on sys.path, then PYTHONPATH (both before the venv's editable install)."""
+    if tree is None:
+        yield
+        return
+    before_cwd, before_path = os.getcwd(), os.environ.get("PYTHONPATH")
+    os.chdir(tree)
+    os.environ["PYTHONPATH"] = str(tree)
+    try:
+        yield
+    finally:
+        os.chdir(before_cwd)
+        if before_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before_path
+
+
+def run_stack(points: list[tuple[float, float]], args: argparse.Namespace, tree: Path | None, label: str,
+              template: str) -> tuple[list[dict[str, Any]], int]:
+    """Start one stack (its services from `tree`, else this tree), provision, run every point, stop it."""
     seconds = args.seconds or (2.0 if args.quick else 20.0)
     drain_s = 20.0 if args.quick else 60.0
     max_meters = int(max(m for m, _ in points))
-    template, payload_bytes = meter_payload_template()
     device_ids = [f"bench-{n:04d}" for n in range(max_meters)]
+    generator = RawLoadGenerator if args.generator == "raw" else LoadGenerator
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp, services_from(tree):
         cfg = StackConfig(data_dir=Path(tmp) / "var", mqtt_port=free_port(), broker_port=free_port(),
                           agent_port=free_port(), quality_port=0, web_port=0, mqtt_prefer="mosquitto")
         stack = EmbeddedStack(cfg)
         started = time.monotonic()
         stack.start()
         receiver = NotifyReceiver()
-        gen = LoadGenerator(cfg.host, cfg.mqtt_port, DEMO_APIKEY, device_ids, template)
+        gen = generator(cfg.host, cfg.mqtt_port, DEMO_APIKEY, device_ids, template)
         try:
             provision(cfg.agent_url, DEMO_SITE.headers, service_group(DEMO_APIKEY),
                       [meter_device(d, DEMO_APIKEY) for d in device_ids])
             subscribe(cfg.broker_url, receiver.url)
-            print(f"stack up and {max_meters} meters provisioned in {time.monotonic() - started:.1f} s; "
-                  f"payload {payload_bytes} bytes", flush=True)
+            print(f"[{label}] stack up and {max_meters} meters provisioned in {time.monotonic() - started:.1f} s; "
+                  f"{args.generator} generator", flush=True)
             gen.connect()
             time.sleep(1.0)
             # every meter once, so entities exist and caches are warm before measuring
             sent, _, _ = gen.run(max_meters, 1.0, 1.0)
             wait_upserted(cfg.agent_url, sent, 60)
-            pids = {"mosquitto": stack.mqtt.process.pid, **{c.name: c.process.pid for c in stack.children},
-                    "bench": os.getpid()}
+            assert stack.mqtt is not None
+            pids = {"mosquitto": mosquitto_pid(stack.mqtt.process.pid),
+                    **{c.name: c.process.pid for c in stack.children}, "bench": os.getpid()}
             broken = False
             for meters, rate in points:
                 # past the breaking point only the target point (1,000 meters x 1 Hz) still runs, for its figures
                 if broken and not args.keep_going and (meters, rate) != (1000, 1):
                     continue
-                point = run_point(stack, gen, receiver, pids, int(meters), rate, seconds, drain_s, args.py_spy)
+                spy = None if args.py_spy is None else args.py_spy / label
+                point = run_point(stack, gen, receiver, pids, int(meters), rate, seconds, drain_s, spy)
+                point["code"] = label
+                point["generator"] = args.generator
                 results.append(point)
-                print(table([point]).splitlines()[1], flush=True)
+                print(f"[{label}] " + table([point]).splitlines()[1], flush=True)
                 if "profile" in point:
                     print(render(point["profile"]), flush=True)
                 broken = broken or point["broken"]
@@ -207,11 +249,65 @@ def main(argv: list[str]) -> int:
         finally:
             gen.close()
             stack.stop()
+    return results, entity_count
+
+
+def ratios(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per point run by both: current / baseline throughput, baseline / current p99 and CPU per message."""
+    out = []
+    for new in current:
+        old = next((p for p in baseline if (p["meters"], p["rate_hz"]) == (new["meters"], new["rate_hz"])), None)
+        if old is None:
+            continue
+
+        def cpu_ms(p: dict[str, Any], name: str) -> float:
+            return p["processes"][name]["cpu_pct"] * 10 / max(p["throughput_msg_s"], 1e-9)
+
+        out.append({
+            "meters": new["meters"], "rate_hz": new["rate_hz"],
+            "throughput_msg_s": [old["throughput_msg_s"], new["throughput_msg_s"]],
+            "throughput_ratio": round(new["throughput_msg_s"] / max(old["throughput_msg_s"], 1e-9), 2),
+            "p99_twin_ms": [old["twin_latency_ms"]["p99"], new["twin_latency_ms"]["p99"]],
+            "p99_ratio": round(old["twin_latency_ms"]["p99"] / max(new["twin_latency_ms"]["p99"], 1e-9), 2),
+            "cpu_ms_per_msg": {name: [round(cpu_ms(old, name), 3), round(cpu_ms(new, name), 3)]
+                               for name in ("agent", "broker", "mosquitto", "bench")},
+            "others_cpu_pct": [old["others_cpu_pct"], new["others_cpu_pct"]],
+        })
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small point (CI smoke run)")
+    parser.add_argument("--points", help=f"NxR list (default {FULL_POINTS}; quick {QUICK_POINTS})")
+    parser.add_argument("--seconds", type=float, help="publishing time per point (default 20; quick 2)")
+    parser.add_argument("--py-spy", metavar="DIR", type=Path,
+                        help="sample agent, broker, quality and web with py-spy during each point (raw files in DIR)")
+    parser.add_argument("--keep-going", action="store_true", help="run every point after the first broken one too")
+    parser.add_argument("--generator", choices=("raw", "paho"), default="raw",
+                        help="the simulated meters: raw MQTT packets on sockets (cheap, default) or paho clients")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="first run the same points with the services of git revision REV (same generator, same "
+                             "machine minutes) and print current/baseline ratios")
+    args = parser.parse_args(argv)
+    points = [tuple(float(v) for v in p.split("x")) for p in (args.points or (QUICK_POINTS if args.quick else FULL_POINTS)).split(",")]
+    template, payload_bytes = meter_payload_template()
+    max_meters = int(max(m for m, _ in points))
+    baseline: list[dict[str, Any]] = []
+    compared: list[dict[str, Any]] = []
+    if args.baseline:
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-baseline-") as tree:
+            export_tree(args.baseline, Path(tree))
+            baseline, _ = run_stack(points, args, Path(tree), f"baseline {args.baseline}", template)
+    results, entity_count = run_stack(points, args, None, "current", template)
+    if baseline:
+        compared = ratios(baseline, results)
     ok = [p for p in results if not p["broken"]]
     broke = next((p for p in results if p["broken"]), None)
     at_1000 = next((p for p in results if p["meters"] == 1000 and p["rate_hz"] == 1), None)
     summary = {
         "payload_bytes": payload_bytes, "meters_provisioned": max_meters, "measurement_entities": entity_count,
+        "generator": args.generator, "baseline": args.baseline,
         "max_sustained_msg_s": max((p["throughput_msg_s"] for p in ok), default=0.0),
         "breaking_point": None if broke is None else {"offered_msg_s": broke["offered_msg_s"],
                                                       "throughput_msg_s": broke["throughput_msg_s"],
@@ -222,7 +318,16 @@ def main(argv: list[str]) -> int:
         "cores": os.cpu_count(),
     }
     print()
+    if baseline:
+        print(f"baseline {args.baseline}:")
+        print(table(baseline))
+        print("current:")
     print(table(results))
+    for row in compared:
+        cpu = ", ".join(f"{k} {a:.2f}->{b:.2f}" for k, (a, b) in row["cpu_ms_per_msg"].items())
+        print(f"{row['meters']}x{row['rate_hz']:g}: throughput x{row['throughput_ratio']} "
+              f"({row['throughput_msg_s'][0]:,.0f} -> {row['throughput_msg_s'][1]:,.0f} msg/s), p99 x{row['p99_ratio']} "
+              f"shorter ({row['p99_twin_ms'][0]:,.0f} -> {row['p99_twin_ms'][1]:,.0f} ms); CPU ms/msg {cpu}")
     print(f"\nmax sustained without loss: {summary['max_sustained_msg_s']:,.0f} msg/s (target >= 5,000); "
           f"breaking point: {summary['breaking_point']}; p99 publish->twin at 1,000 x 1 Hz: "
           f"{summary['p99_twin_ms_at_1000x1']} ms (target < 50); stack RSS at 1,000 meters: "
@@ -230,7 +335,10 @@ def main(argv: list[str]) -> int:
           f"missing in total: {summary['total_missing']} of {summary['total_published']:,}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "e2e_ingest_profile.json" if args.py_spy else "e2e_ingest.json"  # a profiled run is not the figures
-    (RESULTS / name).write_text(json.dumps({"summary": summary, "points": results}, indent=2) + "\n")
+    document: dict[str, Any] = {"summary": summary, "points": results}
+    if baseline:
+        document |= {"baseline_points": baseline, "ratios": compared}
+    (RESULTS / name).write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 
