@@ -3,7 +3,9 @@
   * PV, held out: the TMY3 year pvlib ships for Greensboro, NC (`723170TYA.CSV`, NREL TMY3: twelve real months
     of measured-model irradiance). "Observed" PV is that irradiance through the same pvlib chain the forecaster
     uses, with DNI/DHI from the file (not Erbs) and an 86 % system factor the forecaster is not told.
-    Tuning (the window length) was done on Miami's TMY2 (`12839.tm2`) only.
+    Every PV tuning choice (windows, median, persistence blend, dawn/dusk rule) was made on the two TUNING
+    sites only, Miami TMY2 (`12839.tm2`) and Sand Point AK TMY3 (`703165TY.csv`): `PV_TUNING_SITES`,
+    bench/forecast_pv_tuning.py. The held-out site is scored by `energytwin forecast score`, never by tuning.
   * Weather forecast stand-in: the held-out GHI times a lognormal error per day (sigma 0.30) and per hour
     (sigma 0.15), capped at 105 % of clear sky: roughly the 20-40 % relative MAE of day-ahead NWP GHI at
     mid-latitude sites (Lorenz et al. 2009, IEEE JSTARS 2(1)). It is noisier on cloudy days, as NWP is.
@@ -86,6 +88,25 @@ def tmy2_site() -> tuple[PvSite, pd.DataFrame, int]:
     return site, frame, int(meta["TZ"])
 
 
+@cache
+def sand_point_site() -> tuple[PvSite, pd.DataFrame, int]:
+    """Sand Point, Alaska TMY3 (tuning only): a cloudy, changeable climate beside Miami's sunny one."""
+    from pvlib.iotools import read_tmy3
+
+    frame, meta = read_tmy3(_pvlib_data("703165TY.csv"), map_variables=True, coerce_year=2026)
+    frame.index = (frame.index - pd.Timedelta(hours=1)).tz_convert("UTC")
+    site = PvSite(meta["latitude"], meta["longitude"], 25.0, 180.0, 5.0, meta["altitude"])
+    return site, frame, int(meta["TZ"])
+
+
+PV_HELD_OUT = "held_out"
+PV_TUNING_SITES = ("miami", "sand_point")  # the only PV data any tuning choice has seen
+_PV_SITES = {"held_out": (tmy3_site, "Greensboro NC TMY3 (pvlib 723170TYA.CSV)"),
+             "miami": (tmy2_site, "Miami FL TMY2 (pvlib 12839.tm2)"),
+             "tuning": (tmy2_site, "Miami FL TMY2 (pvlib 12839.tm2)"),
+             "sand_point": (sand_point_site, "Sand Point AK TMY3 (pvlib 703165TY.csv)")}
+
+
 def _observed_pv(site: PvSite, frame: pd.DataFrame) -> np.ndarray:
     import pvlib
 
@@ -113,10 +134,15 @@ def noisy_weather(ghi: np.ndarray, clear_ghi: np.ndarray, seed: int, sigma_day: 
 
 
 def pv_dataset(which: str = "held_out", weather_seed: int = 2126) -> Dataset:
-    """PV on a TMY year: observed, clear-sky model and weather-forecast model as day blocks."""
+    """PV on a TMY year: observed, clear-sky model and weather-forecast model as day blocks.
+
+    `which`: "held_out" (Greensboro, scored only) or one of PV_TUNING_SITES."""
     import pvlib
 
-    site, frame, tz = tmy3_site() if which == "held_out" else tmy2_site()
+    if which not in _PV_SITES:
+        raise ValueError(f"PV data set must be one of {sorted(_PV_SITES)}, got {which!r}")
+    loader, name = _PV_SITES[which]
+    site, frame, tz = loader()
     hours = frame.index.tz_convert(None).to_numpy().astype("datetime64[h]")
     observed = _observed_pv(site, frame)
     clear = modelled_kwh(site, hours)
@@ -124,7 +150,6 @@ def pv_dataset(which: str = "held_out", weather_seed: int = 2126) -> Dataset:
     clear_ghi = loc.get_clearsky(frame.index + pd.Timedelta(minutes=30), model="ineichen")["ghi"].to_numpy()
     ghi_fc = noisy_weather(frame["ghi"].to_numpy(float), clear_ghi, weather_seed)
     weather = modelled_kwh(site, hours, ghi_w_m2=ghi_fc, temp_air_c=frame["temp_air"].to_numpy(float))
-    name = "Greensboro NC TMY3 (pvlib 723170TYA.CSV)" if which == "held_out" else "Miami FL TMY2 (pvlib 12839.tm2)"
     return Dataset(name, "kWh", hours[0], as_days(observed), tz, held_out_from=31, validation_from=31,
                    extra={"site": site, "clear": as_days(clear), "weather": as_days(weather)})
 

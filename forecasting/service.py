@@ -34,10 +34,11 @@ from forecasting.calendar import day_types
 from forecasting.entity import current_and_archived
 from forecasting.profiles import profile_walk_forward
 from forecasting.pv import PvSite, modelled_kwh, pv_walk_forward
+from forecasting.sun import ClearSkyCache
 
 log = logging.getLogger("energytwin.forecast")
 HISTORY_DAYS = 35  # load
-PV_HISTORY_DAYS = 60  # the PV index window (45 days) plus the 14 days the fallback rule judges
+PV_HISTORY_DAYS = 104  # the PV index's longest window (90 days) plus the 14 days the fallback rule judges
 PRICE_HISTORY_DAYS = 120  # the price regression's training days
 RECENT_DAYS = 14  # the fallback rule is judged on these last days of each target's history
 MIN_DAYS = 7
@@ -128,8 +129,12 @@ def forecast_price(days: np.ndarray, issue: datetime) -> Forecast:
     return _judged(model, full, "price profile", "day-type profile + half of yesterday's level shift")
 
 
+CLEAR_SKY = ClearSkyCache(modelled_kwh)  # per site, across rounds: each hourly round computes one new hour
+
+
 def forecast_pv(site: PvSite, history_kwh: np.ndarray, issue: datetime, *,
-                weather: tuple[np.ndarray, np.ndarray | None] | None = None) -> Forecast:
+                weather: tuple[np.ndarray, np.ndarray | None] | None = None,
+                clear_sky: ClearSkyCache | None = CLEAR_SKY) -> Forecast:
     """Next-24-h PV (kWh) from the hourly history over the HISTORY_DAYS days before `issue`.
 
     Without weather: clear sky x the learned index, judged by the fallback rule on the last 14 days. With a
@@ -140,7 +145,8 @@ def forecast_pv(site: PvSite, history_kwh: np.ndarray, issue: datetime, *,
     start = issue - timedelta(days=n)
     hours = np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "h") + np.arange((n + 1) * 24).astype(
         "timedelta64[h]")
-    clear = modelled_kwh(site, hours).reshape(n + 1, 24)
+    clear = (modelled_kwh(site, hours) if clear_sky is None else clear_sky.kwh(site, hours[0], hours.size)).reshape(
+        n + 1, 24)
     obs = np.vstack([history_kwh.reshape(n, 24), np.full((1, 24), np.nan)])
     model = pv_walk_forward(obs, clear, first_day=max(1, n - RECENT_DAYS))
     judged = _judged(model, obs, "PV clear-sky index", "pvlib clear sky x learned clear-sky index (no weather)")

@@ -130,3 +130,59 @@ def test_forecast_entity_validates_offline_and_bad_ones_do_not():
         validate_entity(entity)
     with pytest.raises(ValueError, match="24 hourly"):
         forecast_entity("urn:x:y", "load", issued, np.zeros(23), "profile")
+
+
+def test_shared_sun_path_equals_the_plain_pvlib_location_chain():
+    import pandas as pd
+    import pvlib
+
+    site = pv.PvSite(-33.9, 151.2, tilt_deg=20, azimuth_deg=0, peak_power_kwp=2.0, altitude_m=40)  # Sydney
+    hours = np.arange("2026-03-19T00", "2026-03-22T00", dtype="datetime64[h]")
+    mid = pd.DatetimeIndex(hours).tz_localize("UTC") + pd.Timedelta(minutes=30)
+    loc = pvlib.location.Location(site.latitude_deg, site.longitude_deg, tz="UTC", altitude=site.altitude_m)
+    sol = loc.get_solarposition(mid)
+    sky = loc.get_clearsky(mid, model="ineichen", solar_position=sol)
+    poa = pvlib.irradiance.get_total_irradiance(
+        site.tilt_deg, site.azimuth_deg, sol["apparent_zenith"], sol["azimuth"], sky["dni"], sky["ghi"], sky["dhi"],
+        dni_extra=pvlib.irradiance.get_extra_radiation(mid), model="haydavies")["poa_global"].fillna(0).clip(lower=0)
+    cell = pvlib.temperature.sapm_cell(poa, 20.0, 1.0, **pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"][
+        "open_rack_glass_polymer"])
+    expected = np.clip(np.nan_to_num(np.asarray(pvlib.pvsystem.pvwatts_dc(poa, cell, 2000.0, -0.004))), 0, None) / 1000
+    got = pv.modelled_kwh(site, hours)
+    assert got.sum() > 10
+    assert np.abs(got - expected).max() < 1e-9
+    scattered = pv.modelled_kwh(site, hours[::5])  # not consecutive: pvlib's own path
+    assert np.abs(scattered - expected[::5]).max() < 1e-9
+
+
+def test_nanmedian_columns_matches_numpy():
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(31, 24))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[:, 5] = np.nan
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nanmedian(values, axis=0)
+    assert np.allclose(pv.nanmedian_columns(values), expected, equal_nan=True)
+
+
+def test_clear_sky_cache_computes_only_the_new_hours():
+    from forecasting.sun import ClearSkyCache
+
+    cache = ClearSkyCache(pv.modelled_kwh)
+    first = np.datetime64("2026-06-01T00", "h")
+    a = cache.kwh(MADRID, first, 48)
+    b2 = cache.kwh(MADRID, first + np.timedelta64(1, "h"), 48)  # next round: one hour later
+    assert cache.hours_computed == 49
+    assert np.array_equal(b2[:47], a[1:])
+    assert np.array_equal(b2, pv.modelled_kwh(MADRID, first + 1 + np.arange(48).astype("timedelta64[h]")))
+    cache.kwh(MADRID, first - np.timedelta64(24, "h"), 24)  # before the span: computed afresh
+    assert cache.hours_computed == 73
+
+
+def test_ensemble_index_takes_dawn_and_dusk_from_yesterday():
+    model = np.tile(np.concatenate([np.zeros(6), np.sin(np.linspace(0.02, np.pi - 0.02, 12)), np.zeros(6)]), (40, 1))
+    obs = 0.8 * model
+    obs[38, 6] = 0.3 * model[38, 6]  # yesterday's first sun hour (under 5 % of the peak) was shaded
+    k = pv.ensemble_index(obs, model, 39)
+    assert k[6] == pytest.approx(0.3)
+    assert k[8:16] == pytest.approx(0.8)
