@@ -41,8 +41,10 @@ def _issue(value: str | None) -> datetime | None:
 @click.option("--at", "at", default=None, help="Issue one round at this past hour (ISO 8601 with offset); "
                                                 "implies --once. For replaying a community file's period.")
 @click.option("--once", is_flag=True, help="One round, then exit (default: every hour, on the hour).")
+@click.option("--keep-days", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Delete archived forecasts issued more than this many days ago after each round (0: keep all).")
 def run(broker_url: str, tenant: str | None, community_file: Path | None, weather_csv: Path | None,
-        weather_entities: bool, at: str | None, once: bool) -> None:
+        weather_entities: bool, at: str | None, once: bool, keep_days: int) -> None:
     """Every hour, write 24-hour forecasts into the twin: load per meter, PV per installation, price per tariff.
 
     \b
@@ -62,6 +64,7 @@ def run(broker_url: str, tenant: str | None, community_file: Path | None, weathe
     except CommunityFileError as exc:
         raise click.ClickException(str(exc)) from None
     issue = _issue(at)
+    targets.keep_days = keep_days or None
     with NgsiLdClient(broker_url, tenant=tenant) as client:
         if weather_csv is not None:
             try:
@@ -80,9 +83,37 @@ def run(broker_url: str, tenant: str | None, community_file: Path | None, weathe
                 time.sleep(3600 - time.time() % 3600 + 5)
                 continue
             click.echo(f"{result.issue:%Y-%m-%dT%H:%MZ} wrote {result.written} forecasts"
-                       + (f", skipped {len(result.skipped)}" if result.skipped else ""))
+                       + (f", skipped {len(result.skipped)}" if result.skipped else "")
+                       + (f", purged {result.purged} archived" if result.purged else ""))
             for target, reason in sorted(result.skipped.items()):
                 click.echo(f"  skipped {target}: {reason}", err=True)
             if once or issue is not None:
                 return
             time.sleep(3600 - time.time() % 3600 + 5)
+
+
+@forecast.command("purge")
+@click.option("--broker-url", default="http://127.0.0.1:1026", show_default=True)
+@click.option("--tenant", default=None, help="NGSILD-Tenant the forecasts are in.")
+@click.option("--keep-days", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Keep archived forecasts issued within this many days; delete the older ones.")
+def purge(broker_url: str, tenant: str | None, keep_days: int) -> None:
+    """Delete archived forecasts (ids ending :<yyyymmddThhmmZ>) older than --keep-days; current ones stay.
+
+    \b
+    The service does this after every round (`forecast run --keep-days`); this scans the whole archive once,
+    e.g. after the service was stopped for longer than a week or to shorten the retention.
+    energytwin forecast purge --tenant energytwin --keep-days 7
+    """
+    from fiware_client import FiwareError, NgsiLdClient
+    from forecasting.retention import purge_archived
+
+    with NgsiLdClient(broker_url, tenant=tenant) as client:
+        try:
+            result = purge_archived(client, keep_days, full=True)
+        except FiwareError as exc:
+            raise click.ClickException(f"purge failed: {exc}") from None
+    click.echo(f"deleted {result.deleted} archived forecasts issued before {result.cutoff:%Y-%m-%dT%H:%MZ}"
+               + (f"; {len(result.failed)} could not be deleted (see the log)" if result.failed else ""))
+    if result.failed:
+        raise SystemExit(1)

@@ -36,13 +36,21 @@ def archived_forecast_id(target: str, quantity: str, issued: datetime) -> str:
     return f"{current_forecast_id(target, quantity)}:{issued.astimezone(UTC):%Y%m%dT%H%MZ}"
 
 
+def _hourly(values) -> list:
+    hourly = [None if not np.isfinite(v) else round(float(v), 4) for v in np.asarray(values, float)]
+    if len(hourly) != 24:
+        raise ValueError(f"a forecast has 24 hourly values, got {len(hourly)}")
+    return hourly
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def forecast_entity(target_id: str, quantity: str, issued: datetime, values: np.ndarray, method: str, *,
                     fallback: bool = False, history_source: str = "twin", weather_input: str | None = None,
-                    archived: bool = True, ref_target: str | None = None) -> dict:
+                    archived: bool = True, ref_target: str | None = None,
+                    weather_model_values: np.ndarray | None = None) -> dict:
     """Normalized NGSI-LD entity of a 24-hour forecast starting at `issued` (an aware datetime).
 
     `archived` picks the per-issue id (kept for scoring) or the stable current one; `ref_target` defaults to
@@ -56,9 +64,7 @@ def forecast_entity(target_id: str, quantity: str, issued: datetime, values: np.
         raise ValueError(f"weather_input must be one of {WEATHER_INPUTS}, got {weather_input!r}")
     if issued.tzinfo is None:
         raise ValueError("the issue time needs a UTC offset")
-    hourly = [None if not np.isfinite(v) else round(float(v), 4) for v in np.asarray(values, float)]
-    if len(hourly) != 24:
-        raise ValueError(f"a forecast has 24 hourly values, got {len(hourly)}")
+    hourly = _hourly(values)
     issued = issued.replace(minute=0, second=0, microsecond=0) if archived else issued
     entity_id = (archived_forecast_id(target_id, quantity, issued) if archived
                  else current_forecast_id(target_id, quantity))
@@ -81,6 +87,8 @@ def forecast_entity(target_id: str, quantity: str, issued: datetime, values: np.
     }
     if weather_input is not None:
         entity["weatherInput"] = prop(weather_input)
+    if weather_model_values is not None:  # the weather path's values, kept so later rounds can judge it
+        entity["weatherModelValues"] = prop(_hourly(weather_model_values))
     ref = ref_target or (target_id if target_id.startswith("urn:") else None)
     if ref:
         entity["refTarget"] = {"type": "Relationship", "object": ref}

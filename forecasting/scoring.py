@@ -71,13 +71,37 @@ def score_pv(*, with_weather: bool = False, method: str = "ensemble") -> TargetS
     `method` names an earlier one for the old-vs-new figure. Nothing here feeds back into a choice."""
     ds = data.pv_dataset(data.PV_HELD_OUT)
     clear = ds.extra["clear"]
+    comparison = None
     if with_weather:
-        fc = pv.pv_walk_forward_weather(ds.days, clear, ds.extra["weather"], window_days=30)
-        name = "pvlib GHI-forecast model x learned performance ratio (NWP stand-in: noisy held-out GHI)"
+        comparison = weather_path_on_validation()
+        if comparison["weather_path_used"]:
+            fc = pv.pv_walk_forward_weather(ds.days, clear, ds.extra["weather"], window_days=30)
+            name = "pvlib GHI-forecast model x learned performance ratio (NWP stand-in: noisy held-out GHI)"
+        else:
+            fc = pv.pv_walk_forward(ds.days, clear, method=method)
+            name = f"weather path NOT used (it did not beat both baselines on validation): {pv.PV_METHODS[method]}"
     else:
         fc = pv.pv_walk_forward(ds.days, clear, method=method)
         name = pv.PV_METHODS[method]
-    return _score("pv_with_weather" if with_weather else "pv", ds, fc, name, ds.held_out_from)
+    return _score("pv_with_weather" if with_weather else "pv", ds, fc, name, ds.held_out_from, comparison)
+
+
+def weather_path_on_validation() -> dict:
+    """The fallback rule for the weather path, decided before the held-out year is scored: on each tuning site
+    (forecasting.data.PV_TUNING_SITES, with its own NWP stand-in) the weather path must beat persistence and
+    seasonal-naive, else the held-out score uses the no-weather method and says so."""
+    out: dict = {"validation": "PV tuning sites " + ", ".join(data.PV_TUNING_SITES)}
+    used = True
+    for site in data.PV_TUNING_SITES:
+        ds = data.pv_dataset(site)
+        fc = pv.pv_walk_forward_weather(ds.days, ds.extra["clear"], ds.extra["weather"], window_days=30)
+        sl = slice(ds.held_out_from, None)
+        v = b.verdict(fc[sl], ds.days[sl])
+        out[site] = {"skill_vs_persistence": round(v.skill_vs_persistence, 4),
+                     "skill_vs_seasonal_naive": round(v.skill_vs_seasonal_naive, 4)}
+        used = used and not v.fallback
+    out["weather_path_used"] = used
+    return out
 
 
 def _calendar_target(target: str, ds: data.Dataset, *, quick: bool) -> TargetScore:

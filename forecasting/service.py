@@ -10,7 +10,8 @@ For each round (one issue time, on the hour):
     chain on the forecast irradiance (forecasting.weather);
   * **price**, per tariff (`PriceTarget`): from the imported hourly price file; hours the file already holds
     (published day-ahead prices) are written as they are, only the others are forecast.
-Every forecast goes through the fallback rule on the target's own last 14 days (the model must beat
+Archived forecasts older than `Targets.keep_days` (default 30) are deleted after each round
+(forecasting.retention). Every forecast goes through the fallback rule on the target's own last 14 days (the model must beat
 persistence and seasonal-naive there, else the better baseline is written, `fallback: true`), and is written
 twice: the current forecast at a stable id and the per-issue archive kept for scoring (forecasting.entity).
 One target's failure (unreadable history, too little of it) is logged and counted; the others still run.
@@ -34,6 +35,7 @@ from forecasting.calendar import day_types
 from forecasting.entity import current_and_archived
 from forecasting.profiles import profile_walk_forward
 from forecasting.pv import PvSite, modelled_kwh, pv_walk_forward
+from forecasting.retention import DEFAULT_KEEP_DAYS, archived_values, purge_archived
 from forecasting.sun import ClearSkyCache
 
 log = logging.getLogger("energytwin.forecast")
@@ -84,6 +86,8 @@ class Forecast:
     values: np.ndarray
     method: str
     fallback: bool
+    weather_values: np.ndarray | None = None  # PV with a weather plug-in: the weather path's values
+    weather_used: bool = False
 
 
 def _judged(model_days: np.ndarray, days: np.ndarray, name: str, method: str) -> Forecast:
@@ -134,12 +138,17 @@ CLEAR_SKY = ClearSkyCache(modelled_kwh)  # per site, across rounds: each hourly 
 
 def forecast_pv(site: PvSite, history_kwh: np.ndarray, issue: datetime, *,
                 weather: tuple[np.ndarray, np.ndarray | None] | None = None,
+                weather_archive: np.ndarray | None = None,
                 clear_sky: ClearSkyCache | None = CLEAR_SKY) -> Forecast:
-    """Next-24-h PV (kWh) from the hourly history over the HISTORY_DAYS days before `issue`.
+    """Next-24-h PV (kWh) from the hourly history over the PV_HISTORY_DAYS days before `issue`.
 
     Without weather: clear sky x the learned index, judged by the fallback rule on the last 14 days. With a
-    weather forecast (GHI W/m2, air temperature C for the 24 hours) the weather chain is used: the recent days
-    cannot judge it (no archived weather forecasts), its held-out skill is in docs/forecasts.md.
+    weather forecast (GHI W/m2, air temperature C for the 24 hours): the pvlib chain on its GHI x the learned
+    performance ratio, judged on `weather_archive` (the weather path's own forecasts archived by earlier rounds
+    for the last RECENT_DAYS days, rows aligned with the last rows of the history; NaN where none): used when
+    it beats persistence and seasonal-naive there, else the no-weather forecast is written and `method` says
+    why. With under MIN_DAYS archived days it cannot be judged yet and is used on its held-out skill
+    (docs/forecasts.md); `method` says so.
     """
     n = history_kwh.size // 24
     start = issue - timedelta(days=n)
@@ -155,9 +164,25 @@ def forecast_pv(site: PvSite, history_kwh: np.ndarray, issue: datetime, *,
     from forecasting.pv import performance_ratio
 
     ghi, temp = weather
-    modelled = modelled_kwh(site, hours[-24:], ghi_w_m2=ghi, temp_air_c=temp)
-    return Forecast(modelled * performance_ratio(obs[:-1], clear[:-1]),
-                    "pvlib on the weather forecast's GHI x learned performance ratio", False)
+    values = modelled_kwh(site, hours[-24:], ghi_w_m2=ghi, temp_air_c=temp) * performance_ratio(obs[:-1], clear[:-1])
+    method = "pvlib on the weather forecast's GHI x learned performance ratio"
+    rows = min(RECENT_DAYS, n - 7) if weather_archive is not None else 0
+    if rows > 0:
+        archive = np.asarray(weather_archive, float)[-rows:]
+        lo = n - rows
+        judged_days = int((np.isfinite(archive).any(axis=1) & np.isfinite(obs[lo:n]).any(axis=1)).sum())
+    else:
+        judged_days = 0
+    if judged_days < MIN_DAYS:
+        return Forecast(values, f"{method} (not yet judged: {judged_days} archived days of the weather path, "
+                                f"needs {MIN_DAYS}; held-out skill in docs/forecasts.md)", False, values, True)
+    v = b.verdict(archive, obs[lo:n], pers=obs[lo - 1:n - 1], naive=obs[lo - 7:n - 7])
+    if v.use == "model":
+        return Forecast(values, f"{method} (beats both baselines on {judged_days} archived days: "
+                                f"{v.skill_vs_persistence:+.0%} vs persistence)", False, values, True)
+    note = (f"weather path not used: {v.skill_vs_persistence:+.0%} vs persistence, {v.skill_vs_seasonal_naive:+.0%} "
+            f"vs seasonal-naive on {judged_days} archived days; ")
+    return Forecast(judged.values, note + judged.method, judged.fallback, values, False)
 
 
 @dataclass(frozen=True)
@@ -195,6 +220,8 @@ class Targets:
     load_meters: bool = True
     meters: list[str] | None = None  # measurement entity ids to forecast; None: every one the broker lists
     load_fallback: Callable[[str, datetime, int], np.ndarray] | None = None  # demo: simulated history by meter id
+    keep_days: int | None = DEFAULT_KEEP_DAYS  # archived forecasts older than this are deleted; None: kept
+    full_purge_done: bool = False  # the first round scans the whole archive, later ones the expired hours
 
 
 @dataclass
@@ -202,6 +229,7 @@ class RoundResult:
     issue: datetime
     entities: list[dict] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # target -> reason
+    purged: int = 0  # archived forecasts deleted by retention this round
 
     @property
     def written(self) -> int:
@@ -273,13 +301,18 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
                 log.info("forecast: PV %s has under %d days of history, skipped", target.key, MIN_DAYS)
                 continue
             weather = targets.weather.for_site(target.site, issue) if targets.weather is not None else None
-            fc = forecast_pv(target.site, kwh, issue, weather=weather)
+            archive = None
+            if weather is not None:
+                archive = archived_values(client, target.key, "pvGeneration", issue, RECENT_DAYS,
+                                          "weatherModelValues")
+            fc = forecast_pv(target.site, kwh, issue, weather=weather, weather_archive=archive)
         except (FiwareError, ValueError, OSError) as exc:
             log.warning("forecast: PV %s failed: %s", target.key, exc)
             result.skipped[target.key] = str(exc)
             continue
-        kind = "none" if weather is None else targets.weather.kind
-        add(target.key, "pvGeneration", fc, source, weather_input=kind, ref_target=target.ref or target.meter)
+        kind = targets.weather.kind if fc.weather_used else "none"
+        add(target.key, "pvGeneration", fc, source, weather_input=kind, ref_target=target.ref or target.meter,
+            weather_model_values=fc.weather_values)
 
     for target in targets.price:
         start, hours = issue - timedelta(days=PRICE_HISTORY_DAYS), PRICE_HISTORY_DAYS * 24
@@ -303,6 +336,12 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
 
     if result.entities:
         client.upsert_entities(result.entities)
+    if targets.keep_days is not None:
+        try:
+            result.purged = purge_archived(client, targets.keep_days, issue, full=not targets.full_purge_done).deleted
+            targets.full_purge_done = True
+        except FiwareError as exc:  # retention must not cost a round its forecasts: the next round retries
+            log.warning("forecast: retention purge failed: %s", exc)
     log.info("forecast: %d forecasts issued %s (%d skipped)", result.written, issue.isoformat(), len(result.skipped))
     return result
 

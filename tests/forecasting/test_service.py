@@ -167,3 +167,68 @@ def test_demo_part_writes_load_and_pv_for_each_meter(broker_url: str):
                 assert entity["historySource"]["value"] == "simulation"
                 assert entity["refTarget"]["object"] == f"urn:ngsi-ld:ThreePhaseAcMeasurement:{meter}"
                 assert any(v > 0 for v in entity["hourlyValues"]["value"])
+
+
+def test_retention_deletes_only_archives_past_keep_days(broker_url: str):
+    """Archives 1 h, 2 d 23 h, 3 d 1 h and 20 d old, the current forecast: keep 3 days."""
+    from fiware_client import NgsiLdClient
+    from forecasting.entity import current_and_archived, forecast_entity
+    from forecasting.retention import archived_issue, purge_archived
+
+    now = datetime(2026, 5, 10, 6, tzinfo=UTC)
+    ages_h = (1, 71, 73, 20 * 24)
+    entities = [forecast_entity("urn:ngsi-ld:ThreePhaseAcMeasurement:ret-1", "load", now - timedelta(hours=h),
+                                np.zeros(24), "profile") for h in ages_h]
+    entities += current_and_archived("urn:ngsi-ld:ThreePhaseAcMeasurement:ret-1", "load", now, np.ones(24), "p")[:1]
+    with NgsiLdClient(broker_url, tenant="forecast-retention") as client:
+        client.upsert_entities(entities)
+        first = purge_archived(client, keep_days=3, now=now)  # the lookback (7 days) misses the 20-day-old one
+        assert first.deleted == 1 and not first.failed
+        assert purge_archived(client, keep_days=3, now=now).deleted == 0
+        assert purge_archived(client, keep_days=3, now=now, full=True).deleted == 1
+        left = {e["id"] for e in client.query_entities(type="EnergyForecast", context=None)}
+    assert left == {entities[0]["id"], entities[1]["id"], entities[-1]["id"]}
+    assert archived_issue(entities[0]["id"]) == now - timedelta(hours=1)
+    assert archived_issue(entities[-1]["id"]) is None  # the current forecast is never an archive
+    with pytest.raises(ValueError, match="keep_days"):
+        purge_archived(None, keep_days=0)
+
+
+def test_archived_values_read_back_by_issue_hour(broker_url: str):
+    from fiware_client import NgsiLdClient
+    from forecasting.entity import forecast_entity
+    from forecasting.retention import archived_values
+
+    issue = datetime(2026, 5, 10, 6, tzinfo=UTC)
+    entities = [forecast_entity("urn:ngsi-ld:Device:roof-1", "pvGeneration", issue - timedelta(days=k, hours=h),
+                                np.full(24, float(k)), "m", weather_model_values=np.full(24, 10.0 + k))
+                for k, h in ((1, 0), (3, 0), (2, 1))]  # the last one was issued at another hour
+    with NgsiLdClient(broker_url, tenant="forecast-archive") as client:
+        client.upsert_entities(entities)
+        got = archived_values(client, "roof-1", "pvGeneration", issue, 4, "weatherModelValues")
+    assert np.isnan(got[0]).all() and np.isnan(got[2]).all()  # 4 and 2 days before: none at 06:00
+    assert (got[1] == 13.0).all() and (got[3] == 11.0).all()
+
+
+def test_weather_path_is_used_only_when_its_archived_forecasts_beat_both_baselines():
+    from forecasting.pv import PvSite, modelled_kwh
+    from forecasting.service import PV_HISTORY_DAYS, RECENT_DAYS, forecast_pv
+
+    site = PvSite(40.4, -3.7, 30, 180, 3.0, 650)
+    issue = datetime(2026, 6, 15, 22, tzinfo=UTC)
+    n = PV_HISTORY_DAYS
+    hours = np.datetime64("2026-06-15T22", "h") - np.timedelta64(n * 24, "h") + np.arange(n * 24).astype(
+        "timedelta64[h]")
+    history = modelled_kwh(site, hours) * np.repeat(np.random.default_rng(5).uniform(0.2, 0.9, n), 24)
+    weather = (np.full(24, 300.0), np.full(24, 25.0))
+    unjudged = forecast_pv(site, history, issue, weather=weather)
+    assert unjudged.weather_used and "not yet judged: 0 archived days" in unjudged.method
+    good = history.reshape(n, 24)[-RECENT_DAYS:]  # a weather path that was right every day
+    used = forecast_pv(site, history, issue, weather=weather, weather_archive=good)
+    assert used.weather_used and "beats both baselines on 14 archived days" in used.method
+    assert np.array_equal(used.values, unjudged.values)
+    bad = good[::-1] * 3.0  # the wrong days, three times too big
+    refused = forecast_pv(site, history, issue, weather=weather, weather_archive=bad)
+    assert not refused.weather_used and refused.method.startswith("weather path not used")
+    assert np.array_equal(refused.values, forecast_pv(site, history, issue).values)  # the no-weather forecast
+    assert np.array_equal(refused.weather_values, used.weather_values)  # still archived, to be judged again
