@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import threading
-from collections import Counter
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
+from access._metrics import PepMetrics
 from access._policy import Policy, classify
 from access._scope import OWNER_RELATIONSHIPS, filter_entities, owns_entity
 from access._tokens import Identity, TokenError, TokenVerifier
@@ -95,7 +96,7 @@ class Pep:
     relay_base_url: str = ""  # how the upstream reaches this PEP (for notifications)
     state_file: Path | None = None
     owner_relationships: tuple[str, ...] = OWNER_RELATIONSHIPS
-    counters: Counter = field(default_factory=Counter)
+    metrics: PepMetrics = field(default_factory=PepMetrics)
     _relays: dict[str, _Relay] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _forwarder: Upstream | None = None
@@ -109,6 +110,8 @@ class Pep:
                 self._relays[key] = _Relay(body["owner"], body["target"], Identity(
                     ident["subject"], ident["role"], ident.get("member"), frozenset(ident.get("devices", ())),
                     frozenset(ident.get("cups", ())), ident.get("tenant")), body.get("subscription_id"))
+        self.metrics.gauge("token_cache_entries", lambda: len(self.verifier._verified))
+        self.metrics.gauge("relays", lambda: len(self._relays))
 
     def _save(self) -> None:
         if self.state_file is None:
@@ -145,11 +148,13 @@ class Pep:
     def _identity(self, call: Call) -> Identity:
         scheme, _, token = (call.header(b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise TokenError("no bearer token (send Authorization: Bearer <token>)")
+            raise TokenError("no bearer token (send Authorization: Bearer <token>)", "missing")
         return self.verifier.verify(token.strip())
 
-    def _refuse(self, status: int, reason: str, call: Call) -> Answer:
-        self.counters[f"refused_{status}"] += 1
+    def _refuse(self, status: int, reason: str, call: Call, label: str) -> Answer:
+        """A 401/403 ProblemDetails; `reason` for the caller and the log, `label` (fixed) for the counters."""
+        self.metrics.inc("requests_total", outcome="refused")
+        self.metrics.inc("refused_total", status=str(status), reason=label)
         log.warning("refused %s %s: %d %s", call.method, call.path, status, reason)
         if status == 401:
             return problem(401, "Unauthorized", reason, "Unauthorized")
@@ -161,19 +166,23 @@ class Pep:
         try:
             identity = self._identity(call)
         except TokenError as exc:
-            return self._refuse(401, exc.reason, call)
+            return self._refuse(401, exc.reason, call, f"token_{exc.kind}")
         named = call.header(b"ngsild-tenant") or call.header(b"fiware-service")
         if identity.tenant is not None and named is not None and named != identity.tenant:
-            return self._refuse(403, f"this token is for tenant {identity.tenant!r}, not {named!r}", call)
+            return self._refuse(403, f"this token is for tenant {identity.tenant!r}, not {named!r}", call, "tenant")
         rule = self.policy.rule(identity.role)
         found = classify(call.method, call.path)
         if found is None:
-            return self._refuse(403, f"{call.method} {call.path} is not an endpoint this access layer opens", call)
+            return self._refuse(403, f"{call.method} {call.path} is not an endpoint this access layer opens", call,
+                                "unknown_endpoint")
         action, ids = found
         if rule is None or not rule.allows(action):
-            return self._refuse(403, f"role {identity.role!r} may not {action}", call)
+            return self._refuse(403, f"role {identity.role!r} may not {action}", call, "role")
+        if action == "pep.read":  # the PEP's own counters: answered here, never forwarded
+            self.metrics.inc("requests_total", outcome="metrics")
+            return Answer(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
+                          self.metrics.render().encode())
         if rule.scope == "all":
-            self.counters["forwarded"] += 1
             return await self._forward(call, identity.tenant)
         return await self._scoped(call, identity, action, ids)
 
@@ -181,17 +190,16 @@ class Pep:
         """Scope `own`: check what the request names, forward, filter what comes back."""
         refusal = self._check_own(identity, action, ids, call.body)
         if refusal:
-            return self._refuse(403, refusal, call)
+            return self._refuse(403, refusal, call, "not_own")
         if action == "subscriptions.write" and call.method == "POST":
             return await self._create_subscription(call, identity)
         if action.startswith("subscriptions") and "sid" in ids and not self._owns_subscription(identity, ids["sid"]):
-            return self._refuse(403, "that subscription is not yours", call)
+            return self._refuse(403, "that subscription is not yours", call, "not_own")
         if action == "subscriptions.write" and call.method == "PATCH":
             call.body = self._rewrite_patch(ids["sid"], call.body)
         if action in ("entities.read", "temporal.read"):
             call.query = self._with_owner_attrs(call.query)
         upstream = await self._forward(call, identity.tenant)
-        self.counters["forwarded"] += 1
         if call.method == "DELETE" and "sid" in ids and upstream.status < 300:
             self._forget_subscription(ids["sid"])  # its relay goes with it (204: no body to filter below)
         if upstream.status >= 300 or not upstream.body:
@@ -200,10 +208,11 @@ class Pep:
         try:
             data = orjson.loads(upstream.body)
         except orjson.JSONDecodeError:
-            return self._refuse(403, "the answer cannot be checked", call) if by_relationship else upstream
+            return (self._refuse(403, "the answer cannot be checked", call, "unverifiable") if by_relationship
+                    else upstream)
         if by_relationship:  # a path naming an entity that may be the caller's through a relationship
             if not (isinstance(data, dict) and owns_entity(identity, data, self.owner_relationships)):
-                return self._refuse(403, "that entity is not yours", call)
+                return self._refuse(403, "that entity is not yours", call, "not_own")
         else:
             data = self._filter(identity, action, data)
         headers = [(k, v) for k, v in upstream.headers if k != b"ngsild-results-count"]
@@ -214,8 +223,14 @@ class Pep:
         if tenant is not None and not any(k in _TENANT_HEADERS for k, _ in headers):
             name = b"fiware-service" if call.path.startswith("/iot") else b"ngsild-tenant"
             headers.append((name, tenant.encode("latin-1")))
-        answer = await self.forwarder.request(call.method, call.target, headers,
-                                              call.body if body is None else body)
+        started = time.perf_counter()
+        try:
+            answer = await self.forwarder.request(call.method, call.target, headers,
+                                                  call.body if body is None else body)
+        finally:
+            self.metrics.upstream_seconds.observe(time.perf_counter() - started)
+        self.metrics.inc("requests_total", outcome="forwarded")
+        self.metrics.inc("responses_total", code=f"{answer.status // 100}xx")
         answer.headers = [(k, v) for k, v in answer.headers if k not in _HOP_HEADERS]
         return answer
 
@@ -318,7 +333,8 @@ class Pep:
         except (ValueError, KeyError, TypeError):
             return await self._forward(call, identity.tenant)  # the broker explains what is wrong with it
         if not target.startswith(("http://", "https://")):
-            return self._refuse(403, "through the access layer, notifications go to http(s) endpoints only", call)
+            return self._refuse(403, "through the access layer, notifications go to http(s) endpoints only", call,
+                                "notification_endpoint")
         self._keep_owner_attrs(data["notification"])
         relay_url = self._new_relay(identity, target)
         endpoint["uri"] = relay_url
@@ -334,9 +350,10 @@ class Pep:
         return upstream
 
     async def relay(self, call: Call, key: str) -> Answer:
+        self.metrics.inc("requests_total", outcome="relay")
         relay = self._relays.get(key)
         if relay is None:
-            self.counters["relay_unknown"] += 1
+            self.metrics.inc("relay_failures_total", reason="unknown_relay")
             return problem(404, "Not found", "no such notification relay", "ResourceNotFound")
         try:
             note = json.loads(call.body)
@@ -344,7 +361,7 @@ class Pep:
             return problem(400, "Bad notification", "the notification is not JSON", "BadRequestData")
         data = note.get("data", []) if isinstance(note, dict) else []
         entities = [e for e in data if owns_entity(relay.identity, e, self.owner_relationships)]
-        self.counters["notification_entities_dropped"] += len(data) - len(entities)
+        self.metrics.inc("notification_entities_dropped_total", len(data) - len(entities))
         if not entities:
             return Answer(204, [], b"")
         note["data"] = entities
@@ -353,10 +370,10 @@ class Pep:
         try:
             answer = await self.client.post(relay.target, content=json.dumps(note).encode(), headers=headers)
         except httpx.HTTPError as exc:
-            self.counters["relay_failed"] += 1
+            self.metrics.inc("relay_failures_total", reason="receiver_unreachable")
             log.warning("notification relay to %s failed: %s", relay.target, exc)
             return problem(502, "Receiver unreachable", str(exc), "InternalError")
-        self.counters["notifications_relayed"] += 1
+        self.metrics.inc("notifications_relayed_total")
         return Answer(answer.status_code, [], b"")
 
 
@@ -393,12 +410,15 @@ def build_app(pep: Pep) -> Any:
                 break
         call = Call(scope["method"], scope["path"], scope.get("query_string", b""), scope["headers"],
                     b"".join(chunks), scope.get("raw_path"))
+        started = time.perf_counter()
         try:
             answer = await pep.handle(call)
         except UpstreamError as exc:
-            pep.counters["upstream_failed"] += 1
+            pep.metrics.inc("upstream_errors_total")
+            pep.metrics.inc("requests_total", outcome="upstream_error")
             log.error("upstream %s unreachable: %s", pep.upstream, exc)
             answer = problem(502, "Upstream unreachable", str(exc), "InternalError")
+        pep.metrics.request_seconds.observe(time.perf_counter() - started)
         headers = [(k, v) for k, v in answer.headers if k != b"content-length"]
         headers.append((b"content-length", str(len(answer.body)).encode()))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})

@@ -10,7 +10,8 @@ from kernel.yaml_lines import YamlSyntaxError, line_of, load_with_lines
 
 ROLES = ("member", "manager", "public", "control-centre", "device", "admin")
 ACTIONS = ("version", "entities.read", "entities.write", "temporal.read", "temporal.write", "subscriptions.read",
-           "subscriptions.write", "types.read", "contexts.read", "contexts.write", "agent.read", "agent.write")
+           "subscriptions.write", "types.read", "contexts.read", "contexts.write", "agent.read", "agent.write",
+           "pep.read")
 SCOPES = ("all", "own", "none")
 DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
 
@@ -24,8 +25,12 @@ class Rule:
     allow: frozenset[str]
     scope: str
 
+    def __post_init__(self) -> None:
+        # Decided once per role at load: '*' stands for every action, so a request costs one set lookup.
+        object.__setattr__(self, "_allowed", frozenset(ACTIONS) if "*" in self.allow else self.allow)
+
     def allows(self, action: str) -> bool:
-        return "*" in self.allow or action in self.allow
+        return action in self._allowed  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -72,35 +77,48 @@ def load_policy(path: Path | None = None) -> Policy:
 
 
 _NGSI = "/ngsi-ld/v1"
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+_ROUTES: list[tuple[str, str, str]] = [
     # (methods, path pattern, action); the first match wins. Group 'id' is an entity id, 'sid' a subscription's.
-    ("GET", re.compile(r"^/version$|^/ngsi-ld/ex/v1/version$|^/iot/about$"), "version"),
-    ("GET", re.compile(rf"^{_NGSI}/entities$"), "entities.read"),
-    ("POST", re.compile(rf"^{_NGSI}/entities$"), "entities.write"),
-    ("GET", re.compile(rf"^{_NGSI}/entities/(?P<id>[^/]+)(/attrs(/[^/]+)?)?$"), "entities.read"),
-    ("POST PATCH PUT DELETE", re.compile(rf"^{_NGSI}/entities/(?P<id>[^/]+)(/attrs(/[^/]+)?)?$"),
-     "entities.write"),
-    ("POST", re.compile(rf"^{_NGSI}/entityOperations/query$"), "entities.read"),
-    ("POST", re.compile(rf"^{_NGSI}/entityOperations/(create|update|upsert|delete|merge)$"), "entities.write"),
-    ("GET", re.compile(rf"^{_NGSI}/temporal/entities(/(?P<id>[^/]+))?$"), "temporal.read"),
-    ("POST", re.compile(rf"^{_NGSI}/temporal/entityOperations/query$"), "temporal.read"),
-    ("POST PATCH PUT DELETE", re.compile(rf"^{_NGSI}/temporal/entities(/(?P<id>[^/]+)(/.*)?)?$"),
-     "temporal.write"),
-    ("GET", re.compile(rf"^{_NGSI}/subscriptions(/(?P<sid>[^/]+))?$"), "subscriptions.read"),
-    ("POST PATCH DELETE", re.compile(rf"^{_NGSI}/subscriptions(/(?P<sid>[^/]+))?$"), "subscriptions.write"),
-    ("GET", re.compile(rf"^{_NGSI}/(types|attributes)(/.+)?$"), "types.read"),
-    ("GET", re.compile(rf"^{_NGSI}/jsonldContexts(/.+)?$"), "contexts.read"),
-    ("POST DELETE", re.compile(rf"^{_NGSI}/jsonldContexts(/.+)?$"), "contexts.write"),
-    ("GET", re.compile(r"^/iot/devices(/(?P<device>[^/]+))?$|^/metrics$"), "agent.read"),
-    ("POST PUT DELETE", re.compile(r"^/iot/(devices(/(?P<device>[^/]+))?|op/delete)$"), "agent.write"),
+    ("GET", r"^/version$|^/ngsi-ld/ex/v1/version$|^/iot/about$", "version"),
+    ("GET", rf"^{_NGSI}/entities$", "entities.read"),
+    ("POST", rf"^{_NGSI}/entities$", "entities.write"),
+    ("GET", rf"^{_NGSI}/entities/(?P<id>[^/]+)(/attrs(/[^/]+)?)?$", "entities.read"),
+    ("POST PATCH PUT DELETE", rf"^{_NGSI}/entities/(?P<id>[^/]+)(/attrs(/[^/]+)?)?$", "entities.write"),
+    ("POST", rf"^{_NGSI}/entityOperations/query$", "entities.read"),
+    ("POST", rf"^{_NGSI}/entityOperations/(create|update|upsert|delete|merge)$", "entities.write"),
+    ("GET", rf"^{_NGSI}/temporal/entities(/(?P<id>[^/]+))?$", "temporal.read"),
+    ("POST", rf"^{_NGSI}/temporal/entityOperations/query$", "temporal.read"),
+    ("POST PATCH PUT DELETE", rf"^{_NGSI}/temporal/entities(/(?P<id>[^/]+)(/.*)?)?$", "temporal.write"),
+    ("GET", rf"^{_NGSI}/subscriptions(/(?P<sid>[^/]+))?$", "subscriptions.read"),
+    ("POST PATCH DELETE", rf"^{_NGSI}/subscriptions(/(?P<sid>[^/]+))?$", "subscriptions.write"),
+    ("GET", rf"^{_NGSI}/(types|attributes)(/.+)?$", "types.read"),
+    ("GET", rf"^{_NGSI}/jsonldContexts(/.+)?$", "contexts.read"),
+    ("POST DELETE", rf"^{_NGSI}/jsonldContexts(/.+)?$", "contexts.write"),
+    # The IoT Agent's north API (FIWARE IoT Agent provisioning API: service groups and devices).
+    ("GET", r"^/iot/devices(/(?P<device>[^/]+))?$|^/iot/(services|groups)$|^/metrics$", "agent.read"),
+    ("POST PUT DELETE", r"^/iot/(devices(/(?P<device>[^/]+))?|op/delete|services|groups)$", "agent.write"),
+    # The PEP's own counters (served by the PEP, never forwarded).
+    ("GET", r"^/pep/metrics$", "pep.read"),
 ]
+
+# Precompiled per method once at import: a request tries only its own method's patterns, in table order.
+_BY_METHOD: dict[str, tuple[tuple[re.Pattern[str], str, bool], ...]] = {}
+for _methods, _pattern, _action in _ROUTES:
+    _compiled = re.compile(_pattern)
+    for _method in _methods.split():
+        _BY_METHOD[_method] = (*_BY_METHOD.get(_method, ()), (_compiled, _action, bool(_compiled.groupindex)))
+
+_NO_IDS: dict[str, str] = {}
 
 
 def classify(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    """The action a request is, and the ids in its path; None for a path the PEP does not know (refused)."""
-    for methods, pattern, action in _ROUTES:
-        if method in methods.split():
-            match = pattern.match(path)
-            if match:
-                return action, {k: v for k, v in match.groupdict().items() if v}
+    """The action a request is, and the ids in its path; None for a path the PEP does not know (refused).
+
+    The ids dict of a route without id groups is one shared empty dict: callers read it, never write it."""
+    for pattern, action, has_ids in _BY_METHOD.get(method, ()):
+        match = pattern.match(path)
+        if match:
+            if not has_ids:
+                return action, _NO_IDS
+            return action, {k: v for k, v in match.groupdict().items() if v}
     return None

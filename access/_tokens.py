@@ -33,11 +33,14 @@ LOCAL_ISSUER = "urn:energytwin:local-issuer"
 
 
 class TokenError(Exception):
-    """The request carries no usable token; `reason` says why (logged, and in the 401's detail)."""
+    """The request carries no usable token; `reason` says why (logged, and in the 401's detail), `kind` is the
+    short label the PEP counts it under (missing, malformed, algorithm, key, expired, audience, issuer,
+    signature, claims)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, kind: str = "invalid"):
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,10 @@ class TokenVerifier:
     leeway_s: float = 30.0
     _keys: dict[str | None, Any] = field(default_factory=dict, init=False, repr=False)
     _client: jwt.PyJWKClient | None = field(default=None, init=False, repr=False)
-    # Verified tokens until they expire: a client sends the same token on every request, and an ECDSA/RSA check
-    # per request would cost more than the forwarding itself.
+    # Verified tokens until they expire, keyed by the raw token: a client sends the same token on every request,
+    # and an ES256 check per request costs more than the forwarding itself (bench/access_overhead.py measures
+    # both). Bounded: at `cache_size` the expired entries go, then the oldest half.
+    cache_size: int = 10_000
     _verified: dict[str, tuple[Identity, float]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,7 +100,7 @@ class TokenVerifier:
             try:
                 return self._client.get_signing_key_from_jwt(token).key
             except jwt.PyJWKClientError as exc:
-                raise TokenError(f"no key for this token at {self.jwks_url}: {exc}") from exc
+                raise TokenError(f"no key for this token at {self.jwks_url}: {exc}", "key") from exc
         kid = header.get("kid")
         if kid in self._keys:
             return self._keys[kid]
@@ -103,47 +108,59 @@ class TokenVerifier:
             return self._keys[None]
         if len(self._keys) == 1 and kid is None:
             return next(iter(self._keys.values()))
-        raise TokenError(f"unknown key id {kid!r}")
+        raise TokenError(f"unknown key id {kid!r}", "key")
 
     def verify(self, token: str) -> Identity:
+        """The caller a token stands for, or TokenError. A cached token is served only before its `exp`; after
+        it, the token is verified again in full (and so refused once past `exp` + leeway, as it would be
+        uncached)."""
         cached = self._verified.get(token)
         if cached is not None:
             if cached[1] > time.time():
                 return cached[0]
             del self._verified[token]
         identity, expires = self._verify(token)
-        if len(self._verified) >= 10_000:
-            self._verified.clear()
+        if len(self._verified) >= self.cache_size:
+            self._evict()
         self._verified[token] = (identity, expires)
         return identity
+
+    def _evict(self) -> None:
+        now = time.time()
+        for token in [t for t, (_, exp) in self._verified.items() if exp <= now]:
+            del self._verified[token]
+        if len(self._verified) >= self.cache_size:  # all still valid: drop the oldest half (insertion order)
+            for token in list(self._verified)[: len(self._verified) // 2 + 1]:
+                del self._verified[token]
 
     def _verify(self, token: str) -> tuple[Identity, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise TokenError(f"malformed token: {exc}") from exc
+            raise TokenError(f"malformed token: {exc}", "malformed") from exc
         alg = header.get("alg")
         if alg not in ALGORITHMS:
-            raise TokenError(f"algorithm {alg!r} is not accepted (only {', '.join(ALGORITHMS)})")
+            raise TokenError(f"algorithm {alg!r} is not accepted (only {', '.join(ALGORITHMS)})", "algorithm")
         key = self._key_for(token, header)
         try:
             claims = jwt.decode(token, key, algorithms=ALGORITHMS, audience=self.audience, issuer=self.issuer,
                                 leeway=self.leeway_s, options={"require": ["exp", "iss", "aud", "sub"]})
         except jwt.ExpiredSignatureError as exc:
-            raise TokenError("token expired") from exc
+            raise TokenError("token expired", "expired") from exc
         except jwt.InvalidAudienceError as exc:
-            raise TokenError(f"token issued for another audience (this community is {self.audience!r})") from exc
+            raise TokenError(f"token issued for another audience (this community is {self.audience!r})",
+                             "audience") from exc
         except jwt.InvalidIssuerError as exc:
-            raise TokenError(f"token from another issuer (expected {self.issuer!r})") from exc
+            raise TokenError(f"token from another issuer (expected {self.issuer!r})", "issuer") from exc
         except jwt.InvalidSignatureError as exc:
-            raise TokenError("bad signature") from exc
+            raise TokenError("bad signature", "signature") from exc
         except jwt.PyJWTError as exc:
-            raise TokenError(f"invalid token: {exc}") from exc
+            raise TokenError(f"invalid token: {exc}", "invalid") from exc
         role = claims.get(self.role_claim)
         if isinstance(role, list):  # OIDC providers often carry a list of roles
             role = role[0] if role else None
         if not isinstance(role, str) or not role:
-            raise TokenError(f"token has no {self.role_claim!r} claim")
+            raise TokenError(f"token has no {self.role_claim!r} claim", "claims")
         identity = Identity(subject=str(claims["sub"]), role=role, member=claims.get("member"),
                             devices=frozenset(claims.get("devices") or ()), cups=frozenset(claims.get("cups") or ()),
                             tenant=claims.get("tenant") if isinstance(claims.get("tenant"), str) else None)

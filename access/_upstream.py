@@ -71,13 +71,16 @@ class Upstream:
         for name, value in headers:
             head += (b"\r\n", name, b": ", value)
         head.append(b"\r\n\r\n")
-        payload = b"".join(head) + body
+        # Head and body go as two buffers of one write (uvloop: one writev, the body is not copied; asyncio joins
+        # them): one segment, never a head and a body in two.
+        payload = (b"".join(head), body) if body else (b"".join(head),)
         for attempt in (0, 1):
             pooled = bool(self._idle) and attempt == 0
             reader, writer = self._idle.pop() if pooled else await self._connect()
             try:
-                answer, keep = await asyncio.wait_for(self._exchange(reader, writer, payload, method, pooled),
-                                                      self.timeout_s)
+                # asyncio.timeout (3.11) rather than wait_for, which wraps the exchange in a task of its own
+                async with asyncio.timeout(self.timeout_s):
+                    answer, keep = await self._exchange(reader, writer, payload, method, pooled)
             except _Stale:
                 writer.close()
                 continue
@@ -100,10 +103,10 @@ class Upstream:
             raise UpstreamError(f"{self.base_url}: cannot connect: {exc}") from exc
 
     @staticmethod
-    async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes, method: str,
-                        pooled: bool) -> tuple[Answer, bool]:
+    async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: tuple[bytes, ...],
+                        method: str, pooled: bool) -> tuple[Answer, bool]:
         try:
-            writer.write(payload)
+            writer.writelines(payload)
             await writer.drain()
             raw = await reader.readuntil(b"\r\n\r\n")
         except (ConnectionError, asyncio.IncompleteReadError) as exc:

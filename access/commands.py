@@ -125,9 +125,14 @@ def access() -> None:
 @click.option("--issuer", help="The expected `iss` (required with --jwks-url/--key-file).")
 @AUDIENCE
 @click.option("--relay-url", help="How the upstream reaches this PEP for notifications (default http://HOST:PORT).")
+@click.option("--http", "http_impl", type=click.Choice(["auto", "httptools", "h11"]), default="auto",
+              show_default=True, help="HTTP parser: httptools (C, llhttp) when installed, else h11 (pure Python).")
+@click.option("--loop", "loop_impl", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto",
+              show_default=True, help="Event loop: uvloop (libuv) when installed, else asyncio's.")
 @DATA_DIR
 def serve(upstream: str, host: str, port: int, policy_file: Path | None, jwks_url: str | None,
-          key_file: Path | None, issuer: str | None, audience: str, relay_url: str | None, data_dir: Path) -> None:
+          key_file: Path | None, issuer: str | None, audience: str, relay_url: str | None, http_impl: str,
+          loop_impl: str, data_dir: Path) -> None:
     """Serve the PEP: every request needs a bearer token; bodies are filtered to what the role may see.
 
     \b
@@ -155,7 +160,32 @@ def serve(upstream: str, host: str, port: int, policy_file: Path | None, jwks_ur
     pep = Pep(upstream, verifier, policy, relay_base_url=relay_url or f"http://{host}:{port}",
               state_file=data_dir / "access" / f"pep-{port}-relays.json")
     logging.getLogger("access").setLevel(logging.INFO)
-    click.echo(f"access layer on http://{host}:{port} in front of {upstream}", err=True)
+    http_impl, loop_impl = server_implementation(http_impl, loop_impl)
+    click.echo(f"access layer on http://{host}:{port} in front of {upstream} (HTTP parser {http_impl}, "
+               f"event loop {loop_impl}; counters at /pep/metrics)", err=True)
     # No access log, proxy-header rewriting, Date or Server header: per-request work a proxy does not need.
     uvicorn.run(build_app(pep), host=host, port=port, log_level="warning", access_log=False, proxy_headers=False,
-                server_header=False, date_header=False)
+                server_header=False, date_header=False, http=http_impl, loop=loop_impl)
+
+
+def server_implementation(http_impl: str = "auto", loop_impl: str = "auto") -> tuple[str, str]:
+    """The HTTP parser and event loop the PEP runs on: the C ones (httptools, uvloop) when installed.
+
+    The PEP's own decisions are a small part of its CPU; most goes to parsing HTTP and running the event loop
+    (bench/access_overhead.py measures each pair), so the C implementations are chosen whenever present
+    (`pip install 'energytwin[access-fast]'`). Asking for one that is not installed is an error, not a silent
+    fallback."""
+    import importlib.util
+
+    def have(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    if http_impl == "auto":
+        http_impl = "httptools" if have("httptools") else "h11"
+    if loop_impl == "auto":
+        loop_impl = "uvloop" if have("uvloop") else "asyncio"
+    for name, wanted in (("httptools", http_impl), ("uvloop", loop_impl)):
+        if wanted == name and not have(name):
+            raise click.ClickException(f"--{'http' if name == 'httptools' else 'loop'} {name}: {name} is not "
+                                       f"installed (pip install {name})")
+    return http_impl, loop_impl
