@@ -186,3 +186,23 @@ def test_ensemble_index_takes_dawn_and_dusk_from_yesterday():
     k = pv.ensemble_index(obs, model, 39)
     assert k[6] == pytest.approx(0.3)
     assert k[8:16] == pytest.approx(0.8)
+
+
+def test_weather_path_is_refused_on_validation_when_it_loses_to_a_baseline(monkeypatch):
+    from forecasting import data, scoring
+
+    rng = np.random.default_rng(8)
+    clear = np.tile(np.concatenate([np.zeros(6), np.sin(np.linspace(0.1, np.pi - 0.1, 12)), np.zeros(6)]), (60, 1))
+    observed = clear * rng.uniform(0.3, 0.9, (60, 1))
+
+    def fake(which: str, weather: np.ndarray) -> data.Dataset:
+        return data.Dataset(which, "kWh", np.datetime64("2026-01-01T00", "h"), observed, 0, 31, 31,
+                            extra={"clear": clear, "weather": weather})
+
+    good = {"good": fake("good", observed / 0.9)}  # perfect up to the performance ratio
+    monkeypatch.setattr(data, "PV_TUNING_SITES", ("good",))
+    monkeypatch.setattr(data, "pv_dataset", lambda which: good[which])
+    assert scoring.weather_path_on_validation()["weather_path_used"]
+    good["good"] = fake("good", clear * rng.uniform(0.0, 1.0, (60, 1)))  # a forecast that knows nothing
+    decision = scoring.weather_path_on_validation()
+    assert not decision["weather_path_used"] and decision["good"]["skill_vs_persistence"] < 0
