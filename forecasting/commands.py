@@ -16,7 +16,8 @@ def forecast() -> None:
     energytwin forecast score                     # table on the held-out data the project ships or simulates
     energytwin forecast score --json scores.json --chart scores.png
     energytwin forecast score --quick             # statistical models only (no gradient boosting), ~10 s
-    energytwin forecast run --community community.yaml --weather-csv weather.csv
+    energytwin forecast run --community community.yaml --weather-csv weather.csv --keep-days 30
+    energytwin forecast purge --keep-days 7       # delete archived forecasts older than 7 days
     """
 
 
