@@ -1,7 +1,8 @@
-"""Benchmark: the same meter history in four engines: schema-2 SQLite (row per attribute), schema-3 SQLite (wide
-row per reading, numbers as SQL numbers, per-phase objects as JSON text), schema-4 SQLite (the broker's store:
-numbers as tagged integers, per-phase objects and flags in member columns) and DuckDB (columnar, a DOUBLE column
-per measure and phase).
+"""Benchmark: the same meter history in five engines: schema-2 SQLite (row per attribute), schema-3 SQLite (wide
+row per reading, numbers as SQL numbers, per-phase objects as JSON text), schema-4 SQLite (numbers as tagged
+integers, per-phase objects and flags in member columns, rollups one row per key), schema-5 SQLite (the broker's
+store: schema 4's readings, rollups packed one row per attribute and bucket, folded in Python from one scan) and
+DuckDB (columnar, a DOUBLE column per measure and phase).
 
 Data: one meter's real firmware messages (the payload captured from the firmware under MicroPython, mapped by the
 agent's own code, expanded by the broker's own parser), every numeric measure varied a little per second at the
@@ -9,10 +10,11 @@ firmware's precision (constant values would flatter any compressing engine), `--
 The three SQLite stores are loaded through the Store API exactly as the broker's write path calls it (batches of
 300 messages per transaction: get_entity / update_entity / record_instances), DuckDB through its appender path
 (a DataFrame per batch). Reported per engine, in the same run:
-  - load rate (messages/s through the store, including the mover's sort and rollup fold), bytes per meter-day
+  - load rate (messages/s through the store, including the mover's sort and rollup fold), the mover alone
+    (sort + fold of everything loaded, timed as one pass: the background mover is held back), bytes per meter-day
     (pages of every table and index after a clean close, scaled to 24 h; DuckDB: its file), of which the raw
     history (`readings` / schema 2's `history`) alone,
-    bytes per meter-day of the 10-minute rollups (schema 3, from SQLite's dbstat);
+    bytes per meter-day of the 10-minute rollups (schema 3 on, from SQLite's dbstat);
   - one attribute (`frequency`) over the whole window as `[[value, time], ...]` JSON text (the temporalValues
     answer), scaled to a day; hourly avg/min/max of per-phase voltage over the window.
 Ratios are to the schema-2 store measured in the same run; the machine is shared, so they matter, not the ms.
@@ -42,9 +44,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._e2e import RESULTS, meter_payload_template
-from bench._git_baseline import load_store
+from bench._git_baseline import SCHEMA_4_COMMIT, load_store
 from bench._store_v2 import Store as StoreV2
 from bench._store_v2 import TimeRange as TimeRangeV2
+from twin_service.broker import _store as store_module
+from twin_service.broker._model import Entity
 from twin_service.broker._store import Store, TimeRange
 
 try:  # schema 3, read from git (the layout schema 4 replaced); a shallow clone lacks that commit
@@ -53,6 +57,12 @@ try:  # schema 3, read from git (the layout schema 4 replaced); a shallow clone 
 except subprocess.CalledProcessError as error:
     print(f"schema-3 store not in this clone's git history, skipped: {error.stderr.strip()}", flush=True)
     _LAYOUTS_V3 = []
+try:  # schema 4 (rollups one row per key), the layout schema 5 replaced
+    _V4 = load_store(SCHEMA_4_COMMIT, "bench_store_v4")
+    _LAYOUTS_V4 = [("sqlite_v4_wide_tagged", _V4.Store, _V4.TimeRange)]
+except subprocess.CalledProcessError as error:
+    print(f"schema-4 store not in this clone's git history, skipped: {error.stderr.strip()}", flush=True)
+    _LAYOUTS_V4 = []
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 TENANT = "energytwin"
@@ -110,8 +120,9 @@ def firmware_entities(seconds: int) -> list[Any]:
     return out
 
 
-def load_sqlite(store: Any, entities: list[Any]) -> float:
-    """Messages/s through the Store API, as the broker's upsert path calls it."""
+def load_sqlite(store: Any, entities: list[Any]) -> tuple[float, float]:
+    """Messages/s through the Store API, as the broker's upsert path calls it, and seconds of the final move
+    (the sort into `readings` and the rollup fold of every message: the background mover is held back)."""
     started = time.perf_counter()
     first = entities[0]
     first.created_at = first.modified_at = _now(first)
@@ -126,8 +137,10 @@ def load_sqlite(store: Any, entities: list[Any]) -> float:
                 current.modified_at = _now(fragment)
                 tx.update_entity(TENANT, current)
                 tx.record_instances(TENANT, current, list(fragment.attrs), "update", _now(fragment))
+    moving = time.perf_counter()
     store.move_history()
-    return len(entities) / (time.perf_counter() - started)
+    done = time.perf_counter()
+    return len(entities) / (done - started), done - moving
 
 
 def _now(entity: Any) -> str:
@@ -212,6 +225,42 @@ def duckdb_queries(db: Any, columns: dict[str, tuple[str, str | None]], repeats:
             "hourly_per_phase_ms": hourly_ms, "hourly_buckets": len(buckets)}
 
 
+def month_from_rollups(cls: Any, window_cls: Any, data: Path, days: int, repeats: int) -> dict[str, Any]:
+    """A month hourly from the rollups: `days` of one meter's frequency and per-phase voltage, one reading a
+    minute (every 10-min bucket exists, as at 1 Hz, at a 60th of the load time), then avg/min/max per hour over
+    the whole window (aligned: answered from the 10-min rollups, 144 buckets a day)."""
+    module = sys.modules[cls.__module__]
+    module.MOVE_EVERY_S = 1e9
+    store = cls(data)
+    entity_id, kind = "urn:ngsi-ld:ThreePhaseAcMeasurement:month", "https://uri.etsi.org/ngsi-ld/default-context/T"
+    frequency, voltage = "https://smartdatamodels.org/dataModel.Energy/frequency", \
+        "https://smartdatamodels.org/dataModel.Energy/phaseVoltage"
+    rng = random.Random(7)
+    minutes = days * 1440
+    for first in range(0, minutes, 1440):
+        with store.transaction() as tx:
+            for minute in range(first, min(first + 1440, minutes)):
+                at = (START + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+                v = round(230 + rng.uniform(-3, 3), 1)
+                entity = Entity(entity_id, kind, {
+                    frequency: {"type": "Property", "value": round(50 + rng.uniform(-0.05, 0.05), 3),
+                                "unitCode": "HTZ", "observedAt": at},
+                    voltage: {"type": "Property", "value": {"L1": v, "L2": round(v + 0.7, 1), "L3": round(v - 0.4, 1)},
+                              "unitCode": "VLT", "observedAt": at}}, at, at)
+                tx.record_instances(TENANT, entity, list(entity.attrs), "update", at)
+        store.move_history()
+    series = dict(store.history_attributes(TENANT, entity_id))
+    window = window_cls(START.timestamp(), START.timestamp() + days * 86400)
+    out: dict[str, Any] = {"days": days}
+    for name, attr in (("scalar", frequency), ("per_phase", voltage)):
+        ms, buckets = _median_ms(lambda a=attr: store.aggregate(series[a], window, START.timestamp(), 3600.0),
+                                 repeats)
+        out[f"hourly_{name}_ms"] = ms
+        out[f"hourly_{name}_periods"] = len({b.index for b in buckets})
+    store.close()
+    return out
+
+
 def table_bytes(path: Path) -> dict[str, int]:
     db = sqlite3.connect(path)
     try:
@@ -236,10 +285,13 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {"hours": hours, "messages": len(entities), "attribute_instances": instances}
     with tempfile.TemporaryDirectory(prefix="bench-layouts-") as tmp:
         for name, cls, window_cls in (("sqlite_v2_row_per_attribute", StoreV2, TimeRangeV2), *_LAYOUTS_V3,
-                                      ("sqlite_v4_wide_tagged", Store, TimeRange)):
+                                      *_LAYOUTS_V4, ("sqlite_v5_packed_rollups", Store, TimeRange)):
             data = Path(tmp) / name
+            module = sys.modules[cls.__module__]
+            if hasattr(module, "MOVE_EVERY_S"):
+                module.MOVE_EVERY_S = 1e9  # every move in the timed pass at the end
             store = cls(data)
-            rate = load_sqlite(store, entities)
+            rate, move_s = load_sqlite(store, entities)
             queries = sqlite_queries(store, window_cls, end_ts, repeats)
             store.close()
             path = data / "twin.sqlite"
@@ -251,23 +303,24 @@ def main(argv: list[str]) -> int:
             results[name] = {"load_msg_s": rate, "bytes_per_meter_day": sum(tables.values()) * per_day,
                              "raw_bytes_per_meter_day": raw * per_day, "tables": tables,
                              "file_bytes_per_meter_day": path.stat().st_size * per_day,
-                             "rollup_10min_bytes_per_meter_day": None, **queries}
-            if "rollups" in tables:
-                # the rollups table holds both periods; the 10-min share is measured on a copy holding only it
+                             "rollup_10min_bytes_per_meter_day": None, "move_s": move_s,
+                             "move_msg_s": len(entities) / move_s, **queries}
+            for table in ("rollups", "rollup_stats"):
+                if table not in tables:
+                    continue
+                # the table holds both periods; the 10-min share is measured on a copy holding only it
                 copy = Path(tmp) / f"rollups10-{name}.sqlite"
                 db = sqlite3.connect(copy)
                 db.execute(f"ATTACH '{path}' AS src")
-                db.execute("CREATE TABLE rollups AS SELECT * FROM src.rollups WHERE 0")
-                db.execute("DROP TABLE rollups")
                 db.execute(next(row[0] for row in db.execute(
-                    "SELECT sql FROM src.sqlite_master WHERE name = 'rollups'")))
-                db.execute("INSERT INTO rollups SELECT * FROM src.rollups WHERE period_s = 600")
+                    "SELECT sql FROM src.sqlite_master WHERE name = ?", (table,))))
+                db.execute(f"INSERT INTO {table} SELECT * FROM src.{table} WHERE period_s = 600")
                 db.commit()
                 db.execute("DETACH src")
                 db.close()
-                ten = table_bytes(copy).get("rollups", 0) + table_bytes(copy).get("sqlite_autoindex_rollups_1", 0)
+                ten = table_bytes(copy).get(table, 0) + table_bytes(copy).get(f"sqlite_autoindex_{table}_1", 0)
                 results[name]["rollup_10min_bytes_per_meter_day"] = ten * per_day
-                results[name]["rollup_all_bytes_per_meter_day"] = tables["rollups"] * per_day
+                results[name]["rollup_all_bytes_per_meter_day"] = tables[table] * per_day
             print(f"{name}: loaded {rate:,.0f} msg/s, {results[name]['bytes_per_meter_day'] / 1e6:,.1f} MB per "
                   f"meter-day (raw history {raw * per_day / 1e6:,.1f} MB)", flush=True)
         try:
@@ -287,8 +340,9 @@ def main(argv: list[str]) -> int:
     print(f"\n{hours:g} h of one meter at 1 Hz: {len(entities):,} messages, {instances:,} attribute instances; "
           "ratios to schema 2 measured in this run (shared machine: ratios matter, not ms)")
     print(f"{'engine':<30} {'load msg/s':>11} {'MB/meter-day':>13} {'raw MB/day':>11} {'10-min rollups MB/day':>22} "
-          f"{'1 attr window ms':>17} {'hourly ms':>10}")
-    for name in ("sqlite_v2_row_per_attribute", "sqlite_v3_wide_row", "sqlite_v4_wide_tagged", "duckdb_columnar"):
+          f"{'1 attr window ms':>17} {'hourly ms':>10} {'mover msg/s':>12}")
+    for name in ("sqlite_v2_row_per_attribute", "sqlite_v3_wide_row", "sqlite_v4_wide_tagged",
+                 "sqlite_v5_packed_rollups", "duckdb_columnar"):
         r = results.get(name)
         if r is None:
             continue
@@ -298,7 +352,27 @@ def main(argv: list[str]) -> int:
               f"{r['raw_bytes_per_meter_day'] / 1e6:>11.1f}"
               f"{(ten / 1e6 if ten else 0):>20.2f}  "
               f"{r['one_attribute_window_ms']:>9.1f} x{base['one_attribute_window_ms'] / r['one_attribute_window_ms']:<5.1f}"
-              f"{r['hourly_per_phase_ms']:>7.1f} x{base['hourly_per_phase_ms'] / r['hourly_per_phase_ms']:.1f}")
+              f"{r['hourly_per_phase_ms']:>7.1f} x{base['hourly_per_phase_ms'] / r['hourly_per_phase_ms']:<5.1f}"
+              f"{r.get('move_msg_s', math.nan):>10,.0f}")
+    old, new = results.get("sqlite_v4_wide_tagged"), results["sqlite_v5_packed_rollups"]
+    month_days = 3 if args.quick else 30
+    with tempfile.TemporaryDirectory(prefix="bench-month-") as tmp:
+        for name, cls, window_cls in (*_LAYOUTS_V4, ("sqlite_v5_packed_rollups", Store, TimeRange)):
+            results[name]["month_hourly"] = month_from_rollups(cls, window_cls, Path(tmp) / name, month_days, repeats)
+            m = results[name]["month_hourly"]
+            print(f"{name}: {month_days} days hourly from the 10-min rollups: {m['hourly_scalar_ms']:.1f} ms scalar, "
+                  f"{m['hourly_per_phase_ms']:.1f} ms per phase ({m['hourly_scalar_periods']} hours)", flush=True)
+    if old:
+        results["v5_vs_v4"] = {
+            "rollup_10min_bytes_ratio": new["rollup_10min_bytes_per_meter_day"] / old["rollup_10min_bytes_per_meter_day"],
+            "mover_speedup": new["move_msg_s"] / old["move_msg_s"],
+            "hourly_query_ratio": new["hourly_per_phase_ms"] / old["hourly_per_phase_ms"],
+            "month_hourly_per_phase_ratio": new["month_hourly"]["hourly_per_phase_ms"]
+            / old["month_hourly"]["hourly_per_phase_ms"]}
+        print(f"schema 5 vs schema 4, this run: 10-min rollups x{results['v5_vs_v4']['rollup_10min_bytes_ratio']:.2f} "
+              f"the bytes, mover (sort + fold) x{results['v5_vs_v4']['mover_speedup']:.2f} the rate, hourly query "
+              f"x{results['v5_vs_v4']['hourly_query_ratio']:.2f} the time, month hourly per phase "
+              f"x{results['v5_vs_v4']['month_hourly_per_phase_ratio']:.2f} the time")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "history_layouts.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0

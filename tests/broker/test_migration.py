@@ -198,3 +198,77 @@ def test_a_schema_3_data_dir_converts_and_answers_as_before(tmp_path: Path, monk
     members = dict(db.execute("SELECT name, members FROM history_attrs WHERE members IS NOT NULL").fetchall())
     assert any(name.endswith("flags") for name in members), members  # booleans went to member columns
     db.close()
+
+
+QUERIES_V4 = {
+    **QUERIES_V3,
+    "rollup_aggregated": (f"{TEMPORAL}/{MEASUREMENT_ID}", SITE, {
+        "timerel": "between", "timeAt": _at(0), "endTimeAt": "2026-11-24T11:00:00.000Z",
+        "attrs": "phaseVoltage,activeEnergyImport,pulseCount,powerFactor,flags,energyCounter",
+        "aggrMethods": "totalCount,sum,avg,min,max,stddev,sumsq", "aggrPeriodDuration": "PT10M"}),
+    "rollup_minutes": (f"{TEMPORAL}/{MEASUREMENT_ID}", SITE, {
+        "timerel": "after", "timeAt": _at(0), "attrs": "phaseVoltage,activeEnergyImport,pulseCount,reactivePower",
+        "aggrMethods": "totalCount,sum,max", "aggrPeriodDuration": "PT1M"}),
+    "rollup_hours": (TEMPORAL, SITE, {  # schema 5 answers this from the hours built from schema 4's 10-min buckets
+        "type": "ThreePhaseAcMeasurement", "timerel": "after", "timeAt": "2026-11-24T09:00:00.000Z",
+        "attrs": "phaseVoltage,activeEnergyImport,frequency,pulseCount", "aggrMethods": "totalCount,sum,min,max,stddev",
+        "aggrPeriodDuration": "PT1H"}),
+}
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Equal, floats to 1e-12 (a sum of bucket sums may round differently once everything is folded)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return a == b or abs(a - b) <= 1e-12 * max(abs(a), abs(b))
+    return a == b
+
+
+def test_a_schema_4_data_dir_converts_its_rollups_and_answers_as_before(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fixtures/twin_v4.sql`: a schema-4 dir (one rollup row per key), written as the schema-3 one (feed() and
+    numbers() in two sessions, the second session's rows still in readings_log) by the schema-4 broker (commit
+    f41ff13), with its answers (`twin_v4_answers.json`, two of them answered from the rollups). The first open
+    packs the rollups one row per attribute and bucket and answers exactly, types and key order included; every
+    stored statistic reads back as it was; after the mover folded the waiting rows the answers are the same."""
+    data = tmp_path / "var"
+    data.mkdir()
+    db = sqlite3.connect(data / DATABASE_NAME)
+    db.executescript((FIXTURES / "twin_v4.sql").read_text())
+    db.execute("PRAGMA user_version = 4")
+    assert db.execute("SELECT count(*) FROM readings_log").fetchone()[0] > 0
+    old = {(row[0], row[1], row[2], row[3] * row[2], row[4] or None): row[5:] for row in db.execute(
+        "SELECT s.series_id, r.attr_id, r.period_s, r.bucket, r.key, r.total, r.numeric, r.sum, r.sumsq, r.min, "
+        "r.max, r.last FROM rollups r JOIN series s ON s.entity_key = r.entity_key AND s.attr_id = r.attr_id")}
+    assert len(old) > 50
+    db.close()
+    expected = json.loads((FIXTURES / "twin_v4_answers.json").read_text())
+    monkeypatch.setattr(store_module, "MOVE_EVERY_S", 1e9)
+    for session in range(2):
+        with TestClient(create_app(data)) as client:
+            if session == 0:
+                store = client.app.state.broker.store
+                new = {}
+                for series_id, _, period_s, _, _ in {key[:3] + (None, None) for key in old}:
+                    for r in store.rollups(series_id, period_s):
+                        new[(series_id, None, period_s, r["start"], r["key"])] = (
+                            r["total"], r["numeric"], r["sum"], r["sumsq"], r["min"], r["max"], r["last"])
+                assert {(k[0], k[2], k[3], k[4]): v for k, v in old.items()} == {
+                    (k[0], k[2], k[3], k[4]): v for k, v in new.items()}
+            for name, (url, headers, params) in QUERIES_V4.items():
+                answer = client.get(url, headers=headers, params=params)
+                assert answer.status_code == 200, (name, answer.text)
+                got = _without_instance_ids(answer.json(), {})
+                want = _without_instance_ids(expected[name], {})
+                if session == 0:
+                    assert json.dumps(_typed(got)) == json.dumps(_typed(want)), name  # key order too
+                else:
+                    assert _close(got, want), name
+    db = sqlite3.connect(data / DATABASE_NAME)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "rollups" not in tables and db.execute("SELECT count(*) FROM rollup_stats").fetchone()[0] > 0
+    db.close()

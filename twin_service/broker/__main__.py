@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="directory holding twin.sqlite (default: %(default)s)")
     parser.add_argument("--retention-days", "--raw-retention-days", dest="retention_days", type=float,
                         default=_env_float("ENERGYTWIN_BROKER_RETENTION_DAYS"),
-                        help="keep raw history observed within this many days; the 1-min and 10-min rollups stay "
+                        help="keep raw history observed within this many days; the 1-min, 10-min and 1-hour rollups stay "
                              "and keep answering aligned aggregations (env ENERGYTWIN_BROKER_RETENTION_DAYS; "
                              "default: keep everything)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

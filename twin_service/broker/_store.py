@@ -13,7 +13,7 @@ type, unitCode, sub-attributes) is interned once in `shapes`, and a row points a
 (a time that would not print back identically is kept as text). A meter message of ~30 attributes is one row
 of ~0.5 KB instead of 30 rows of ~200 bytes. New rows are first appended to `readings_log` in the request's
 transaction (cheap to commit) and a background mover sorts them into `readings` every few seconds, folding them
-into the 1-min / 10-min `rollups` in the same transaction (see _rollups.py); readers see both tables.
+into the 1-min / 10-min / 1-hour rollups in the same transaction (see _rollups.py); readers see both tables.
 
 One writer connection guarded by a lock (SQLite serializes writers anyway); readers use their own per-thread
 connections, so in WAL mode a long history read never holds up ingestion and a write never holds up a read.
@@ -153,9 +153,10 @@ WRITER_CACHE_KIB = 16 * 1024  # the writer connection's SQLite page cache (reade
 MOVE_EVERY_S = 10.0
 MAX_ATTR_COLUMNS = 1500  # SQLite allows 2,000 columns; attribute names beyond this live in the `extra` JSON
 _NOT_IN_REST = frozenset({"value", "object", "observedAt", "createdAt", "modifiedAt"})
-# PRAGMA user_version: 4 = numbers scaled to integers, per-phase objects in member columns; 3 = wide readings with
-# SQL numbers and objects as JSON text; 2 = one history row per attribute instance
-SCHEMA_VERSION = 4
+# PRAGMA user_version: 5 = rollups packed one row per (entity, attribute, period, bucket) (_rollups.py); 4 =
+# numbers scaled to integers, per-phase objects in member columns; 3 = wide readings with SQL numbers and objects as
+# JSON text; 2 = one history row per attribute instance
+SCHEMA_VERSION = 5
 _OPERATIONS = ("create", "update", "replace", "append", "merge")
 _OPERATION_CODES = {name: code for code, name in enumerate(_OPERATIONS)}
 _BASE_COLUMNS = ("entity_key", "observed_ts", "instance_id", "recorded", "operation", "observed", "layout", "extra")
@@ -252,11 +253,13 @@ class Store:
         self._shapes: dict[str, int] = {}
         self._layouts: dict[str, int] = {}
         self._tenants: set[str] = set()
+        self._rollup_keys: dict[tuple[str, ...], int] = {}  # writer: keys of a rollup row -> keys_id
         self._created: list[tuple[dict[Any, Any] | set[Any], Any]] = []
         # Reader-side caches (ids are immutable once committed, so any thread may fill them)
         self._layout_shapes: dict[int, dict[int, str]] = {}
         self._series_slots: dict[int, tuple[int, int | None]] = {}
         self._value_sql: dict[int, str] = {}
+        self._rollup_key_names: dict[int, tuple[str, ...]] = {}
         self._last_instance = 0
         # Writes buffered inside a transaction and written with one executemany each just before COMMIT: a batch
         # that updates an entity several times (an offline replay) writes its row once.
@@ -299,6 +302,8 @@ class Store:
         if "entity_key" not in series_columns:  # schema 2: series without their slot in the wide rows
             self._db.execute("ALTER TABLE series ADD COLUMN entity_key INTEGER")
             self._db.execute("ALTER TABLE series ADD COLUMN attr_id INTEGER")
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollups'").fetchone():
+            self._convert_rollups()  # schema 3/4: one rollup row per key
         if not _legacy.has_legacy_history(self._db):
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 3:
@@ -347,6 +352,53 @@ class Store:
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         log.info("history in %s converted to schema %d (integers tagged) in %.1f s", self.path, SCHEMA_VERSION,
                  time.monotonic() - started)
+
+    def _convert_rollups(self) -> None:
+        """Schema 4 -> 5: the rollups of one key per row packed into one row per (entity, attribute, period,
+        bucket), the hours built from the 10-minute buckets; one transaction with the DROP of the old table (a
+        kill -9 leaves schema 4 intact)."""
+        started = time.monotonic()
+        rows: list[tuple[Any, ...]] = []
+        with self.transaction():
+            group: tuple[int, int, int, int] | None = None
+            keys: list[str] = []
+            stats: list[_rollups.Stats] = []
+
+            def flush() -> None:
+                if group is not None:
+                    rows.append((*group, self._rollup_keys_id(tuple(keys)),
+                                 _rollups.encode_stats(stats, group[3] * group[2], _encode_number)))
+
+            for entity_key, attr_id, period_s, bucket, key, total, numeric, total_sum, sumsq, vmin, vmax, last_ts, \
+                    last in self._db.execute(_rollups.SCHEMA_4_ROWS_SQL):
+                if (entity_key, attr_id, period_s, bucket) != group:
+                    flush()
+                    group, keys, stats = (entity_key, attr_id, period_s, bucket), [], []
+                keys.append(key)
+                stats.append(_rollups.Stats(total, numeric, total_sum, sumsq, vmin, vmax, last_ts, last) if numeric
+                             else _rollups.Stats(total, 0, None, None, None, None, None, None))
+            flush()
+            rows += self._hours_from(rows)
+            self._db.executemany("INSERT OR REPLACE INTO rollup_stats (entity_key, attr_id, period_s, bucket, keys_id, "
+                                 "stats) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("DROP TABLE rollups")
+        log.info("rollups in %s packed one row per attribute and bucket (schema 5): %d rows in %.1f s", self.path,
+                 len(rows), time.monotonic() - started)
+
+    def _hours_from(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The 1-hour rollup rows of converted 10-minute ones (schema 4 had no hours): six buckets merged each."""
+        hours: dict[tuple[int, int, int], dict[str, _rollups.Stats]] = {}
+        for entity_key, attr_id, period_s, bucket, keys_id, blob in sorted(rows):
+            if period_s != 600:
+                continue
+            keys = self._rollup_keys_of(keys_id)
+            into = hours.setdefault((entity_key, attr_id, bucket // 6), {})
+            for key, stats in zip(keys, _rollups.decode_stats(blob, len(keys), bucket * 600), strict=True):
+                before = into.get(key)
+                into[key] = stats if before is None else _rollups.merge(before, stats)
+        return [(entity_key, attr_id, 3600, hour, self._rollup_keys_id(tuple(by_key)),
+                 _rollups.encode_stats(by_key.values(), hour * 3600, _encode_number))
+                for (entity_key, attr_id, hour), by_key in hours.items()]
 
     def _conn(self) -> sqlite3.Connection:
         """The writer inside the current thread's transaction, else this thread's own reader connection."""
@@ -488,11 +540,8 @@ class Store:
         for start in range(0, len(keys), entities_per_transaction):
             low, high = keys[start], keys[min(start + entities_per_transaction, len(keys)) - 1]
             with self.transaction():
-                self._fold_rollups(low, high, top)
+                moved += self._fold_rollups(low, high, top)
                 columns = ", ".join(_BASE_COLUMNS + self._column_names())
-                moved += self._db.execute(f"SELECT coalesce(sum({self._instances_sql()}), 0) FROM readings_log "
-                                          "WHERE entity_key BETWEEN ? AND ? AND rowid <= ?",
-                                          (low, high, top)).fetchone()[0]
                 self._db.execute(
                     f"INSERT OR IGNORE INTO readings ({columns}) SELECT {columns} FROM readings_log WHERE entity_key "
                     "BETWEEN ? AND ? AND rowid <= ? ORDER BY entity_key, observed_ts, instance_id", (low, high, top))
@@ -519,25 +568,90 @@ class Store:
                 names += self._members.get(attr_id, ((), ()))[1]
         return tuple(names)
 
-    def _fold_rollups(self, low: int, high: int, top: int) -> None:
-        """Add the readings_log rows of entities low..high (rowid <= top) to the 1-min and 10-min rollups."""
-        self._db.execute("DELETE FROM temp.rollup_input")
-        for attr_id, column in sorted(self._attrs.values()):
-            members = self._members.get(attr_id)
-            if members is None:
-                self._db.execute(_rollups.unpivot_sql(attr_id, self._value_expr(attr_id)), (low, high, top))
-                continue
-            self._db.execute(_rollups.unpivot_members_sql(attr_id, list(members[0]), [
-                _decoded_sql(name) if kind == "n" else "NULL" for (_, kind), name in zip(*members)]),
-                (low, high, top))
-            # rows of this attribute written before it had member columns (or that did not fit them): JSON text
-            self._db.execute(_rollups.unpivot_sql(attr_id, _decoded_sql(str(column))), (low, high, top))
-        self._fold()
-        self._db.execute("DELETE FROM temp.rollup_input")
+    def _fold_rollups(self, low: int, high: int, top: int) -> int:
+        """Add the readings_log rows of entities low..high (rowid <= top) to the 1-min, 10-min and 1-hour rollups, in one
+        scan of those rows; returns how many attribute instances they hold."""
+        columns, plan = self._fold_plan()
+        rows = self._db.execute(f"SELECT entity_key, observed_ts, instance_id, extra{columns} FROM readings_log "
+                                "WHERE entity_key BETWEEN ? AND ? AND rowid <= ?", (low, high, top))
+        folder = _rollups.Folder()
+        counted = _fold_rows(rows, plan, folder)
+        self._store_rollups(folder.buckets())
+        return counted
 
-    def _fold(self, periods: tuple[int, ...] = _rollups.ROLLUP_PERIODS_S) -> None:
-        for sql, args in _rollups.fold_statements(periods):
-            self._db.execute(sql, args)
+    def _fold_plan(self, only: int | None = None) -> tuple[str, list[tuple[int, int, str, int]]]:
+        """The value columns the fold reads (SQL text after `extra`) and, per column, (row index, attr_id,
+        member key, kind): kind 0 a<id> (a number, or JSON text), 1 a numeric member, 2 a boolean member, +3 on
+        the first member column (it counts the instance). `only`: one attribute's columns (a rebuild)."""
+        names: list[str] = []
+        plan: list[tuple[int, int, str, int]] = []
+        for attr_id, column in sorted(self._attrs.values()):
+            if column is None or (only is not None and attr_id != only):
+                continue
+            names.append(column)
+            plan.append((3 + len(names), attr_id, "", 0))
+            members = self._members.get(attr_id)
+            if members is not None:
+                for i, ((key, kind), name) in enumerate(zip(*members, strict=True)):
+                    names.append(name)
+                    plan.append((3 + len(names), attr_id, key, (1 if kind == "n" else 2) + (3 if i == 0 else 0)))
+        return "".join(f", {name}" for name in names), plan
+
+    def _store_rollups(self, buckets: dict[tuple[int, int, int, int], dict[str, _rollups.Stats]]) -> None:
+        """Merge freshly folded buckets into the stored ones (late data adds to a bucket, never replaces it)."""
+        if not buckets:
+            return
+        ranges: dict[tuple[int, int, int], list[int]] = {}
+        for entity_key, attr_id, period_s, bucket in buckets:
+            span = ranges.get((entity_key, attr_id, period_s))
+            if span is None:
+                ranges[(entity_key, attr_id, period_s)] = [bucket, bucket]
+            else:
+                span[0], span[1] = min(span[0], bucket), max(span[1], bucket)
+        db = self._db
+        db.execute("DELETE FROM temp.rollup_touched")
+        db.executemany("INSERT INTO temp.rollup_touched (entity_key, attr_id, period_s, low, high) VALUES "
+                       "(?, ?, ?, ?, ?)", [(*key, low, high) for key, (low, high) in ranges.items()])
+        for entity_key, attr_id, period_s, bucket, keys_id, blob in db.execute(
+                "SELECT r.entity_key, r.attr_id, r.period_s, r.bucket, r.keys_id, r.stats FROM temp.rollup_touched t "
+                "JOIN rollup_stats r ON r.entity_key = t.entity_key AND r.attr_id = t.attr_id AND "
+                "r.period_s = t.period_s AND r.bucket BETWEEN t.low AND t.high").fetchall():
+            fresh = buckets.get((entity_key, attr_id, period_s, bucket))
+            if fresh is None:
+                continue
+            keys = self._rollup_keys_of(keys_id)
+            stored = dict(zip(keys, _rollups.decode_stats(blob, len(keys), bucket * period_s), strict=True))
+            for key, stats in fresh.items():
+                before = stored.get(key)
+                stored[key] = stats if before is None else _rollups.merge(before, stats)
+            buckets[(entity_key, attr_id, period_s, bucket)] = stored
+        db.execute("DELETE FROM temp.rollup_touched")
+        db.executemany("INSERT OR REPLACE INTO rollup_stats (entity_key, attr_id, period_s, bucket, keys_id, stats) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       [(entity_key, attr_id, period_s, bucket, self._rollup_keys_id(tuple(by_key)),
+                         _rollups.encode_stats(by_key.values(), bucket * period_s, _encode_number))
+                        for (entity_key, attr_id, period_s, bucket), by_key in buckets.items()])
+
+    def _rollup_keys_id(self, keys: tuple[str, ...]) -> int:
+        """The interned id of a rollup row's key list (writer side)."""
+        known = self._rollup_keys.get(keys)
+        if known is None:
+            text = dumps(list(keys))
+            row = self._db.execute("SELECT keys_id FROM rollup_keys WHERE keys = ?", (text,)).fetchone()
+            known = row[0] if row else self._db.execute("INSERT INTO rollup_keys (keys) VALUES (?)",
+                                                        (text,)).lastrowid
+            self._remember(self._rollup_keys, keys, known)
+        return known
+
+    def _rollup_keys_of(self, keys_id: int) -> tuple[str, ...]:
+        """The key list of an interned id (ids never change once committed: any thread may cache them)."""
+        keys = self._rollup_key_names.get(keys_id)
+        if keys is None:
+            keys = tuple(loads(self._conn().execute("SELECT keys FROM rollup_keys WHERE keys_id = ?",
+                                                    (keys_id,)).fetchone()[0]))
+            if self._writer_thread != threading.get_ident():  # the writer's may still roll back
+                self._rollup_key_names[keys_id] = keys
+        return keys
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -881,7 +995,7 @@ class Store:
                     else:
                         db.execute(f"UPDATE {table} SET {self._nulls(attr_id, column)} WHERE entity_key = ?",
                                    (entity_key,))
-                db.execute("DELETE FROM rollups WHERE entity_key = ? AND attr_id = ?", (entity_key, attr_id))
+                db.execute("DELETE FROM rollup_stats WHERE entity_key = ? AND attr_id = ?", (entity_key, attr_id))
             db.execute("DELETE FROM history_marks WHERE series_id = ?", (series_id,))
             db.execute("DELETE FROM series WHERE series_id = ?", (series_id,))
             self._series.pop((tenant, entity_id, name), None)
@@ -889,7 +1003,7 @@ class Store:
         if attr_name is not None:
             return bool(rows)
         if key_row is not None:
-            for table in ("readings", "readings_log", "rollups"):
+            for table in ("readings", "readings_log", "rollup_stats"):
                 db.execute(f"DELETE FROM {table} WHERE entity_key = ?", (key_row[0],))
         exists_now = db.execute("SELECT 1 FROM entities WHERE tenant = ? AND id = ?",
                                 (tenant, entity_id)).fetchone() is not None
@@ -931,17 +1045,17 @@ class Store:
 
     def _rebuild_rollups(self, entity_key: int, attr_id: int, observed_ts: float) -> None:
         """Recompute one attribute's rollup buckets around one time from the raw rows (writer, in a transaction)."""
-        value_sql = self._value_expr(attr_id)
+        columns, plan = self._fold_plan(only=attr_id)
         for period_s in _rollups.ROLLUP_PERIODS_S:
             bucket = math.floor(observed_ts / period_s)
-            self._db.execute("DELETE FROM rollups WHERE entity_key = ? AND attr_id = ? AND period_s = ? AND "
+            self._db.execute("DELETE FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND period_s = ? AND "
                              "bucket = ?", (entity_key, attr_id, period_s, bucket))
-            self._db.execute("DELETE FROM temp.rollup_input")
-            self._db.execute(_rollups.unpivot_sql(attr_id, value_sql).replace("readings_log", "readings").replace(
-                "AND rowid <= ?", "AND observed_ts >= ? AND observed_ts < ?"),
-                (entity_key, entity_key, bucket * period_s, (bucket + 1) * period_s))
-            self._fold((period_s,))
-        self._db.execute("DELETE FROM temp.rollup_input")
+            rows = self._db.execute(f"SELECT entity_key, observed_ts, instance_id, NULL{columns} FROM readings "
+                                    "WHERE entity_key = ? AND observed_ts >= ? AND observed_ts < ?",
+                                    (entity_key, bucket * period_s, (bucket + 1) * period_s))
+            folder = _rollups.Folder()
+            _fold_rows(rows, plan, folder)
+            self._store_rollups(folder.buckets((period_s,)))
 
     # -- history: reading ---------------------------------------------------------------------------------
     def _slot(self, series_id: int) -> tuple[int, int | None]:
@@ -1151,7 +1265,7 @@ class Store:
                   counts: bool = False, distinct: bool = False) -> list[Bucket]:
         """Per-period statistics of one series; object values (per-phase) are aggregated per key.
 
-        Answered from the 1-min / 10-min rollups when every period is a whole number of rollup buckets on
+        Answered from the 1-min / 10-min / 1-hour rollups when every period is a whole number of rollup buckets on
         their grid (and distinctCount is not asked), plus the few rows still waiting in readings_log; else from
         the raw rows: one range query per period (rows come out of the clustered index in time order), or one
         GROUP BY for many small periods and for lastN. Numbers are aggregated as SQL numbers, JSON objects per
@@ -1216,7 +1330,7 @@ class Store:
 
     def _has_rollups(self, series_id: int) -> bool:
         entity_key, attr_id = self._slot(series_id)
-        return self._conn().execute("SELECT 1 FROM rollups WHERE entity_key = ? AND attr_id = ? LIMIT 1",
+        return self._conn().execute("SELECT 1 FROM rollup_stats WHERE entity_key = ? AND attr_id = ? LIMIT 1",
                                     (entity_key, attr_id)).fetchone() is not None
 
     def _aggregate_rollups(self, series_id: int, window: TimeRange, origin: float, period_s: float, rollup: int,
@@ -1226,22 +1340,41 @@ class Store:
         low = int(window.start) // rollup if window.start is not None else -(2 ** 62)
         high = int(window.end) // rollup if window.end is not None else 2 ** 62
         merged: dict[tuple[int, str], list[Any]] = {}
-        rows = self._conn().execute(_rollups.ANSWER_SQL, (rollup, int(origin), int(period_s), entity_key, attr_id,
-                                                          rollup, low, high)).fetchall()
-        waiting = self._aggregate_grouped(series_id, window, origin, period_s, tables=("readings_log",))
-        for index, key, total, numeric_n, total_sum, sumsq, vmin, vmax in (
-                [tuple(row) for row in rows] + [(b.index, b.key or "", b.total, b.numeric, b.sum, b.sumsq, b.min,
-                                                 b.max) for b in waiting]):
-            into = merged.get((index, key))
+        start, period = int(origin), int(period_s)
+        for bucket, keys_id, blob in self._conn().execute(
+                "SELECT bucket, keys_id, stats FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND period_s = ? "
+                "AND bucket >= ? AND bucket < ?", (entity_key, attr_id, rollup, low, high)):
+            keys = self._rollup_keys_of(keys_id)
+            index = (bucket * rollup - start) // period
+            for key, (total, numeric_n, total_sum, sumsq, vmin, vmax) in zip(
+                    keys, _rollups.answer_stats(blob, len(keys)), strict=True):
+                into = merged.get((index, key))
+                if into is None:
+                    merged[(index, key)] = into = [0, 0, [], [], vmin, vmax]
+                into[0] += total
+                if numeric_n:
+                    into[1] += numeric_n
+                    into[2].append(total_sum)
+                    into[3].append(sumsq)
+                    if into[4] is None or vmin < into[4]:
+                        into[4] = vmin
+                    if into[5] is None or vmax > into[5]:
+                        into[5] = vmax
+        for stats in merged.values():  # the sums of the buckets, correctly rounded (SQLite's sum() was KBN)
+            stats[2] = math.fsum(stats[2]) if stats[2] else None
+            stats[3] = math.fsum(stats[3]) if stats[3] else None
+        # the rows not folded yet: added as before (an integer sum of raw rows alone stays an integer)
+        for b in self._aggregate_grouped(series_id, window, origin, period_s, tables=("readings_log",)):
+            into = merged.get((b.index, b.key or ""))
             if into is None:
-                merged[(index, key)] = [total, numeric_n, total_sum, sumsq, vmin, vmax]
+                merged[(b.index, b.key or "")] = [b.total, b.numeric, b.sum, b.sumsq, b.min, b.max]
                 continue
-            into[0] += total
-            into[1] += numeric_n
-            into[2] = _add(into[2], total_sum)
-            into[3] = _add(into[3], sumsq)
-            into[4] = vmin if into[4] is None else (into[4] if vmin is None else min(into[4], vmin))
-            into[5] = vmax if into[5] is None else (into[5] if vmax is None else max(into[5], vmax))
+            into[0] += b.total
+            into[1] += b.numeric
+            into[2] = _add(into[2], b.sum)
+            into[3] = _add(into[3], b.sumsq)
+            into[4] = b.min if into[4] is None else (into[4] if b.min is None else min(into[4], b.min))
+            into[5] = b.max if into[5] is None else (into[5] if b.max is None else max(into[5], b.max))
         if numeric is None:  # raw history pruned: what the rollups hold says whether values were scalars
             numeric = any(key == "" and stats[1] for (_, key), stats in merged.items())
         out = []
@@ -1325,7 +1458,7 @@ class Store:
     def prune_rollups(self, period_s: int, before_ts: float) -> int:
         """Delete rollup buckets of one period that start before `before_ts`; returns how many went."""
         with self.transaction():
-            return self._db.execute("DELETE FROM rollups WHERE period_s = ? AND bucket < ?",
+            return self._db.execute("DELETE FROM rollup_stats WHERE period_s = ? AND bucket < ?",
                                     (period_s, math.floor(before_ts / period_s))).rowcount
 
     def rollups(self, series_id: int, period_s: int, window: TimeRange = TimeRange()) -> list[dict[str, Any]]:
@@ -1334,13 +1467,18 @@ class Store:
         entity_key, attr_id = self._slot(series_id)
         low = math.floor(window.start / period_s) if window.start is not None else -(2 ** 62)
         high = math.ceil(window.end / period_s) if window.end is not None else 2 ** 62
-        rows = self._conn().execute(
-            "SELECT bucket, key, total, numeric, sum, sumsq, min, max, last FROM rollups WHERE entity_key = ? AND "
-            "attr_id = ? AND period_s = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, key",
-            (entity_key, attr_id, period_s, low, high)).fetchall()
-        return [{"start": row["bucket"] * period_s, "key": row["key"] or None, "total": row["total"],
-                 "numeric": row["numeric"], "sum": row["sum"], "sumsq": row["sumsq"], "min": row["min"],
-                 "max": row["max"], "last": row["last"]} for row in rows]
+        out = []
+        for bucket, keys_id, blob in self._conn().execute(
+                "SELECT bucket, keys_id, stats FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND period_s = ? "
+                "AND bucket >= ? AND bucket < ? ORDER BY bucket", (entity_key, attr_id, period_s, low, high)):
+            keys = self._rollup_keys_of(keys_id)
+            stats = dict(zip(keys, _rollups.decode_stats(blob, len(keys), bucket * period_s), strict=True))
+            for key in sorted(stats):
+                s = stats[key]
+                out.append({"start": bucket * period_s, "key": key or None, "total": s.total, "numeric": s.numeric,
+                            "sum": s.sum, "sumsq": s.sumsq, "min": None if s.min is None else float(s.min),
+                            "max": None if s.max is None else float(s.max), "last": s.last})
+        return out
 
     # -- subscriptions ------------------------------------------------------------------------------------
     def put_subscription(self, tenant: str, sub_id: str, body: dict[str, Any], status: dict[str, Any]) -> None:
@@ -1458,6 +1596,57 @@ def _decoded_sql(column: str) -> str:
             f"ELSE ({column} / 10) / (CASE abs({column}) % 10 {_POWERS} END) END) "
             f"WHEN typeof({column}) = 'text' AND json_type({column}) = 'integer' THEN {column} ->> '$' "
             f"ELSE {column} END)")
+
+
+def _fold_rows(rows: Iterable[tuple[Any, ...]], plan: list[tuple[int, int, str, int]], folder: _rollups.Folder) -> int:
+    """Add every value of readings rows (entity_key, observed_ts, instance_id, extra, value columns...) to the
+    folder, as the temporal API's aggregation sees them: tagged integers decoded, an object's members per key
+    (member columns or JSON), anything not a number counted but not numeric. Returns the attribute instances."""
+    add = folder.add
+    value_of = _rollups.tagged_value
+    counted = 0
+    for row in rows:
+        entity_key, ts, instance_id, extra = row[0], row[1], row[2], row[3]
+        for index, attr_id, key, kind in plan:
+            value = row[index]
+            if value is None:
+                continue
+            if kind == 0:
+                counted += 1
+                if type(value) is int:
+                    add(entity_key, attr_id, "", ts, instance_id, value_of(value))
+                elif type(value) is float:
+                    add(entity_key, attr_id, "", ts, instance_id, value)
+                else:
+                    _fold_json(add, entity_key, attr_id, ts, instance_id, loads(value))
+                continue
+            if kind >= 3:
+                counted += 1
+                kind -= 3
+            add(entity_key, attr_id, key, ts, instance_id, value_of(value) if kind == 1 else None)
+        if extra:
+            for attr_id, value in loads(extra).items():
+                counted += 1
+                _fold_json(add, entity_key, int(attr_id), ts, instance_id, value)
+    return counted
+
+
+def _fold_json(add: Callable[..., None], entity_key: int, attr_id: int, ts: float, instance_id: int,
+               value: Any) -> None:
+    """A JSON value's share of the rollups: a number under '', an object's or array's members under their keys
+    (as SQLite's json_each names them), anything else counted under '' as not numeric."""
+    if isinstance(value, dict):
+        for key, member in value.items():
+            add(entity_key, attr_id, key, ts, instance_id, _number(member))
+    elif isinstance(value, list):
+        for index, member in enumerate(value):
+            add(entity_key, attr_id, str(index), ts, instance_id, _number(member))
+    else:
+        add(entity_key, attr_id, "", ts, instance_id, _number(value))
+
+
+def _number(value: Any) -> int | float | None:
+    return value if type(value) is int or type(value) is float else None
 
 
 def _sql_text(text: str) -> str:
