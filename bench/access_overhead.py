@@ -8,16 +8,25 @@ One embedded broker, one PEP in front of it, both on 127.0.0.1. The same workloa
 Figures are ratios of throughput through the PEP to the baseline in the same run (1.0 = no overhead). The
 machine is shared with other work, so read them as that run's ratios, not absolutes.
 
+Ingest also runs through variants of the PEP in the same rounds, each its own process in front of the same
+broker, so each change is measured against what it replaced: `baseline` (access/ as of BASELINE_COMMIT, read
+from git), `h11-asyncio` (today's code forced onto uvicorn's pure-Python parser and asyncio's loop) and
+`httptools-uvloop` (today's code on the C ones; needs httptools and uvloop importable: installed, or a directory
+holding them given as --fast-site). The micro figures (token verification cached or not, path classification
+before and after) are timed in this process.
+
     python bench/access_overhead.py            # 8 rounds
-    python bench/access_overhead.py --quick    # the smoke run tests/bench uses
+    python bench/access_overhead.py --quick    # the smoke run (no variants)
 Writes bench/results/access_overhead.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -37,6 +46,9 @@ from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import measurement_id
 
 RESULTS = REPO / "bench" / "results"
+# The PEP before the 2026-12-07 optimisation (uvicorn auto = h11/asyncio here, wait_for per upstream exchange,
+# routes scanned across all methods): the baseline the variants are measured against.
+BASELINE_COMMIT = "2ec4bd5"
 HEADERS = {"Content-Type": "application/json", "Link": link_header(ENERGY_CONTEXT)}
 
 
@@ -79,6 +91,64 @@ def _machine() -> dict:
     return {"loadavg_1_5_15": [float(x) for x in load], "python_processes": int(others or 0)}
 
 
+def _baseline_tree(commit: str, into: Path) -> Path:
+    """access/ as of `commit`, extracted under `into` (run with cwd there: `-m access` finds it first)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "access"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def _importable(module: str, site: Path | None) -> bool:
+    if importlib.util.find_spec(module) is not None:
+        return True
+    return site is not None and any(site.glob(f"{module}/__init__.py"))
+
+
+def _micro(issuer: LocalIssuer) -> dict:
+    """Per-call cost (µs) of token verification uncached (the full ES256 check) and cached, and of the path
+    classification before (the baseline's loop over every route) and after (precompiled per method)."""
+    from access import _policy
+
+    verifier = issuer.verifier()
+    tokens = [issuer.token(f"user-{i}", "admin") for i in range(200)]
+    start = time.perf_counter()
+    for token in tokens:
+        verifier._verify(token)
+    uncached = (time.perf_counter() - start) / len(tokens)
+    verifier.verify(tokens[0])
+    start = time.perf_counter()
+    for _ in range(20_000):
+        verifier.verify(tokens[0])
+    cached = (time.perf_counter() - start) / 20_000
+
+    old_routes = [(methods, re.compile(pattern), action) for methods, pattern, action in _policy._ROUTES]
+
+    def old_classify(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+        for methods, pattern, action in old_routes:  # the baseline's loop, as it was
+            if method in methods.split():
+                match = pattern.match(path)
+                if match:
+                    return action, {k: v for k, v in match.groupdict().items() if v}
+        return None
+
+    paths = [("POST", "/ngsi-ld/v1/entityOperations/upsert"), ("GET", "/ngsi-ld/v1/entities"),
+             ("GET", "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:ThreePhaseAcMeasurement:meter-001"),
+             ("PATCH", "/ngsi-ld/v1/entities/urn:ngsi-ld:Device:meter-001/attrs")]
+    timings = {}
+    for name, func in (("old", old_classify), ("new", _policy.classify)):
+        assert all(func(m, p) == _policy.classify(m, p) for m, p in paths)
+        start = time.perf_counter()
+        for _ in range(5_000):
+            for method, path in paths:
+                func(method, path)
+        timings[name] = (time.perf_counter() - start) / (5_000 * len(paths))
+    return {"verify_uncached_us": round(1e6 * uncached, 1), "verify_cached_us": round(1e6 * cached, 2),
+            "classify_before_us": round(1e6 * timings["old"], 2),
+            "classify_after_us": round(1e6 * timings["new"], 2)}
+
+
 def _batch(round_no: int, client: int, req: int, batch: int, meters: int) -> list[dict]:
     at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1_790_000_000 + round_no * 10_000 + req)) + "Z"
     return [{"id": measurement_id(f"meter-{(client * batch + i) % meters:04d}"), "type": "ThreePhaseAcMeasurement",
@@ -112,6 +182,12 @@ def _run(url: str, token: str | None, kind: str, round_no: int, clients: int, re
     return clients * requests * (batch if kind == "ingest" else 1) / elapsed
 
 
+def _server_of(pid: int) -> str:
+    """Which HTTP parser / loop the default PEP process runs on (from the modules it mapped)."""
+    maps = Path(f"/proc/{pid}/maps").read_text(errors="replace") if Path(f"/proc/{pid}/maps").exists() else ""
+    return f"{'httptools' if 'httptools' in maps else 'h11'}/{'uvloop' if 'uvloop' in maps else 'asyncio'}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 short rounds (smoke test, a few seconds)")
@@ -120,9 +196,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="requests per client per round")
     parser.add_argument("--batch", type=int, default=50, help="entities per upsert")
     parser.add_argument("--meters", type=int, default=200)
+    parser.add_argument("--fast-site", type=Path, help="A directory holding httptools and uvloop, put on the "
+                                                       "httptools-uvloop variant's PYTHONPATH only")
+    parser.add_argument("--no-variants", action="store_true", help="Only direct and the PEP as `access serve` runs")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.requests, args.clients = 3, 6, 2
+        args.rounds, args.requests, args.clients, args.no_variants = 3, 6, 2, True
     started = time.perf_counter()
     machine_before = _machine()
 
@@ -139,9 +218,34 @@ def main() -> None:
                        "--data-dir", str(data_dir)])
         admin = issuer.token("bench", "admin")
         member = issuer.token("bench-member", "member", devices=["meter-0001"])
+        # Ingest-only variants of the PEP, each in front of the same broker: name -> (process, url).
+        variants: dict[str, tuple[subprocess.Popen, str]] = {}
+        skipped: dict[str, str] = {}
+        if not args.no_variants:
+            specs = [("baseline", []), ("h11-asyncio", ["--http", "h11", "--loop", "asyncio"])]
+            if _importable("httptools", args.fast_site) and _importable("uvloop", args.fast_site):
+                specs.append(("httptools-uvloop", ["--http", "httptools", "--loop", "uvloop"]))
+            else:
+                skipped["httptools-uvloop"] = "httptools/uvloop not importable (pip install httptools uvloop)"
+            for name, extra in specs:
+                port = _free_port()
+                env = dict(os.environ)
+                cwd = REPO
+                if name == "baseline":
+                    cwd = _baseline_tree(BASELINE_COMMIT, data_dir / "baseline")
+                    env["PYTHONPATH"] = str(REPO)
+                elif name == "httptools-uvloop" and args.fast_site:
+                    env["PYTHONPATH"] = f"{args.fast_site}{os.pathsep}{env.get('PYTHONPATH', '')}"
+                proc = subprocess.Popen([sys.executable, "-m", "access", "serve", "--upstream", broker_url,
+                                         "--port", str(port), "--data-dir", str(data_dir), *extra], cwd=cwd,
+                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                variants[name] = (proc, f"http://127.0.0.1:{port}")
         try:
             _wait(broker, broker_url)
             _wait(pep, pep_url)
+            for proc, url in variants.values():
+                _wait(proc, url)
+            pep_server = _server_of(pep.pid)
             rates: dict[str, list[float]] = {k: [] for k in ("ingest_direct", "ingest_pep", "query_direct",
                                                                 "query_pep")}
             # CPU per item of the broker and the PEP: the noise-robust figure. Other work on the machine
@@ -159,6 +263,19 @@ def main() -> None:
                 if name == "pep":
                     cpu[f"{kind}_pep_pep"].append((_cpu_s(pep.pid) - before[1]) / items)
 
+            # variant -> [PEP CPU s, broker CPU s, entities, seconds]
+            variant_cpu: dict[str, list[float]] = {name: [0.0, 0.0, 0, 0.0] for name in variants}
+
+            def variant_round(name: str, round_no: int) -> None:
+                proc, url = variants[name]
+                before = _cpu_s(proc.pid), _cpu_s(broker.pid), time.perf_counter()
+                _run(url, admin, "ingest", round_no, args.clients, args.requests, args.batch, args.meters)
+                acc = variant_cpu[name]
+                acc[0] += _cpu_s(proc.pid) - before[0]
+                acc[1] += _cpu_s(broker.pid) - before[1]
+                acc[2] += args.clients * args.requests * args.batch
+                acc[3] += time.perf_counter() - before[2]
+
             _run(broker_url, None, "ingest", 0, args.clients, 2, args.batch, args.meters)  # warm-up
             for rnd in range(1, args.rounds + 1):
                 order = [("direct", broker_url, None), ("pep", pep_url, admin)]
@@ -166,10 +283,14 @@ def main() -> None:
                     order.reverse()
                 for name, url, token in order:
                     measured("ingest", name, url, token, rnd * 2 + (name == "pep"))
+                names = list(variants)
+                for i, name in enumerate(names[rnd % len(names):] + names[:rnd % len(names)] if names else []):
+                    variant_round(name, 1000 + rnd * 10 + i)
                 for name, url, token in order:
                     measured("query", name, url, member if token else None, rnd)
+            micro = _micro(issuer)
         finally:
-            for proc in (pep, broker):
+            for proc in (pep, broker, *(p for p, _ in variants.values())):
                 proc.terminate()
                 proc.wait(timeout=10)
 
@@ -196,6 +317,15 @@ def main() -> None:
         "cpu_us_per_item": {k: round(1e6 * v / len(cpu[k]), 1) for k, v in total.items()},
         "ingest_cpu_ratio": round(cpu_ratio("ingest"), 3),
         "query_cpu_ratio": round(cpu_ratio("query"), 3),
+        "pep_server": pep_server,
+        "variants": {name: {"pep_cpu_us_per_entity": round(1e6 * acc[0] / acc[2], 2),
+                            "broker_cpu_us_per_entity": round(1e6 * acc[1] / acc[2], 1),
+                            "pep_share_of_broker_cpu": round(acc[0] / acc[1], 4),
+                            "entities_per_s": round(acc[2] / acc[3], 1)}
+                     for name, acc in variant_cpu.items() if acc[2]},
+        "variants_skipped": skipped,
+        "baseline_commit": BASELINE_COMMIT,
+        "micro": micro,
         "note": "throughput: medians over interleaved rounds on a shared machine (noisy); cpu ratio: the broker's "
                 "CPU per item straight over broker + PEP CPU per item through the PEP (what the throughput "
                 "ratio is when both are CPU bound); the query through the PEP is a member's (its body filtered "

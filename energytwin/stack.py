@@ -61,6 +61,7 @@ class StackConfig:
     web_port: int = ports.WEB_PORT  # the live twin page (twin_service.web); 0: a free port
     access: bool = True  # the access layer (access/, a PEP) in front of the broker; False only for development
     access_port: int = 0  # where the PEP listens (`energytwin up`: 1027); 0: a free port
+    agent_access_port: int = 0  # a second PEP, in front of the IoT Agent's north API; 0: a free port
     # Per-device MQTT credentials (access/_mqtt_auth.py): Mosquitto/amqtt refuse anonymous clients, each device
     # logs in as itself and publishes only its own topics. `energytwin up`/`demo` turn it on with access control.
     mqtt_auth: bool = False
@@ -239,7 +240,8 @@ class EmbeddedStack:
         cfg = self.config
         wanted = [("MQTT", cfg.mqtt_port), ("NGSI-LD broker", cfg.broker_port), ("IoT Agent", cfg.agent_port),
                   ("power-quality analytics", cfg.quality_port), ("live twin page", cfg.web_port),
-                  ("access layer", cfg.access_port if cfg.access else 0)]
+                  ("access layer", cfg.access_port if cfg.access else 0),
+                  ("IoT Agent access layer", cfg.agent_access_port if cfg.access else 0)]
         for service, port in wanted:
             if not port:
                 continue
@@ -322,7 +324,7 @@ class EmbeddedStack:
         python = sys.executable
         quality_port = cfg.quality_port or free_port()
         web_port = cfg.web_port or free_port()
-        guarded = []
+        guarded, agent_guard = [], []
         if cfg.access:
             access_port = cfg.access_port or free_port()
             guarded = [_Child(
@@ -331,6 +333,15 @@ class EmbeddedStack:
                  "--port", str(access_port), "--data-dir", str(cfg.data_dir)],
                 access_port,
                 cfg.log_dir / "access.log",
+            )]
+            # The agent's north API (provisioning) through its own PEP: the policy's agent.* actions.
+            agent_access_port = cfg.agent_access_port or free_port()
+            agent_guard = [_Child(
+                "agent-access",
+                [python, "-m", "access", "serve", "--upstream", cfg.agent_url, "--host", cfg.host,
+                 "--port", str(agent_access_port), "--data-dir", str(cfg.data_dir)],
+                agent_access_port,
+                cfg.log_dir / "agent-access.log",
             )]
         else:
             log.warning("ACCESS CONTROL IS OFF (development only): no access layer runs in front of the broker; "
@@ -371,7 +382,8 @@ class EmbeddedStack:
                 cfg.log_dir / "web.log",
             ),
         ]
-        return children[:1] + guarded + children[1:]  # the PEP right after the broker it guards
+        # each PEP right after the service it guards
+        return children[:1] + guarded + children[1:2] + agent_guard + children[2:]
 
     # --- per-device MQTT credentials ---
 
@@ -436,6 +448,14 @@ class EmbeddedStack:
         if not self.config.access:
             return None
         port = next((c.port for c in self.children if c.name == "access"), self.config.access_port)
+        return f"http://{self.config.host}:{port}"
+
+    @property
+    def agent_access_url(self) -> str | None:
+        """Base URL of the PEP in front of the IoT Agent's north API; None when access control is off."""
+        if not self.config.access:
+            return None
+        port = next((c.port for c in self.children if c.name == "agent-access"), self.config.agent_access_port)
         return f"http://{self.config.host}:{port}"
 
     @property

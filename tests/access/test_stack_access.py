@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from access._tokens import LocalIssuer
 from energytwin.stack import EmbeddedStack, StackConfig
 
 from .conftest import free_port
@@ -15,11 +16,46 @@ from .conftest import free_port
 ROOT = Path(__file__).parents[2]
 
 
+AGENT_HEADERS = {"fiware-service": "energytwin", "fiware-servicepath": "/"}
+GROUP = {"services": [{"apikey": "sitekey", "resource": "/iot/json", "entity_type": "ThreePhaseAcMeasurement"}]}
+
+
+def _agent_through_its_pep(stack: EmbeddedStack) -> None:
+    """The IoT Agent's north API through its PEP: provisioning for the operators (control centre, admin) only."""
+    assert stack.agent_access_url and stack.agent_access_url != stack.config.agent_url
+    issuer = LocalIssuer(stack.config.data_dir)
+    tokens = {role: issuer.token(role, role, devices=["meter-001"] if role in ("member", "device") else None)
+              for role in ("member", "device", "public", "manager", "control-centre", "admin")}
+    with httpx.Client(base_url=stack.agent_access_url, headers=AGENT_HEADERS, timeout=10) as http:
+        refused = http.get("/iot/devices")
+        assert refused.status_code == 401 and refused.json()["title"] == "Unauthorized"
+        for role in ("member", "device", "public", "manager"):
+            auth = {"Authorization": f"Bearer {tokens[role]}"}
+            for method, path, body in (("GET", "/iot/devices", None), ("GET", "/iot/services", None),
+                                       ("POST", "/iot/services", GROUP), ("GET", "/metrics", None),
+                                       ("DELETE", "/iot/devices/meter-001", None)):
+                answer = http.request(method, path, json=body, headers=auth)
+                assert answer.status_code == 403, (role, method, path, answer.text)
+        ops = {"Authorization": f"Bearer {tokens['control-centre']}"}
+        assert http.post("/iot/services", json=GROUP, headers=ops).status_code == 201
+        device = {"devices": [{"device_id": "meter-009", "protocol": "IoTA-JSON", "transport": "MQTT",
+                               "entity_type": "ThreePhaseAcMeasurement"}]}
+        assert http.post("/iot/devices", json=device, headers=ops).status_code == 201
+        admin = {"Authorization": f"Bearer {tokens['admin']}"}
+        listed = http.get("/iot/devices", headers=admin)
+        assert listed.status_code == 200 and "meter-009" in listed.text
+        assert "energytwin_agent_devices" in http.get("/metrics", headers=admin).text  # the agent's, forwarded
+        assert http.delete("/iot/devices/meter-009", headers=admin).status_code == 204
+        pep = http.get("/pep/metrics", headers=ops).text  # the PEP's own
+        assert 'energytwin_pep_refused_total{reason="role",status="403"} 20' in pep
+
+
 def test_the_stack_runs_with_access_control_on(tmp_path: Path):
     cfg = StackConfig(data_dir=tmp_path, mqtt_port=free_port(), broker_port=free_port(), agent_port=free_port(),
                       quality_port=0, web_port=0, access_port=0, mqtt_prefer="amqtt")
     with EmbeddedStack(cfg) as stack:
-        assert stack.access_url and [c.name for c in stack.children][:2] == ["broker", "access"]
+        assert [c.name for c in stack.children][:4] == ["broker", "access", "agent", "agent-access"]
+        _agent_through_its_pep(stack)
         url = f"{stack.access_url}/ngsi-ld/v1/entities?type=ThreePhaseAcMeasurement"
         refused = httpx.get(url, timeout=10)
         assert refused.status_code == 401 and refused.json()["title"] == "Unauthorized"
@@ -35,5 +71,6 @@ def test_access_control_off_is_said_loudly(tmp_path: Path, caplog):
     stack = EmbeddedStack(StackConfig(data_dir=tmp_path, access=False, quality_port=0, web_port=0))
     with caplog.at_level("WARNING"):
         names = [c.name for c in stack._children()]
-    assert "access" not in names and stack.access_url is None
+    assert "access" not in names and "agent-access" not in names
+    assert stack.access_url is None and stack.agent_access_url is None
     assert "ACCESS CONTROL IS OFF" in caplog.text
