@@ -24,8 +24,9 @@ Usage: python bench/soak.py [--quick | --smoke] [--seconds S] [--meters N] [--ra
   full: 1,000 meters x 1 Hz for 1,800 s; --quick: 20 meters for 25 s, the eight faults shortened (~40 s);
   --smoke: 10 meters for 10 s with kill -9 of the broker and the agent and an MQTT restart (~25 s, a check by hand;
   make test runs --quick through tests/bench/test_bench_smoke.py and checks its figures), written to bench/results/soak_smoke.json.
-Writes bench/results/soak.json with published, landed, lost, duplicated, notifications_lost, faults_injected,
-max_recovery_s, rss_growth_pct and the details. Goal (reported, not asserted): zero lost, zero duplicated, RSS
+Writes bench/results/soak.json (a long run also bench/results/soak-<UTC start, YYYY-MM-DDTHHMM>.json, which a
+later smoke run cannot overwrite) with published, landed, lost, duplicated, notifications_lost, faults_injected,
+max_recovery_s, rss_growth_pct, the machine's load and the details. Goal (reported, not asserted): zero lost, zero duplicated, RSS
 growth < 10 %.
 """
 
@@ -94,9 +95,10 @@ class AwayReceiver(NotifyReceiver):
             pass
         writer.close()
 
-    def keys(self) -> set[tuple[str, float]]:
-        """(entity id, observedAt) of every frequency value notified."""
-        out = set()
+    def keys(self) -> dict[tuple[str, float], int]:
+        """(entity id, observedAt) of every frequency value notified -> how many times it was (more than once:
+        the broker's backlog is at-least-once across a crash)."""
+        out: dict[tuple[str, float], int] = {}
         for _, body in self.received:
             try:
                 data = json.loads(body)["data"]
@@ -105,7 +107,8 @@ class AwayReceiver(NotifyReceiver):
             for entity in data:
                 prop = entity.get("frequency")
                 if isinstance(prop, dict) and "observedAt" in prop:
-                    out.add((entity["id"], round(epoch(prop["observedAt"]), 3)))
+                    key = (entity["id"], round(epoch(prop["observedAt"]), 3))
+                    out[key] = out.get(key, 0) + 1
         return out
 
 
@@ -367,6 +370,26 @@ def by_fault(faults: list[dict[str, Any]], figures: dict[str, dict[int, int]]) -
     return out
 
 
+def machine_load(since: dict[int, tuple[str, float]] | None = None) -> dict[str, Any]:
+    """Load average, and with `since` (a previous call's `_cpu`) the processes outside the soak's own tree that
+    used the most CPU meanwhile: what else was running on the shared machine."""
+    own = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
+    cpu: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is None or proc.info["pid"] in own:
+            continue
+        line = " ".join(proc.info["cmdline"] or [proc.info["name"] or "?"])
+        cpu[proc.info["pid"]] = (line[:100], times.user + times.system)
+    out: dict[str, Any] = {"load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(),
+                           "_cpu": cpu}
+    if since is not None:
+        used = sorted(((cpu_s - since.get(pid, (line, 0.0))[1], line) for pid, (line, cpu_s) in cpu.items()),
+                      reverse=True)
+        out["others_cpu_s"] = [{"cpu_s": round(s, 1), "cmd": line} for s, line in used[:8] if s >= 1.0]
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 meters for 25 s, all eight faults shortened")
@@ -388,6 +411,7 @@ def main(argv: list[str]) -> int:
     device_ids = [f"soak-{n:04d}" for n in range(meters)]
     probe_id = f"urn:ngsi-ld:{MEASUREMENT_TYPE}:{device_ids[0]}"
     started_wall = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_start = machine_load()
     # SIGTERM (timeout, an operator) ends the run through the same cleanup as Ctrl-C: the stack is stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
@@ -419,6 +443,7 @@ def main(argv: list[str]) -> int:
             warm_s = min(60.0, 0.1 * seconds)
             time.sleep(warm_s)
             rss_samples = [(round(time.time() - begin), service_rss_mb(stack))]
+            load_samples = [(rss_samples[0][0], round(os.getloadavg()[0], 2))]
             chaos_window = seconds - warm_s
             slot_s = chaos_window / (len(schedule) + 0.5)
             chaos = Chaos(stack, receiver, probe_id, begin + warm_s + 0.25 * slot_s, slot_s, away_s, pause_s, begin,
@@ -431,6 +456,7 @@ def main(argv: list[str]) -> int:
                 time.sleep(0.5)
                 if time.time() - begin - rss_samples[-1][0] >= 60:
                     rss_samples.append((round(time.time() - begin), service_rss_mb(stack)))
+                    load_samples.append((rss_samples[-1][0], round(os.getloadavg()[0], 2)))
             rss_samples.append((round(time.time() - begin), service_rss_mb(stack)))
             stop.set()
             publisher.join()
@@ -454,7 +480,9 @@ def main(argv: list[str]) -> int:
     lost_per_s = {round(sec - t0): n - landed_per_s.get(sec, 0) for sec, n in sorted(published_per_s.items())
                   if n > landed_per_s.get(sec, 0)}
     duplicated_per_s = per_second({key: n for key, n in duplicates.items()}, t0)
-    notified_lost_per_s = per_second({key: 1 for key in keys - notified}, t0)
+    notified_lost_per_s = per_second({key: 1 for key in keys - notified.keys()}, t0)
+    load_end = machine_load(load_start.pop("_cpu"))
+    load_end.pop("_cpu")
     recoveries = [f["recovery_s"] for f in chaos.faults]
     rss_start, rss_end = (round(sum(rss_samples[i][1].values()), 1) for i in (0, -1))
     result = {
@@ -462,7 +490,8 @@ def main(argv: list[str]) -> int:
         "quick": args.quick, "smoke": args.smoke, "payload_bytes": payload_bytes, "cores": os.cpu_count(),
         "published": sent, "landed": landed_n, "lost": sent - landed_n, "duplicated": sum(duplicates.values()),
         "agent_upserted_messages": int(upserted),
-        "notifications_lost": len(keys - notified), "notifications_received": len(receiver.received),
+        "notifications_lost": len(keys - notified.keys()), "notifications_received": len(receiver.received),
+        "notifications_duplicated": sum(n - 1 for n in notified.values()),
         "faults_injected": chaos.faults,
         "max_recovery_s": max((r for r in recoveries if r is not None), default=None),
         "faults_not_recovered": sum(1 for r in recoveries if r is None),
@@ -474,15 +503,23 @@ def main(argv: list[str]) -> int:
         "by_fault": by_fault(chaos.faults, {"lost": lost_per_s, "duplicated": duplicated_per_s,
                                             "notifications_lost": notified_lost_per_s}),
         "restarts": restarts, "integrity_check": integrity,
+        "machine": {"start": load_start, "end": load_end,
+                    "load_1m_samples": [{"at_s": at, "load_1m": load} for at, load in load_samples]},
         "lost_by_second": lost_per_s,  # seconds after the first publish -> readings of that second not landed
         "duplicated_by_second": duplicated_per_s,
         "notifications_lost_by_second": notified_lost_per_s,
     }
     print(f"\npublished {sent:,}  landed {landed_n:,}  lost {result['lost']}  duplicated {result['duplicated']}  "
-          f"notifications lost {result['notifications_lost']}  max recovery {result['max_recovery_s']} s  "
-          f"RSS {rss_start} -> {rss_end} MB ({result['rss_growth_pct']} %)  integrity {set(integrity.values())}")
+          f"notifications lost {result['notifications_lost']} (repeated {result['notifications_duplicated']})  "
+          f"max recovery {result['max_recovery_s']} s  "
+          f"RSS {rss_start} -> {rss_end} MB ({result['rss_growth_pct']} %)  integrity {set(integrity.values())}  "
+          f"load {load_start['load_avg_1_5_15']} -> {load_end['load_avg_1_5_15']}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")
+    if not (args.quick or args.smoke):  # a long run also keeps its own file, which no later run overwrites
+        dated = RESULTS / f"soak-{started_wall[:16].replace(':', '')}.json"
+        dated.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written {out_path} and {dated}")
     return 0
 
 
