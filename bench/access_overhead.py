@@ -12,7 +12,8 @@ Ingest also runs through variants of the PEP in the same rounds, each its own pr
 broker, so each change is measured against what it replaced: `baseline` (access/ as of BASELINE_COMMIT, read
 from git), `h11-asyncio` (today's code forced onto uvicorn's pure-Python parser and asyncio's loop) and
 `httptools-uvloop` (today's code on the C ones; needs httptools and uvloop importable: installed, or a directory
-holding them given as --fast-site). The micro figures (token verification cached or not, path classification
+holding them given as --fast-site), and `tcp-relay`, the floor: bench/access_relay.py copying bytes with no HTTP
+at all (on uvloop when importable), i.e. what the extra hop alone costs. The micro figures (token verification cached or not, path classification
 before and after) are timed in this process.
 
     python bench/access_overhead.py            # 8 rounds
@@ -223,10 +224,12 @@ def main() -> None:
         skipped: dict[str, str] = {}
         if not args.no_variants:
             specs = [("baseline", []), ("h11-asyncio", ["--http", "h11", "--loop", "asyncio"])]
-            if _importable("httptools", args.fast_site) and _importable("uvloop", args.fast_site):
+            fast = _importable("httptools", args.fast_site) and _importable("uvloop", args.fast_site)
+            if fast:
                 specs.append(("httptools-uvloop", ["--http", "httptools", "--loop", "uvloop"]))
             else:
                 skipped["httptools-uvloop"] = "httptools/uvloop not importable (pip install httptools uvloop)"
+            specs.append(("tcp-relay", ["--loop", "uvloop" if _importable("uvloop", args.fast_site) else "asyncio"]))
             for name, extra in specs:
                 port = _free_port()
                 env = dict(os.environ)
@@ -234,11 +237,13 @@ def main() -> None:
                 if name == "baseline":
                     cwd = _baseline_tree(BASELINE_COMMIT, data_dir / "baseline")
                     env["PYTHONPATH"] = str(REPO)
-                elif name == "httptools-uvloop" and args.fast_site:
+                elif args.fast_site and name in ("httptools-uvloop", "tcp-relay"):
                     env["PYTHONPATH"] = f"{args.fast_site}{os.pathsep}{env.get('PYTHONPATH', '')}"
-                proc = subprocess.Popen([sys.executable, "-m", "access", "serve", "--upstream", broker_url,
-                                         "--port", str(port), "--data-dir", str(data_dir), *extra], cwd=cwd,
-                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                argv = (["-m", "access", "serve", "--data-dir", str(data_dir)] if name != "tcp-relay"
+                        else [str(REPO / "bench" / "access_relay.py")])
+                proc = subprocess.Popen([sys.executable, *argv, "--upstream", broker_url, "--port", str(port),
+                                         *extra], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
                 variants[name] = (proc, f"http://127.0.0.1:{port}")
         try:
             _wait(broker, broker_url)
