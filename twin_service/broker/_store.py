@@ -259,6 +259,7 @@ class Store:
         self._layout_shapes: dict[int, dict[int, str]] = {}
         self._series_slots: dict[int, tuple[int, int | None]] = {}
         self._value_sql: dict[int, str] = {}
+        self._present_sql: dict[int, str] = {}
         self._rollup_key_names: dict[int, tuple[str, ...]] = {}
         self._last_instance = 0
         # Writes buffered inside a transaction and written with one executemany each just before COMMIT: a batch
@@ -1109,6 +1110,26 @@ class Store:
         self._value_sql[attr_id] = known
         return known
 
+    def _present_expr(self, attr_id: int) -> str:
+        """SQL true when a readings row holds the attribute: the same rows as `_value_expr(...) IS NOT NULL`
+        without decoding the value (a day of 1 Hz is 86,400 rows: the decode in WHERE cost as much as the read)."""
+        known = self._present_sql.get(attr_id)
+        if known is not None:
+            return known
+        row = self._conn().execute("SELECT in_column, members FROM history_attrs WHERE attr_id = ?",
+                                   (attr_id,)).fetchone()
+        if row is None:
+            return "0"
+        column = f"a{attr_id}"
+        if not row[0]:
+            known = f"json_type(extra, '$.\"{attr_id}\"') IS NOT NULL"
+        elif row[1] is None:
+            return f"{column} IS NOT NULL"  # not cached: the attribute may get member columns
+        else:
+            known = f"({column} IS NOT NULL OR {column}_0 IS NOT NULL)"
+        self._present_sql[attr_id] = known
+        return known
+
     def _rest(self, layout: int, attr_id: int) -> str:
         """The JSON of an instance's other members (type, unitCode, sub-attributes), from its row's layout."""
         shapes = self._layout_shapes.get(layout)
@@ -1125,11 +1146,14 @@ class Store:
         return shapes[attr_id]
 
     def _rows(self, series_id: int, window: TimeRange = TimeRange(), tables: tuple[str, ...] | None = None,
-              columns: str = "instance_id, observed_ts, observed, recorded, operation, layout") -> tuple[str, list[Any]]:
+              columns: str = "instance_id, observed_ts, observed, recorded, operation, layout",
+              ordered: bool = False) -> tuple[str, list[Any]]:
         """A sub-select of one series' instances inside the window, columns + `value` (lastN: the newest N).
 
         Reads `readings` alone when the entity has nothing waiting in readings_log (one index range), else
-        both tables; the window's conditions are inside each branch so each uses its index.
+        both tables; the window's conditions are inside each branch so each uses its index. `ordered`: sorted by
+        (t, instance_id); one table read along the time axis is in that order in its clustered index already,
+        so SQLite sorts nothing (a day of 1 Hz: ~15 ms less).
         """
         entity_key, attr_id = self._slot(series_id)
         if attr_id is None:
@@ -1140,7 +1164,7 @@ class Store:
                                            (entity_key,)).fetchone()
             tables = ("readings", "readings_log") if waiting else ("readings",)
         axis = "observed_ts" if window.axis == "observedAt" else _RECORDED_TS_SQL
-        where = f"entity_key = ? AND {value_sql} IS NOT NULL"
+        where = f"entity_key = ? AND {self._present_expr(attr_id)}"
         args: list[Any] = [entity_key]
         if window.start is not None:
             where += f" AND {axis} >= ?"
@@ -1154,6 +1178,10 @@ class Store:
         if window.last_n is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY t DESC, instance_id DESC LIMIT ?)"
             args.append(window.last_n)
+        elif ordered and tables == ("readings",) and window.axis == "observedAt":
+            return f"{sql} ORDER BY observed_ts, instance_id", args
+        if ordered:
+            sql = f"SELECT * FROM ({sql}) ORDER BY t, instance_id"
         return sql, args
 
     def history(self, tenant: str, entity_id: str, attr_name: str | None = None) -> list[AttributeInstance]:
@@ -1225,8 +1253,8 @@ class Store:
         _, attr_id = self._slot(series_id)
         if attr_id is None:
             return []
-        sql, args = self._rows(series_id, window)
-        rows = self._conn().execute(f"SELECT * FROM ({sql}) ORDER BY t, instance_id", args).fetchall()
+        sql, args = self._rows(series_id, window, ordered=True)
+        rows = self._conn().execute(sql, args).fetchall()
         by_observed = window.axis == "observedAt"
         out = []
         for row in rows:
@@ -1254,11 +1282,10 @@ class Store:
         kind = self._kind(series_id)
         if kind is None:
             return "[]", None
-        sql, args = self._rows(series_id, window)
+        sql, args = self._rows(series_id, window, ordered=True)
         row = self._conn().execute(
             f"SELECT json_group_array(json_array({_JSON_VALUE_SQL}, "
-            f"{_AT_SQL if window.axis == 'observedAt' else _RECORDED_SQL})) "
-            f"FROM (SELECT * FROM ({sql}) ORDER BY t, instance_id)", args).fetchone()
+            f"{_AT_SQL if window.axis == 'observedAt' else _RECORDED_SQL})) FROM ({sql})", args).fetchone()
         return row[0], kind
 
     def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float,
