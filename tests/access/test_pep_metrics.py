@@ -129,6 +129,14 @@ def test_the_token_cache_is_bounded(tmp_path: Path):
     assert verifier.verify(tokens[0]).subject == "user-0"  # an evicted token is simply verified again
 
 
+def test_every_counter_is_documented():
+    from access._metrics import METRICS, PREFIX
+
+    text = (Path(__file__).parents[2] / "docs" / "access.md").read_text(encoding="utf-8")
+    missing = [PREFIX + name for name in METRICS if f"`{PREFIX}{name}`" not in text]
+    assert not missing, f"docs/access.md does not list {missing}"
+
+
 def _claims(token: str) -> str:
     import base64
 
