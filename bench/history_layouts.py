@@ -360,7 +360,7 @@ def main(argv: list[str]) -> int:
         for name, cls, window_cls in (*_LAYOUTS_V4, ("sqlite_v5_packed_rollups", Store, TimeRange)):
             results[name]["month_hourly"] = month_from_rollups(cls, window_cls, Path(tmp) / name, month_days, repeats)
             m = results[name]["month_hourly"]
-            print(f"{name}: {month_days} days hourly from the 10-min rollups: {m['hourly_scalar_ms']:.1f} ms scalar, "
+            print(f"{name}: {month_days} days hourly from the rollups: {m['hourly_scalar_ms']:.1f} ms scalar, "
                   f"{m['hourly_per_phase_ms']:.1f} ms per phase ({m['hourly_scalar_periods']} hours)", flush=True)
     if old:
         results["v5_vs_v4"] = {
