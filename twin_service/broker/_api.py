@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import _entity_cache
 from ._context import ContextResolver
 from ._errors import NgsiLdError, nonexistent_tenant
 from ._http import tenant_of
@@ -100,7 +99,6 @@ async def write(broker: Broker, operation: Callable[..., T], *args: Any) -> T:
         changes: list[Change] = []
 
         def announce() -> None:  # inside the write lock: publications follow commit order
-            _entity_cache.committed(broker.store, changes)  # the write path starts from these states next
             if changes and manager is not None:
                 loop.call_soon_threadsafe(manager.publish, changes)
 

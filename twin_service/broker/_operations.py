@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from . import _entity_cache
 from ._context import ActiveContext
 from ._errors import NgsiLdError, bad_request, not_found
 from ._model import (
@@ -81,23 +80,10 @@ class Change:
 
 @dataclass
 class Tx:
-    """A write transaction: the store and the changes it made (published after COMMIT).
-
-    `touched`: the entities written so far, which the write path's entity cache must not answer for until
-    COMMIT (_entity_cache.py).
-    """
+    """A write transaction: the store and the changes it made (published after COMMIT)."""
 
     store: Store
     changes: list[Change] = field(default_factory=list)
-    touched: set[tuple[str, str]] = field(default_factory=set)
-
-    def current(self, tenant: str, entity_id: str) -> Entity | None:
-        """The entity's state as this transaction sees it (committed state from the cache, else the store)."""
-        return _entity_cache.get(self.store, tenant, entity_id, self.touched)
-
-    def touch(self, tenant: str, entity_id: str) -> None:
-        """About to write this entity."""
-        _entity_cache.touch(self.store, tenant, entity_id, self.touched)
 
 
 @dataclass
@@ -118,7 +104,7 @@ class UpdateResult:
 
 
 def _existing(tx: Tx, tenant: str, entity_id: str) -> Entity:
-    current = tx.current(tenant, entity_id)
+    current = tx.store.get_entity(tenant, entity_id)
     if current is None:
         raise not_found(entity_id)
     return current
@@ -138,7 +124,6 @@ def _commit(tx: Tx, tenant: str, entity: Entity, written: dict[str, dict[str, An
         attribute["modifiedAt"] = now
         entity.attrs[name] = attribute
     entity.modified_at = now
-    tx.touch(tenant, entity.id)
     tx.store.update_entity(tenant, entity)
     tx.store.record_instances(tenant, entity, written, operation, now)
     tx.changes.append(Change(tenant, entity, frozenset(written), new_attrs=new_attrs,
@@ -147,7 +132,7 @@ def _commit(tx: Tx, tenant: str, entity: Entity, written: dict[str, dict[str, An
 
 def create_entity(tx: Tx, tenant: str, entity: Entity) -> None:
     """Create an entity; 409 AlreadyExists when the id is taken in this tenant."""
-    if tx.current(tenant, entity.id) is not None:
+    if tx.store.get_entity(tenant, entity.id) is not None:
         raise NgsiLdError("AlreadyExists", "Entity already exists", entity.id)
     tx.store.ensure_tenant(tenant)
     _insert(tx, tenant, entity, now_iso())
@@ -157,7 +142,7 @@ def upsert_entity(tx: Tx, tenant: str, fragment: Entity, mode: UpsertMode) -> bo
     """Create the entity or apply a fragment to it; True when it was created."""
     tx.store.ensure_tenant(tenant)
     now = now_iso()
-    current = tx.current(tenant, fragment.id)
+    current = tx.store.get_entity(tenant, fragment.id)
     if current is None:
         _insert(tx, tenant, fragment, now)
         return True
@@ -241,7 +226,7 @@ def purge_entities(tx: Tx, tenant: str, ids: list[str]) -> int:
     """Purge Entities (§5.6.21): delete the selected entities that still exist; how many were deleted."""
     deleted = 0
     for entity_id in ids:
-        if tx.current(tenant, entity_id) is not None:
+        if tx.store.get_entity(tenant, entity_id) is not None:
             delete_entity(tx, tenant, entity_id)
             deleted += 1
     return deleted
@@ -409,7 +394,6 @@ def delete_attribute(tx: Tx, tenant: str, entity_id: str, name: str, ctx: Active
     now = now_iso()
     del current.attrs[name]
     current.modified_at = now
-    tx.touch(tenant, entity_id)
     tx.store.update_entity(tenant, current)
     tx.store.record_attribute_deletion(tenant, entity_id, current.type, name, now)
     tx.changes.append(Change(tenant, current, frozenset(), deleted_attrs=frozenset({name}), at=now))
@@ -419,7 +403,6 @@ def delete_entity(tx: Tx, tenant: str, entity_id: str) -> None:
     """Delete an entity; its history stays, ended by a deletion mark."""
     current = _existing(tx, tenant, entity_id)
     now = now_iso()
-    tx.touch(tenant, entity_id)
     tx.store.delete_entity(tenant, entity_id)
     tx.store.record_deletion(tenant, entity_id, current.type, now)
     tx.changes.append(Change(tenant, current, frozenset(), deleted=True, at=now))
@@ -430,7 +413,6 @@ def _insert(tx: Tx, tenant: str, entity: Entity, now: str) -> None:
     entity.created_at = entity.modified_at = now
     for attribute in entity.attrs.values():
         attribute["createdAt"] = attribute["modifiedAt"] = now
-    tx.touch(tenant, entity.id)
     tx.store.insert_entity(tenant, entity)
     tx.store.record_instances(tenant, entity, entity.attrs, "create", now)
     tx.changes.append(Change(tenant, entity, frozenset(entity.attrs), created=True,
