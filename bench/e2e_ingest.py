@@ -289,6 +289,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--baseline", metavar="REV",
                         help="first run the same points with the services of git revision REV (same generator, same "
                              "machine minutes) and print current/baseline ratios")
+    parser.add_argument("--code", metavar="REV",
+                        help="run the services of git revision REV instead of the work tree (e.g. to leave out "
+                             "uncommitted changes of others working in the same tree)")
     args = parser.parse_args(argv)
     points = [tuple(float(v) for v in p.split("x")) for p in (args.points or (QUICK_POINTS if args.quick else FULL_POINTS)).split(",")]
     template, payload_bytes = meter_payload_template()
@@ -299,7 +302,12 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-baseline-") as tree:
             export_tree(args.baseline, Path(tree))
             baseline, _ = run_stack(points, args, Path(tree), f"baseline {args.baseline}", template)
-    results, entity_count = run_stack(points, args, None, "current", template)
+    if args.code:
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-code-") as tree:
+            export_tree(args.code, Path(tree))
+            results, entity_count = run_stack(points, args, Path(tree), f"current {args.code}", template)
+    else:
+        results, entity_count = run_stack(points, args, None, "current", template)
     if baseline:
         compared = ratios(baseline, results)
     ok = [p for p in results if not p["broken"]]
@@ -307,7 +315,7 @@ def main(argv: list[str]) -> int:
     at_1000 = next((p for p in results if p["meters"] == 1000 and p["rate_hz"] == 1), None)
     summary = {
         "payload_bytes": payload_bytes, "meters_provisioned": max_meters, "measurement_entities": entity_count,
-        "generator": args.generator, "baseline": args.baseline,
+        "generator": args.generator, "baseline": args.baseline, "code": args.code or "work tree",
         "max_sustained_msg_s": max((p["throughput_msg_s"] for p in ok), default=0.0),
         "breaking_point": None if broke is None else {"offered_msg_s": broke["offered_msg_s"],
                                                       "throughput_msg_s": broke["throughput_msg_s"],
