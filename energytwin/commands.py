@@ -7,6 +7,7 @@ dir or port refuses with the process to stop.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
     cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port,
                   no_access, mqtt_prefer)
     options = DemoOptions(stack=cfg, meters=meters, homes=homes, period_s=period_s, frequency_hz=frequency_hz,
-                          loads=loads)
+                          loads=loads, community=_demo_community(cfg, meters))
 
     def run(running) -> None:  # type: ignore[no-untyped-def]
         _print_endpoints(running.stack)
@@ -218,6 +219,18 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
 
     _serve(shutdown, cfg.data_dir, f"the stack and {meters} simulated meter(s)",
            lambda: start_demo(options, shutdown=shutdown), run)
+
+
+def _demo_community(cfg: StackConfig, meters: int):  # type: ignore[no-untyped-def]
+    """The demo's community file (energytwin/demo_community.py), written before the page starts so its member and
+    manager views have accounts; an ENERGYTWIN_COMMUNITY already set wins."""
+    from energytwin.demo_community import COMMUNITY_ENV, FOLDER, write_demo_community
+
+    with console.status("writing the demo community…"):
+        community = write_demo_community(cfg.data_dir / FOLDER, [demo_device_id(n + 1) for n in range(meters)],
+                                         cfg.broker_url, DEMO_SITE.service)
+    os.environ.setdefault(COMMUNITY_ENV, str(community.path.resolve()))  # the page's child process reads it
+    return community
 
 
 def _print_credentials(stack: EmbeddedStack, meters: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from datamodels.context import ENERGY_CONTEXT, link_header
 from datamodels.measures import measurement_id
@@ -25,6 +25,9 @@ from fiware_client import FiwareError, NgsiLdClient, NotFound, RetryPolicy
 from provisioning.agent_bodies import Site
 from provisioning.inventory import Inventory
 from provisioning.sync import Plan, Provisioner
+
+if TYPE_CHECKING:
+    from energytwin.demo_community import DemoCommunityFile
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class DemoOptions:
     period_s: float = 1.0
     frequency_hz: float = 50.0
     loads: tuple[PhaseLoad, PhaseLoad, PhaseLoad] = DEFAULT_LOADS
+    # the demo's community file (energytwin/demo_community.py, written before the stack starts): its part
+    # backfills the members' history before the meters start; None: no community
+    community: DemoCommunityFile | None = None
 
 
 @dataclass
@@ -157,6 +163,10 @@ def default_parts(options: DemoOptions) -> list[DemoPart]:
     from energytwin.demo_homes import SimulatedHomes
 
     parts: list[DemoPart] = [SimulatedMeters()]
+    if options.community is not None:  # before the meters: their month of history (docs/web.md)
+        from energytwin.demo_community import DemoCommunity
+
+        parts.insert(0, DemoCommunity(options.community))
     if options.homes:
         parts.append(SimulatedHomes(options.homes, options.period_s))
     if options.homes >= 2:  # a fleet: steer the homes' batteries toward their mean state of charge
