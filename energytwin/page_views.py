@@ -136,7 +136,9 @@ class CommunityAccounts:
                            "consumptionKwh": round(float(np.nansum(settlement.consumption_kwh[:, k])), 4),
                            "generationKwh": round(float(generation[k]) if np.ndim(generation) else 0.0, 4),
                            "selfConsumedKwh": round(float(np.nansum(column)), 4),
-                           "surplusKwh": round(float(np.nansum(settlement.surplus_kwh[:, k])), 4)})
+                           "surplusKwh": round(float(np.nansum(settlement.surplus_kwh[:, k])), 4),
+                           # members with data this hour: the public view withholds an hour of too few
+                           "members": int(np.count_nonzero(~np.isnan(energy.import_kwh[:, k])))})
         now_k = hours - 1
         coefficients = [{"installation": inst.id, "cau": inst.cau, "source": sources[inst.id],
                          "at": hourly[now_k]["start"] if hourly else None,

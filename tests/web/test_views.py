@@ -23,12 +23,13 @@ from energytwin.page_views import CommunityAccounts
 from fiware_client import NgsiLdClient
 from tests.broker_process import broker_process
 from twin_service.web import PageAuth, WebConfig, create_app
+from twin_service.web._views import hourly_meter_energy, public_settled_hours
 
 TENANT = "web-views-test"
 EXAMPLE = Path(__file__).resolve().parents[2] / "community" / "examples"
 MADRID = ZoneInfo("Europe/Madrid")
 OCTOBER = (datetime(2026, 10, 1, tzinfo=MADRID), datetime(2026, 11, 1, tzinfo=MADRID))
-FOREIGN = ("meter-002", "meter-003", "home-002", "bernat", "carmen", "dolores", "eva", "ES0031405000000102RK",
+FOREIGN = ("meter-002", "meter-003", "meter-004", "meter-005", "meter-006", "home-002", "bernat", "carmen", "dolores", "eva", "ES0031405000000102RK",
            "ES0031405000000103SL", "ES0031405000000104TM0F", "ES0031405000000105UN")
 EVA = """  - id: eva
     cups: ES0031405000000105UN
@@ -52,7 +53,8 @@ def _prop(value, unit: str | None = None, at: str | None = None) -> dict:
 
 
 def _twin(url: str) -> None:
-    """Two meters with four hours of counters, a battery and an inverter each, forecasts, a silent device."""
+    """Five meters with four hours of counters (001 and 002 with a battery and an inverter each), forecasts, a
+    silent meter, a provisioned device that never reported."""
     now = datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
     with NgsiLdClient(url, tenant=TENANT) as client:
@@ -63,7 +65,7 @@ def _twin(url: str) -> None:
                  "totalActivePower": _prop(1000.0 + i, "WTT", at),
                  "totalActiveEnergyImport": _prop(100.0 + i + 1.5 * k, "KWH", at),
                  "totalActiveEnergyExport": _prop(10.0 + 0.25 * k, "KWH", at)}
-                for i, d in enumerate(("meter-001", "meter-002"))])
+                for i, d in enumerate(("meter-001", "meter-002", "meter-004", "meter-005", "meter-006"))])
         for seconds in (3601, 3600):  # a meter reporting every second, silent for an hour
             client.upsert_entities([{"id": "urn:ngsi-ld:ThreePhaseAcMeasurement:meter-003",
                                      "type": "ThreePhaseAcMeasurement",
@@ -203,8 +205,9 @@ def test_the_public_sees_hourly_aggregates_only(five, tokens) -> None:
     assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(hours))
     assert hours[-1] + timedelta(hours=1) <= datetime.now(UTC)  # complete hours only
     imported = [h["importKwh"] for h in body["hourly"] if h["importKwh"] is not None]
-    assert imported[-4:] == [3.0, 3.0, 3.0, 3.0]  # two meters, 1.5 kWh each per hour
-    assert body["totals"]["savingsEur"] > 0 and len(body["settled"]) == 24
+    assert imported[-4:] == [7.5, 7.5, 7.5, 7.5]  # five meters, 1.5 kWh each per hour
+    assert body["totals"]["savingsEur"] > 0 and len(body["settled"]) == 24 and body["membersWithData"] == 5
+    assert all(h["consumptionKwh"] is not None for h in body["settled"][-20:])  # five CSV members every hour
     for key in ('"member":', '"cups"', '"meter"', "meter-0", "home-0", '"ana"', *FOREIGN):
         assert key not in r.text, key
 
@@ -214,6 +217,21 @@ def test_a_community_under_five_members_shows_the_public_no_figure(four, tokens)
     body = r.json()
     assert body["members"] == 4 and "fewer than 5" in body["withheld"]
     assert body["hourly"] == [] and body["settled"] == [] and body["totals"] is None
+
+
+def test_the_public_never_gets_an_hour_of_fewer_than_five_homes() -> None:
+    """The file counts five members, but an hour only one or two have data in is one or two homes' own."""
+    hours = [datetime(2026, 12, 7, h, tzinfo=UTC) for h in range(3)]
+
+    def meter(n: int) -> dict:
+        return {"totalActiveEnergyImport": {"max": [[10.0 * n + k, _iso(h)] for k, h in enumerate(hours)]}}
+
+    assert hourly_meter_energy([meter(1), meter(2)], hours, 5)["totalActiveEnergyImport"] == [None, None, None]
+    five_meters = hourly_meter_energy([meter(n) for n in range(5)], hours, 5)["totalActiveEnergyImport"]
+    assert five_meters == [None, 5.0, 5.0]  # the first hour has no previous hour to difference
+    rows = [{"start": "a", "consumptionKwh": 9.0, "members": 5}, {"start": "b", "consumptionKwh": 2.0, "members": 1},
+            {"start": "c", "consumptionKwh": 2.0}]
+    assert [r["consumptionKwh"] for r in public_settled_hours(rows)] == [9.0, None, None]
 
 
 def test_the_public_role_reaches_no_meter_endpoint(five, tokens) -> None:

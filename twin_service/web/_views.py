@@ -66,7 +66,7 @@ class AccountsSource(Protocol):
     `accounts()` returns JSON (it may take seconds: the page calls it in a thread and the source caches):
     `{"community": name, "period": {"start", "end", "label"}, "members": [row...], "totals": row,
     "coefficients": [{"installation", "cau", "source", "at", "shares": {member: beta}}],
-    "hourly": [{"start", "consumptionKwh", "generationKwh", "selfConsumedKwh", "surplusKwh"}],
+    "hourly": [{"start", "consumptionKwh", "generationKwh", "selfConsumedKwh", "surplusKwh", "members"}],
     "co2": {...}, "notes": [...]}` where a row is `{"member", "cups", "meter", "consumptionKwh", "assignedKwh",
     "selfConsumedKwh", "gridImportKwh", "surplusKwh", "savingsEur", "co2AvoidedKg", "trees", "missingHours",
     "investmentEur", "paybackYears"}`."""
@@ -236,13 +236,16 @@ def _hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def hourly_meter_energy(entities: list[dict[str, Any]], hours: list[datetime]) -> dict[str, list[float | None]]:
+def hourly_meter_energy(entities: list[dict[str, Any]], hours: list[datetime],
+                        min_meters: int = 1) -> dict[str, list[float | None]]:
     """Community import/export per complete hour (kWh), summed over the meters, from each hour's largest counter.
 
     A meter's energy in hour h is max(h) - max(h-1) (the counter at the end of the hour minus that at the end of
-    the previous one); an hour a meter has no reading in, or whose previous hour is missing, adds nothing."""
+    the previous one); an hour a meter has no reading in, or whose previous hour is missing, adds nothing. An hour
+    fewer than `min_meters` meters add to is None: a sum of one or two homes is their own consumption."""
     index = {h: k for k, h in enumerate(hours)}
     sums: dict[str, list[float | None]] = {attr: [None] * len(hours) for attr in ENERGY_COUNTERS}
+    counted: dict[str, list[int]] = {attr: [0] * len(hours) for attr in ENERGY_COUNTERS}
     for entity in entities:
         for attr in ENERGY_COUNTERS:
             by_hour: dict[datetime, float] = {}
@@ -255,7 +258,24 @@ def hourly_meter_energy(entities: list[dict[str, Any]], hours: list[datetime]) -
                 if hour in index and previous is not None and value >= previous:
                     k = index[hour]
                     sums[attr][k] = round((sums[attr][k] or 0.0) + value - previous, 6)
+                    counted[attr][k] += 1
+    for attr in ENERGY_COUNTERS:
+        sums[attr] = [v if counted[attr][k] >= min_meters else None for k, v in enumerate(sums[attr])]
     return sums
+
+
+SETTLED_FIGURES = ("consumptionKwh", "generationKwh", "selfConsumedKwh", "surplusKwh")
+
+
+def public_settled_hours(rows: list[dict[str, Any]], min_members: int = PUBLIC_MIN_MEMBERS) -> list[dict[str, Any]]:
+    """The settlement's hours for the public: a row's figures only when at least `min_members` members have data
+    in that hour (`members`, counted by the accounts source; a row without the count is withheld too)."""
+    out = []
+    for row in rows:
+        members = row.get("members")
+        shown = isinstance(members, int) and members >= min_members
+        out.append({"start": row.get("start"), **{key: row.get(key) if shown else None for key in SETTLED_FIGURES}})
+    return out
 
 
 async def public_view(request: Request) -> Response:
@@ -278,18 +298,22 @@ async def public_view(request: Request) -> Response:
     end = _hour_floor(datetime.now(UTC))
     hours = [end - timedelta(hours=PUBLIC_HOURS - k) for k in range(PUBLIC_HOURS)]  # complete hours only
     entities = await twin.hourly_counters(hours[0] - timedelta(hours=1), ENERGY_COUNTERS)
-    metered = hourly_meter_energy(entities, hours)
+    metered = hourly_meter_energy(entities, hours, PUBLIC_MIN_MEMBERS)
     for k, hour in enumerate(hours):
         body["hourly"].append({"start": hour.strftime("%Y-%m-%dT%H:%M:%SZ"),
                                "importKwh": metered["totalActiveEnergyImport"][k],
                                "exportKwh": metered["totalActiveEnergyExport"][k]})
     # The settlement's hours (whole hours by construction): the last PUBLIC_HOURS of the accounts' period.
-    body["settled"] = [{key: row.get(key) for key in ("start", "consumptionKwh", "generationKwh", "selfConsumedKwh",
-                                                      "surplusKwh")}
-                       for row in (accounts or {}).get("hourly", [])[-PUBLIC_HOURS:]]
+    hourly = (accounts or {}).get("hourly", [])
+    body["settled"] = public_settled_hours(hourly[-PUBLIC_HOURS:])
     if accounts is not None:
         totals = accounts.get("totals") or {}
-        body["totals"] = {key: totals.get(key) for key in ACCOUNT_FIGURES}
+        # the period's totals only when enough members have any data in it (else they are a few homes' own)
+        with_data = sum(1 for m in accounts.get("members", [])
+                        if isinstance(m.get("missingHours"), int) and m["missingHours"] < len(hourly))
+        body["totals"] = ({key: totals.get(key) for key in ACCOUNT_FIGURES} if with_data >= PUBLIC_MIN_MEMBERS
+                          else None)
+        body["membersWithData"] = with_data
         body["period"] = accounts.get("period")
         body["co2"] = accounts.get("co2")
     return JSONResponse(body)
