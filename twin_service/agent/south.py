@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 
 from datamodels.measures import MEASURES
@@ -37,6 +38,9 @@ from .topics import SUBSCRIBE_QOS, SUBSCRIPTIONS, parse_topic
 DEVICE_STATE_ATTRIBUTE = next(m.attribute for m in MEASURES if m.device_state)
 
 log = logging.getLogger("twin_service.agent.south")
+# a run of 19 digits, found as 19 zeros once every digit is a zero (bytes.translate: ~1 us, a regex ~16 us)
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
+_LONG_DIGITS = b"0" * 19
 
 
 class FloodLimit:
@@ -120,7 +124,7 @@ class MeasureHandler:
             value: Any = _bare_value(payload)
         else:
             try:
-                value = json.loads(payload)
+                value = decode_json(payload)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 detail = "empty payload" if not payload.strip() else f"invalid JSON: {exc}"
                 self._reporter.report("invalid_json", detail, **who)
@@ -194,6 +198,21 @@ def _latest_observed_at(fragments: list[dict[str, Any]]) -> str | None:
 
 def _observed(moment: datetime) -> str:
     return observed_at(moment)
+
+
+def decode_json(payload: bytes) -> Any:
+    """A message's JSON: orjson (6-8 us for the firmware's 991-byte message against 23-30 us for json.loads,
+    digit check included, measured in-process 2026-12-07), and json.loads whenever orjson refuses, so what the
+    agent accepts and the errors it reports are json.loads's: NaN/Infinity, numbers overflowing to inf, lone
+    surrogates, a UTF-8 BOM or UTF-16/32 text parse as before, and invalid JSON gets the standard library's
+    message (`invalid_json` rejections quote it). orjson reads an integer of 20 digits or more as a float, so a
+    payload with a run of 19+ digits goes to json.loads directly (tests/agent/test_decode_json.py)."""
+    if _LONG_DIGITS in payload.translate(_DIGITS_AS_ZERO):
+        return json.loads(payload)
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
 
 
 def _bare_value(payload: bytes) -> Any:
