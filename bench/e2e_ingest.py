@@ -1,8 +1,8 @@
 """Benchmark: N meters x R Hz through the real embedded stack (Mosquitto -> agent -> broker, + quality and web).
 
 The load generator publishes the firmware's exact live payload (captured from the firmware under MicroPython,
-TimeInstant = publish time in ms, frequency varied) over a few paho connections at QoS 1 to the stack's
-Mosquitto; the stack is `EmbeddedStack` with every child process (broker, agent, quality analytics, web page)
+TimeInstant = publish time in ms, frequency varied) over 4 connections at QoS 1 to the stack's Mosquitto
+(hand-framed MQTT packets, bench/_mqtt_publisher.py, or paho clients with --generator paho); the stack is `EmbeddedStack` with every child process (broker, agent, quality analytics, web page)
 serving the demo tenant, so the analytics and the page's subscriptions load the broker as in production.
 
 Per point of the sweep (N x R messages/s) it reports:
@@ -16,7 +16,8 @@ A point "breaks" when throughput < 95 % of the offered rate, a message is missin
 guard stops publishing once 5 s worth of messages wait; past the first broken point only the target point
 (1,000 x 1 Hz) still runs.
 
-Usage: python bench/e2e_ingest.py [--quick] [--points 100x1,1000x1,...] [--seconds S]
+Usage: python bench/e2e_ingest.py [--quick] [--points 100x1,1000x1,...] [--seconds S] [--baseline REV] [--code REV]
+`--baseline REV` runs the same points first with the services of git revision REV and prints the ratios.
 Writes bench/results/e2e_ingest.json. Targets (issue 10, reported, not asserted): >= 5,000 msg/s with no loss,
 p99 publish -> twin < 50 ms at 1,000 meters x 1 Hz, RSS of the whole stack < 500 MB at 1,000 meters.
 """
