@@ -642,16 +642,18 @@ class Store:
             known = row[0] if row else self._db.execute("INSERT INTO rollup_keys (keys) VALUES (?)",
                                                         (text,)).lastrowid
             self._remember(self._rollup_keys, keys, known)
+            if known not in self._rollup_key_names:  # forgotten again if this transaction rolls back
+                self._remember(self._rollup_key_names, known, keys)
         return known
 
     def _rollup_keys_of(self, keys_id: int) -> tuple[str, ...]:
-        """The key list of an interned id (ids never change once committed: any thread may cache them)."""
+        """The key list of an interned id (ids never change once committed: any thread may cache them; the
+        writer's new ones are remembered as created, so a rollback forgets them)."""
         keys = self._rollup_key_names.get(keys_id)
         if keys is None:
             keys = tuple(loads(self._conn().execute("SELECT keys FROM rollup_keys WHERE keys_id = ?",
                                                     (keys_id,)).fetchone()[0]))
-            if self._writer_thread != threading.get_ident():  # the writer's may still roll back
-                self._rollup_key_names[keys_id] = keys
+            self._rollup_key_names[keys_id] = keys  # read from a committed row (or one the writer remembered)
         return keys
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
@@ -1630,27 +1632,36 @@ def _fold_rows(rows: Iterable[tuple[Any, ...]], plan: list[tuple[int, int, str, 
     folder, as the temporal API's aggregation sees them: tagged integers decoded, an object's members per key
     (member columns or JSON), anything not a number counted but not numeric. Returns the attribute instances."""
     add = folder.add
+    groups, finest = folder.groups, folder.finest
     value_of = _rollups.tagged_value
     counted = 0
     for row in rows:
         entity_key, ts, instance_id, extra = row[0], row[1], row[2], row[3]
+        minute = int(ts // finest)
         for index, attr_id, key, kind in plan:
             value = row[index]
             if value is None:
                 continue
             if kind == 0:
                 counted += 1
-                if type(value) is int:
-                    add(entity_key, attr_id, "", ts, instance_id, value_of(value))
-                elif type(value) is float:
-                    add(entity_key, attr_id, "", ts, instance_id, value)
-                else:
+                if type(value) is not int and type(value) is not float:
                     _fold_json(add, entity_key, attr_id, ts, instance_id, loads(value))
-                continue
-            if kind >= 3:
+                    continue
+            elif kind >= 3:
                 counted += 1
                 kind -= 3
-            add(entity_key, attr_id, key, ts, instance_id, value_of(value) if kind == 1 else None)
+            if kind == 2:  # a boolean member: counted, not numeric
+                add(entity_key, attr_id, key, ts, instance_id, None)
+                continue
+            # a number (Folder.add inlined: this runs once per value moved)
+            num = value_of(value) if type(value) is int else value
+            group = groups.get((entity_key, attr_id, minute, key))
+            if group is None:
+                group = groups[(entity_key, attr_id, minute, key)] = [0, [], [], -math.inf, -1, None]
+            group[0] += 1
+            (group[1] if type(num) is int else group[2]).append(num)
+            if ts > group[3] or (ts == group[3] and instance_id > group[4]):
+                group[3], group[4], group[5] = ts, instance_id, num
         if extra:
             for attr_id, value in loads(extra).items():
                 counted += 1
