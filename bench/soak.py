@@ -382,7 +382,7 @@ def machine_load(since: dict[int, tuple[str, float]] | None = None) -> dict[str,
         line = " ".join(proc.info["cmdline"] or [proc.info["name"] or "?"])
         cpu[proc.info["pid"]] = (line[:100], times.user + times.system)
     out: dict[str, Any] = {"load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(),
-                           "_cpu": cpu}
+                           "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"), "_cpu": cpu}
     if since is not None:
         used = sorted(((cpu_s - since.get(pid, (line, 0.0))[1], line) for pid, (line, cpu_s) in cpu.items()),
                       reverse=True)
@@ -437,7 +437,7 @@ def main(argv: list[str]) -> int:
             def publish() -> None:
                 out["sent"], out["t0"], out["t1"] = publish_until(gen, meters, args.rate, stop, published_per_s)
 
-            publisher = threading.Thread(target=publish, name="soak-load")
+            publisher = threading.Thread(target=publish, name="soak-load", daemon=True)  # an interrupt ends the run
             publisher.start()
             begin = time.time()
             warm_s = min(60.0, 0.1 * seconds)
@@ -448,7 +448,7 @@ def main(argv: list[str]) -> int:
             slot_s = chaos_window / (len(schedule) + 0.5)
             chaos = Chaos(stack, receiver, probe_id, begin + warm_s + 0.25 * slot_s, slot_s, away_s, pause_s, begin,
                           schedule)
-            chaos_thread = threading.Thread(target=chaos.run, name="soak-chaos")
+            chaos_thread = threading.Thread(target=chaos.run, name="soak-chaos", daemon=True)
             chaos_thread.start()
             print(f"soak: {meters} meters x {args.rate:g} Hz for {seconds:.0f} s, payload {payload_bytes} bytes, "
                   f"faults every {slot_s:.0f} s; RSS after warm-up {rss_samples[0][1]} MB", flush=True)
@@ -481,6 +481,7 @@ def main(argv: list[str]) -> int:
                   if n > landed_per_s.get(sec, 0)}
     duplicated_per_s = per_second({key: n for key, n in duplicates.items()}, t0)
     notified_lost_per_s = per_second({key: 1 for key in keys - notified.keys()}, t0)
+    notified_twice_per_s = per_second({key: n - 1 for key, n in notified.items() if n > 1}, t0)
     load_end = machine_load(load_start.pop("_cpu"))
     load_end.pop("_cpu")
     recoveries = [f["recovery_s"] for f in chaos.faults]
@@ -501,7 +502,8 @@ def main(argv: list[str]) -> int:
                               for name in rss_samples[-1][1]},
         "rss_samples_mb": [{"at_s": at, **samples} for at, samples in rss_samples],
         "by_fault": by_fault(chaos.faults, {"lost": lost_per_s, "duplicated": duplicated_per_s,
-                                            "notifications_lost": notified_lost_per_s}),
+                                            "notifications_lost": notified_lost_per_s,
+                                            "notifications_duplicated": notified_twice_per_s}),
         "restarts": restarts, "integrity_check": integrity,
         "machine": {"start": load_start, "end": load_end,
                     "load_1m_samples": [{"at_s": at, "load_1m": load} for at, load in load_samples]},
