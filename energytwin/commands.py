@@ -117,6 +117,9 @@ def _print_endpoints(stack: EmbeddedStack) -> None:
     else:
         table.add_row("access layer", "[bold red]OFF (--no-access-control)[/bold red]")
     table.add_row("IoT Agent north API", f"{cfg.agent_url}/iot/services, /iot/devices, /metrics")
+    if stack.agent_access_url:
+        table.add_row("IoT Agent north API (bearer tokens)",
+                      f"{stack.agent_access_url}/iot/services, /iot/devices  (control-centre, admin)")
     table.add_row("live twin page", _page_url(stack))
     table.add_row("data and logs", f"{cfg.data_dir.resolve()}  (logs/)")
     console.print(table)
