@@ -12,7 +12,7 @@ Ingest also runs through variants of the PEP in the same rounds, each its own pr
 broker, so each change is measured against what it replaced: `baseline` (access/ as of BASELINE_COMMIT, read
 from git), `h11-asyncio` (today's code forced onto uvicorn's pure-Python parser and asyncio's loop) and
 `httptools-uvloop` (today's code on the C ones; needs httptools and uvloop importable: installed, or a directory
-holding them given as --fast-site), and `tcp-relay`, the floor: bench/access_relay.py copying bytes with no HTTP
+holding them given as --fast-site), and `tcp-relay`, the floor: bench/_access_relay.py copying bytes with no HTTP
 at all (on uvloop when importable), i.e. what the extra hop alone costs. The micro figures (token verification cached or not, path classification
 before and after) are timed in this process.
 
@@ -240,7 +240,7 @@ def main() -> None:
                 elif args.fast_site and name in ("httptools-uvloop", "tcp-relay"):
                     env["PYTHONPATH"] = f"{args.fast_site}{os.pathsep}{env.get('PYTHONPATH', '')}"
                 argv = (["-m", "access", "serve", "--data-dir", str(data_dir)] if name != "tcp-relay"
-                        else [str(REPO / "bench" / "access_relay.py")])
+                        else [str(REPO / "bench" / "_access_relay.py")])
                 proc = subprocess.Popen([sys.executable, *argv, "--upstream", broker_url, "--port", str(port),
                                          *extra], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.STDOUT)

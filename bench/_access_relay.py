@@ -6,7 +6,7 @@ entity is what the extra hop itself costs (the loopback sends and receives and t
 which no access layer written on the same event loop can go below. It is not a proxy to deploy: it neither
 parses nor checks anything.
 
-    python bench/access_relay.py --upstream http://127.0.0.1:1026 --port 1099 [--loop uvloop]
+    python bench/_access_relay.py --upstream http://127.0.0.1:1026 --port 1099 [--loop uvloop]
 """
 
 from __future__ import annotations
