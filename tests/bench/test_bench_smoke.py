@@ -10,6 +10,8 @@ processes) overloaded a 2-core machine: services missed their start-up deadlines
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -67,15 +69,29 @@ def _run_one(run: Run, slots: threading.Semaphore) -> None:
         with run.log_path.open("wb") as log:
             run.started = time.time()
             run.process = subprocess.Popen([sys.executable, str(BENCH / run.script), "--quick"], cwd=BENCH.parent,
-                                           stdout=log, stderr=subprocess.STDOUT)
+                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 run.code = run.process.wait(timeout=SCRIPT_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                run.process.kill()
-                run.process.wait()
+                _stop(run.process)
     finally:
         run.done.set()
         slots.release()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop a benchmark and the services it started (its process group): SIGTERM lets it stop its stack, then
+    SIGKILL. Killing the script alone left its broker, agent and Mosquitto running after pytest had exited."""
+    for sig, grace_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _schedule(runs: dict[str, Run], stop: threading.Event) -> None:
@@ -99,8 +115,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     stop.set()
     for run in started.values():
         if run.process is not None and run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+            _stop(run.process)
 
 
 def test_every_benchmark_is_covered() -> None:
