@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -62,3 +63,25 @@ def commander(mqtt_server: Any) -> Iterator[Callable[..., dict[str, Any]]]:
     client.disconnect()
 
 
+
+
+def write_until_reverted(running: Any, port: int, home: Any, model_id: int, point: str, raw: int,
+                         timeout_s: float = 10.0) -> None:
+    """Another Modbus client writes `point` until the bridge has reported a revert (or `timeout_s` passed).
+
+    One write is not enough: a write landing between a poll's read and the watchdog's re-write in the same cycle
+    is overwritten before any read can see it (harmless: the hold stands); on a loaded machine one did.
+    """
+    from bridges.sunspec.models import encode_point, point_offset
+    from bridges.sunspec.transport import Endpoint, ModbusLink
+
+    async def writes() -> None:
+        link = ModbusLink(Endpoint(port=port))
+        deadline = time.monotonic() + timeout_s
+        while running.bridge.total("reverts_total") == 0 and time.monotonic() < deadline:
+            await link.write(home.addresses[model_id] + point_offset(model_id, point),
+                             encode_point(model_id, point, raw), 1)
+            await asyncio.sleep(0.1)
+        link.close()
+
+    asyncio.run(writes())

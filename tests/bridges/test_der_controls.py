@@ -15,7 +15,7 @@ from bridges.sunspec.simulator import HomeConfig
 from bridges.sunspec.site import parse_site
 from bridges.sunspec.transport import Endpoint, ModbusLink
 from datamodels.der import PV_TYPE
-from tests.bridges.conftest import wait
+from tests.bridges.conftest import wait, write_until_reverted
 
 SPEED = 120.0
 
@@ -65,16 +65,7 @@ def test_pv_limit_goes_to_704_is_read_back_held_against_its_timer_and_a_battery_
         assert not battery["ok"] and "124" in battery["error"]
 
         # Another client disables the cap: reported as a revert and re-asserted through 704.
-        async def other_client() -> None:
-            link = ModbusLink(Endpoint(port=server.port))
-            deadline = time.monotonic() + 10
-            while running.bridge.total("reverts_total") == 0 and time.monotonic() < deadline:
-                await link.write(home.addresses[704] + point_offset(704, "WMaxLimPctEna"),
-                                 encode_point(704, "WMaxLimPctEna", 0), 1)
-                await asyncio.sleep(0.1)
-            link.close()
-
-        asyncio.run(other_client())
+        write_until_reverted(running, server.port, home, 704, "WMaxLimPctEna", 0)
         assert running.bridge.total("reverts_total") >= 1
         wait(lambda: controls.points["WMaxLimPctEna"].value == 1)
         assert worker.controls.last_revert in ("pvPowerLimit", "exportLimit")

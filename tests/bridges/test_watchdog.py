@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 from bridges.sunspec.bridge import Bridge, BridgeThread
-from bridges.sunspec.models import encode_point, point_offset
 from bridges.sunspec.simulator import HomeConfig
 from bridges.sunspec.site import parse_site
-from bridges.sunspec.transport import Endpoint, ModbusLink
-from tests.bridges.conftest import wait
+from tests.bridges.conftest import wait, write_until_reverted
 
 SPEED = 120.0
 
@@ -43,20 +40,8 @@ def test_a_held_setpoint_survives_the_device_revert_timer_and_an_unpreventable_r
         assert home.reverts == 0 and worker.controls.reasserts >= 8
         assert running.bridge.total("reverts_total") == 0
 
-        # Someone else puts the battery back to auto: a revert the watchdog could not prevent. The other client
-        # writes until a poll has seen it: a write landing between a poll's read and the watchdog's re-write in
-        # the same cycle is overwritten before any read can see it (harmless: the hold stands), and on a loaded
-        # machine one single write fell into that window.
-        async def other_client() -> None:
-            link = ModbusLink(Endpoint(port=server.port))
-            deadline = time.monotonic() + 10
-            while running.bridge.total("reverts_total") == 0 and time.monotonic() < deadline:
-                await link.write(home.addresses[124] + point_offset(124, "StorCtl_Mod"),
-                                 encode_point(124, "StorCtl_Mod", 0), 1)
-                await asyncio.sleep(0.1)
-            link.close()
-
-        asyncio.run(other_client())
+        # Someone else puts the battery back to auto: a revert the watchdog could not prevent.
+        write_until_reverted(running, server.port, home, 124, "StorCtl_Mod", 0)
         assert running.bridge.total("reverts_total") >= 1, "no revert reported in 10 s of writes"
         wait(lambda: home.battery_w == pytest.approx(1500))  # re-asserted
         assert worker.controls.last_revert == "batteryPowerSetpoint"
