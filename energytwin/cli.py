@@ -21,7 +21,7 @@ class _LazyGroup(click.Group):
         "quality": ("twin_service.quality.commands", "quality", "Power-quality analytics: EN 50160 compliance, events, weekly report."),
         "dashboards": ("grafana.commands", "dashboards", "Build the Grafana dashboards (JSON) from their Python definitions."),
         "provision": ("provisioning.commands", "provision", "Make the agent and broker match an inventory file."),
-        "web": ("twin_service.web.commands", "web", "Serve the live twin page (overview, meters, phasors, events)."),
+        "web": ("energytwin.page_web", "web", "Serve the live twin page (overview, meters, phasors, events)."),
         "meter": ("firmware.commands", "meter", "Meter helpers: calibrate gain registers from a reference reading."),
         "forecast": ("energytwin.forecast_cli", "forecast", "24-hour PV, load and price forecasts; score them against naive baselines."),
         "fleet": ("fleet.commands", "fleet", "Home batteries steered toward the fleet's mean state of charge; strategy simulation."),

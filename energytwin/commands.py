@@ -7,8 +7,8 @@ dir or port refuses with the process to stop.
 
 from __future__ import annotations
 
-import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -128,16 +128,21 @@ def _print_endpoints(stack: EmbeddedStack) -> None:
 @click.command()
 @_stack_options
 @click.option("--duration-s", type=float, default=None, help="Stop by itself after this many seconds.")
+@click.option("--community", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="ENERGYTWIN_COMMUNITY", help="community.yaml whose accounts the page's views show "
+              "(passed to the page, kept across its restarts) [env ENERGYTWIN_COMMUNITY].")
+@click.option("--community-month", default=None, metavar="YYYY-MM", envvar="ENERGYTWIN_COMMUNITY_MONTH",
+              help="The month the page's accounts show (default: this month so far).")
 def up(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port, no_access,
-       mqtt_prefer, duration_s):
+       mqtt_prefer, duration_s, community, community_month):
     """Run the embedded stack (MQTT, IoT Agent, NGSI-LD broker) on the production ports.
 
     Meters and provisioning scripts talk to it exactly as to the FIWARE Docker stack. Ctrl-C stops it cleanly;
     running it again with the same --data-dir continues from the same twin.
     """
     shutdown = Shutdown().install()
-    cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port,
-                  no_access, mqtt_prefer)
+    cfg = replace(_config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port,
+                          no_access, mqtt_prefer), community=community, community_month=community_month)
 
     def start() -> EmbeddedStack:
         stack = EmbeddedStack(cfg, shutdown=shutdown)
@@ -195,8 +200,11 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
     shutdown = Shutdown().install()
     cfg = _config(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_port, access_port,
                   no_access, mqtt_prefer)
+    community = _demo_community(cfg, meters)
+    # The page gets it as its --community, with or without access control (one in ENERGYTWIN_COMMUNITY wins).
+    cfg = replace(cfg, community=community.page_file())
     options = DemoOptions(stack=cfg, meters=meters, homes=homes, period_s=period_s, frequency_hz=frequency_hz,
-                          loads=loads, community=_demo_community(cfg, meters))
+                          loads=loads, community=community)
 
     def run(running) -> None:  # type: ignore[no-untyped-def]
         _print_endpoints(running.stack)
@@ -226,14 +234,12 @@ def demo(data_dir, host, mqtt_port, broker_port, agent_port, quality_port, web_p
 
 def _demo_community(cfg: StackConfig, meters: int):  # type: ignore[no-untyped-def]
     """The demo's community file (energytwin/demo_community.py), written before the page starts so its member and
-    manager views have accounts; an ENERGYTWIN_COMMUNITY already set wins."""
-    from energytwin.demo_community import COMMUNITY_ENV, FOLDER, write_demo_community
+    manager views have accounts."""
+    from energytwin.demo_community import FOLDER, write_demo_community
 
     with console.status("writing the demo community…"):
-        community = write_demo_community(cfg.data_dir / FOLDER, [demo_device_id(n + 1) for n in range(meters)],
-                                         cfg.broker_url, DEMO_SITE.service)
-    os.environ.setdefault(COMMUNITY_ENV, str(community.path.resolve()))  # the page's child process reads it
-    return community
+        return write_demo_community(cfg.data_dir / FOLDER, [demo_device_id(n + 1) for n in range(meters)],
+                                    cfg.broker_url, DEMO_SITE.service)
 
 
 def _print_credentials(stack: EmbeddedStack, meters: int) -> None:

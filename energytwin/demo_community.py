@@ -1,8 +1,9 @@
 """The demo's energy community: one member per simulated meter sharing a simulated roof, so the page's member and
 manager views show kWh, EUR, CO2 and trees as soon as `energytwin demo` starts.
 
-Two halves, because the page reads its community file when it starts (energytwin/page_login.py), before any
-demo part runs:
+Two halves, because the page reads its community file when it starts (`--community`, which the demo sets as
+`StackConfig.community`: energytwin/page_login.py with access control, energytwin/page_web.py without), before
+any demo part runs:
 
 * `write_demo_community(folder, ...)` writes `community.yaml` (the format of docs/community.md, validated by
   community.config) and the roof's hourly `roof.csv` into the demo's data dir, before the stack starts. Members
@@ -45,7 +46,7 @@ from fiware_client import NgsiLdClient, NonexistentTenant, NotFound, parse_time
 
 log = logging.getLogger("energytwin.demo")
 
-COMMUNITY_ENV = "ENERGYTWIN_COMMUNITY"  # what the page reads (energytwin/page_login.py --community)
+COMMUNITY_ENV = "ENERGYTWIN_COMMUNITY"  # the user's own community file, which wins over the demo's
 FOLDER = "community"  # under the demo's data dir
 TIMEZONE = "Europe/Madrid"  # the simulated households' and roof's
 MAX_MEMBERS = 20  # the first 20 meters are members: each member's month of history is read at every refresh
@@ -104,6 +105,12 @@ class DemoCommunityFile:
     path: Path
     members: list[str]  # the member ids = the meters' device ids
     roof_kwp: float
+
+    def page_file(self) -> Path:
+        """The community file the demo's page shows (StackConfig.community, its --community): one the user set in
+        ENERGYTWIN_COMMUNITY before the demo started wins, else this one."""
+        chosen = os.environ.get(COMMUNITY_ENV)
+        return Path(chosen).resolve() if chosen else self.path.resolve()
 
 
 def write_demo_community(folder: Path, devices: list[str], broker_url: str, tenant: str,
@@ -218,7 +225,7 @@ class DemoCommunity:
 
     def start(self, ctx: Any) -> list[str]:
         self.written = backfill(ctx.broker_url, ctx.site.service, self.file.members)
-        used = os.environ.get(COMMUNITY_ENV)
+        used = str(self.file.page_file())
         lines = [(f"community: {len(self.file.members)} member(s) (one per meter) sharing a simulated "
                   f"{self.file.roof_kwp:g} kWp roof: {self.file.path}")]
         done = {d: h for d, h in self.written.items() if h}
@@ -226,7 +233,7 @@ class DemoCommunity:
             lines.append(f"  this month's history simulated for {', '.join(sorted(done))} ({max(done.values())} h, "
                          "historySource: simulation); the member view shows their EUR savings, the manager view "
                          "the accounts")
-        if used and Path(used).resolve() != self.file.path.resolve():
+        if Path(used) != self.file.path.resolve():
             lines.append(f"  the page shows {COMMUNITY_ENV}={used} instead (set before the demo started)")
         return lines
 

@@ -65,6 +65,10 @@ class StackConfig:
     # Per-device MQTT credentials (access/_mqtt_auth.py): Mosquitto/amqtt refuse anonymous clients, each device
     # logs in as itself and publishes only its own topics. `energytwin up`/`demo` turn it on with access control.
     mqtt_auth: bool = False
+    # The community file whose accounts the page's views show, passed to the page as --community (so a page the
+    # supervisor restarts keeps it); None: the page reads ENERGYTWIN_COMMUNITY if set. `community_month`: YYYY-MM.
+    community: Path | None = None
+    community_month: str | None = None
 
     @property
     def broker_url(self) -> str:
@@ -182,7 +186,7 @@ def port_holder(host: str, port: int) -> str | None:
 
 def _stale_hint(description: str) -> str:
     """Say why a port holder looks like a left-over energytwin service (and if its data dir is gone)."""
-    if "twin_service." not in description and "mosquitto" not in description and "amqtt" not in description:
+    if not any(name in description for name in ("twin_service.", "energytwin.page_", "mosquitto", "amqtt")):
         return ""
     words = description.rstrip(")").split()
     hint = " It looks like a service left over from an earlier energytwin stack"
@@ -375,15 +379,20 @@ class EmbeddedStack:
                 "web",
                 # With access control the page asks for a login (the access layer's users, energytwin/page_login.py).
                 [python, "-m", *(("energytwin.page_login", "--data-dir", str(cfg.data_dir)) if cfg.access
-                                 else ("twin_service.web",)),
+                                 else ("energytwin.page_web",)),  # `energytwin web`: both take --community
                  "--broker-url", cfg.broker_url, "--tenant", cfg.quality_tenant, "--host", cfg.host,
-                 "--port", str(web_port)],
+                 "--port", str(web_port), *self._community_args()],
                 web_port,
                 cfg.log_dir / "web.log",
             ),
         ]
         # each PEP right after the service it guards
         return children[:1] + guarded + children[1:2] + agent_guard + children[2:]
+
+    def _community_args(self) -> list[str]:
+        cfg = self.config
+        args = ["--community", str(Path(cfg.community).resolve())] if cfg.community is not None else []
+        return args + (["--community-month", cfg.community_month] if cfg.community_month else [])
 
     # --- per-device MQTT credentials ---
 

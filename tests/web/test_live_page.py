@@ -8,7 +8,6 @@ renders the page. The tests only change what the meter measures and look at what
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from access import LocalIssuer
 from access._users import UserStore
 from datamodels.measures import measurement_id
 from energytwin.demo import DEMO_APIKEY, DEMO_SITE, provision_demo, twin_headers
@@ -34,7 +34,7 @@ USERS = {"boss": "boss-secret-1", "ana": "ana-secret-1", "screen": "screen-secre
          "ops": "ops-secret-1"}  # control centre
 # The page shows the example community's accounts (four members: too few for the public screen's figures).
 COMMUNITY = Path(__file__).resolve().parents[2] / "community" / "examples" / "community.yaml"
-COMMUNITY_ENV = {"ENERGYTWIN_COMMUNITY": str(COMMUNITY), "ENERGYTWIN_COMMUNITY_MONTH": "2026-10"}
+COMMUNITY_MONTH = "2026-10"
 LOADS = (
     PhaseLoad(voltage_v=230.0, current_a=10.0, angle_deg=0.0),
     PhaseLoad(voltage_v=230.0, current_a=5.0, angle_deg=30.0),
@@ -66,12 +66,11 @@ def _entity(stack: EmbeddedStack, **params: str) -> dict | None:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     cfg = StackConfig(data_dir=tmp_path_factory.mktemp("web-stack"), mqtt_port=free_port(), broker_port=free_port(),
-                      agent_port=free_port(), quality_port=0, web_port=0, quality_tenant=DEMO_SITE.service)
+                      agent_port=free_port(), quality_port=0, web_port=0, quality_tenant=DEMO_SITE.service,
+                      # the page's --community, at start and at each restart by the stack's supervisor
+                      # (test_the_page_reconnects_... kills it and checks the accounts are still there)
+                      community=COMMUNITY, community_month=COMMUNITY_MONTH)
     stack = EmbeddedStack(cfg)
-    saved = {k: os.environ.get(k) for k in COMMUNITY_ENV}
-    # The page's child process reads them (energytwin/page_login.py), at start and at each restart by the stack's
-    # supervisor (test_the_page_reconnects_... kills it), so they stay set for the module's life.
-    os.environ.update(COMMUNITY_ENV)
     stack.start()
     users = UserStore(cfg.data_dir)  # access control is on: the page asks for a login
     users.add("boss", "manager", secret=USERS["boss"])
@@ -92,8 +91,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     finally:
         meter.stop()
         stack.stop()
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def log_in(tab, site: Site, user: str, secret: str) -> None:
@@ -222,14 +219,18 @@ def test_the_page_reconnects_after_the_page_service_restarts(site: Site, page) -
     page.locator("#connection[data-state='reconnecting']").wait_for(timeout=10_000)
     page.locator("#connection[data-state='live']").wait_for(timeout=30_000)
     assert web.process.pid != old_pid
+    # the restarted page still has its community (StackConfig.community, passed as --community), env or not
+    token = LocalIssuer(site.stack.config.data_dir).token("boss", "manager")
+    r = httpx.get(f"{site.url}/api/views/manager", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 200 and r.json()["accounts"]["period"]["label"] == COMMUNITY_MONTH, r.text
     # live again: a new value arrives over the new stream
     site.meter.set_load(3, PhaseLoad(voltage_v=230.0, current_a=6.0, angle_deg=180.0))
     page.locator('[data-cell="current.L3"]').filter(has_text="6.00 A").wait_for(timeout=20_000)
 
 
-# The meter stops for good here; the role test after it sees its health as no longer live. (Before, the
-# page restarted by test_the_page_reconnects_... lost the community env, so the manager's accounts never
-# rendered in the role test: the env now stays set for the module.)
+# The meter stops for good here; the role test after it sees its health as no longer live. (Before the
+# community was the page's --community, the page restarted by test_the_page_reconnects_... lost it when the
+# env was restored, and the manager's accounts never rendered in the role test.)
 def test_stale_and_offline_state_shows_when_the_meter_stops(site: Site, page) -> None:
     page.goto(f"{site.url}/meters/{DEVICE}")
     page.locator("#meter-state[data-state='live']").wait_for(timeout=10_000)

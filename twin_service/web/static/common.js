@@ -283,7 +283,13 @@ async function showWho() {
   if (!who) return;
   try {
     const me = await getJson("/api/me");
-    if (!me.accessControl) return;
+    if (!me.accessControl) { // development only: say it on every screen, not just in the server's log
+      who.textContent = "NO LOGIN: access control is off, anyone reaching this page sees every member's data";
+      who.dataset.access = "off";
+      who.classList.add("who-off");
+      who.hidden = false;
+      return;
+    }
     who.textContent = `${me.subject} (${me.role}) `;
     const out = document.createElement("a");
     out.href = "/logout";
