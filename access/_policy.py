@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kernel.yaml_lines import YamlSyntaxError, line_of, load_with_lines
 
-ROLES = ("member", "manager", "public", "control-centre", "device", "admin")
+ROLES = ("member", "manager", "public", "control-centre", "device", "admin", "service")
 ACTIONS = ("version", "entities.read", "entities.write", "temporal.read", "temporal.write", "subscriptions.read",
            "subscriptions.write", "types.read", "contexts.read", "contexts.write", "agent.read", "agent.write",
            "pep.read")

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import click
 
+from access._policy import ROLES
+
 DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
                         show_default=True, help="The stack's data dir (keys and users live in DATA_DIR/access/).")
+ROLE_CHOICES = list(ROLES)
 AUDIENCE = click.option("--audience", default="energytwin", show_default=True,
                         help="The community the tokens are for (their `aud`); another community's are refused.")
 
@@ -33,8 +36,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice(["member", "manager", "public", "control-centre",
-                                                           "device", "admin"]))
+@click.option("--role", required=True, type=click.Choice(ROLE_CHOICES))
 @click.option("--device", "devices", multiple=True, help="A device (meter) id the user owns (repeatable).")
 @click.option("--cups", "cups", multiple=True, help="A CUPS the user owns (repeatable).")
 @click.option("--member", help="The member id (default: NAME for a member).")
@@ -67,7 +69,7 @@ def list_users(data_dir: Path) -> None:
 
 
 @users.command("token")
-@click.option("--role", type=click.Choice(["member", "manager", "public", "control-centre", "device", "admin"]),
+@click.option("--role", type=click.Choice(ROLE_CHOICES),
               help="Issue for a role (operator use, no secret asked); or give --user and --secret.")
 @click.option("--member", help="The member id, or the device id of the member's meter (role member/device).")
 @click.option("--user", help="A user added with `users add`.")

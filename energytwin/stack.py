@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import psutil
 
@@ -209,6 +209,7 @@ class EmbeddedStack:
     _spawn_lock: threading.Lock = field(default_factory=threading.Lock)
     _supervisor: threading.Thread | None = None
     _owns_lock: bool = False
+    service_tokens: Any = None  # access._service_accounts.ServiceTokens: the services' accounts at the PEP
 
     # --- the lock file: who runs on this data dir ---
 
@@ -329,8 +330,17 @@ class EmbeddedStack:
         quality_port = cfg.quality_port or free_port()
         web_port = cfg.web_port or free_port()
         guarded, agent_guard = [], []
+        service_broker, service_env = cfg.broker_url, {"quality": None, "web": None}
         if cfg.access:
             access_port = cfg.access_port or free_port()
+            # The analytics and the page reach the broker through the access layer, each with its service
+            # account's token (access/_service_accounts.py); the agent's ingest keeps the loopback port.
+            service_broker = f"http://{cfg.host}:{access_port}"
+            from access._service_accounts import ServiceTokens
+
+            self.service_tokens = ServiceTokens(cfg.data_dir)
+            service_env = {name: self.service_tokens.env(name, [service_broker]) for name in service_env}
+            self.service_tokens.start()
             guarded = [_Child(
                 "access",
                 [python, "-m", "access", "serve", "--upstream", cfg.broker_url, "--host", cfg.host,
@@ -369,21 +379,23 @@ class EmbeddedStack:
             ),
             _Child(
                 "quality",
-                [python, "-m", "twin_service.quality", "--broker-url", cfg.broker_url,
+                [python, "-m", "twin_service.quality", "--broker-url", service_broker,
                  "--tenant", cfg.quality_tenant, "--listen-host", cfg.host, "--listen-port", str(quality_port),
                  "--data-dir", str(cfg.data_dir / "quality")],
                 quality_port,
                 cfg.log_dir / "quality.log",
+                env=service_env["quality"],
             ),
             _Child(
                 "web",
                 # With access control the page asks for a login (the access layer's users, energytwin/page_login.py).
                 [python, "-m", *(("energytwin.page_login", "--data-dir", str(cfg.data_dir)) if cfg.access
                                  else ("energytwin.page_web",)),  # `energytwin web`: both take --community
-                 "--broker-url", cfg.broker_url, "--tenant", cfg.quality_tenant, "--host", cfg.host,
+                 "--broker-url", service_broker, "--tenant", cfg.quality_tenant, "--host", cfg.host,
                  "--port", str(web_port), *self._community_args()],
                 web_port,
                 cfg.log_dir / "web.log",
+                env=service_env["web"],
             ),
         ]
         # each PEP right after the service it guards
@@ -521,6 +533,8 @@ class EmbeddedStack:
                 child.stop()
             if self.mqtt is not None:
                 _stop_group(self.mqtt.process, f"MQTT broker ({self.mqtt.kind})", 5.0)
+            if self.service_tokens is not None:
+                self.service_tokens.stop()
             self._remove_lock()
             atexit.unregister(self.stop)
 

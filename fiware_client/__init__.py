@@ -10,10 +10,12 @@
 
 `AsyncNgsiLdClient` has the same methods for asyncio; `IotAgentClient` speaks the IoT Agent north API. Errors
 are one hierarchy: `FiwareError` > `BrokerError` (status + ProblemDetails) > `NotFound`, `NonexistentTenant`,
-... and `IotAgentError` (name + message). docs/architecture.md shows where the client sits.
+... and `IotAgentError` (name + message). Behind an access layer, `token=` takes a bearer token or a provider of
+one (`TokenFile`), refreshed before it expires (_auth.py). docs/architecture.md shows where the client sits.
 """
 
 from ._attributes import attribute_value, instances, observed_at, parse_time, unwrap
+from ._auth import BearerAuth, TokenFile, TokenProvider, TokenUnavailable, token_expiry
 from ._errors import (
     BadRequest,
     BatchError,
@@ -45,6 +47,7 @@ __all__ = [
     "BadRequest",
     "BatchError",
     "BatchResult",
+    "BearerAuth",
     "BrokerError",
     "BrokerUnavailable",
     "Conflict",
@@ -63,6 +66,9 @@ __all__ = [
     "RetryPolicy",
     "SubscriptionOutcome",
     "TemporalApiMissing",
+    "TokenFile",
+    "TokenProvider",
+    "TokenUnavailable",
     "TooManyResults",
     "async_history_reader",
     "attribute_value",
@@ -71,6 +77,7 @@ __all__ = [
     "observed_at",
     "parse_time",
     "subscription_differences",
+    "token_expiry",
     "type_of",
     "unwrap",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
+from ._auth import TokenProvider, bearer_auth
 from ._errors import BrokerUnavailable, FiwareError
 
 log = logging.getLogger("fiware_client")
@@ -99,12 +100,15 @@ class _Base:
     _session: Any  # httpx.Client or httpx.AsyncClient
 
     def __init__(self, base_url: str, headers: Mapping[str, str], *, timeout: float, retry: RetryPolicy,
-                 error: ErrorFactory, transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None) -> None:
+                 error: ErrorFactory, transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+                 token: str | TokenProvider | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._retry = retry
         self._error = error
+        # A bearer token (fiware_client/_auth.py): the one given, else the environment's for this origin, else none.
         self._http = self._session(base_url=self.base_url, headers={"Accept": "application/json", **headers},
-                                   timeout=httpx.Timeout(timeout), transport=transport)
+                                   timeout=httpx.Timeout(timeout), transport=transport,
+                                   auth=bearer_auth(self.base_url, token))
 
     def _program(self, op: Op[T]) -> Generator[Call | float, Any, T]:
         """The operation's calls, each sent until it is answered or the retries are spent."""

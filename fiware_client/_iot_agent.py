@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from ._auth import TokenProvider
 from ._errors import IotAgentError, iot_agent_error
 from ._http import DEFAULT_RETRY, Call, Op, RetryPolicy, SyncBase
 
@@ -45,9 +46,11 @@ class IotAgentClient(SyncBase):
     """One `fiware-service` / `fiware-servicepath` of one IoT Agent."""
 
     def __init__(self, base_url: str, service: str, service_path: str = "/", *, timeout: float = 30.0,
-                 retry: RetryPolicy = DEFAULT_RETRY, transport: httpx.BaseTransport | None = None) -> None:
+                 retry: RetryPolicy = DEFAULT_RETRY, transport: httpx.BaseTransport | None = None,
+                 token: str | TokenProvider | None = None) -> None:
+        """`token`: a bearer token or a provider of one, for an agent behind an access layer (as NgsiLdClient)."""
         super().__init__(base_url, {"fiware-service": service, "fiware-servicepath": service_path},
-                         timeout=timeout, retry=retry, error=_agent_error, transport=transport)
+                         timeout=timeout, retry=retry, error=_agent_error, transport=transport, token=token)
         self.service = service
         self.service_path = service_path
 

@@ -15,6 +15,7 @@ import httpx
 from datamodels.measures import measurement_id
 
 from ._attributes import instances
+from ._auth import TokenProvider
 from ._errors import broker_error
 from ._http import DEFAULT_RETRY, AsyncBase, Call, RetryPolicy, SyncBase
 from ._models import BatchResult, Measurement, SubscriptionOutcome
@@ -37,10 +38,14 @@ class _NgsiLdApi:
                  timeout: float = 15.0, retry: RetryPolicy = DEFAULT_RETRY, page_size: int = 1000,
                  batch_size: int = DEFAULT_BATCH, max_pages: int = 10_000,
                  transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
-                 temporal_path: str | None = None) -> None:
-        """`temporal_path` moves the temporal API (default /ngsi-ld/v1/temporal): "/temporal" for Mintaka."""
+                 temporal_path: str | None = None, token: str | TokenProvider | None = None) -> None:
+        """`temporal_path` moves the temporal API (default /ngsi-ld/v1/temporal): "/temporal" for Mintaka.
+
+        `token`: a bearer token, or a provider of one (a callable, e.g. `TokenFile`), for a broker behind an
+        access layer (PEP); None: the environment's token for this origin, if any (fiware_client/_auth.py).
+        """
         self._face.__init__(self, base_url, {}, timeout=timeout, retry=retry, error=_broker_error,
-                            transport=transport)
+                            transport=transport, token=token)
         self._ops = NgsiLdRequests(tenant, context, page_size, batch_size)
         if temporal_path is not None:
             self._ops.temporal_path = temporal_path.rstrip("/")

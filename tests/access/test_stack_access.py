@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,30 @@ def test_the_stack_runs_with_access_control_on(tmp_path: Path):
         token = out.strip().splitlines()[-1]
         answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert answer.status_code == 200, answer.text
+        _services_through_the_pep(stack)
+
+
+def _services_through_the_pep(stack: EmbeddedStack) -> None:
+    """The analytics and the page reach the broker through the PEP with their service accounts, never refused."""
+    for name in ("quality", "web"):
+        child = next(c for c in stack.children if c.name == name)
+        assert child.argv[child.argv.index("--broker-url") + 1] == stack.access_url
+        assert child.env and child.env["FIWARE_CLIENT_TOKEN_ORIGINS"] == stack.access_url
+        assert Path(child.env["FIWARE_CLIENT_TOKEN_FILE"]).name == f"{name}.jwt"
+    subscriptions = f"{stack.config.broker_url}/ngsi-ld/v1/subscriptions"  # straight at the broker: what they made
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        made = {s["id"] for s in httpx.get(subscriptions, headers={"NGSILD-Tenant": stack.config.quality_tenant},
+                                            timeout=10).json()}
+        if {"urn:ngsi-ld:Subscription:energytwin-quality"} <= made and len(made) >= 2:
+            break
+        time.sleep(0.2)
+    assert "urn:ngsi-ld:Subscription:energytwin-quality" in made and len(made) >= 2, made  # quality's, the page's
+    ops = {"Authorization": f"Bearer {LocalIssuer(stack.config.data_dir).token('ops', 'control-centre')}"}
+    pep = httpx.get(f"{stack.access_url}/pep/metrics", headers=ops, timeout=10).text
+    # the one refusal is the test's own anonymous request: the services' requests were all let through
+    assert 'energytwin_pep_refused_total{reason="token_missing",status="401"} 1' in pep, pep
+    assert "reason=\"token_" not in pep.replace('reason="token_missing"', ""), pep
 
 
 def test_access_control_off_is_said_loudly(tmp_path: Path, caplog):

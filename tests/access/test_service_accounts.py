@@ -1,0 +1,70 @@
+"""The stack's services through the PEP: a fiware_client with its service account's token works, without one
+it gets 401, and the role `service` is refused what it does not need (access/_service_accounts.py)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from access._service_accounts import ServiceTokens
+from datamodels.measures import measurement_id
+from fiware_client import BrokerError, NgsiLdClient, RetryPolicy, TokenFile
+
+from .conftest import Guarded
+
+ONCE = RetryPolicy(attempts=1)
+
+
+def measurement(device: str) -> dict:
+    return {"id": measurement_id(device), "type": "ThreePhaseAcMeasurement",
+            "totalActivePower": {"type": "Property", "value": 1200.0, "unitCode": "WTT"}}
+
+
+def test_a_service_with_its_token_works_through_the_pep_and_without_one_gets_401(guarded: Guarded):
+    tokens = ServiceTokens(guarded.data_dir)
+    env = tokens.env("quality", [guarded.pep_url])
+    assert env["FIWARE_CLIENT_TOKEN_ORIGINS"] == guarded.pep_url
+    token_file = tokens.path("quality")
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    with NgsiLdClient(guarded.pep_url, token=TokenFile(env["FIWARE_CLIENT_TOKEN_FILE"]), retry=ONCE) as service:
+        service.upsert_entities([measurement("svc-meter-1")])
+        assert [e["id"] for e in service.query_entities(type="ThreePhaseAcMeasurement")] == \
+            [measurement_id("svc-meter-1")]
+    with NgsiLdClient(guarded.pep_url, retry=ONCE) as anonymous, pytest.raises(BrokerError) as refused:
+        anonymous.query_entities(type="ThreePhaseAcMeasurement")
+    assert refused.value.status == 401 and refused.value.title == "Unauthorized"
+
+
+def test_the_service_role_is_refused_what_it_does_not_need(guarded: Guarded):
+    token = ServiceTokens(guarded.data_dir).issue("web")
+    auth = {"Authorization": f"Bearer {token.read_text().strip()}"}
+    with httpx.Client(base_url=guarded.pep_url, headers=auth, timeout=10) as http:
+        assert http.get("/pep/metrics").status_code == 403  # the PEP's counters: operators only
+        assert http.get("/iot/devices").status_code == 403  # provisioning: operators only
+        history = {"id": measurement_id("svc-meter-1"), "type": "ThreePhaseAcMeasurement",
+                   "totalActivePower": [{"type": "Property", "value": 1.0, "observedAt": "2026-12-07T10:00:00Z"}]}
+        assert http.post("/ngsi-ld/v1/temporal/entities", json=history).status_code == 403  # no history rewrites
+        assert http.get("/ngsi-ld/v1/types").status_code == 200
+
+
+def test_tokens_are_rewritten_before_they_expire_and_the_client_takes_the_new_one(guarded: Guarded):
+    # 30 s tokens: inside the client's 60 s refresh margin, so it reads the file before every request.
+    tokens = ServiceTokens(guarded.data_dir, lifetime_s=30, refresh_every_s=0.1)
+    path = tokens.issue("forecast")
+    provider = TokenFile(path)
+    with NgsiLdClient(guarded.pep_url, token=provider, retry=ONCE) as service:
+        service.query_entities(type="ThreePhaseAcMeasurement")
+        first = provider()
+        tokens.start()
+        deadline = time.monotonic() + 5
+        while provider() == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tokens.stop()
+        rewritten = provider()
+        assert rewritten != first
+        service.query_entities(type="ThreePhaseAcMeasurement")
+        assert service._http.auth._token == rewritten
+    with pytest.raises(ValueError, match="service account name"):
+        tokens.path("../users")
