@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -18,18 +20,36 @@ import httpx
 import psutil
 import pytest
 
-from energytwin.demo import DEMO_SITE
-from energytwin.demo_community import COMMUNITY_ENV, DemoCommunityFile, backfill, write_demo_community
+from datamodels.measures import measurement_id
+from energytwin.demo import DEMO_APIKEY, DEMO_SITE, DemoContext, DemoOptions
+from energytwin.demo_community import (
+    COMMUNITY_ENV,
+    SEED_DELAY,
+    DemoCommunity,
+    DemoCommunityFile,
+    write_demo_community,
+)
 from energytwin.page_web import community_accounts, web
 from energytwin.stack import EmbeddedStack, StackConfig
+from firmware.emulator.simulated_meter import SimulatedMeter
+from fiware_client import NgsiLdClient, parse_time
+from tests.polling import wait_until
 from twin_service.mqtt_server import free_port
 
 METERS = ["meter-001", "meter-002"]
 EXAMPLE = Path(__file__).resolve().parents[2] / "community" / "examples" / "community.yaml"
 
 
+@dataclass
+class Site:
+    stack: EmbeddedStack
+    meter: SimulatedMeter
+    community: DemoCommunity
+    backfilled: dict  # meter-001's totalActiveEnergyImport after the backfill, before the meter started
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     data = tmp_path_factory.mktemp("page-community")
     broker_port = free_port()
     file = write_demo_community(data / "community", METERS, f"http://127.0.0.1:{broker_port}", DEMO_SITE.service)
@@ -38,14 +58,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
                       community=file.path)
     saved = os.environ.pop(COMMUNITY_ENV, None)  # the option alone must carry it
     running = EmbeddedStack(cfg)
+    meter = SimulatedMeter(device_id=METERS[0], apikey=DEMO_APIKEY, mqtt_host=cfg.host, mqtt_port=cfg.mqtt_port,
+                           period_s=0.5)
     try:
         running.start()
-        assert set(backfill(cfg.broker_url, DEMO_SITE.service, METERS)) == set(METERS)
-        yield running
+        # the demo's community part: provisioning, the month's backfill, the agent told where the counters stand
+        part = DemoCommunity(file)
+        part.start(DemoContext(DemoOptions(stack=cfg, meters=len(METERS), community=file), running))
+        assert set(part.written) == set(METERS)
+        before = _counter(cfg.broker_url)
+        meter.start()  # the real firmware, its counters from zero
+        yield Site(running, meter, part, before)
     finally:
+        meter.stop()
         running.stop()
         if saved is not None:
             os.environ[COMMUNITY_ENV] = saved
+
+
+def _counter(broker_url: str) -> dict:
+    with NgsiLdClient(broker_url, tenant=DEMO_SITE.service) as twin:
+        return twin.get_entity(measurement_id(METERS[0]), attrs=["totalActiveEnergyImport"])["totalActiveEnergyImport"]
 
 
 def _manager(stack: EmbeddedStack) -> dict:
@@ -58,7 +91,8 @@ def _web_child(stack: EmbeddedStack):  # type: ignore[no-untyped-def]
     return next(c for c in stack.children if c.name == "web")
 
 
-def test_without_access_control_the_page_gets_the_community_as_an_option(stack: EmbeddedStack) -> None:
+def test_without_access_control_the_page_gets_the_community_as_an_option(site: Site) -> None:
+    stack = site.stack
     child = _web_child(stack)
     argv = psutil.Process(child.process.pid).cmdline()
     assert argv[argv.index("-m") + 1] == "energytwin.page_web"
@@ -76,6 +110,34 @@ def test_without_access_control_the_page_gets_the_community_as_an_option(stack: 
     # no login (development): the member view holds every member's rows
     member = httpx.get(f"{stack.web_url}/api/views/member", timeout=30).json()
     assert [m["member"] for m in member["accounts"]["members"]] == METERS
+
+
+def test_the_meters_restart_at_zero_is_bridged_so_the_cumulative_goes_on(site: Site) -> None:
+    """The simulated meter starts at 0 kWh after the backfilled month: the agent, told where the counters stand
+    (demo_community.seed_agent_counters), continues them, so the community's accounts see no counter reset."""
+    backfilled = site.backfilled
+    assert site.community.seeded == METERS
+    start = parse_time(backfilled["observedAt"])
+    assert backfilled["value"] > 0 and "meterReading" not in backfilled  # simulated, written by the backfill
+
+    def live() -> dict | None:
+        counter = _counter(site.stack.config.broker_url)
+        return counter if parse_time(counter["observedAt"]) > start + SEED_DELAY else None
+
+    first = wait_until(live, 60, "the meter's first reading in the twin", poll_s=0.2)
+    assert first["meterReading"]["value"] < 0.01  # what the meter sent: its own counter, from zero
+    assert first["value"] >= backfilled["value"]  # what the twin keeps: the month's cumulative, continued
+    assert first["value"] - backfilled["value"] < 0.01
+    assert parse_time(first["observedAt"]) - start < timedelta(minutes=5)  # no gap: the backfill reaches 'now'
+    with NgsiLdClient(site.stack.config.broker_url, tenant=DEMO_SITE.service) as twin:
+        history = twin.temporal_entity(measurement_id(METERS[0]), attrs=["totalActiveEnergyImport"],
+                                       timerel="after", time_at=start - timedelta(hours=2))
+    instances = history["totalActiveEnergyImport"]
+    values = [i["value"] for i in instances]
+    assert len(values) > 2 and values == sorted(values)  # never a step back from the backfill into live
+    # the step back is marked where it happened: the meter's first reading, 0 kWh after the backfill's counters
+    marked = [i for i in instances if "counterReset" in i]
+    assert len(marked) == 1 and marked[0]["counterReset"]["value"]["after"] < 0.01, marked
 
 
 def test_energytwin_web_takes_community_and_the_env_only_without_the_option(monkeypatch, tmp_path: Path) -> None:

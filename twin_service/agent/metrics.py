@@ -22,6 +22,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "acked_total": ("counter", "QoS 1 messages acknowledged to MQTT (after they were stored on disk)"),
     "autoprovisioned_total": ("counter", "Unknown devices registered on their first message (group autoprovision)"),
     "commands_total": ("counter", "Commands sent on /cmd and their outcomes (sent, ok, error, expired), by result"),
+    "counter_resets_total": ("counter", "Energy counters a meter sent lower than before, bridged (continuity.py)"),
     "upsert_queue_depth": ("gauge", "MQTT messages stored on disk, waiting to be sent to the broker"),
     "broker_up": ("gauge", "1 when the last upsert reached the NGSI-LD broker, 0 while it is down"),
     "devices": ("gauge", "Devices provisioned in the registry"),
