@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from access import LocalIssuer
+from access._disclosure import PUBLIC_LEDGER, PublicRelease
 from access._users import UserStore
 from twin_service.web import PageAuth
 from twin_service.web.commands import web
@@ -40,7 +41,9 @@ def _serve(data_dir: Path, community: Path | None = None, community_month: str |
         from energytwin.page_views import CommunityAccounts
 
         accounts = CommunityAccounts(community, month=community_month)
-    web.callback(auth=auth, accounts=accounts, **options)  # type: ignore[misc]
+    # The public view's differencing defence; its ledger beside the issuer's keys (docs/access.md).
+    guard = PublicRelease(Path(data_dir) / "access" / PUBLIC_LEDGER)
+    web.callback(auth=auth, accounts=accounts, public_guard=guard, **options)  # type: ignore[misc]
 
 
 main = click.Command(

@@ -65,6 +65,7 @@ class WebConfig:
     resubscribe_s: float = 30.0  # how often the subscriptions are checked (a broker reset loses them)
     auth: PageAuth | None = None  # None: no login (development only); see _auth.py
     accounts: _views.AccountsSource | None = None  # the community's accounts (energytwin/page_views.py)
+    public_guard: _views.PublicGuard | None = None  # the public view's differencing defence (access/)
 
     def endpoint(self) -> str:
         if self.notify_url:

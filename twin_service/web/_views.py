@@ -74,6 +74,15 @@ class AccountsSource(Protocol):
     def accounts(self) -> dict[str, Any]: ...
 
 
+class PublicGuard(Protocol):
+    """The public view's differencing defence (access/_disclosure.py `PublicRelease`, wired by
+    energytwin/page_login.py): re-releases the body's figures so that no two answers differ by fewer than k
+    homes."""
+
+    def apply(self, body: dict[str, Any], *, entities: list[dict[str, Any]] | None = None,
+              hours: list[datetime] | None = None, accounts: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+
 class _Refused(PermissionError):
     """403: the caller's role does not reach this view (the detail names the roles that do)."""
 
@@ -316,6 +325,9 @@ async def public_view(request: Request) -> Response:
         body["membersWithData"] = with_data
         body["period"] = accounts.get("period")
         body["co2"] = accounts.get("co2")
+    guard = request.app.state.web.config.public_guard
+    if guard is not None:  # the differencing defence (docs/access.md): its ledger file is read and written
+        body = await asyncio.to_thread(guard.apply, body, entities=entities, hours=hours, accounts=accounts)
     return JSONResponse(body)
 
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | None, history: str,
         history_url: str | None, no_notify_key: bool, log_level: str, auth: Any | None = None,
-        accounts: Any | None = None) -> None:
+        accounts: Any | None = None, public_guard: Any | None = None) -> None:
     """Serve the live twin page (overview, meters, phasors, events).
 
     \b
@@ -67,7 +67,7 @@ def web(broker_url: str, host: str, port: int, tenant: str, notify_url: str | No
         raise click.UsageError(f"--history {history} needs --history-url (e.g. {example})")
     config = WebConfig(broker_url=broker_url, tenant=tenant or None, history=history,
                        history_url=history_url, host=host, port=port, notify_url=notify_url, auth=auth,
-                       accounts=accounts)
+                       accounts=accounts, public_guard=public_guard)
     app: Any = create_app(config)
     shown = config.endpoint()
     if no_notify_key:

@@ -1,0 +1,243 @@
+"""The public view's defence against differencing: two public answers never differ by fewer than k homes.
+
+The < 5 rule (no aggregate of fewer than 5 homes) does not stop the classic differencing attack on aggregate
+statistics (Denning & Schlörer, "Inference controls for statistical databases", IEEE Computer 16(7), 1983):
+ask for the same aggregate twice, once without and once with one home, and subtract. The public screen invites
+it: the hour 10:00-11:00 is answered again on every visit, and its set of homes changes when a member joins
+(a new member's distributor history is imported for past hours), when a meter that was offline sends its
+buffered readings, or when a member leaves. The difference of the two answers is then that one home's hour.
+
+The rule here (`PublicRelease`), per series of figures (hourly import, hourly export, the period's totals):
+
+1. Each period (an hour, the accounts' month) is released over a set R of contributors chosen at its first
+   release and kept: later answers for that period add up the same R (or, for pinned series, give the value
+   first released), whatever data arrives meanwhile. A contributor of R whose data is gone (a member who left)
+   freezes the period at its last released value. So the same period answered twice differs by nothing.
+2. A contributor never released in the series before (a newcomer) enters only together with at least
+   `batch` (k) other newcomers: until then it is left out of every period's sum, past and future. So the sums
+   before and after a member joins, for the same hour or for adjacent hours, differ by at least k new homes.
+3. A released period's set is replaced only when the new set differs from it by at least k contributors.
+4. No period is released over fewer than `min_members` contributors (the < 5 rule itself).
+
+What it does not stop (docs/access.md): a member of R missing from one hour (meter offline, member left)
+shrinks that hour's set, so the sums of two *adjacent* hours differ by that home's consumption plus every other
+home's change from one hour to the next: an estimate, not the value (bench/access_differencing.py measures
+it); a figure whose contributors are known only by count (the settlement's hourly rows) is guarded by the
+count, so one member leaving while another joins in the same recomputation is not seen.
+
+The ledger lives in a JSON file (mode 0600, atomic replace) so that a restart of the page does not forget
+what was released and answer again over a new set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fiware_client import parse_time
+
+log = logging.getLogger("access.disclosure")
+
+MIN_MEMBERS = 5
+PUBLIC_LEDGER = "public-releases.json"  # in DATA_DIR/access/
+KEEP_PERIODS = 2000  # per series: ~83 days of hours; older periods are no longer on the public screen
+ENERGY_COUNTERS = ("totalActiveEnergyImport", "totalActiveEnergyExport")
+HOURLY_FIGURES = {"totalActiveEnergyImport": "importKwh", "totalActiveEnergyExport": "exportKwh"}
+SETTLED_FIGURES = ("consumptionKwh", "generationKwh", "selfConsumedKwh", "surplusKwh")
+TOTAL_FIGURES = ("consumptionKwh", "assignedKwh", "selfConsumedKwh", "gridImportKwh", "surplusKwh", "savingsEur",
+                 "co2AvoidedKg", "trees")
+
+
+@dataclass
+class _Period:
+    members: list[str]  # the released set (sorted), or ["#<count>"] when only the count is known
+    value: Any
+
+
+@dataclass
+class _Series:
+    seen: set[str] = field(default_factory=set)  # every contributor ever released in this series
+    periods: dict[str, _Period] = field(default_factory=dict)
+
+
+class PublicRelease:
+    """The release ledger: what each public figure was released over, and the rule deciding the next answer."""
+
+    def __init__(self, path: Path | None = None, *, min_members: int = MIN_MEMBERS, batch: int = MIN_MEMBERS,
+                 keep_periods: int = KEEP_PERIODS) -> None:
+        if batch < 1 or min_members < 1:
+            raise ValueError("min_members and batch must be at least 1")
+        self.path = Path(path) if path is not None else None
+        self.min_members = min_members
+        self.batch = batch
+        self.keep_periods = keep_periods
+        self._series: dict[str, _Series] = {}
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._load()
+
+    # --- the rule ----------------------------------------------------------------------------------------
+    def release_sum(self, series: str, period: str, contributions: Mapping[str, float], *,
+                    pin: bool = True) -> float | None:
+        """The public sum for `period` of `series`, from each contributor's value; None when withheld.
+
+        `pin`: a released period keeps its first value (an hour: late readings of one meter would otherwise
+        show as that meter's increment); False: the value is summed afresh over the released set (a month so
+        far, which grows every hour)."""
+        with self._lock:
+            state = self._series.setdefault(series, _Series())
+            present = set(contributions)
+            newcomers = present - state.seen
+            eligible = (present & state.seen) | (newcomers if len(newcomers) >= self.batch else set())
+            record = state.periods.get(period)
+            if record is not None:
+                released = set(record.members)
+                if len(eligible) >= self.min_members and len(eligible ^ released) >= self.batch:
+                    released = eligible  # enough changed: the difference is an aggregate of >= k homes
+                elif pin or not released <= present:
+                    return record.value  # the same answer as before (or a released home's data is gone)
+            else:
+                released = eligible
+                if len(released) < self.min_members:
+                    return None
+            value = round(sum(float(contributions[m]) for m in released), 6)
+            self._record(state, series, period, _Period(sorted(released), value))
+            state.seen |= released
+            return value
+
+    def release_counted(self, series: str, period: str, count: int, value: Any) -> Any:
+        """A figure whose contributors are known only by their number (the settlement's hourly rows).
+
+        Released when `count` >= min_members; once released, it keeps its value unless the count moves by at
+        least `batch` (the difference is then one of >= k homes). One member leaving while another joins keeps
+        the count: not seen here (docs/access.md)."""
+        with self._lock:
+            state = self._series.setdefault(series, _Series())
+            record = state.periods.get(period)
+            if record is not None and abs(count - int(record.members[0].removeprefix("#"))) < self.batch:
+                return record.value
+            if count < self.min_members:
+                return None if record is None else record.value
+            self._record(state, series, period, _Period([f"#{count}"], value))
+            return value
+
+    def _record(self, state: _Series, series: str, period: str, record: _Period) -> None:
+        state.periods[period] = record
+        if len(state.periods) > self.keep_periods:
+            for old in sorted(state.periods)[: len(state.periods) - self.keep_periods]:
+                del state.periods[old]
+        self._dirty = True
+
+    # --- the public view's figures -----------------------------------------------------------------------
+    def apply(self, body: dict[str, Any], *, entities: list[dict[str, Any]] | None = None,
+              hours: list[datetime] | None = None, accounts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The public view's answer (twin_service/web/_views.py public_view) with every figure released by the
+        rule: `hourly` from each meter's hourly energy (`entities`, the twin's hourly counters, over `hours`),
+        `settled` by the rows' member counts, `totals` over the members with data (`accounts`)."""
+        if entities is not None and hours is not None and body.get("hourly"):
+            per_meter = hourly_contributions(entities, hours)
+            for k, row in enumerate(body["hourly"]):
+                for attr, figure in HOURLY_FIGURES.items():
+                    row[figure] = self.release_sum(f"hourly:{attr}", row["start"], per_meter[attr][k])
+        for row in body.get("settled") or []:
+            counted = _settled_count(accounts, row.get("start"))
+            if counted is None or row.get("start") is None:
+                continue
+            values = {key: row.get(key) for key in SETTLED_FIGURES}
+            released = self.release_counted("settled", str(row["start"]), counted, values)
+            row.update(released if isinstance(released, dict) else dict.fromkeys(SETTLED_FIGURES))
+        if accounts is not None and body.get("totals") is not None:
+            body["totals"] = self._totals(accounts, body["totals"])
+        self.save()
+        return body
+
+    def _totals(self, accounts: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any] | None:
+        period = accounts.get("period") or {}
+        key = str(period.get("start") or period.get("label") or "period")
+        hours = len(accounts.get("hourly") or [])
+        rows = {str(m.get("member")): m for m in accounts.get("members", [])
+                if isinstance(m.get("missingHours"), int) and m["missingHours"] < hours and m.get("member")}
+        out: dict[str, Any] = {}
+        for figure in TOTAL_FIGURES:
+            values = {name: row[figure] for name, row in rows.items() if isinstance(row.get(figure), int | float)}
+            if len(values) < len(rows):  # a figure some member lacks: not summed over a set, left as shown
+                out[figure] = shown.get(figure)
+                continue
+            out[figure] = self.release_sum(f"totals:{figure}", key, values, pin=False)
+        return out if any(v is not None for v in out.values()) else None
+
+    # --- the ledger file ---------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            for name, body in raw.get("series", {}).items():
+                self._series[name] = _Series(set(body.get("seen", [])), {
+                    period: _Period(list(p["members"]), p["value"]) for period, p in body.get("periods", {}).items()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Starting empty would answer again over new sets: refuse to run rather than leak.
+            raise RuntimeError(f"{self.path}: the public release ledger cannot be read ({exc}); move it away "
+                               f"only if the public screen may answer its past periods afresh") from exc
+
+    def save(self) -> None:
+        with self._lock:
+            if self.path is None or not self._dirty:
+                return
+            body = {"series": {name: {"seen": sorted(s.seen),
+                                      "periods": {p: {"members": r.members, "value": r.value}
+                                                  for p, r in sorted(s.periods.items())}}
+                               for name, s in self._series.items()}}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(body, out)
+            tmp.replace(self.path)
+            self._dirty = False
+
+
+def _settled_count(accounts: dict[str, Any] | None, start: Any) -> int | None:
+    for row in (accounts or {}).get("hourly", []):
+        if row.get("start") == start and isinstance(row.get("members"), int):
+            return int(row["members"])
+    return None
+
+
+def _hour(moment: str) -> datetime:
+    return parse_time(moment).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hourly_contributions(entities: Iterable[dict[str, Any]], hours: list[datetime],
+                         attrs: Iterable[str] = ENERGY_COUNTERS) -> dict[str, list[dict[str, float]]]:
+    """Each meter's energy per complete hour (kWh), by meter id: the public view's hourly sums before adding.
+
+    The same reading of the twin's hourly counters as the page's `hourly_meter_energy` (its sums are these
+    summed; tests/access/test_disclosure.py checks both agree): a meter's energy in hour h is the largest
+    counter value of h minus that of h-1; a meter without both adds nothing to h."""
+    attrs = tuple(attrs)
+    index = {h.astimezone(UTC): k for k, h in enumerate(hours)}
+    out: dict[str, list[dict[str, float]]] = {attr: [{} for _ in hours] for attr in attrs}
+    for entity in entities:
+        meter = str(entity.get("id", ""))
+        for attr in attrs:
+            by_hour: dict[datetime, float] = {}
+            for item in (entity.get(attr) or {}).get("max") or []:
+                value, start = item[0], item[1]
+                if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(start, str):
+                    by_hour[_hour(start)] = float(value)
+            for hour, value in by_hour.items():
+                previous = by_hour.get(hour - timedelta(hours=1))
+                if hour in index and previous is not None and value >= previous:
+                    out[attr][index[hour]][meter] = value - previous
+    return out
+
+
+__all__ = ["MIN_MEMBERS", "PUBLIC_LEDGER", "PublicRelease", "hourly_contributions"]
