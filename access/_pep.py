@@ -96,6 +96,9 @@ class Pep:
     relay_base_url: str = ""  # how the upstream reaches this PEP (for notifications)
     state_file: Path | None = None
     owner_relationships: tuple[str, ...] = OWNER_RELATIONSHIPS
+    # The actions this PEP forwards at all (None: every action): a PEP in front of Mintaka forwards
+    # temporal.read only, whatever a role may do elsewhere. Its own counters (pep.read) are always served.
+    actions: frozenset[str] | None = None
     metrics: PepMetrics = field(default_factory=PepMetrics)
     _relays: dict[str, _Relay] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -176,6 +179,9 @@ class Pep:
             return self._refuse(403, f"{call.method} {call.path} is not an endpoint this access layer opens", call,
                                 "unknown_endpoint")
         action, ids = found
+        if self.actions is not None and action not in self.actions and action != "pep.read":
+            return self._refuse(403, f"this access layer forwards only {', '.join(sorted(self.actions))}; "
+                                f"{call.method} {call.path} is {action}, served elsewhere", call, "not_forwarded")
         if rule is None or not rule.allows(action):
             return self._refuse(403, f"role {identity.role!r} may not {action}", call, "role")
         if action == "pep.read":  # the PEP's own counters: answered here, never forwarded

@@ -86,9 +86,11 @@ _ROUTES: list[tuple[str, str, str]] = [
     ("POST PATCH PUT DELETE", rf"^{_NGSI}/entities/(?P<id>[^/]+)(/attrs(/[^/]+)?)?$", "entities.write"),
     ("POST", rf"^{_NGSI}/entityOperations/query$", "entities.read"),
     ("POST", rf"^{_NGSI}/entityOperations/(create|update|upsert|delete|merge)$", "entities.write"),
-    ("GET", rf"^{_NGSI}/temporal/entities(/(?P<id>[^/]+))?$", "temporal.read"),
-    ("POST", rf"^{_NGSI}/temporal/entityOperations/query$", "temporal.read"),
-    ("POST PATCH PUT DELETE", rf"^{_NGSI}/temporal/entities(/(?P<id>[^/]+)(/.*)?)?$", "temporal.write"),
+    # The temporal API under the broker's root, and under Mintaka's (/temporal: FIWARE Mintaka serves the
+    # NGSI-LD temporal retrieval API there), so a PEP in front of Mintaka classifies the same requests.
+    ("GET", rf"^(?:{_NGSI})?/temporal/entities(/(?P<id>[^/]+))?$", "temporal.read"),
+    ("POST", rf"^(?:{_NGSI})?/temporal/entityOperations/query$", "temporal.read"),
+    ("POST PATCH PUT DELETE", rf"^(?:{_NGSI})?/temporal/entities(/(?P<id>[^/]+)(/.*)?)?$", "temporal.write"),
     ("GET", rf"^{_NGSI}/subscriptions(/(?P<sid>[^/]+))?$", "subscriptions.read"),
     ("POST PATCH DELETE", rf"^{_NGSI}/subscriptions(/(?P<sid>[^/]+))?$", "subscriptions.write"),
     ("GET", rf"^{_NGSI}/(types|attributes)(/.+)?$", "types.read"),

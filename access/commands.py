@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from access._policy import ROLES
+from access._policy import ACTIONS, ROLES
 
 DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
                         show_default=True, help="The stack's data dir (keys and users live in DATA_DIR/access/).")
@@ -131,16 +131,22 @@ def access() -> None:
               show_default=True, help="HTTP parser: httptools (C, llhttp) when installed, else h11 (pure Python).")
 @click.option("--loop", "loop_impl", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto",
               show_default=True, help="Event loop: uvloop (libuv) when installed, else asyncio's.")
+@click.option("--actions", "actions", multiple=True, type=click.Choice(ACTIONS),
+              help="Forward only these actions (repeatable; default all): in front of Mintaka, "
+                   "--actions temporal.read. Anything else gets 403 before the upstream sees it.")
 @DATA_DIR
 def serve(upstream: str, host: str, port: int, policy_file: Path | None, jwks_url: str | None,
           key_file: Path | None, issuer: str | None, audience: str, relay_url: str | None, http_impl: str,
-          loop_impl: str, data_dir: Path) -> None:
+          loop_impl: str, actions: tuple[str, ...], data_dir: Path) -> None:
     """Serve the PEP: every request needs a bearer token; bodies are filtered to what the role may see.
 
     \b
     In front of Orion-LD with Keyrock:
       energytwin access serve --upstream http://orion:1026 --host 0.0.0.0 --port 1027 \\
         --jwks-url https://keyrock.example/.well-known/jwks.json --issuer https://keyrock.example
+    In front of Mintaka (Orion-LD's temporal API), a second PEP with the same issuer:
+      energytwin access serve --upstream http://mintaka:8080 --host 0.0.0.0 --port 1028 \\
+        --actions temporal.read --jwks-url ... --issuer ...
     """
     import uvicorn
 
@@ -160,11 +166,13 @@ def serve(upstream: str, host: str, port: int, policy_file: Path | None, jwks_ur
         verifier = LocalIssuer(data_dir, audience=audience).verifier()
     (data_dir / "access").mkdir(parents=True, exist_ok=True)
     pep = Pep(upstream, verifier, policy, relay_base_url=relay_url or f"http://{host}:{port}",
-              state_file=data_dir / "access" / f"pep-{port}-relays.json")
+              state_file=data_dir / "access" / f"pep-{port}-relays.json",
+              actions=frozenset(actions) if actions else None)
     logging.getLogger("access").setLevel(logging.INFO)
     http_impl, loop_impl = server_implementation(http_impl, loop_impl)
+    only = f"; forwarding only {', '.join(sorted(actions))}" if actions else ""
     click.echo(f"access layer on http://{host}:{port} in front of {upstream} (HTTP parser {http_impl}, "
-               f"event loop {loop_impl}; counters at /pep/metrics)", err=True)
+               f"event loop {loop_impl}; counters at /pep/metrics{only})", err=True)
     # No access log, proxy-header rewriting, Date or Server header: per-request work a proxy does not need.
     uvicorn.run(build_app(pep), host=host, port=port, log_level="warning", access_log=False, proxy_headers=False,
                 server_header=False, date_header=False, http=http_impl, loop=loop_impl)
