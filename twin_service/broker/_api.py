@@ -97,13 +97,17 @@ async def write(broker: Broker, operation: Callable[..., T], *args: Any) -> T:
 
     def run() -> T:
         changes: list[Change] = []
+        owed: list[int] = []  # the outbox row of this write's changes: kept across a crash (_outbox.py)
 
         def announce() -> None:  # inside the write lock: publications follow commit order
             if changes and manager is not None:
-                loop.call_soon_threadsafe(manager.publish, changes)
+                loop.call_soon_threadsafe(manager.publish, changes, *owed)
 
         with broker.store.transaction(after_commit=announce) as store:
-            return operation(Tx(store, changes), *args)
+            result = operation(Tx(store, changes), *args)
+            if manager is not None and (seq := manager.owe(store, changes)) is not None:
+                owed.append(seq)
+            return result
 
     return await run_in_threadpool(run)
 

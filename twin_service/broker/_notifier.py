@@ -35,6 +35,7 @@ from ._model import Entity, RenderOptions, now_iso, render_entity
 from ._notify_backlog import DurableQueue, NotifyBacklog
 from ._notify_http import Connection, NotifyError
 from ._operations import Change
+from ._outbox import Outbox
 from ._store import EntityQuery, Store
 from ._subscriptions import Status, Subscription, parse_subscription
 
@@ -71,11 +72,12 @@ class SubscriptionManager:
         self._subs: dict[tuple[str, str], Subscription] = {}
         self._by_tenant: dict[str, list[Subscription]] = {}
         self._outboxes: dict[tuple[str, str], _Outbox] = {}
-        self._changes: asyncio.Queue[list[Change]] | None = None
+        self._changes: asyncio.Queue[tuple[list[Change], int | None]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty: set[tuple[str, str]] = set()
         self._running = False
         self._backlog: NotifyBacklog | None = None
+        self.outbox = Outbox(store)  # what a write owes, kept in its own transaction (_outbox.py)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,6 +95,9 @@ class SubscriptionManager:
                           "inactive", sub_id, tenant, exc)
                 continue
             self._add(sub)
+        self._backlog.on_journaled = self.outbox.set_done
+        for owed in self.outbox.open(self._backlog.outbox_journaled()):  # committed, not journaled at a crash
+            self._changes.put_nowait((owed[1], owed[0]))
         self._tasks.append(asyncio.create_task(self._dispatch(), name="ngsi-ld-dispatch"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="ngsi-ld-status-flush"))
         log.info("%d subscriptions loaded", len(self._subs))
@@ -213,15 +218,21 @@ class SubscriptionManager:
                                                 name=f"ngsi-ld-periodic {sub.id}")
 
     # -- ingestion side ----------------------------------------------------------------------------------
-    def publish(self, changes: list[Change]) -> None:
+    def owe(self, store: Store, changes: list[Change]) -> int | None:
+        """Inside a write's transaction: keep what it owes the subscriptions in the outbox; its seq."""
+        return self.outbox.record(store, changes, self._by_tenant.get(changes[0].tenant, [])) if changes else None
+
+    def publish(self, changes: list[Change], outbox_seq: int | None = None) -> None:
         """Hand committed changes to the dispatcher; never blocks (called right after a write commits)."""
-        if self._changes is not None and self._by_tenant.get(changes[0].tenant):
-            self._changes.put_nowait(changes)
+        if self._changes is not None and (outbox_seq is not None or self._by_tenant.get(changes[0].tenant)):
+            self._changes.put_nowait((changes, outbox_seq))
 
     async def _dispatch(self) -> None:
         assert self._changes is not None
         while True:
-            changes = await self._changes.get()
+            changes, outbox_seq = await self._changes.get()
+            if outbox_seq is not None and self._backlog is not None:
+                self._backlog.journaled(outbox_seq)  # with what this loop enqueues, in the same flush
             now = now_iso()
             for change in changes:
                 for sub in self._by_tenant.get(change.tenant, ()):

@@ -20,7 +20,10 @@ Guarantees and limits:
   state, so a repeat is harmless to a receiver that keys by observedAt).
 - The journal runs with `synchronous=NORMAL` in WAL mode: it survives the broker process being killed, not a
   power cut of the machine (the last transactions before one may be lost). Changes committed but not yet
-  matched against the subscriptions (the dispatcher's queue, normally empty) are not yet in the journal.
+  matched against the subscriptions (the dispatcher's queue, normally empty) are not yet in the journal: they
+  are in the broker database's outbox (`_outbox.py`), written in the write's own transaction; the journal keeps
+  the outbox seq it has matched up to (table `outbox`, in the same transaction as the rows it owes), and what is
+  above it is matched again at start.
 - Bounded: beyond `max_entities` per subscription the oldest are dropped, counted (table `dropped`, a log line
   at the first drop and every 10,000), and never silently.
 """
@@ -32,7 +35,7 @@ import contextlib
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,10 @@ CREATE TABLE IF NOT EXISTS dropped (
     subscription TEXT NOT NULL,
     count INTEGER NOT NULL,
     PRIMARY KEY (tenant, subscription)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    journaled INTEGER NOT NULL  -- every change of the broker's outbox up to this seq is matched and owed here
 );
 """
 
@@ -89,6 +96,8 @@ class NotifyBacklog:
         self._acks: dict[tuple[str, str], int] = {}  # delete rows up to and including this seq
         self._drops: dict[tuple[str, str], int] = {}
         self._flush_scheduled = False
+        self._outbox_seq: int | None = None  # watermark written by the next flush
+        self.on_journaled: Callable[[int], None] | None = None  # told each watermark once it is on disk
         self._queues: dict[tuple[str, str], DurableQueue] = {}
 
     @classmethod
@@ -117,6 +126,16 @@ class NotifyBacklog:
         row = self._db.execute("SELECT count FROM dropped WHERE tenant = ? AND subscription = ?", key).fetchone()
         return row[0] if row else 0
 
+    def journaled(self, outbox_seq: int) -> None:
+        """The outbox's changes up to `outbox_seq` are matched: written with the entities they owe."""
+        self._outbox_seq = outbox_seq
+        self._schedule()
+
+    def outbox_journaled(self) -> int:
+        """The outbox seq the journal holds everything up to (0: none yet)."""
+        row = self._db.execute("SELECT journaled FROM outbox WHERE id = 0").fetchone()
+        return row[0] if row else 0
+
     def close(self) -> None:
         """Write what is buffered and close the file."""
         with contextlib.suppress(sqlite3.Error):
@@ -140,8 +159,9 @@ class NotifyBacklog:
     def flush(self) -> None:
         """Write the buffered appends, acknowledgements and drops in one transaction."""
         self._flush_scheduled = False
-        if not (self._inserts or self._acks or self._drops):
+        if not (self._inserts or self._acks or self._drops or self._outbox_seq is not None):
             return
+        outbox_seq, self._outbox_seq = self._outbox_seq, None
         inserts, self._inserts = self._inserts, []
         acks, self._acks = self._acks, {}
         drops, self._drops = self._drops, {}
@@ -157,6 +177,9 @@ class NotifyBacklog:
                 self._db.execute("INSERT INTO dropped (tenant, subscription, count) VALUES (?, ?, ?) "
                                  "ON CONFLICT (tenant, subscription) DO UPDATE SET count = count + excluded.count",
                                  (tenant, sub, count))
+            if outbox_seq is not None:
+                self._db.execute("INSERT INTO outbox (id, journaled) VALUES (0, ?) "
+                                 "ON CONFLICT (id) DO UPDATE SET journaled = excluded.journaled", (outbox_seq,))
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -169,6 +192,11 @@ class NotifyBacklog:
                 self._acks[key] = max(upto, self._acks.get(key, 0))
             for key, count in drops.items():
                 self._drops[key] = self._drops.get(key, 0) + count
+            if outbox_seq is not None and self._outbox_seq is None:
+                self._outbox_seq = outbox_seq
+            return
+        if outbox_seq is not None and self.on_journaled is not None:
+            self.on_journaled(outbox_seq)
 
     def _read(self, key: tuple[str, str], from_seq: int, limit: int) -> list[tuple[int, Entity]]:
         self.flush()
