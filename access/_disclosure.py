@@ -47,6 +47,9 @@ log = logging.getLogger("access.disclosure")
 
 MIN_MEMBERS = 5
 PUBLIC_LEDGER = "public-releases.json"  # in DATA_DIR/access/
+# An hour is released once every home released before has reported it, or SETTLE_S after its end: a meter's
+# last readings of an hour often arrive minutes late, and a released hour keeps its first value.
+SETTLE_S = 900.0
 KEEP_PERIODS = 2000  # per series: ~83 days of hours; older periods are no longer on the public screen
 ENERGY_COUNTERS = ("totalActiveEnergyImport", "totalActiveEnergyExport")
 HOURLY_FIGURES = {"totalActiveEnergyImport": "importKwh", "totalActiveEnergyExport": "exportKwh"}
@@ -71,13 +74,14 @@ class PublicRelease:
     """The release ledger: what each public figure was released over, and the rule deciding the next answer."""
 
     def __init__(self, path: Path | None = None, *, min_members: int = MIN_MEMBERS, batch: int = MIN_MEMBERS,
-                 keep_periods: int = KEEP_PERIODS) -> None:
+                 keep_periods: int = KEEP_PERIODS, settle_s: float = SETTLE_S) -> None:
         if batch < 1 or min_members < 1:
             raise ValueError("min_members and batch must be at least 1")
         self.path = Path(path) if path is not None else None
         self.min_members = min_members
         self.batch = batch
         self.keep_periods = keep_periods
+        self.settle = timedelta(seconds=settle_s)
         self._series: dict[str, _Series] = {}
         self._lock = threading.Lock()
         self._dirty = False
@@ -128,6 +132,12 @@ class PublicRelease:
             self._record(state, series, period, _Period([f"#{count}"], value))
             return value
 
+    def _complete(self, series: str, period: str, contributions: Mapping[str, float]) -> bool:
+        """Whether a period may be released now: released already, or every home released before is in it."""
+        with self._lock:
+            state = self._series.get(series)
+            return state is None or period in state.periods or state.seen <= set(contributions)
+
     def _record(self, state: _Series, series: str, period: str, record: _Period) -> None:
         state.periods[period] = record
         if len(state.periods) > self.keep_periods:
@@ -137,15 +147,22 @@ class PublicRelease:
 
     # --- the public view's figures -----------------------------------------------------------------------
     def apply(self, body: dict[str, Any], *, entities: list[dict[str, Any]] | None = None,
-              hours: list[datetime] | None = None, accounts: dict[str, Any] | None = None) -> dict[str, Any]:
+              hours: list[datetime] | None = None, accounts: dict[str, Any] | None = None,
+              now: datetime | None = None) -> dict[str, Any]:
         """The public view's answer (twin_service/web/_views.py public_view) with every figure released by the
         rule: `hourly` from each meter's hourly energy (`entities`, the twin's hourly counters, over `hours`),
         `settled` by the rows' member counts, `totals` over the members with data (`accounts`)."""
+        now = now or datetime.now(UTC)
         if entities is not None and hours is not None and body.get("hourly"):
             per_meter = hourly_contributions(entities, hours)
             for k, row in enumerate(body["hourly"]):
+                fresh = now - hours[k] < timedelta(hours=1) + self.settle
                 for attr, figure in HOURLY_FIGURES.items():
-                    row[figure] = self.release_sum(f"hourly:{attr}", row["start"], per_meter[attr][k])
+                    series, contributions = f"hourly:{attr}", per_meter[attr][k]
+                    if fresh and not self._complete(series, row["start"], contributions):
+                        row[figure] = None  # not settled: a home released before has not reported it yet
+                        continue
+                    row[figure] = self.release_sum(series, row["start"], contributions)
         for row in body.get("settled") or []:
             counted = _settled_count(accounts, row.get("start"))
             if counted is None or row.get("start") is None:

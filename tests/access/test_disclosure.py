@@ -100,6 +100,25 @@ def test_a_released_home_whose_data_is_gone_freezes_the_period_and_fewer_than_fi
     assert public(PublicRelease(tmp_path / "other.json"), entities[:4]) == [None] * len(HOURS)
 
 
+def test_an_hour_is_released_once_every_home_reported_it_or_after_the_settling_time(tmp_path: Path):
+    homes = [home(n) for n in range(6)]
+    release = PublicRelease(tmp_path / "ledger.json", settle_s=900)
+    earlier, last = HOURS[:-1], HOURS[-1]
+
+    def answer(entities: list[dict], hours: list[datetime], now: datetime) -> list[float | None]:
+        body = {"hourly": [{"start": iso(h), "importKwh": None, "exportKwh": None} for h in hours]}
+        return [r["importKwh"] for r in release.apply(body, entities=entities, hours=hours, now=now)["hourly"]]
+
+    answer([e for e, _ in homes], earlier, now=last + timedelta(days=1))  # released over the six
+    late = [dict(e) for e, _ in homes]
+    late[5] = {**late[5], IMPORT: {"max": homes[5][0][IMPORT]["max"][:-1]}}  # meter 5's last hour not in yet
+    end = last + timedelta(hours=1)
+    assert answer(late, [last], now=end + timedelta(minutes=5)) == [None]  # a released home is missing: wait
+    without = round(sum(kwh[-1] for _, kwh in homes[:5]), 6)
+    assert answer(late, [last], now=end + timedelta(minutes=16)) == [pytest.approx(without)]  # settled: released
+    assert answer([e for e, _ in homes], [last], now=end + timedelta(hours=1)) == [pytest.approx(without)]
+
+
 def test_counted_rows_and_totals(tmp_path: Path):
     release = PublicRelease(tmp_path / "ledger.json")
     row = {"consumptionKwh": 40.0}
