@@ -6,6 +6,8 @@
 - `access._policy`: the policy file (roles → endpoints they may call → which entities they see).
 - `access._pep`: the policy enforcement point (FIWARE sense): a reverse proxy in front of an NGSI-LD broker
   (the embedded one or Orion-LD) or the IoT Agent's north API, filtering bodies as well as paths.
+- `access._service_accounts`: the stack's own services' accounts (role `service`), token files kept fresh.
+- `access._disclosure`: the public view's defence against differencing (no two answers differing by < k homes).
 """
 
 from access._policy import Policy, load_policy
