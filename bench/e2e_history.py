@@ -7,7 +7,7 @@ broker CLI is started on that data and queried over HTTP. Series are clustered p
 so a query on one meter does not depend on how much the other meters hold beyond B-tree depth. A full firmware message (all ~30 attributes) for one meter over `--full-minutes`
 goes through the broker's public API (`POST /entityOperations/upsert`, the agent's own mapping) to give the
 store size of a real meter-day. Queries (median of repeated runs; targets from issue 10, not assertions):
-  1. a day of one attribute of one meter, temporalValues (target < 100 ms);
+  1. a day of one attribute of one meter, temporalValues (target < 50 ms, issue 15);
   2. a month of one attribute of one meter aggregated hourly (avg,min,max: 720 buckets);
   3. the last value of every meter: current state (`GET /entities?type=...&attrs=frequency`) and history
      (`GET /temporal/entities?type=...&lastN=1`), all pages.
@@ -15,14 +15,19 @@ Full: 100 meters x 1 day + meter 0 x 30 days (11.2 M instances); `--quick`: mete
 The issue's "a month for 100 meters" is 259 M instances of one attribute: `--days 30` loads it for real (hours,
 ~20 GB), which is why `make bench` loads a day per meter and a month for one meter, and reports per meter-day.
 
-Usage: python bench/e2e_history.py [--quick] [--meters N] [--days D] [--month-days D]
+Usage: python bench/e2e_history.py [--quick] [--meters N] [--days D] [--month-days D] [--baseline REV]
+`--baseline REV` serves a copy of the same data with the broker of git revision REV beside the current one, the
+requests of both alternating, and prints the ratios and whether both sent the same bytes.
 Writes bench/results/e2e_history.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -86,6 +91,7 @@ def fill(data_dir: Path, meters: int, others_hours: float, month_days: int) -> t
                     tx.record_instances(TENANT, entity, [FREQUENCY], "update", at)
                 tx.update_entity(TENANT, entity)
             instances += min(seconds, chunk + 7200) - chunk
+    store.move_history()  # as the broker's mover does within seconds: both brokers of --baseline read one state
     store.close()
     return instances, time.perf_counter() - started
 
@@ -127,31 +133,52 @@ def full_messages(url: str, minutes: int) -> int:
     return minutes * 60
 
 
-def timed(http: httpx.Client, path: str, params: dict[str, str], runs: int, pages: bool = False) -> dict[str, Any]:
-    """Median / max latency in ms of `runs` requests after a warm-up (all pages when `pages`)."""
+def timed(clients: dict[str, httpx.Client], path: str, params: dict[str, str], runs: int,
+          pages: bool = False) -> dict[str, dict[str, Any]]:
+    """Median / max latency in ms of `runs` requests per broker after a warm-up (all pages when `pages`); with
+    several brokers the requests alternate between them (A B A B ...), so each figure is taken in the same minutes,
+    and `identical` says whether every broker sent the same bytes."""
 
-    def once() -> tuple[int, int]:
+    def once(http: httpx.Client) -> tuple[int, int, bytes]:
         items = size = offset = 0
+        content = b""
         while True:
             answer = http.get(path, params={**params, **({"offset": str(offset)} if pages else {})}, headers=HEADERS)
             answer.raise_for_status()
             size += len(answer.content)
+            content += answer.content
+            if not pages:  # the body is not parsed: what is timed is the broker's answer, not the client's JSON
+                return 1, size, content
             body = answer.json()
-            if not pages:
-                return 1, size
             items += len(body)
             if len(body) < int(params["limit"]):
-                return items, size
+                return items, size, content
             offset += len(body)
 
-    once()
-    latencies = []
+    bodies = {name: once(http)[2] for name, http in clients.items()}
+    latencies: dict[str, list[float]] = {name: [] for name in clients}
+    shape: dict[str, tuple[int, int]] = {}
     for _ in range(runs):
-        started = time.perf_counter()
-        items, size = once()
-        latencies.append((time.perf_counter() - started) * 1000)
-    return {"median_ms": round(statistics.median(latencies), 1), "max_ms": round(max(latencies), 1),
-            "items": items, "bytes": size}
+        for name, http in clients.items():
+            started = time.perf_counter()
+            items, size, _ = once(http)
+            latencies[name].append((time.perf_counter() - started) * 1000)
+            shape[name] = (items, size)
+    identical = len(set(bodies.values())) == 1
+    return {name: {"median_ms": round(statistics.median(values), 1), "max_ms": round(max(values), 1),
+                   "items": shape[name][0], "bytes": shape[name][1],
+                   **({"identical_to_baseline": identical} if len(clients) > 1 else {})}
+            for name, values in latencies.items()}
+
+
+def start_broker(data_dir: Path, tree: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """The broker CLI on `data_dir`, from this work tree or from another tree's code (`--baseline`)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree is not None else None
+    broker = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port),
+                               "--data-dir", str(data_dir), "--log-level", "warning"], cwd=tree or REPO, env=env)
+    wait_for_port("127.0.0.1", port, 60, broker)
+    return broker, f"http://127.0.0.1:{port}"
 
 
 def main(argv: list[str]) -> int:
@@ -161,6 +188,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--others-hours", type=float, help="history of meters 2.. (default 1 h; 24: a day each)")
     parser.add_argument("--month-days", type=int)
     parser.add_argument("--full-minutes", type=int)
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also serve a copy of the same data with the broker of git revision REV (e.g. HEAD~1), "
+                             "its requests alternating with the current broker's, and print current/baseline ratios")
     args = parser.parse_args(argv)
     meters = max(2, args.meters or (4 if args.quick else 100))
     others_hours = args.others_hours if args.others_hours is not None else 1.0
@@ -171,6 +201,8 @@ def main(argv: list[str]) -> int:
     month = {"timerel": "between", "timeAt": format_datetime(START),
              "endTimeAt": format_datetime(START + timedelta(days=month_days))}
     results: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         data_dir = Path(tmp) / "var"
         instances, fill_s = fill(data_dir, meters, others_hours, month_days)
@@ -178,37 +210,44 @@ def main(argv: list[str]) -> int:
         size = store_bytes(data_dir)
         print(f"loaded {instances:,} instances ({meter_days:.1f} meter-days of 1 Hz frequency) in {fill_s:.1f} s "
               f"= {instances / fill_s:,.0f}/s; store {size / 1e6:,.0f} MB", flush=True)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        broker = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port),
-                                   "--data-dir", str(data_dir), "--log-level", "warning"], cwd=REPO)
+        brokers = {"current": start_broker(data_dir)}
         try:
-            wait_for_port("127.0.0.1", port, 60, broker)
-            with httpx.Client(base_url=url, timeout=120) as http:
+            if args.baseline:  # the same data, copied, served by the broker of another git revision
+                from bench.e2e_ingest import export_tree
+
+                tree = export_tree(args.baseline, Path(tmp) / "baseline-tree")
+                shutil.copytree(data_dir, Path(tmp) / "baseline-var")
+                brokers["baseline"] = start_broker(Path(tmp) / "baseline-var", tree)
+            with contextlib.ExitStack() as stack:
+                clients = {name: stack.enter_context(httpx.Client(base_url=url, timeout=120))
+                           for name, (_, url) in brokers.items()}
                 one = f"{BASE}/temporal/entities/{meter_id(1 % meters)}"
-                results["day_one_attribute_temporalValues"] = timed(
-                    http, one, {**day, "attrs": "frequency", "options": "temporalValues"}, runs)
-                results["day_one_attribute_normalized"] = timed(http, one, {**day, "attrs": "frequency"}, max(3, runs // 3))
-                results["month_hourly_avg_min_max"] = timed(
-                    http, f"{BASE}/temporal/entities/{meter_id(0)}",
-                    {**month, "attrs": "frequency", "aggrMethods": "avg,min,max", "aggrPeriodDuration": "PT1H"}, runs)
-                results["last_value_every_meter_current_state"] = timed(
-                    http, f"{BASE}/entities", {"type": TYPE, "attrs": "frequency", "limit": "1000"}, runs, pages=True)
-                results["last_value_every_meter_temporal_lastN1"] = timed(
-                    http, f"{BASE}/temporal/entities",
-                    {"type": TYPE, "attrs": "frequency", "lastN": "1", "timerel": "after",
-                     "timeAt": format_datetime(START - timedelta(days=1)), "limit": "100"}, runs, pages=True)
+                queries = {
+                    "day_one_attribute_temporalValues": (one, {**day, "attrs": "frequency", "options": "temporalValues"},
+                                                         runs, False),
+                    "day_one_attribute_normalized": (one, {**day, "attrs": "frequency"}, max(3, runs // 3), False),
+                    "month_hourly_avg_min_max": (f"{BASE}/temporal/entities/{meter_id(0)}", {
+                        **month, "attrs": "frequency", "aggrMethods": "avg,min,max", "aggrPeriodDuration": "PT1H"},
+                        runs, False),
+                    "last_value_every_meter_current_state": (f"{BASE}/entities", {
+                        "type": TYPE, "attrs": "frequency", "limit": "1000"}, runs, True),
+                    "last_value_every_meter_temporal_lastN1": (f"{BASE}/temporal/entities", {
+                        "type": TYPE, "attrs": "frequency", "lastN": "1", "timerel": "after",
+                        "timeAt": format_datetime(START - timedelta(days=1)), "limit": "100"}, runs, True),
+                }
+                for name, (path, params, n, pages) in queries.items():
+                    figures = timed(clients, path, params, n, pages)
+                    results[name] = figures["current"]
+                    if "baseline" in figures:
+                        baseline[name] = figures["baseline"]
         finally:
-            broker.terminate()
-            broker.wait(60)
+            for broker, _ in brokers.values():
+                broker.terminate()
+                broker.wait(60)
         # the full firmware message, on an empty store of its own so its size is not lost among the fill's pages
         full_dir = Path(tmp) / "full"
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        broker = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port),
-                                   "--data-dir", str(full_dir), "--log-level", "warning"], cwd=REPO)
+        broker, url = start_broker(full_dir)
         try:
-            wait_for_port("127.0.0.1", port, 60, broker)
             empty = store_bytes(full_dir)
             started = time.perf_counter()
             messages = full_messages(url, full_minutes)
@@ -225,17 +264,29 @@ def main(argv: list[str]) -> int:
         "store_bytes_per_meter_day_frequency_only": round(size / meter_days),
         "full_message_minutes": full_minutes, "full_messages_through_api_per_s": round(messages / full_s, 1),
         "store_mb_per_meter_day_full_message": round(full_bytes * 1440 / full_minutes / 1e6, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "baseline": args.baseline,
     }
     print(f"\n{'query':<42} {'median ms':>10} {'max ms':>8} {'items':>8} {'bytes':>11}")
     for name, figure in results.items():
         print(f"{name:<42} {figure['median_ms']:>10.1f} {figure['max_ms']:>8.1f} {figure['items']:>8,} "
               f"{figure['bytes']:>11,}")
-    print(f"\nday of 1 Hz, one attribute: {results['day_one_attribute_temporalValues']['median_ms']} ms (target < 100); "
+    if baseline:
+        print(f"\nbaseline {args.baseline} (same data, requests alternating with the current broker's):")
+        for name, figure in baseline.items():
+            ratio = results[name]["median_ms"] / figure["median_ms"] if figure["median_ms"] else float("nan")
+            print(f"{name:<42} {figure['median_ms']:>10.1f} {figure['max_ms']:>8.1f}   current/baseline x{ratio:.2f}"
+                  f"{'' if figure['identical_to_baseline'] else '   ANSWERS DIFFER'}")
+    print(f"load average before {summary['load_average_before']}, after {summary['load_average_after']}")
+    print(f"\nday of 1 Hz, one attribute: {results['day_one_attribute_temporalValues']['median_ms']} ms (target < 50); "
           f"store: {summary['store_bytes_per_meter_day_frequency_only']:,} bytes per meter-day for one attribute, "
           f"{summary['store_mb_per_meter_day_full_message']} MB per meter-day for the full message "
           f"(from {full_minutes} min of one meter through the API at {summary['full_messages_through_api_per_s']} msg/s)")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "e2e_history.json").write_text(json.dumps({"summary": summary, "queries": results}, indent=2) + "\n")
+    (RESULTS / "e2e_history.json").write_text(json.dumps(
+        {"summary": summary, "queries": results, **({"baseline_queries": baseline} if baseline else {})},
+        indent=2) + "\n")
     return 0
 
 

@@ -1149,13 +1149,13 @@ class Store:
 
     def _rows(self, series_id: int, window: TimeRange = TimeRange(), tables: tuple[str, ...] | None = None,
               columns: str = "instance_id, observed_ts, observed, recorded, operation, layout",
-              ordered: bool = False) -> tuple[str, list[Any]]:
+              ordered: bool = False, value: bool = True) -> tuple[str, list[Any]]:
         """A sub-select of one series' instances inside the window, columns + `value` (lastN: the newest N).
 
         Reads `readings` alone when the entity has nothing waiting in readings_log (one index range), else
         both tables; the window's conditions are inside each branch so each uses its index. `ordered`: sorted by
         (t, instance_id); one table read along the time axis is in that order in its clustered index already,
-        so SQLite sorts nothing (a day of 1 Hz: ~15 ms less).
+        so SQLite sorts nothing (a day of 1 Hz: ~15 ms less). `value=False`: the `value` column is NULL.
         """
         entity_key, attr_id = self._slot(series_id)
         if attr_id is None:
@@ -1174,6 +1174,8 @@ class Store:
         if window.end is not None:
             where += f" AND {axis} < ?"
             args.append(window.end)
+        if not value:  # the caller reads the stored columns itself (SQLite would decode `value` for nothing)
+            value_sql = "NULL"
         sql = " UNION ALL ".join(f"SELECT {columns}, {axis} AS t, {value_sql} AS value FROM {table} WHERE {where}"
                                  for table in tables)
         args = args * len(tables)
@@ -1284,11 +1286,80 @@ class Store:
         kind = self._kind(series_id)
         if kind is None:
             return "[]", None
+        built = self._temporal_values_columnar(series_id, window)
+        return (built if built is not None else self._temporal_values_sql(series_id, window)), kind
+
+    def _temporal_values_sql(self, series_id: int, window: TimeRange) -> str:
+        """The pairs built by SQLite row by row: any value and time the store holds."""
         sql, args = self._rows(series_id, window, ordered=True)
         row = self._conn().execute(
             f"SELECT json_group_array(json_array({_JSON_VALUE_SQL}, "
             f"{_AT_SQL if window.axis == 'observedAt' else _RECORDED_SQL})) FROM ({sql})", args).fetchone()
-        return row[0], kind
+        return row[0]
+
+    def _temporal_values_columnar(self, series_id: int, window: TimeRange) -> str | None:
+        """The same pairs built column-wise (_temporal_json) when every row in the window holds tagged numbers
+        (or per-phase members of them, or booleans) and a time printed from its Unix seconds; else None.
+
+        SQLite only checks the rows and concatenates the stored integers: a day of 1 Hz of one attribute is
+        then one index range read and two `group_concat`s instead of a decode, a `strftime` and two JSON calls
+        per row (docs/performance.md, History)."""
+        _, attr_id = self._slot(series_id)
+        if attr_id is None:
+            return None
+        row = self._conn().execute("SELECT in_column, members FROM history_attrs WHERE attr_id = ?",
+                                   (attr_id,)).fetchone()
+        if row is None or not row[0]:
+            return None  # kept in the row's `extra` JSON
+        from . import _temporal_json  # numpy on first use: the write path never needs it
+
+        column = f"a{attr_id}"
+        members = [tuple(m) for m in loads(row[1])] if row[1] else None
+        keys = tuple(key for key, _ in members) if members is not None else None
+        if keys is not None and not all(_temporal_json.plain_key(key) for key in keys):
+            return None
+        stored = [column] if members is None else [f"{column}_{i}" for i in range(len(members))]
+        # the checks are sums (cheaper than a test per row): SQLite's sum() is an integer only when every value
+        # it adds is one, so sum(observed) == count(*) says every row's time is its printed observed_ts (1), and
+        # an integer sum of a value column says every value is a tagged number (JSON text or a REAL makes it real)
+        ts = "observed_ts" if window.axis == "observedAt" else "recorded"
+        checks = ["sum(observed)" if window.axis == "observedAt" else "sum(typeof(recorded) = 'text')",
+                  *(f"sum(s{i})" for i in range(len(stored))),
+                  f"count({column})" if members is not None else "0"]
+        picked = ", ".join(f"{c} AS s{i}" for i, c in enumerate(stored))
+        sql, args = self._rows(series_id, window, ordered=True, value=False,
+                               columns=f"instance_id, observed_ts, observed, recorded, {picked}"
+                               + (f", {column}" if members is not None else ""))
+        concat = ", ".join(f"group_concat(s{i})" for i in range(len(stored)))
+        try:
+            found = self._conn().execute(
+                f"SELECT count(*), {', '.join(checks)}, {concat}, "
+                f"group_concat({_temporal_json.MS_SQL.format(ts=ts)}) FROM ({sql})", args).fetchone()
+        except sqlite3.OperationalError as exc:  # "integer overflow" of a sum: huge numbers, SQLite prints them
+            if "overflow" not in str(exc):
+                raise
+            return None
+        count = found[0]
+        if count == 0:
+            return "[]"
+        time_check, sums, members_as_json = found[1], found[2:2 + len(stored)], found[2 + len(stored)]
+        if (window.axis == "observedAt" and (type(time_check) is not int or time_check != count)) or (
+                window.axis != "observedAt" and time_check):
+            return None  # a time kept as text, or an instance without observedAt (printed from another column)
+        if members_as_json or not all(type(total) is int for total in sums):
+            return None  # some value is JSON text or a REAL: SQLite prints those
+        texts = found[3 + len(stored):]
+        ms = _temporal_json.integers(texts[-1], count)
+        columns = [_temporal_json.integers(text, count) for text in texts[:-1]]
+        if ms is None or any(c is None for c in columns):
+            return None
+        ms -= _temporal_json.JULIAN_EPOCH_MS
+        if ms[0] < 0 or ms.max() > _temporal_json.MAX_TS * 1000:  # ms[0]: the smallest (rows sorted by time)
+            return None
+        kinds = [kind for _, kind in members] if members is not None else ["n"]
+        fields = [_temporal_json.boolean_field(c) if kind == "b" else _temporal_json.number_field(c)
+                  for c, kind in zip(columns, kinds, strict=True)]
+        return _temporal_json.pairs_json(fields, keys, ms)
 
     def aggregate(self, series_id: int, window: TimeRange, origin: float, period_s: float,
                   counts: bool = False, distinct: bool = False) -> list[Bucket]:
