@@ -26,13 +26,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from community import coefficient_file
-from community.accounting import Totals, build_report, combined_settlement
+from community.accounting import Totals, build_report, combined_settlement, member_prices
 from community.config import LoadedCommunity, load_community
 from community.data import CommunityEnergy, load_energy
+from community.planning import expected_for
+from community.revision import revise
 from community.sharing import SharingRules, shares_by_method
 from kernel.hours import year_hour_starts_utc
 
 HOURS_PER_YEAR = 8760
+REVISION_METHODS = ("fixed", "proportional", "optimal", "optimal-mean")  # community/sharing.py's methods
 
 
 def _iso(moment: datetime) -> str:
@@ -46,6 +49,15 @@ def _figures(row: Totals) -> dict[str, Any]:
             "co2AvoidedKg": round(row.co2_avoided_kg, 2), "trees": round(row.trees, 3),
             "missingHours": row.missing_hours,
             "householdKwh": None if row.household_kwh is None else round(row.household_kwh, 3)}
+
+
+def simple_payback(investment_eur: float | None, yearly_savings_eur: float) -> float | None:
+    """Simple payback in years: investment / yearly savings, undiscounted, no running costs (the "simple payback
+    period" of NREL's Manual for the Economic Evaluation of Energy Efficiency and Renewable Energy Technologies,
+    Short, Packey & Holt, NREL/TP-462-5173, March 1995); None without an investment or savings."""
+    if not investment_eur or yearly_savings_eur <= 0:
+        return None
+    return round(investment_eur / yearly_savings_eur, 1)
 
 
 def month_to_date(tz: str, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -103,6 +115,8 @@ class CommunityAccounts:
     _cached: tuple[float, dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    _revisions: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
+
     def accounts(self) -> dict[str, Any]:
         with self._lock:
             if self._cached is not None and time.monotonic() - self._cached[0] < self.cache_s:
@@ -110,6 +124,79 @@ class CommunityAccounts:
             body = self._compute()
             self._cached = (time.monotonic(), body)
             return body
+
+    def revision(self, method: str = "optimal") -> dict[str, Any]:
+        """The coefficient revision the manager would run now (`energytwin community revise`, community/revision.py):
+        for each installation, the agreement in force and `method`'s coefficients, both settled on the expected
+        year learnt from this period's history, member by member. Read only: adopting them stays the CLI's
+        `--approve`. Cached like the accounts (the LP takes about a second for a few members)."""
+        if method not in REVISION_METHODS:
+            raise ValueError(f"method {method!r}: one of {', '.join(REVISION_METHODS)}")
+        with self._lock:
+            hit = self._revisions.get(method)
+            if hit is not None and time.monotonic() - hit[0] < self.cache_s:
+                return hit[1]
+            body = self._revise(method)
+            self._revisions[method] = (time.monotonic(), body)
+            return body
+
+    def _revise(self, method: str) -> dict[str, Any]:
+        loaded = load_community(self.path)
+        c = loaded.community
+        tz = ZoneInfo(c.timezone)
+        start, end = self.period or (month_bounds(self.month, c.timezone) if self.month else month_to_date(c.timezone))
+        history = load_energy(loaded, start, end)
+        rules = SharingRules.from_community(c)
+        cups = [m.cups for m in c.members]
+        installations = []
+        for inst in c.installations:
+            if inst.coefficients_file is not None:
+                path = loaded.resolve(inst.coefficients_file)
+                year = int(path.stem.rsplit("_", 1)[1])
+                in_force = coefficient_file.read(path, year=year, expected_cups=cups, cau=inst.cau)
+                order = [in_force.cups.index(x) for x in cups]
+                target = year_hour_starts_utc(year, c.timezone)
+                expected = expected_for(loaded, inst, history, target)
+                current, source = in_force.beta[order], path.name
+                adopt = (f"energytwin community revise --community {self.path} --current {path} --history "
+                         f"{start.astimezone(tz):%Y-%m} --method {method} --installation {inst.id} --approve")
+            else:  # no file agreed yet: the fixed shares are what the distributor applies
+                year = end.astimezone(tz).year + 1
+                target = year_hour_starts_utc(year, c.timezone)
+                expected = expected_for(loaded, inst, history, target)
+                current = shares_by_method("fixed", expected.consumption_kwh, expected.generation_kwh, rules)
+                source = f"fixed shares ({c.rules.fixed_shares}): no coefficients_file"
+                adopt = (f"energytwin community coefficients --community {self.path} --year {year} --history "
+                         f"{start.astimezone(tz):%Y-%m} --method {method} --installation {inst.id}")
+            prices = member_prices(loaded, target, strict=False)
+            result = revise(current, expected, rules, c.timezone, prices, method)
+            now, new = result.current, result.proposed
+            single = len(c.installations) == 1  # a member's payback needs all their savings: one installation
+            members = []
+            for i, m in enumerate(c.members):
+                members.append({
+                    "member": m.id, "cups": m.cups,
+                    "selfConsumedKwh": round(float(now.self_consumed_kwh[i]), 1),
+                    "proposedSelfConsumedKwh": round(float(new.self_consumed_kwh[i]), 1),
+                    "savingsEur": round(float(now.savings_eur[i]), 2),
+                    "proposedSavingsEur": round(float(new.savings_eur[i]), 2),
+                    "changeEur": round(float(new.savings_eur[i] - now.savings_eur[i]), 2),
+                    "investmentEur": m.investment_eur,
+                    "paybackYears": simple_payback(m.investment_eur, float(now.savings_eur[i])) if single else None,
+                    "proposedPaybackYears": (simple_payback(m.investment_eur, float(new.savings_eur[i]))
+                                             if single else None)})
+            installations.append({
+                "installation": inst.id, "cau": inst.cau, "year": year, "inForce": source, "method": method,
+                "expectedGenerationKwh": round(result.generation_kwh, 1),
+                "selfConsumedKwh": round(float(now.self_consumed_kwh.sum()), 1),
+                "proposedSelfConsumedKwh": round(float(new.self_consumed_kwh.sum()), 1),
+                "savingsEur": round(float(now.savings_eur.sum()), 2),
+                "proposedSavingsEur": round(float(new.savings_eur.sum()), 2),
+                "violations": list(new.violations), "inForceViolations": list(now.violations),
+                "notes": list(expected.notes) + list(prices.notes), "members": members,
+                "adopt": None if new.violations else adopt})
+        return {"community": c.name, "history": {"start": _iso(start), "end": _iso(end)},
+                "installations": installations}
 
     def _compute(self) -> dict[str, Any]:
         loaded = load_community(self.path)

@@ -285,6 +285,11 @@ def test_each_role_sees_its_view_and_never_a_foreign_id(site: Site, browser) -> 
         assert state in ("stale", "offline"), state
         assert tab.locator("#who").inner_text().startswith("boss (manager)")
         assert tab.locator("#batteries").count() == 0  # commands are the control centre's
+        tab.select_option("#revision-method", "optimal")  # the coefficient revision, on demand
+        tab.click("#revision-run")
+        tab.locator('#revision-result [data-revision="bernat"]').wait_for(timeout=30_000)
+        assert tab.locator("#revision-result [data-revision]").count() == 4
+        assert "energytwin community coefficients" in tab.locator("#revision-result code.adopt").inner_text()
         tab.click("#logout")
         tab.wait_for_url(f"{site.url}/login")
         assert tab.goto(f"{site.url}/api/meters").status == 401  # the session is over

@@ -19,8 +19,15 @@ import pytest
 from starlette.testclient import TestClient
 
 from access import LocalIssuer
+from community.accounting import member_prices
+from community.config import load_community
+from community.data import load_energy
+from community.planning import expected_for
+from community.revision import revise
+from community.sharing import SharingRules, shares_by_method
 from energytwin.page_views import CommunityAccounts
 from fiware_client import NgsiLdClient
+from kernel.hours import year_hour_starts_utc
 from tests.broker_process import broker_process
 from twin_service.web import PageAuth, WebConfig, create_app
 from twin_service.web._views import hourly_meter_energy, public_settled_hours
@@ -195,6 +202,44 @@ def test_the_manager_sees_every_account_the_coefficients_and_every_device_health
     assert health[("home-002", "battery")]["state"] == "live" and health[("home-002", "battery")]["deviceState"] == "ok"
     assert health[("meter-009", "device")]["state"] == "never"
     assert body["healthCounts"]["never"] == 1
+
+
+def test_the_manager_compares_a_coefficient_revision_member_by_member(four, tokens, communities, broker_url,
+                                                                     issuer) -> None:
+    """The revision the page shows is community/revision.py's own, on the expected 2027 learnt from October."""
+    for role in ("member", "public", "control-centre", "device"):
+        assert four.get("/api/views/manager/revision", headers=tokens[role]).status_code == 403, role
+    r = four.get("/api/views/manager/revision?method=chaos", headers=tokens["manager"])
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json")
+    # proportional: a tenth of the optimal LP's time, and it breaks the example's fairness rule, so the page must
+    # say so and offer no command (the browser test runs the optimal one)
+    body = four.get("/api/views/manager/revision?method=proportional", headers=tokens["manager"]).json()
+    assert body["unavailable"] is None, body
+    (inst,) = body["revision"]["installations"]
+    assert inst["year"] == 2027 and inst["inForce"].startswith("fixed shares (investment)")
+    assert inst["violations"] and inst["adopt"] is None
+
+    loaded = load_community(communities["four"])  # the same revision, straight from community/
+    c = loaded.community
+    target = year_hour_starts_utc(2027, c.timezone)
+    expected = expected_for(loaded, c.installations[0], load_energy(loaded, *OCTOBER), target)
+    rules = SharingRules.from_community(c)
+    fixed = shares_by_method("fixed", expected.consumption_kwh, expected.generation_kwh, rules)
+    result = revise(fixed, expected, rules, c.timezone, member_prices(loaded, target, strict=False), "proportional")
+    assert inst["violations"] == result.proposed.violations
+    rows = {m["member"]: m for m in inst["members"]}
+    assert list(rows) == [m.id for m in c.members]
+    for i, m in enumerate(c.members):
+        row = rows[m.id]
+        assert row["savingsEur"] == pytest.approx(result.current.savings_eur[i], abs=0.01)
+        assert row["proposedSavingsEur"] == pytest.approx(result.proposed.savings_eur[i], abs=0.01)
+        assert row["proposedSelfConsumedKwh"] == pytest.approx(result.proposed.self_consumed_kwh[i], abs=0.1)
+        # simple payback on the expected year: investment / yearly savings
+        assert row["paybackYears"] == pytest.approx(m.investment_eur / result.current.savings_eur[i], abs=0.05)
+    with TestClient(create_app(WebConfig(broker_url=broker_url, tenant=TENANT, accounts=None,
+                                         auth=PageAuth(verify=issuer.verifier().verify)), subscribe=False)) as bare:
+        none = bare.get("/api/views/manager/revision", headers=tokens["manager"]).json()
+    assert none["revision"] is None and "no community file" in none["unavailable"]
 
 
 def test_the_public_sees_hourly_aggregates_only(five, tokens) -> None:

@@ -40,6 +40,7 @@ from ._live import LiveHub, now_iso
 from ._measures import measures_json
 from ._problem import problem
 from ._readings import event_json, reading_json
+from ._revision import revision_view
 from ._twin import PERIOD_WINDOW, TwinClient
 
 log = logging.getLogger(__name__)
@@ -396,6 +397,7 @@ ROUTES = [
     Route("/public", public_page, methods=["GET"]),
     Route("/api/views/member", _views.member_view, methods=["GET"]),
     Route("/api/views/manager", _views.manager_view, methods=["GET"]),
+    Route("/api/views/manager/revision", revision_view, methods=["GET"]),
     Route("/api/views/public", _views.public_view, methods=["GET"]),
     Route("/api/views/control", _views.control_view, methods=["GET"]),
     Route("/api/control/commands", _views.send_command, methods=["POST"]),

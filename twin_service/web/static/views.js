@@ -115,6 +115,7 @@ function renderManager(body) {
     }
     for (const note of a.notes || []) accounts.append(el("p", { class: "muted" }, note));
   }
+  if (body.accounts) accounts.append(el("p", { class: "legend muted" }, "Payback here: investment / this period's savings scaled to a year (a winter month understates a year's savings); the revision below gives it on an expected year."));
   const counts = body.healthCounts;
   const health = el("section", { class: "card", id: "health" }, el("h2", {}, "Devices"),
     el("p", {}, ["live", "stale", "offline", "never"].map((s) => `${counts[s] || 0} ${s}`).join(" · ")),
@@ -126,7 +127,48 @@ function renderManager(body) {
     ...body.openEvents.map((e) => el("div", { class: "event", dataset: { severity: e.severity, status: e.status } },
       el("span", { class: "severity", dataset: { severity: e.severity } }, e.severity), el("strong", {}, e.device),
       el("span", { class: "event-when" }, new Date(e.dateDetected).toLocaleString()), el("span", { class: "event-text" }, e.description || ""))));
-  view.append(accounts, health, events);
+  view.append(accounts, ...(body.accounts ? [revisionCard()] : []), health, events);
+}
+
+// The coefficient revision: computed on demand (an LP over a year), read only; adopting is the CLI's step.
+function revisionCard() {
+  const card = el("section", { class: "card", id: "revision" }, el("h2", {}, "Coefficient revision"),
+    el("p", { class: "muted" }, "The agreement in force against new coefficients, both settled on the year expected from this period's history. Nothing is sent to the distributor from here: adopt them with the command shown."));
+  const select = el("select", { id: "revision-method", "aria-label": "method" },
+    ...["optimal", "proportional", "fixed", "optimal-mean"].map((m) => el("option", { value: m }, m)));
+  const run = el("button", { type: "button", id: "revision-run" }, "Compare");
+  const out = el("div", { id: "revision-result" });
+  run.addEventListener("click", async () => {
+    run.disabled = true;
+    out.replaceChildren(notice("computing…"));
+    try { out.replaceChildren(...revisionBody(await getJson(`/api/views/manager/revision?method=${encodeURIComponent(select.value)}`))); }
+    catch (error) { out.replaceChildren(notice(`The revision could not be loaded: ${error.message}`, "revision-error")); }
+    run.disabled = false;
+  });
+  card.append(el("div", { class: "command" }, select, run), out);
+  return card;
+}
+
+function revisionBody(body) {
+  if (!body.revision) return [notice(body.unavailable, "revision-unavailable")];
+  const years = (v) => (isNumber(v) ? `${fixed(v, 1)} y` : "–");
+  const signed = (v) => `${v > 0 ? "+" : ""}${eur.format(v)}`;
+  const out = [];
+  for (const inst of body.revision.installations) {
+    out.push(el("h3", {}, `${inst.installation} (${inst.cau}) · ${inst.year}: ${inst.inForce} → ${inst.method}`),
+      el("p", {}, `Expected generation ${fixed(inst.expectedGenerationKwh, 0)} kWh; self-consumed ${fixed(inst.selfConsumedKwh, 0)} → ${fixed(inst.proposedSelfConsumedKwh, 0)} kWh; savings ${eur.format(inst.savingsEur)} → ${eur.format(inst.proposedSavingsEur)} a year.`),
+      table(["member", "self-consumed kWh now", `${inst.method} kWh`, "saves now", `${inst.method} saves`, "change", "payback now", `payback ${inst.method}`],
+        inst.members.map((m) => el("tr", { dataset: { revision: m.member } }, el("th", {}, m.member),
+          el("td", {}, fixed(m.selfConsumedKwh, 1)), el("td", {}, fixed(m.proposedSelfConsumedKwh, 1)),
+          el("td", {}, eur.format(m.savingsEur)), el("td", {}, eur.format(m.proposedSavingsEur)), el("td", {}, signed(m.changeEur)),
+          el("td", {}, years(m.paybackYears)), el("td", {}, years(m.proposedPaybackYears))))));
+    for (const v of inst.violations) out.push(el("p", { class: "view-notice" }, `The ${inst.method} coefficients break the rules: ${v}`));
+    for (const v of inst.inForceViolations) out.push(el("p", { class: "muted" }, `The agreement in force: ${v}`));
+    for (const n of inst.notes) out.push(el("p", { class: "muted" }, n));
+    if (inst.adopt) out.push(el("p", {}, "To adopt (writes the distributor's file): ", el("code", { class: "adopt" }, inst.adopt)));
+  }
+  out.push(el("p", { class: "legend muted" }, "Payback: investment / expected yearly savings, undiscounted (simple payback, NREL/TP-462-5173)."));
+  return out;
 }
 
 // -- control centre --------------------------------------------------------------------------------------------
