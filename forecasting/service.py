@@ -33,6 +33,7 @@ from fiware_client import FiwareError, NonexistentTenant, NotFound
 from forecasting import baselines as b
 from forecasting.calendar import day_types
 from forecasting.entity import current_and_archived
+from forecasting.history_cache import HistoryCache
 from forecasting.profiles import profile_walk_forward
 from forecasting.pv import PvSite, modelled_kwh, pv_walk_forward
 from forecasting.retention import DEFAULT_KEEP_DAYS, archived_values, purge_archived
@@ -52,15 +53,15 @@ ENERGY_ATTR = IMPORT_ATTRS[0]
 HourlySource = Callable[[datetime, int], np.ndarray]
 
 
-def hourly_energy(times: list[datetime], cumulative_kwh: list[float], start: datetime, hours: int) -> np.ndarray:
+def hourly_energy(times: list[datetime] | np.ndarray, cumulative_kwh: list[float] | np.ndarray, start: datetime, hours: int) -> np.ndarray:
     """kWh per hour from a cumulative counter: the counter interpolated at hour boundaries, differenced.
 
-    Hours not bracketed by samples are NaN (never invented); a counter going backwards (reset) gives NaN.
+    `times` are datetimes or epoch seconds (a numpy array). Hours not bracketed by samples are NaN (never invented); a counter going backwards (reset) gives NaN.
     """
     out = np.full(hours, np.nan)
     if len(times) < 2:
         return out
-    t = np.array([x.timestamp() for x in times])
+    t = np.asarray(times, float) if isinstance(times, np.ndarray) else np.array([x.timestamp() for x in times])
     v = np.asarray(cumulative_kwh, float)
     order = np.argsort(t)
     t, v = t[order], v[order]
@@ -73,9 +74,14 @@ def hourly_energy(times: list[datetime], cumulative_kwh: list[float], start: dat
     return out
 
 
-def meter_hourly(client, entity_id: str, start: datetime, hours: int, attrs: tuple[str, str]) -> np.ndarray:
-    """Hourly kWh of one of a meter's counters (import or export) from the twin's history."""
+def meter_hourly(client, entity_id: str, start: datetime, hours: int, attrs: tuple[str, str],
+                 cache: HistoryCache | None = None) -> np.ndarray:
+    """Hourly kWh of one of a meter's counters (import or export) from the twin's history: read whole, or
+    through `cache` (only what arrived since the last round is read; same values, forecasting.history_cache)."""
     end = start + timedelta(hours=hours)
+    if cache is not None:
+        t, v = cache.samples(client, entity_id, attrs, start, end)
+        return hourly_energy(t, v, start, hours)
     history = client.attribute_history(entity_id, list(attrs), start - timedelta(minutes=30), end)
     samples = counter_samples(history, attrs)
     return hourly_energy([t for t, _ in samples], [v for _, v in samples], start, hours)
@@ -222,6 +228,7 @@ class Targets:
     load_fallback: Callable[[str, datetime, int], np.ndarray] | None = None  # demo: simulated history by meter id
     keep_days: int | None = DEFAULT_KEEP_DAYS  # archived forecasts older than this are deleted; None: kept
     full_purge_done: bool = False  # the first round scans the whole archive, later ones the expired hours
+    history_cache: HistoryCache | None = field(default_factory=HistoryCache)  # None: every round reads whole
 
 
 @dataclass
@@ -264,7 +271,7 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
         for meter in meters:
             mid = meter["id"]
             try:
-                kwh, source = meter_hourly(client, mid, start, hours, IMPORT_ATTRS), "twin"
+                kwh, source = meter_hourly(client, mid, start, hours, IMPORT_ATTRS, targets.history_cache), "twin"
             except (NotFound, NonexistentTenant):  # a listed meter that has not reported yet
                 kwh, source = np.full(hours, np.nan), "twin"
             except FiwareError as exc:  # one meter's broken history must not stop the others
@@ -285,8 +292,8 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
         try:
             if target.meter is not None:
                 try:
-                    exp = meter_hourly(client, target.meter, start, hours, EXPORT_ATTRS)
-                    imp = meter_hourly(client, target.meter, start, hours, IMPORT_ATTRS)
+                    exp = meter_hourly(client, target.meter, start, hours, EXPORT_ATTRS, targets.history_cache)
+                    imp = meter_hourly(client, target.meter, start, hours, IMPORT_ATTRS, targets.history_cache)
                     kwh = np.clip(exp - np.nan_to_num(imp), 0, None)
                 except (NotFound, NonexistentTenant):
                     kwh = np.full(hours, np.nan)
