@@ -112,6 +112,19 @@ def test_without_access_control_the_page_gets_the_community_as_an_option(site: S
     assert [m["member"] for m in member["accounts"]["members"]] == METERS
 
 
+def test_the_page_without_login_says_so_and_draws_the_accounts(site: Site, browser) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = context.new_page()
+        tab.goto(f"{site.stack.web_url}/")
+        tab.locator('#who[data-access="off"]').wait_for(timeout=10_000)
+        assert tab.locator("#who").inner_text().startswith("NO LOGIN: access control is off")
+        tab.locator('#accounts [data-account="meter-002"]').wait_for(timeout=30_000)
+        assert tab.locator("#accounts [data-account]").count() == len(METERS) + 1  # and the community's row
+    finally:
+        context.close()
+
+
 def test_the_meters_restart_at_zero_is_bridged_so_the_cumulative_goes_on(site: Site) -> None:
     """The simulated meter starts at 0 kWh after the backfilled month: the agent, told where the counters stand
     (demo_community.seed_agent_counters), continues them, so the community's accounts see no counter reset."""
