@@ -127,6 +127,12 @@ CREATE TABLE IF NOT EXISTS history_marks (  -- an attribute (or, for series '', 
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (series_id, observed_ts, instance_id)
 ) WITHOUT ROWID;
+-- Per rollup period, the first bucket retention kept (Store.prune_rollups deleted the ones before it): below it
+-- an aggregation reads the raw rows instead of that period's rollups, where raw rows are still kept.
+CREATE TABLE IF NOT EXISTS rollup_retention (
+    period_s    INTEGER PRIMARY KEY,
+    kept_from   INTEGER NOT NULL        -- bucket number (starts at kept_from * period_s)
+);
 CREATE TABLE IF NOT EXISTS subscriptions (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
@@ -1382,6 +1388,8 @@ class Store:
         rollup = None
         if window.last_n is None and window.axis == "observedAt" and not distinct and math.isfinite(period_s):
             rollup = _rollups.rollup_period(origin, period_s, window.start, window.end)
+        if rollup is not None and self._below_rollup_retention(series_id, rollup, window):
+            rollup = None  # that period's rollups were deleted there (prune_rollups), raw rows were not
         if rollup is not None:
             if sample is None and not self._has_rollups(series_id):
                 return []
@@ -1555,11 +1563,40 @@ class Store:
                                                 (before_ts,)).rowcount
         return deleted
 
-    def prune_rollups(self, period_s: int, before_ts: float) -> int:
-        """Delete rollup buckets of one period that start before `before_ts`; returns how many went."""
+    def prune_rollups(self, period_s: int, before_ts: float, series_per_transaction: int = 500) -> int:
+        """Delete the rollup buckets of one period that start before the bucket holding `before_ts`; returns how
+        many went (retention of the 1-min rollups: `--rollup-1min-retention-days`).
+
+        The first bucket kept is recorded first (`rollup_retention`), so from then on an aggregation that would
+        read this period's rollups below it reads the raw rows instead wherever those reach further back
+        (`_below_rollup_retention`): deleting 1-min rollups under raw history kept longer never hides data.
+        Then series by series (each a range of the rollups' primary key, found by seeking from one to the next:
+        rollups of a series whose history was deleted go too), in short transactions so ingestion interleaves.
+        """
+        kept_from = math.floor(before_ts / period_s)
         with self.transaction():
-            return self._db.execute("DELETE FROM rollup_stats WHERE period_s = ? AND bucket < ?",
-                                    (period_s, math.floor(before_ts / period_s))).rowcount
+            self._db.execute("INSERT INTO rollup_retention (period_s, kept_from) VALUES (?, ?) ON CONFLICT (period_s) "
+                             "DO UPDATE SET kept_from = max(kept_from, excluded.kept_from)", (period_s, kept_from))
+        deleted, after = 0, (-(2 ** 63), -(2 ** 63))
+        while True:
+            with self.transaction():
+                for _ in range(series_per_transaction):
+                    slot = self._db.execute("SELECT entity_key, attr_id FROM rollup_stats WHERE (entity_key, attr_id) > "
+                                            "(?, ?) ORDER BY entity_key, attr_id LIMIT 1", after).fetchone()
+                    if slot is None:
+                        return deleted
+                    after = (slot[0], slot[1])
+                    deleted += self._db.execute("DELETE FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND "
+                                                "period_s = ? AND bucket < ?", (*after, period_s, kept_from)).rowcount
+
+    def _below_rollup_retention(self, series_id: int, rollup: int, window: TimeRange) -> bool:
+        """Whether the window reaches below the first bucket retention kept of `rollup` while raw rows of the
+        series are kept there (then the raw rows answer: the rollups there were deleted)."""
+        row = self._conn().execute("SELECT kept_from FROM rollup_retention WHERE period_s = ?", (rollup,)).fetchone()
+        if row is None or (window.start is not None and window.start >= row[0] * rollup):
+            return False
+        first = self.first_observed(series_id)
+        return first is not None and first < row[0] * rollup
 
     def rollups(self, series_id: int, period_s: int, window: TimeRange = TimeRange()) -> list[dict[str, Any]]:
         """The stored rollup buckets of one series (key, start, total, numeric, sum, sumsq, min, max, last),
