@@ -346,8 +346,8 @@ class DemoCommunity:
         options = ctx.options
         # the meters part's own inventory (it then finds nothing to change): the agent must know the devices
         # before it takes their continuity readings
-        provision_demo(ctx.agent_url, ctx.broker_url, [demo_device_id(n + 1) for n in range(options.meters)],
-                       options.frequency_hz)
+        plan = provision_demo(ctx.agent_url, ctx.broker_url, [demo_device_id(n + 1) for n in range(options.meters)],
+                              options.frequency_hz)
         backfilled = backfill_meters(ctx.broker_url, ctx.site.service, self.file.members)
         self.written = {device: b.hours for device, b in backfilled.items()}
         self.seeded = seed_agent_counters(ctx.broker_url, ctx.site.service, options.stack.host,
@@ -360,6 +360,7 @@ class DemoCommunity:
             lines.append(f"  this month's history simulated for {', '.join(sorted(done))} ({max(done.values())} h, "
                          "historySource: simulation); the member view shows their EUR savings, the manager view "
                          "the accounts")
+        lines += [f"  provisioning: {a.verb} {a.kind} {a.key}" for a in plan.changes()]
         if self.seeded:
             lines.append("  the IoT Agent continues their counters from the simulated month (the meters start at 0: "
                          "a counter reset it bridges, marked counterReset)")
