@@ -212,6 +212,8 @@ class Meter:
         if not self._online():
             return False
         t_s, t_ms = Clock.now()
+        if self.clock.synced:
+            t_s, t_ms = self.clock.stamp(t_s, t_ms, time.ticks_ms())
         return self.uplink.send(payload.state_only(iso(t_s, t_ms) if self.clock.synced else None, self.state))
 
     # ------------------------------------------------------------------ links
@@ -267,6 +269,8 @@ class Meter:
         t_s += t_ms // 1000
         t_ms %= 1000
         synced = self.clock.check(t_s, t_ms, sampler.taken_ms)  # a jumped RTC: this reading goes unstamped
+        if synced:  # never before a time already sent: a small step back is slewed off (clock.py)
+            t_s, t_ms = self.clock.stamp(t_s, t_ms, sampler.taken_ms)
         delivered = False
         live = False
         if online and self.announcing:

@@ -13,12 +13,21 @@
 #   a minute later, agrees with it (or with the time before the step: then the doubted answer was the wrong
 #   one). Meanwhile readings go without TimeInstant and offline records stay unsynced, moved by every
 #   correction, so they end up on the time base NTP confirmed.
+#
+# Small steps back. NTP stepping a synced clock back by up to _MAX_STEP_S (a drift correction, or the time base
+# coming back after a doubted step) would send true times that fall before readings already sent on the drifted
+# clock: the twin's current value would briefly go back to an older reading. Instead the published time is slewed
+# (as NTP's adjtime does): stamp() adds what the clock was ahead, and that lead shrinks by 1 ms per _SLEW_DIV ms
+# of ticks, so stamped times keep rising at 0.9x the true rate and meet the true time after _SLEW_DIV times the
+# step (20 s back: 200 s). Readings keep their spacing to within 10 % (energy per interval stays sane), and the
+# lead is bounded: a step back beyond _MAX_STEP_S (a wrong base being corrected) is taken at once.
 import time
 
 _RESYNC_MS = 6 * 3600 * 1000  # RTC drift of an ESP32 is a few s/day: resync every 6 h
 _RETRY_MS = 60 * 1000
 _JUMP_MS = 2000  # RTC against ticks between two readings: beyond this the RTC was set by something else
 _MAX_STEP_S = 60  # an NTP step of a synced clock beyond this waits for a second answer that agrees
+_SLEW_DIV = 10  # while slewing, the published time loses 1 ms per this many ms
 
 
 class Clock:
@@ -31,6 +40,11 @@ class Clock:
         self._doubt = False  # the last NTP answer stepped a synced clock too far: the next must confirm it
         self._step = 0  # while in doubt: seconds between the RTC and the time base before the doubted step
         self._anchor = None  # (seconds, ms, ticks) of the last reading check() saw
+        # The last stamped time (ms since the epoch) and its ticks; and the slew: lead in ms at _slew[1] ticks
+        self._pub = [0, 0]
+        self._published = False
+        self._slew = [0, 0]
+        self.slews = 0  # steps back taken by slewing
 
     def due(self):
         """True when a sync should be attempted now (never synced, or the last sync is old)."""
@@ -70,7 +84,50 @@ class Clock:
             return delta
         self.synced = True
         self._doubt = False
+        self._slew_from_last_stamp()
         return delta
+
+    def _slew_from_last_stamp(self):
+        # Where the published clock would be now had it kept running, against the RTC just set: a lead to slew off.
+        if not self._published:
+            return
+        now = time.ticks_ms()
+        since = time.ticks_diff(now, self._pub[1])
+        if since < 0:  # ticks wrapped (nothing stamped for days): nothing to keep in order with
+            self._published = False
+            return
+        s, ms = Clock.now()
+        lead = self._pub[0] + since - (s * 1000 + ms)
+        if lead <= 0:
+            self._slew[0] = 0
+        elif lead > _MAX_STEP_S * 1000:
+            self._slew[0] = 0
+            self._published = False  # the times sent were on a wrong base: the true ones may fall before them
+            print("clock: %d ms back from the last sent time; taken at once (beyond %d s)" % (lead, _MAX_STEP_S))
+        else:
+            self._slew[0] = lead
+            self._slew[1] = now
+            self.slews += 1
+            print("clock: %d ms back from the last sent time; slewed over %d s" % (lead, lead * _SLEW_DIV // 1000))
+
+    def stamp(self, t_s, t_ms, tick_ms):
+        """The time to send for a reading whose RTC time is (t_s, t_ms), taken at tick_ms: the RTC's, plus what
+        is left of a step back being slewed off; never before a time already stamped."""
+        t = t_s * 1000 + t_ms
+        lead = self._slew[0]
+        if lead:
+            since = time.ticks_diff(tick_ms, self._slew[1])  # < 0: read just before the step was made
+            left = lead - since // _SLEW_DIV if since > 0 else lead
+            if left <= 0:  # slewed off
+                self._slew[0] = 0
+            else:
+                t += left
+        if self._published and t <= self._pub[0] and time.ticks_diff(tick_ms, self._pub[1]) >= 0:
+            t = self._pub[0] + 1  # two readings in the same ms, or a step within the slew's rounding
+        self._pub[0] = t
+        self._pub[1] = tick_ms
+        self._published = True
+        return t // 1000, t % 1000
 
     def check(self, t_s, t_ms, tick_ms):
         """Compare the RTC time of a reading with the ticks since the previous one; returns whether the

@@ -7,6 +7,7 @@ no TimeInstant, which the agent stamps on arrival.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -114,3 +115,25 @@ def test_a_step_two_answers_agree_on_is_believed_and_offline_readings_follow_it(
     for instant in instants:
         assert min(abs(instant - YEAR_S - true) for true in taken) < 0.002
     assert instants[0] == pytest.approx(taken[0] + YEAR_S, abs=0.002)
+
+
+def test_a_small_step_back_is_slewed_off_and_times_never_go_back(meter: MeterHarness) -> None:
+    before = [doc for _ in range(2) for doc in cycle(meter)]
+    meter.ntp_error_s = 20.0  # one resync sets the clock 20 s ahead (within the 60 s believed at once)
+    resync_due(meter)
+    ahead = [doc for _ in range(3) for doc in cycle(meter)]
+    assert all(instant - true == pytest.approx(20.0, abs=0.002) for true, instant in stamped(ahead))
+    meter.ntp_error_s = 0.0  # the next resync steps it 20 s back to the true time
+    resync_due(meter)
+    slewing = cycle(meter)
+    (true, instant), = stamped(slewing)
+    assert 19.9 < instant - true < 20.001  # not sent 20 s before the readings already out
+    assert meter.eval("meter.clock.slews") == 1
+    for _ in range(44):  # 20 s lead at 1 ms per 10 ms: true again after 200 s
+        slewing += cycle(meter, 5.0)
+    after = [doc for _ in range(3) for doc in cycle(meter)]
+    assert_every_time_true(after)
+    instants = [instant for _, instant in stamped(before + ahead + slewing + after)]
+    gaps = [b - a for a, b in itertools.pairwise(instants)]
+    assert min(gaps) >= 0.899  # strictly rising, each period at least 0.9 of its length (1 s readings)
+    assert all(doc["clk"] for _, doc in before + ahead + slewing + after)
