@@ -101,7 +101,9 @@ def pairs_json(fields: list[np.ndarray], keys: tuple[str, ...] | None, ms: np.nd
         pieces = [b"[{" + names[0], *(b"," + name for name in names[1:])]
     closing = b',"' if keys is None else b'},"'
     width = sum(len(p) for p in pieces) + sum(f.shape[1] for f in fields) + len(closing) + 24 + 3
-    rows = np.empty((n, width), dtype=np.uint8)
+    buffer = np.empty(1 + n * width, dtype=np.uint8)  # "[" then the rows: the whole answer in one buffer
+    buffer[0] = ord("[")
+    rows = buffer[1:].reshape(n, width)
     at = 0
     for piece, field in zip(pieces, fields, strict=True):
         rows[:, at:at + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
@@ -112,8 +114,8 @@ def pairs_json(fields: list[np.ndarray], keys: tuple[str, ...] | None, ms: np.nd
     at += len(closing)
     _write_times(rows, at, ms)
     rows[:, at + 24:] = np.frombuffer(b'"],', dtype=np.uint8)
-    text = rows.tobytes().translate(None, b"\0")  # the padding of the values goes
-    return "[" + text[:-1].decode() + "]"  # the last row's comma
+    rows[-1, -1] = ord("]")  # instead of the last row's comma
+    return buffer.tobytes().translate(None, b"\0").decode("ascii")  # the values' padding goes
 
 
 def _write_times(rows: np.ndarray, at: int, ms: np.ndarray) -> None:
