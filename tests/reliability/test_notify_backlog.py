@@ -83,6 +83,11 @@ def test_beyond_the_bound_the_oldest_are_dropped_and_counted(
         backlog = client.app.state.broker.subscriptions._backlog
         dropped = backlog.dropped(("", SUB_ID))
         assert dropped >= 1 and len(seen) + dropped == len(voltages)  # every entity delivered or counted
+        shown = client.get(f"{SUBS}/{SUB_ID}", headers=ENERGY_LINK).json()["notification"]
+        assert shown["energytwin:notificationsDropped"] == dropped  # on the subscription, as the journal says
+    with TestClient(create_app(data_dir), raise_server_exceptions=False) as client:  # and after a restart
+        shown = client.get(f"{SUBS}/{SUB_ID}", headers=ENERGY_LINK).json()["notification"]
+        assert shown["energytwin:notificationsDropped"] == dropped
         assert seen == sorted(seen)  # in order; only the oldest queued were dropped
         assert "dropped the oldest" in caplog.text
 

@@ -203,6 +203,8 @@ class SubscriptionManager:
         self._subs[key] = sub
         self._by_tenant.setdefault(sub.tenant, []).append(sub)
         outbox = self._outboxes[key] = _Outbox() if self._backlog is None else _Outbox(self._backlog.queue(key))
+        if isinstance(outbox.pending, DurableQueue):
+            outbox.pending.keep_count(sub.status)  # its dropped count, shown on the subscription
         if outbox.pending:
             outbox.wake.set()  # owed from before a restart
         if self._running:

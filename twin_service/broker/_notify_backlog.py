@@ -224,6 +224,7 @@ class DurableQueue:
         self._total, self._spilled_from = backlog._owed(key)  # rows from seq _spilled_from on are not in memory
         self._popped = 0  # seq of the last entity handed to the sender
         self._dropped = 0
+        self._status: Any = None  # the subscription's Status, whose `dropped` this keeps current
         self.limit = backlog.max_entities + 1  # the notifier's overflow check never fires: drops happen here
         if self._total:
             log.info("subscription %s: %d notifications owed from before the restart; sending them first",
@@ -250,6 +251,11 @@ class DurableQueue:
         overflow = self._total - backlog.max_entities
         if overflow > 0:
             self._drop(overflow)
+
+    def keep_count(self, status: Any) -> None:
+        """Keep `status.dropped` at the number of this subscription's entities dropped since it was created."""
+        self._status = status
+        status.dropped = self._backlog.dropped(self._key)
 
     def popleft(self) -> Entity:
         """The oldest owed entity (read back from disk when memory is empty)."""
@@ -283,6 +289,8 @@ class DurableQueue:
             self.popleft()
         self._backlog._acks[self._key] = self._popped  # their rows go as if delivered
         self._backlog._drops[self._key] = self._backlog._drops.get(self._key, 0) + count
+        if self._status is not None:
+            self._status.dropped += count
         before, self._dropped = self._dropped, self._dropped + count
         if before // DROP_LOG_EVERY != self._dropped // DROP_LOG_EVERY or before == 0:
             log.warning("subscription %s: receiver is %d notifications behind; dropped the oldest %d "

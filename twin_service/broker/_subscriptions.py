@@ -25,6 +25,9 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 §5.6.2
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")
 FORMATS = frozenset({"normalized", "keyValues", "concise", "simplified"})
 ACCEPTS = frozenset({"application/json", "application/ld+json"})
+# notification member (read only) of this broker: owed notifications dropped because the receiver stayed away
+# beyond the backlog's bound (docs/reliability.md); a compact IRI of its own prefix, never an NGSI-LD term
+DROPPED_MEMBER = "energytwin:notificationsDropped"
 _MEMBERS = frozenset({"id", "type", "subscriptionName", "description", "entities", "watchedAttributes", "q",
                       "notification", "throttling", "timeInterval", "expiresAt", "isActive", "@context",
                       "status", "notificationTrigger", "lang", "jsonldContext", "geoQ"})
@@ -66,6 +69,7 @@ class Status:
     last_success: str | None = None
     last_failure: str | None = None
     failed: bool = False
+    dropped: int = 0  # owed notifications dropped for lack of room: kept by the backlog, not stored here
 
     def to_json(self) -> dict[str, Any]:
         """As stored in SQLite."""
@@ -187,6 +191,8 @@ class Subscription:
                            ("lastSuccess", self.status.last_success), ("lastFailure", self.status.last_failure)):
             if value is not None:
                 notification[key] = value
+        if self.status.dropped:  # not NGSI-LD (ETSI GS CIM 009 has no member for it): this broker's own
+            notification[DROPPED_MEMBER] = self.status.dropped
         out["notification"] = notification
         if self.throttling is not None:
             out["throttling"] = self.throttling
