@@ -1337,10 +1337,14 @@ class Store:
                                columns=f"instance_id, observed_ts, observed, recorded, {picked}"
                                + (f", {column}" if members is not None else ""))
         concat = ", ".join(f"group_concat(s{i})" for i in range(len(stored)))
+        # observedAt printed from observed_ts is a whole millisecond: ts * 1000 rounds to it directly; the time
+        # an instance was accepted (modifiedAt) has microseconds, so there strftime's own clock is computed
+        clock, offset = ((_temporal_json.EXACT_MS_SQL, 0) if window.axis == "observedAt" else
+                         (_temporal_json.MS_SQL, _temporal_json.JULIAN_EPOCH_MS))
         try:
             found = self._conn().execute(
                 f"SELECT count(*), {', '.join(checks)}, {concat}, "
-                f"group_concat({_temporal_json.MS_SQL.format(ts=ts)}) FROM ({sql})", args).fetchone()
+                f"group_concat({clock.format(ts=ts)}) FROM ({sql})", args).fetchone()
         except sqlite3.OperationalError as exc:  # "integer overflow" of a sum: huge numbers, SQLite prints them
             if "overflow" not in str(exc):
                 raise
@@ -1359,7 +1363,7 @@ class Store:
         columns = [_temporal_json.integers(text, count) for text in texts[:-1]]
         if ms is None or any(c is None for c in columns):
             return None
-        ms -= _temporal_json.JULIAN_EPOCH_MS
+        ms -= offset
         if ms[0] < 0 or ms.max() > _temporal_json.MAX_TS * 1000:  # ms[0]: the smallest (rows sorted by time)
             return None
         kinds = [kind for _, kind in members] if members is not None else ["n"]

@@ -29,6 +29,10 @@ import numpy as np
 JULIAN_EPOCH_MS = 210_866_760_000_000  # SQLite's Julian day number of 1970-01-01T00:00Z, in milliseconds
 # the millisecond clock as SQLite's strftime(..., 'unixepoch') computes it, for a Unix-seconds SQL expression
 MS_SQL = "CAST({ts} * 1000.0 + 210866760000000.0 + 0.5 AS INTEGER)"
+# the same for a time the store prints back exactly (`observed` = 1: a text with milliseconds, whose Unix seconds
+# are the double nearest that many milliseconds, within ~1e-4 ms of it up to year 9999): ts * 1000 rounded, two
+# digits shorter to print and parse
+EXACT_MS_SQL = "CAST({ts} * 1000.0 + 0.5 AS INTEGER)"
 MAX_TS = 253_402_300_799  # 9999-12-31T23:59:59Z: strftime prints 4-digit years only up to there
 _DAY_MS = 86_400_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
