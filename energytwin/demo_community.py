@@ -307,12 +307,14 @@ def seed_agent_counters(broker_url: str, tenant: str, mqtt_host: str, mqtt_port:
         if credentials is not None:
             client.username_pw_set(*credentials)
         client.connect(mqtt_host, mqtt_port)
-        client.loop_start()
-        try:
-            client.publish(attrs_topic(apikey, device), json.dumps(continuity_payload(b)), qos=1).wait_for_publish(
-                timeout=timeout_s)
+        try:  # the network loop run here, in short steps (paho's own thread sleeps up to 1 s between them)
+            sent = client.publish(attrs_topic(apikey, device), json.dumps(continuity_payload(b)), qos=1)
+            deadline = time.monotonic() + timeout_s
+            while not sent.is_published():
+                if time.monotonic() > deadline or client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                    raise TimeoutError(f"MQTT broker at {mqtt_host}:{mqtt_port} did not take the continuity reading "
+                                       f"of {device}")
         finally:
-            client.loop_stop()
             client.disconnect()
     deadline = time.monotonic() + timeout_s
     waiting = set(pending)
