@@ -353,7 +353,8 @@ class EmbeddedStack:
             agent_guard = [_Child(
                 "agent-access",
                 [python, "-m", "access", "serve", "--upstream", cfg.agent_url, "--host", cfg.host,
-                 "--port", str(agent_access_port), "--data-dir", str(cfg.data_dir)],
+                 "--port", str(agent_access_port), "--data-dir", str(cfg.data_dir),
+                 "--actions", "version", "--actions", "agent.read", "--actions", "agent.write"],  # the north API only
                 agent_access_port,
                 cfg.log_dir / "agent-access.log",
             )]

@@ -47,8 +47,11 @@ def _agent_through_its_pep(stack: EmbeddedStack) -> None:
         assert listed.status_code == 200 and "meter-009" in listed.text
         assert "energytwin_agent_devices" in http.get("/metrics", headers=admin).text  # the agent's, forwarded
         assert http.delete("/iot/devices/meter-009", headers=admin).status_code == 204
+        # NGSI-LD paths are not the agent's: refused before the agent sees them, even for admin
+        assert http.get("/ngsi-ld/v1/entities?type=ThreePhaseAcMeasurement", headers=admin).status_code == 403
         pep = http.get("/pep/metrics", headers=ops).text  # the PEP's own
         assert 'energytwin_pep_refused_total{reason="role",status="403"} 20' in pep
+        assert 'energytwin_pep_refused_total{reason="not_forwarded",status="403"} 1' in pep
 
 
 def test_the_stack_runs_with_access_control_on(tmp_path: Path):
