@@ -50,7 +50,8 @@ def _iso(moment: datetime) -> str:
 def forecast_entity(target_id: str, quantity: str, issued: datetime, values: np.ndarray, method: str, *,
                     fallback: bool = False, history_source: str = "twin", weather_input: str | None = None,
                     archived: bool = True, ref_target: str | None = None,
-                    weather_model_values: np.ndarray | None = None) -> dict:
+                    weather_model_values: np.ndarray | None = None,
+                    model_values: np.ndarray | None = None) -> dict:
     """Normalized NGSI-LD entity of a 24-hour forecast starting at `issued` (an aware datetime).
 
     `archived` picks the per-issue id (kept for scoring) or the stable current one; `ref_target` defaults to
@@ -89,6 +90,8 @@ def forecast_entity(target_id: str, quantity: str, issued: datetime, values: np.
         entity["weatherInput"] = prop(weather_input)
     if weather_model_values is not None:  # the weather path's values, kept so later rounds can judge it
         entity["weatherModelValues"] = prop(_hourly(weather_model_values))
+    if model_values is not None:  # a fallback: the model's own values, so it is judged again (live_scores)
+        entity["modelValues"] = prop(_hourly(model_values))
     ref = ref_target or (target_id if target_id.startswith("urn:") else None)
     if ref:
         entity["refTarget"] = {"type": "Relationship", "object": ref}

@@ -24,11 +24,17 @@ counter loses no energy, only how it splits between those hours).
 **Bounded.** At most `max_samples` samples in all (default 3,000,000, ~48 MB); past that the least recently
 used series are dropped whole (their next read is a full one). Samples older than the longest window a series
 was asked for are trimmed on each read.
+
+**Within a round** a series read for the same issue time under `fresh_s` (60 s) ago is answered from memory without a read: a member's
+meter is its load target (import) and its PV generation meter (export - import), so the import counter is asked
+for twice per round. A reading that lands between those two asks is seen by both next round instead of by the
+second one now.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -69,6 +75,8 @@ class _Series:
     read_from: float  # the cache holds every sample the broker had at or after this time when last read
     window_s: float  # the longest window asked for (seconds, margin included)
     full_read_hour: int  # hour number (epoch hours) of the last full read
+    read_at: float = 0.0  # time.monotonic() of the last read
+    read_for: float = 0.0  # the window end (the round's issue time) the last read was for
 
 
 @dataclass
@@ -76,6 +84,7 @@ class CacheStats:
     full_reads: int = 0
     incremental_reads: int = 0
     instances_read: int = 0  # counter samples the broker returned
+    fresh_hits: int = 0  # answered without a read: the series was read under `fresh_s` ago
     evicted: int = 0
 
 
@@ -87,6 +96,7 @@ class HistoryCache:
     overlap_hours: float = 6.0
     refresh_hours: int = 24
     max_samples: int = 3_000_000
+    fresh_s: float = 60.0  # a series read this recently is not read again (load and PV of one meter, one round)
     stats: CacheStats = field(default_factory=CacheStats)
     _series: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
@@ -120,9 +130,15 @@ class HistoryCache:
         series = self._series.get(key)
         try:
             if series is None or lo < series.read_from or self._due_full(key, hour, series):
-                t, v = self._read(client, entity_id, attrs, start - MARGIN)
+                # a full read covers the longest window this series was asked for, not only this one
+                since = lo if series is None else min(lo, end.timestamp() - series.window_s)
+                t, v = self._read(client, entity_id, attrs, datetime.fromtimestamp(since, UTC))
                 self.stats.full_reads += 1
-                series = _Series(*compact(t, v), lo, max(window, series.window_s if series else 0.0), hour)
+                series = _Series(*compact(t, v), since, max(window, series.window_s if series else 0.0), hour,
+                                 time.monotonic(), end.timestamp())
+            elif series.read_for == end.timestamp() and time.monotonic() - series.read_at < self.fresh_s:
+                self.stats.fresh_hits += 1
+                series.window_s = max(series.window_s, window)
             else:
                 anchor = (series.t[-1] if series.t.size else series.read_from) - self.overlap_hours * HOUR_S
                 anchor = max(anchor, series.read_from)
@@ -133,6 +149,7 @@ class HistoryCache:
                 series.t, series.v = compact(np.concatenate([series.t[keep], t[new]]),
                                              np.concatenate([series.v[keep], v[new]]))
                 series.window_s = max(series.window_s, window)
+                series.read_at, series.read_for = time.monotonic(), end.timestamp()
         except NotFound:
             self._series.pop(key, None)
             raise

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,10 @@ from datamodels.readings import counter_samples
 from fiware_client import FiwareError, NonexistentTenant, NotFound
 from forecasting import baselines as b
 from forecasting.calendar import day_types
-from forecasting.entity import current_and_archived
+from forecasting.entity import current_and_archived, target_key
 from forecasting.history_cache import HistoryCache
+from forecasting.live_scores import DEFAULT_DAYS as LIVE_DAYS
+from forecasting.live_scores import LiveReport, LiveScore, score_archived
 from forecasting.profiles import profile_walk_forward
 from forecasting.pv import PvSite, modelled_kwh, pv_walk_forward
 from forecasting.retention import DEFAULT_KEEP_DAYS, archived_values, purge_archived
@@ -94,6 +97,7 @@ class Forecast:
     fallback: bool
     weather_values: np.ndarray | None = None  # PV with a weather plug-in: the weather path's values
     weather_used: bool = False
+    model_values: np.ndarray | None = None  # a fallback's model values, archived so the model is judged again
 
 
 def _judged(model_days: np.ndarray, days: np.ndarray, name: str, method: str) -> Forecast:
@@ -105,7 +109,21 @@ def _judged(model_days: np.ndarray, days: np.ndarray, name: str, method: str) ->
     if v.use == "model" or np.isnan(v.skill_vs_persistence):
         return Forecast(model_days[-1], method, False)
     base = days[-2] if v.use == "persistence" else days[-8]
-    return Forecast(base, f"{v.use.replace('_', '-')} (fallback: {v.describe(name)})", True)
+    return Forecast(base, f"{v.use.replace('_', '-')} (fallback: {v.describe(name)})", True,
+                    model_values=model_days[-1])
+
+
+def live_fallback(fc: Forecast, history_days: np.ndarray, score: LiveScore | None, what: str) -> Forecast:
+    """The fallback rule on live data: when the archived forecasts of the last days (forecasting.live_scores)
+    did not beat both baselines against what the meter measured, write the better baseline instead, keep the
+    model's values in the archive (`modelValues`) so it is judged again tomorrow, and say so in the log."""
+    if fc.fallback or score is None or not score.judged or score.use == "model":
+        return fc
+    base = history_days[-1] if score.use == "persistence" else history_days[-7]
+    log.warning("forecast: %s: the model %s; writing %s instead", what, score.describe(),
+                score.use.replace("_", "-"))
+    return Forecast(base, f"{score.use.replace('_', '-')} (fallback: model {score.describe()})", True,
+                    fc.weather_values, fc.weather_used, model_values=fc.values)
 
 
 def forecast_load(days: np.ndarray, issue: datetime) -> Forecast:
@@ -229,6 +247,11 @@ class Targets:
     keep_days: int | None = DEFAULT_KEEP_DAYS  # archived forecasts older than this are deleted; None: kept
     full_purge_done: bool = False  # the first round scans the whole archive, later ones the expired hours
     history_cache: HistoryCache | None = field(default_factory=HistoryCache)  # None: every round reads whole
+    live_days: int | None = LIVE_DAYS  # once a day, score the archives of this many days (None: never)
+    live_issue_hours: tuple[int, ...] | None = (0,)  # which archived issue hours (UTC) are scored; None: all
+    scores_file: Path | None = None  # where the daily live report is written (JSON), if anywhere
+    live_report: LiveReport | None = None  # the last live report: the live fallback rule reads it
+    live_scored_at: datetime | None = None
 
 
 @dataclass
@@ -237,10 +260,45 @@ class RoundResult:
     entities: list[dict] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # target -> reason
     purged: int = 0  # archived forecasts deleted by retention this round
+    live_scored: bool = False  # this round re-scored the archive (once a day)
+    live_fallbacks: list[str] = field(default_factory=list)  # "<target>:<quantity>" the live rule fell back on
 
     @property
     def written(self) -> int:
         return len(self.entities) // 2
+
+
+def refresh_live_scores(client, issue: datetime, targets: Targets) -> bool:
+    """Re-score the archive when the last report is a day old (or from a later replayed hour); a failure is
+    logged and the previous report kept: scoring must never cost a round its forecasts."""
+    if not targets.live_days:
+        return False
+    last = targets.live_scored_at
+    if last is not None and timedelta(0) <= issue - last < timedelta(hours=24):
+        return False
+    try:
+        report = score_archived(client, issue, targets.live_days, cache=targets.history_cache,
+                                issue_hours=None if targets.live_issue_hours is None
+                                else list(targets.live_issue_hours))
+    except (FiwareError, ValueError) as exc:
+        log.warning("forecast: live scores not refreshed: %s", exc)
+        return False
+    targets.live_report, targets.live_scored_at = report, issue
+    lost = sorted(k for k, sc in report.scores.items() if sc.judged and sc.use != "model")
+    log.info("forecast: live scores of the last %d days: %d targets scored (%d judged, %d did not beat both "
+             "baselines%s), %d skipped", report.days, len(report.scores),
+             sum(sc.judged for sc in report.scores.values()), len(lost),
+             f": {', '.join(lost[:10])}" if lost else "", len(report.skipped))
+    if targets.scores_file is not None:
+        try:
+            report.save(targets.scores_file)
+        except OSError as exc:
+            log.warning("forecast: live scores not written to %s: %s", targets.scores_file, exc)
+    return True
+
+
+def _live_score(targets: Targets, key: str, quantity: str) -> LiveScore | None:
+    return targets.live_report.get(key, quantity) if targets.live_report is not None else None
 
 
 def _enough(values: np.ndarray) -> bool:
@@ -256,8 +314,13 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
     result = RoundResult(issue)
 
     def add(target: str, quantity: str, fc: Forecast, source: str, **kw) -> None:
+        if fc.fallback and "on live data" in fc.method:
+            result.live_fallbacks.append(f"{target_key(target)}:{quantity}")
         result.entities.extend(current_and_archived(target, quantity, issue, fc.values, fc.method,
-                                                    fallback=fc.fallback, history_source=source, **kw))
+                                                    fallback=fc.fallback, history_source=source,
+                                                    model_values=fc.model_values if fc.fallback else None, **kw))
+
+    result.live_scored = refresh_live_scores(client, issue, targets)
 
     meters: list[dict] = []
     if targets.load_meters:
@@ -284,7 +347,10 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
                 log.info("forecast: %s has under %d days of history, skipped", mid, MIN_DAYS)
                 result.skipped[mid] = f"under {MIN_DAYS} days of history"
                 continue
-            add(mid, "load", forecast_load(kwh.reshape(HISTORY_DAYS, 24), issue), source)
+            days = kwh.reshape(HISTORY_DAYS, 24)
+            fc = live_fallback(forecast_load(days, issue), days, _live_score(targets, target_key(mid), "load"),
+                               f"load {target_key(mid)}")
+            add(mid, "load", fc, source)
 
     pv_start, pv_hours = issue - timedelta(days=PV_HISTORY_DAYS), PV_HISTORY_DAYS * 24
     for target in targets.pv:
@@ -313,6 +379,8 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
                 archive = archived_values(client, target.key, "pvGeneration", issue, RECENT_DAYS,
                                           "weatherModelValues")
             fc = forecast_pv(target.site, kwh, issue, weather=weather, weather_archive=archive)
+            fc = live_fallback(fc, kwh.reshape(-1, 24), _live_score(targets, target.key, "pvGeneration"),
+                               f"PV {target.key}")
         except (FiwareError, ValueError, OSError) as exc:
             log.warning("forecast: PV %s failed: %s", target.key, exc)
             result.skipped[target.key] = str(exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 
 from datamodels.validation import validate_entity
 from forecasting.service import forecast_load, hourly_energy
-from tests.broker_process import broker_process
 
 
 def test_hourly_energy_from_a_counter_with_a_gap_and_a_reset():
@@ -33,12 +31,6 @@ def test_forecast_load_uses_the_profile_or_falls_back():
     # A random walk: yesterday is the best guess, the profile loses and is not used.
     walk = np.cumsum(rng.normal(0, 1, 35 * 24)).reshape(35, 24) + 100
     assert forecast_load(walk, issue).fallback
-
-
-@pytest.fixture(scope="module")
-def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with broker_process(tmp_path_factory.mktemp("broker")) as url:
-        yield url
 
 
 def test_run_once_writes_a_valid_forecast_per_meter(broker_url: str):
