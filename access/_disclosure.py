@@ -171,11 +171,11 @@ class PublicRelease:
             released = self.release_counted("settled", str(row["start"]), counted, values)
             row.update(released if isinstance(released, dict) else dict.fromkeys(SETTLED_FIGURES))
         if accounts is not None and body.get("totals") is not None:
-            body["totals"] = self._totals(accounts, body["totals"])
+            body["totals"] = self._totals(accounts)
         self.save()
         return body
 
-    def _totals(self, accounts: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any] | None:
+    def _totals(self, accounts: dict[str, Any]) -> dict[str, Any] | None:
         period = accounts.get("period") or {}
         key = str(period.get("start") or period.get("label") or "period")
         hours = len(accounts.get("hourly") or [])
@@ -184,8 +184,8 @@ class PublicRelease:
         out: dict[str, Any] = {}
         for figure in TOTAL_FIGURES:
             values = {name: row[figure] for name, row in rows.items() if isinstance(row.get(figure), int | float)}
-            if len(values) < len(rows):  # a figure some member lacks: not summed over a set, left as shown
-                out[figure] = shown.get(figure)
+            if len(values) < len(rows):  # a figure some member lacks cannot be released over a set: withheld
+                out[figure] = None
                 continue
             out[figure] = self.release_sum(f"totals:{figure}", key, values, pin=False)
         return out if any(v is not None for v in out.values()) else None

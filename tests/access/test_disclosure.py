@@ -183,3 +183,21 @@ def test_the_public_view_answers_the_same_hours_the_same_after_a_join(tmp_path: 
         leaked = {h: round(plain_after[h] - v, 6) for h, v in plain_before.items() if v is not None}
         assert set(leaked.values()) == {3.0}  # without the defence: the newcomer's every hour, exactly
         assert guarded_after == guarded_before  # with it: the same answers, nothing to subtract
+
+
+def test_the_period_totals_leave_a_lone_newcomer_out(tmp_path: Path):
+    def accounts(members: dict[str, float]) -> dict:
+        rows = [{"member": name, "missingHours": 0, "consumptionKwh": kwh, "assignedKwh": kwh / 2,
+                 "selfConsumedKwh": kwh / 4, "gridImportKwh": kwh * 0.75, "surplusKwh": 1.0, "savingsEur": kwh / 10,
+                 "co2AvoidedKg": kwh / 20, "trees": 0.1} for name, kwh in members.items()]
+        return {"period": {"start": "2026-12-01T00:00:00Z"}, "hourly": [{}] * 10, "members": rows}
+
+    release = PublicRelease(tmp_path / "ledger.json")
+    five = {f"m{n}": 100.0 + n for n in range(5)}
+    body = release.apply({"totals": {"consumptionKwh": 510.0}}, accounts=accounts(five))
+    assert body["totals"]["consumptionKwh"] == 510.0 and body["totals"]["surplusKwh"] == 5.0
+    later = release.apply({"totals": {"consumptionKwh": 900.0}}, accounts=accounts({**five, "m5": 390.0}))
+    assert later["totals"]["consumptionKwh"] == 510.0  # the newcomer's month is in no public total
+    missing = accounts(five)
+    missing["members"][0]["savingsEur"] = None
+    assert release.apply({"totals": {}}, accounts=missing)["totals"]["savingsEur"] is None  # withheld, not shown
