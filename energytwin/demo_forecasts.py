@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from datamodels.measures import measurement_id
@@ -41,6 +42,9 @@ class ForecastPart:
         meters = [measurement_id(demo_device_id(i + 1)) for i in range(ctx.options.meters)]
         history = SimulatedHistory(meters)
         targets = Targets(pv=[history.pv_target(m) for m in meters], meters=meters, load_fallback=history.load)
+        data_dir = getattr(getattr(ctx.options, "stack", None), "data_dir", None)
+        if data_dir is not None:  # the daily live scores of the archive, beside the stack's state
+            targets.scores_file = Path(data_dir) / "forecast-live-scores.json"
         tenant = ctx.site.service
         self._thread = threading.Thread(target=self._loop, args=(ctx.broker_url, tenant, targets),
                                         name="demo-forecasts", daemon=True)

@@ -43,8 +43,10 @@ def _issue(value: str | None) -> datetime | None:
 @click.option("--once", is_flag=True, help="One round, then exit (default: every hour, on the hour).")
 @click.option("--keep-days", type=click.IntRange(min=0), default=30, show_default=True,
               help="Delete archived forecasts issued more than this many days ago after each round (0: keep all).")
+@click.option("--scores-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the daily live scores of the archived forecasts here (JSON; docs/forecasts.md).")
 def run(broker_url: str, tenant: str | None, community_file: Path | None, weather_csv: Path | None,
-        weather_entities: bool, at: str | None, once: bool, keep_days: int) -> None:
+        weather_entities: bool, at: str | None, once: bool, keep_days: int, scores_file: Path | None) -> None:
     """Every hour, write 24-hour forecasts into the twin: load per meter, PV per installation, price per tariff.
 
     \b
@@ -65,6 +67,7 @@ def run(broker_url: str, tenant: str | None, community_file: Path | None, weathe
         raise click.ClickException(str(exc)) from None
     issue = _issue(at)
     targets.keep_days = keep_days or None
+    targets.scores_file = scores_file
     with NgsiLdClient(broker_url, tenant=tenant) as client:
         if weather_csv is not None:
             try:
