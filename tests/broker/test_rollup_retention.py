@@ -13,6 +13,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from twin_service.broker import Store, create_app
+from twin_service.broker._model import Entity, format_datetime
 from twin_service.broker._store import TimeRange
 
 from .conftest import BASE, ENERGY_LINK, MEASUREMENT_ID, measurement
@@ -89,6 +90,28 @@ def test_old_1min_rollups_go_and_coarser_ones_answer(data_dir: Path) -> None:
             assert _close(_aggregated(client, OLD, period), before[period]), period
         assert _aggregated(client, OLD, "PT1M") == {}
         assert _aggregated(client, RECENT, "PT1M")["phaseVoltage"]["avg"]
+
+
+def test_pruning_in_small_transactions_deletes_exactly_the_older_buckets(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        base = 1_800_000_000  # a whole hour
+        for meter in range(3):
+            entity = Entity(f"urn:ngsi-ld:X:{meter}", "https://example.org/X", {}, "", "")
+            for minute in range(30):
+                at = format_datetime(datetime.fromtimestamp(base + minute * 60 + meter, UTC))
+                entity.attrs = {"https://example.org/p": {"type": "Property", "value": minute + 0.5, "observedAt": at}}
+                with store.transaction() as tx:
+                    tx.record_instances("t", entity, list(entity.attrs), "update", at)
+        store.move_history()
+        series = [s for m in range(3) for _, s in store.history_attributes("t", f"urn:ngsi-ld:X:{m}")]
+        ten_minutes = [store.rollups(s, 600) for s in series]
+        assert store.prune_rollups(60, base + 17 * 60 + 30, rows_per_transaction=4) == 3 * 17
+        for s in series:
+            assert [r["start"] for r in store.rollups(s, 60)] == [base + m * 60 for m in range(17, 30)]
+        assert [store.rollups(s, 600) for s in series] == ten_minutes
+    finally:
+        store.close()
 
 
 def test_rollup_retention_on_the_command_line(tmp_path: Path) -> None:

@@ -1338,8 +1338,9 @@ class Store:
                                columns=f"instance_id, observed_ts, observed, recorded, {picked}"
                                + (f", {column}" if members is not None else ""))
         concat = ", ".join(f"group_concat(s{i})" for i in range(len(stored)))
-        if sql.endswith(_CLUSTERED_ORDER):  # one table read along its clustered index, so in that order already:
-            sql = sql[:-len(_CLUSTERED_ORDER)]  # unsorted, the sub-select is flattened (no co-routine per row)
+        # one table read along its clustered index is in that order already: unsorted, the sub-select is
+        # flattened into the aggregate (no co-routine per row)
+        sql = sql.removesuffix(_CLUSTERED_ORDER)
         # observedAt printed from observed_ts is a whole millisecond: ts * 1000 rounds to it directly; the time
         # an instance was accepted (modifiedAt) has microseconds, so there strftime's own clock is computed
         clock, offset = ((_temporal_json.EXACT_MS_SQL, 0) if window.axis == "observedAt" else
@@ -1570,7 +1571,7 @@ class Store:
                                                 (before_ts,)).rowcount
         return deleted
 
-    def prune_rollups(self, period_s: int, before_ts: float, series_per_transaction: int = 500) -> int:
+    def prune_rollups(self, period_s: int, before_ts: float, rows_per_transaction: int = 20_000) -> int:
         """Delete the rollup buckets of one period that start before the bucket holding `before_ts`; returns how
         many went (retention of the 1-min rollups: `--rollup-1min-retention-days`).
 
@@ -1578,23 +1579,37 @@ class Store:
         read this period's rollups below it reads the raw rows instead wherever those reach further back
         (`_below_rollup_retention`): deleting 1-min rollups under raw history kept longer never hides data.
         Then series by series (each a range of the rollups' primary key, found by seeking from one to the next:
-        rollups of a series whose history was deleted go too), in short transactions so ingestion interleaves.
+        rollups of a series whose history was deleted go too), at most `rows_per_transaction` buckets per
+        transaction, so ingestion interleaves even on the first pass over years of 1-min rollups.
         """
         kept_from = math.floor(before_ts / period_s)
         with self.transaction():
             self._db.execute("INSERT INTO rollup_retention (period_s, kept_from) VALUES (?, ?) ON CONFLICT (period_s) "
                              "DO UPDATE SET kept_from = max(kept_from, excluded.kept_from)", (period_s, kept_from))
-        deleted, after = 0, (-(2 ** 63), -(2 ** 63))
+        deleted, after, low = 0, (-(2 ** 63), -(2 ** 63)), None
         while True:
             with self.transaction():
-                for _ in range(series_per_transaction):
-                    slot = self._db.execute("SELECT entity_key, attr_id FROM rollup_stats WHERE (entity_key, attr_id) > "
-                                            "(?, ?) ORDER BY entity_key, attr_id LIMIT 1", after).fetchone()
-                    if slot is None:
-                        return deleted
-                    after = (slot[0], slot[1])
-                    deleted += self._db.execute("DELETE FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND "
-                                                "period_s = ? AND bucket < ?", (*after, period_s, kept_from)).rowcount
+                budget = rows_per_transaction
+                while budget > 0:
+                    if low is None:  # the next series, and its first bucket of this period
+                        slot = self._db.execute("SELECT entity_key, attr_id FROM rollup_stats WHERE (entity_key, "
+                                                "attr_id) > (?, ?) ORDER BY entity_key, attr_id LIMIT 1", after).fetchone()
+                        if slot is None:
+                            return deleted
+                        after = (slot[0], slot[1])
+                        low = self._db.execute("SELECT min(bucket) FROM rollup_stats WHERE entity_key = ? AND "
+                                               "attr_id = ? AND period_s = ?", (*after, period_s)).fetchone()[0]
+                        if low is None or low >= kept_from:
+                            low = None
+                            budget -= 1
+                            continue
+                    high = min(kept_from, low + budget)  # buckets are whole periods: at most `budget` rows
+                    gone = self._db.execute("DELETE FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND "
+                                            "period_s = ? AND bucket >= ? AND bucket < ?",
+                                            (*after, period_s, low, high)).rowcount
+                    deleted += gone
+                    budget -= max(gone, 1)
+                    low = high if high < kept_from else None
 
     def _below_rollup_retention(self, series_id: int, rollup: int, window: TimeRange) -> bool:
         """Whether the window reaches below the first bucket retention kept of `rollup` while raw rows of the
