@@ -9,7 +9,9 @@ hourly sums:
   distributor file, a meter's buffered readings) and they are answered again; estimate F(h) = after - before;
 - adjacent: F's first hour t against the hour before: estimate F(t) = A(t) - A(t-1);
 - batch: F joins with k-1 others (the defence's release): estimate F(h) = (after - before) / k;
-- departure (not defended, said so in docs/access.md): F leaves at t: estimate F(t-1) = A(t-1) - A(t).
+- departure (not defended, said so in docs/access.md): F leaves at t: estimate F(t-1) = A(t-1) - A(t);
+- adjacent-model, departure-model: the same, less the others' change predicted from the same two hours the day
+  before (a better attacker than the plain difference).
 
 The figure for each is the attacker's mean absolute error over F's true kWh, divided by that of a guess made
 without any differencing, the other homes' mean at that hour (about what one public answer / homes gives): 0 =
@@ -75,8 +77,11 @@ def trial(load: np.ndarray, joiner: int, t: int, others: list[int], batch_mates:
         truth = [float(load[joiner, h]) for h in before_hours]
         out[f"backfill/{tag}"] = ([b - a for a, b in zip(first, again, strict=True)], truth, mean_home(before_hours))
         # adjacent: F's first hour against the hour before (continuing the same series)
+        y_prev, y_now = answer(t - 25, homes, "adj"), answer(t - 24, homes, "adj")  # the day before
         prev, now = answer(t - 1, homes, "adj"), answer(t, [*homes, joiner], "adj")
         out[f"adjacent/{tag}"] = ([now - prev], [float(load[joiner, t])], mean_home([t]))
+        # a better attacker takes out the others' change with yesterday's change of the same hours
+        out[f"adjacent-model/{tag}"] = ([(now - prev) - (y_now - y_prev)], [float(load[joiner, t])], mean_home([t]))
         # batch: F and k-1 others join together: the release the defence allows
         group = [joiner, *batch_mates]
         b_first = [answer(h, homes, "batch") for h in before_hours]
@@ -84,8 +89,12 @@ def trial(load: np.ndarray, joiner: int, t: int, others: list[int], batch_mates:
         out[f"batch/{tag}"] = ([(b - a) / len(group) for a, b in zip(b_first, b_again, strict=True)], truth,
                                mean_home(before_hours))
         # departure: F leaves at t (not defended: its last hour against the first without it)
+        dy_prev, dy_now = answer(t - 25, [*homes, joiner], "dep"), answer(t - 24, [*homes, joiner], "dep")
         d_prev, d_now = answer(t - 1, [*homes, joiner], "dep"), answer(t, homes, "dep")
         out[f"departure/{tag}"] = ([d_prev - d_now], [float(load[joiner, t - 1])], mean_home([t - 1]))
+        others_change = (dy_prev - dy_now) * len(homes) / (len(homes) + 1)
+        out[f"departure-model/{tag}"] = ([(d_prev - d_now) - others_change], [float(load[joiner, t - 1])],
+                                         mean_home([t - 1]))
     return out
 
 
@@ -121,7 +130,7 @@ def main() -> None:
             rows[name] = {"attacker_mae_kwh": round(mae, 4), "mean_home_guess_mae_kwh": round(base, 4),
                           "ratio": round(mae / base, 3) if base else None, "exact_share": round(exact, 3),
                           "estimates": len(est)}
-            print(f"{size:3d} homes  {name:20s} attacker MAE {mae:6.3f} kWh  mean-home guess {base:6.3f} kWh  "
+            print(f"{size:3d} homes  {name:24s} attacker MAE {mae:6.3f} kWh  mean-home guess {base:6.3f} kWh  "
                   f"ratio {mae / base:5.2f}  exact (<10 Wh) {exact:6.1%}  n={len(est)}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "access_differencing", "k": K, "trials": trials,
