@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -142,6 +143,8 @@ def _endpoints(receiver: str) -> list[tuple[str, str, str, object]]:
         ("foreign anomaly", "GET", f"{NGSI}/entities/{_anomaly_id(FOREIGN)}", None),
         ("own anomaly temporal", "GET", f"{NGSI}/temporal/entities/{_anomaly_id(MINE)}", None),
         ("geojson query", "GET", f"{NGSI}/entities?type=ThreePhaseAcMeasurement", None),
+        ("pep metrics", "GET", "/pep/metrics", None),
+        ("temporal write", "POST", f"{NGSI}/temporal/entities", _measurement(MINE, 9, 5.0)),
     ]
 
 
@@ -192,6 +195,12 @@ _ANOMALY_EXPECTED = {
     "public": [403] * 6, "manager": ["ok"] * 6, "control-centre": ["ok"] * 6}
 for _role, _wants in _ANOMALY_EXPECTED.items():
     EXPECTED[_role].update(zip(ANOMALY, _wants, strict=True))
+# The stack's own services (role service): everything the control centre may do here, but not the PEP's
+# counters; nobody but admin rewrites history.
+EXPECTED["service"] = dict(EXPECTED["control-centre"])
+for _role, _wants in EXPECTED.items():
+    _wants["pep metrics"] = "ok" if _role == "control-centre" else 403
+    _wants["temporal write"] = 403
 MUST_SHOW_MINE = {"query": measurement_id(MINE), "temporal query": measurement_id(MINE),
                   "batch query": measurement_id(MINE), "anomalies": _anomaly_id(MINE),
                   "anomalies projected": _anomaly_id(MINE), "own anomaly": _anomaly_id(MINE),
@@ -204,8 +213,22 @@ def _call(g: Guarded, token: str | None, method: str, path: str, body: object,
     headers = dict(HEADERS) | (extra or {})
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.request(method, g.pep_url + path, headers=headers, timeout=10,
-                         content=None if body is None else json.dumps(body))
+    client = _CLIENTS.get(g.pep_url)
+    if client is None:  # one kept-alive connection pool for the module: a fresh TCP connection per call costs more
+        client = _CLIENTS[g.pep_url] = httpx.Client(timeout=10)
+    return client.request(method, g.pep_url + path, headers=headers,
+                          content=None if body is None else json.dumps(body))
+
+
+_CLIENTS: dict[str, httpx.Client] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    for client in _CLIENTS.values():
+        client.close()
+    _CLIENTS.clear()
 
 
 @pytest.mark.parametrize("role", list(EXPECTED))
