@@ -1,9 +1,16 @@
 """1-minute, 10-minute and 1-hour aggregates of every numeric attribute, kept beside the raw history for years.
 
-Written as data arrives: the store's mover sorts new readings from `readings_log` into `readings` every few
-seconds, and in the same transaction folds exactly those rows into the rollups (so an instance is counted once,
-and a kill -9 at any moment leaves raw and rollups consistent). A bucket that receives late data (an offline
-replay) is merged, not overwritten: counts and sums add, min/max combine, `last` keeps the latest observedAt.
+Written as data arrives, each bucket once: the store's mover sorts new readings from `readings_log` into
+`readings` every few seconds and, in the same transaction, writes the buckets that this move closes. An
+entity's bucket closes when a reading of a later bucket arrives; the newest bucket of each entity and period
+stays open, and `rollup_open` says where (per entity and period, the first bucket not written). A closing 1-min
+bucket is folded from its raw rows, a 10-min one from its ten 1-min buckets, an hour from its six 10-min ones;
+the temporal API answers an open bucket from the finer closed buckets and the raw rows. Nothing lives only in
+memory, so a kill -9 at any moment leaves raw and rollups consistent (the next pass folds what was not yet),
+and a row is counted once. Schema 5 as first written merged every open bucket again on every pass (decode,
+merge, encode, rewrite: 6-360 times a bucket), which cost more CPU at ingest than schema 4's SQL upsert. A bucket
+that receives late data (an offline replay) after it closed is merged, not overwritten: counts and sums add,
+min/max combine, `last` keeps the latest observedAt.
 
 Per bucket and per key (`''` for a scalar, `L1`/`L2`/`L3`… for a per-phase object) the statistics are the count
 of values, the count of numeric ones, sum, sum of squares, min, max and the last numeric value with its time:
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -47,8 +54,17 @@ CREATE TABLE IF NOT EXISTS rollup_stats (
     stats       BLOB NOT NULL,          -- one kind byte per key, then each key's record (see encode_stats)
     PRIMARY KEY (entity_key, attr_id, period_s, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_open (  -- per entity and period, the first bucket not folded yet (see below)
+    entity_key  INTEGER NOT NULL,
+    period_s    INTEGER NOT NULL,
+    bucket      INTEGER NOT NULL,
+    PRIMARY KEY (entity_key, period_s)
+) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS rollup_touched (
     entity_key INTEGER, attr_id INTEGER, period_s INTEGER, low INTEGER, high INTEGER
+);
+CREATE TEMP TABLE IF NOT EXISTS rollup_closing (  -- the mover's scratch: per entity, the span of buckets closing
+    entity_key INTEGER, low INTEGER, high INTEGER
 );
 """
 
@@ -124,6 +140,22 @@ class Folder:
                 before = by_key.get(key)
                 by_key[key] = stats if before is None else merge(before, stats)
         return out
+
+
+def coarsen(rows: Iterable[tuple[int, int, int, int, bytes]], fine: int, period: int,
+            keys_of: Callable[[int], tuple[str, ...]]) -> dict[tuple[int, int, int, int], dict[str, Stats]]:
+    """Buckets of `period` merged from stored buckets of the finer period `fine` (rows: entity_key, attr_id,
+    bucket, keys_id, stats, oldest first): a closing 10-minute bucket from its ten 1-minute ones, an hour from its
+    six 10-minute ones. Merged in bucket order, so the same rows give the same sums however the passes fell."""
+    factor = period // fine
+    out: dict[tuple[int, int, int, int], dict[str, Stats]] = {}
+    for entity_key, attr_id, bucket, keys_id, blob in rows:
+        keys = keys_of(keys_id)
+        by_key = out.setdefault((entity_key, attr_id, period, bucket // factor), {})
+        for key, stats in zip(keys, decode_stats(blob, len(keys), bucket * fine), strict=True):
+            before = by_key.get(key)
+            by_key[key] = stats if before is None else merge(before, stats)
+    return {group: {key: by_key[key] for key in sorted(by_key)} for group, by_key in out.items()}
 
 
 def _stats(group: list[Any]) -> Stats:
