@@ -111,7 +111,8 @@ def _print_endpoints(stack: EmbeddedStack) -> None:
     if cfg.mqtt_auth:
         table.add_row("MQTT logins (per device)", f"{cfg.data_dir.resolve()}/access/mqtt/devices.json  "
                       "(energytwin access mqtt --help)")
-    table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1  (the stack's own services)")
+    broker_note = "  (the IoT Agent's writes; every other client: the access layer)" if stack.access_url else ""
+    table.add_row("NGSI-LD broker", f"{cfg.broker_url}/ngsi-ld/v1{broker_note}")
     if stack.access_url:
         table.add_row("access layer (bearer tokens)", f"{stack.access_url}/ngsi-ld/v1  (docs/access.md)")
     else:
