@@ -18,6 +18,9 @@ The rule here (`PublicRelease`), per series of figures (hourly import, hourly ex
    before and after a member joins, for the same hour or for adjacent hours, differ by at least k new homes.
 3. A released period's set is replaced only when the new set differs from it by at least k contributors.
 4. No period is released over fewer than `min_members` contributors (the < 5 rule itself).
+5. A figure known only by its count of contributors (the settlement's hourly rows) cannot leave a newcomer
+   out, so a new period counting 1 to k-1 more than ever released is withheld (else it would show the
+   newcomer against the summed series that leave it out).
 
 What it does not stop (docs/access.md): a member of R missing from one hour (meter offline, member left)
 shrinks that hour's set, so the sums of two *adjacent* hours differ by that home's consumption plus every other
@@ -68,6 +71,7 @@ class _Period:
 class _Series:
     seen: set[str] = field(default_factory=set)  # every contributor ever released in this series
     periods: dict[str, _Period] = field(default_factory=dict)
+    most: int = 0  # counted series: the largest count released (newcomers beyond it wait for k)
 
 
 class PublicRelease:
@@ -119,9 +123,11 @@ class PublicRelease:
     def release_counted(self, series: str, period: str, count: int, value: Any) -> Any:
         """A figure whose contributors are known only by their number (the settlement's hourly rows).
 
-        Released when `count` >= min_members; once released, it keeps its value unless the count moves by at
-        least `batch` (the difference is then one of >= k homes). One member leaving while another joins keeps
-        the count: not seen here (docs/access.md)."""
+        Released when `count` >= min_members. A released period keeps its value unless the count moves by at
+        least `batch`. A new period is withheld while its count is above the largest released so far by 1 to
+        k-1 (newcomers, who the summed series leave out until k of them are there: releasing them here would
+        show them against those); a count at or below it (a member without data that hour, a departure) is
+        released. One member leaving while another joins keeps the count: not seen here (docs/access.md)."""
         with self._lock:
             state = self._series.setdefault(series, _Series())
             record = state.periods.get(period)
@@ -129,7 +135,10 @@ class PublicRelease:
                 return record.value
             if count < self.min_members:
                 return None if record is None else record.value
+            if record is None and state.most and 0 < count - state.most < self.batch:
+                return None
             self._record(state, series, period, _Period([f"#{count}"], value))
+            state.most = max(state.most, count)
             return value
 
     def _complete(self, series: str, period: str, contributions: Mapping[str, float]) -> bool:
@@ -198,17 +207,19 @@ class PublicRelease:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             for name, body in raw.get("series", {}).items():
                 self._series[name] = _Series(set(body.get("seen", [])), {
-                    period: _Period(list(p["members"]), p["value"]) for period, p in body.get("periods", {}).items()})
+                    period: _Period(list(p["members"]), p["value"]) for period, p in body.get("periods", {}).items()},
+                    int(body.get("most", 0)))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Starting empty would answer again over new sets: refuse to run rather than leak.
             raise RuntimeError(f"{self.path}: the public release ledger cannot be read ({exc}); move it away "
                                f"only if the public screen may answer its past periods afresh") from exc
 
     def save(self) -> None:
+        """Write the ledger if it changed (`apply` does after each answer; callers of `release_*` call it)."""
         with self._lock:
             if self.path is None or not self._dirty:
                 return
-            body = {"series": {name: {"seen": sorted(s.seen),
+            body = {"series": {name: {"seen": sorted(s.seen), "most": s.most,
                                       "periods": {p: {"members": r.members, "value": r.value}
                                                   for p, r in sorted(s.periods.items())}}
                                for name, s in self._series.items()}}

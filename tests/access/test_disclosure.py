@@ -126,6 +126,12 @@ def test_counted_rows_and_totals(tmp_path: Path):
     assert release.release_counted("settled", "h1", 6, {"consumptionKwh": 41.2}) == row  # one more: pinned
     assert release.release_counted("settled", "h1", 10, {"consumptionKwh": 80.0}) == {"consumptionKwh": 80.0}
     assert release.release_counted("settled", "h2", 4, row) is None
+    # a new hour with one member more than ever released: withheld (the summed figures leave a lone newcomer out)
+    assert release.release_counted("settled", "h3", 11, {"consumptionKwh": 88.0}) is None
+    assert release.release_counted("settled", "h4", 9, {"consumptionKwh": 70.0}) == {"consumptionKwh": 70.0}
+    assert release.release_counted("settled", "h5", 15, {"consumptionKwh": 120.0}) == {"consumptionKwh": 120.0}
+    release.save()
+    assert PublicRelease(tmp_path / "ledger.json").release_counted("settled", "h6", 16, row) is None  # kept
 
     # the month so far grows over the released members; a lone newcomer's month is not in it
     members = {f"m{n}": 100.0 + n for n in range(5)}
