@@ -174,7 +174,10 @@ def timed(clients: dict[str, httpx.Client], path: str, params: dict[str, str], r
 def start_broker(data_dir: Path, tree: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """The broker CLI on `data_dir`, from this work tree or from another tree's code (`--baseline`)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree)} if tree is not None else None
+    # the fill starts on 2026-10-01: the 1-min rollup retention (31 days by default) would prune at start, in one
+    # broker only (older code has none), while the queries run; kept here, so both brokers serve the same store
+    env = {**os.environ, "ENERGYTWIN_BROKER_ROLLUP_1MIN_RETENTION_DAYS": "inf",
+           **({"PYTHONPATH": str(tree)} if tree is not None else {})}
     broker = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port),
                                "--data-dir", str(data_dir), "--log-level", "warning"], cwd=tree or REPO, env=env)
     wait_for_port("127.0.0.1", port, 60, broker)
