@@ -21,6 +21,9 @@ The rule here (`PublicRelease`), per series of figures (hourly import, hourly ex
 5. A figure known only by its count of contributors (the settlement's hourly rows) cannot leave a newcomer
    out, so a new period counting 1 to k-1 more than ever released is withheld (else it would show the
    newcomer against the summed series that leave it out).
+6. Two figures of the same hour over sets of homes differing by 1 to k-1 (the metered hour over the meters,
+   the settled hour over the members: a member accounted from the distributor's file has no meter) are not
+   both released: whichever comes first is, the other is withheld for that hour.
 
 What it does not stop (docs/access.md): a member of R missing from one hour (meter offline, member left)
 shrinks that hour's set, so the sums of two *adjacent* hours differ by that home's consumption plus every other
@@ -93,12 +96,14 @@ class PublicRelease:
 
     # --- the rule ----------------------------------------------------------------------------------------
     def release_sum(self, series: str, period: str, contributions: Mapping[str, float], *,
-                    pin: bool = True) -> float | None:
+                    pin: bool = True, beside: int | None = None) -> float | None:
         """The public sum for `period` of `series`, from each contributor's value; None when withheld.
 
         `pin`: a released period keeps its first value (an hour: late readings of one meter would otherwise
         show as that meter's increment); False: the value is summed afresh over the released set (a month so
-        far, which grows every hour)."""
+        far, which grows every hour). `beside`: the count of homes of another figure of the same period already
+        released (the settlement's row of that hour); a first release over 1 to k-1 homes more or fewer is
+        withheld, since the two figures' difference would be those few homes."""
         with self._lock:
             state = self._series.setdefault(series, _Series())
             present = set(contributions)
@@ -113,21 +118,23 @@ class PublicRelease:
                     return record.value  # the same answer as before (or a released home's data is gone)
             else:
                 released = eligible
-                if len(released) < self.min_members:
+                if len(released) < self.min_members or _near(len(released), beside, self.batch):
                     return None
             value = round(sum(float(contributions[m]) for m in released), 6)
             self._record(state, series, period, _Period(sorted(released), value))
             state.seen |= released
             return value
 
-    def release_counted(self, series: str, period: str, count: int, value: Any) -> Any:
+    def release_counted(self, series: str, period: str, count: int, value: Any, *,
+                        beside: int | None = None) -> Any:
         """A figure whose contributors are known only by their number (the settlement's hourly rows).
 
         Released when `count` >= min_members. A released period keeps its value unless the count moves by at
         least `batch`. A new period is withheld while its count is above the largest released so far by 1 to
         k-1 (newcomers, who the summed series leave out until k of them are there: releasing them here would
         show them against those); a count at or below it (a member without data that hour, a departure) is
-        released. One member leaving while another joins keeps the count: not seen here (docs/access.md)."""
+        released. One member leaving while another joins keeps the count: not seen here (docs/access.md).
+        `beside`: as for `release_sum` (the metered hour's count of homes)."""
         with self._lock:
             state = self._series.setdefault(series, _Series())
             record = state.periods.get(period)
@@ -135,11 +142,21 @@ class PublicRelease:
                 return record.value
             if count < self.min_members:
                 return None if record is None else record.value
-            if record is None and state.most and 0 < count - state.most < self.batch:
+            if record is None and ((state.most and 0 < count - state.most < self.batch)
+                                   or _near(count, beside, self.batch)):
                 return None
             self._record(state, series, period, _Period([f"#{count}"], value))
             state.most = max(state.most, count)
             return value
+
+    def _count(self, series: str, period: str) -> int | None:
+        """How many homes a released period of `series` is over (None: not released)."""
+        with self._lock:
+            record = self._series.get(series, _Series()).periods.get(period)
+        if record is None:
+            return None
+        first = record.members[0] if record.members else ""
+        return int(first[1:]) if first.startswith("#") else len(record.members)
 
     def _complete(self, series: str, period: str, contributions: Mapping[str, float]) -> bool:
         """Whether a period may be released now: released already, or every home released before is in it."""
@@ -171,13 +188,15 @@ class PublicRelease:
                     if fresh and not self._complete(series, row["start"], contributions):
                         row[figure] = None  # not settled: a home released before has not reported it yet
                         continue
-                    row[figure] = self.release_sum(series, row["start"], contributions)
+                    row[figure] = self.release_sum(series, row["start"], contributions,
+                                                   beside=self._count("settled", row["start"]))
         for row in body.get("settled") or []:
             counted = _settled_count(accounts, row.get("start"))
             if counted is None or row.get("start") is None:
                 continue
             values = {key: row.get(key) for key in SETTLED_FIGURES}
-            released = self.release_counted("settled", str(row["start"]), counted, values)
+            released = self.release_counted("settled", str(row["start"]), counted, values,
+                                            beside=self._count(f"hourly:{ENERGY_COUNTERS[0]}", str(row["start"])))
             row.update(released if isinstance(released, dict) else dict.fromkeys(SETTLED_FIGURES))
         if accounts is not None and body.get("totals") is not None:
             body["totals"] = self._totals(accounts)
@@ -230,6 +249,11 @@ class PublicRelease:
                 json.dump(body, out)
             tmp.replace(self.path)
             self._dirty = False
+
+
+def _near(count: int, other: int | None, batch: int) -> bool:
+    """Two figures of one period over `count` and `other` homes differ by 1 to batch-1 homes."""
+    return other is not None and 0 < abs(count - other) < batch
 
 
 def _settled_count(accounts: dict[str, Any] | None, start: Any) -> int | None:

@@ -207,3 +207,23 @@ def test_the_period_totals_leave_a_lone_newcomer_out(tmp_path: Path):
     missing = accounts(five)
     missing["members"][0]["savingsEur"] = None
     assert release.apply({"totals": {}}, accounts=missing)["totals"]["savingsEur"] is None  # withheld, not shown
+
+
+def test_the_metered_and_the_settled_hour_are_not_both_shown_over_sets_a_few_homes_apart(tmp_path: Path):
+    """Five meters and a sixth member accounted from the distributor's file: the settled hour (six) minus the
+    metered hour (five) would be that member's hour, so only the first released of the two is shown."""
+    entities = [home(n)[0] for n in range(5)]
+
+    def answer(release: PublicRelease, members: int) -> tuple[list, list]:
+        body = {"hourly": [{"start": iso(h), "importKwh": None, "exportKwh": None} for h in HOURS],
+                "settled": [{"start": iso(h), "consumptionKwh": 10.0 + k} for k, h in enumerate(HOURS)]}
+        accounts = {"hourly": [{"start": iso(h), "members": members} for h in HOURS]}
+        body = release.apply(body, entities=entities, hours=HOURS, accounts=accounts, now=HOURS[-1] + timedelta(days=1))
+        return [r["importKwh"] for r in body["hourly"]], [r["consumptionKwh"] for r in body["settled"]]
+
+    metered, settled = answer(PublicRelease(tmp_path / "six.json"), 6)
+    assert None not in metered and settled == [None] * len(HOURS)
+    metered, settled = answer(PublicRelease(tmp_path / "five.json"), 5)  # the same five: both shown
+    assert None not in metered and settled == [10.0 + k for k in range(len(HOURS))]
+    metered, settled = answer(PublicRelease(tmp_path / "ten.json"), 10)  # five homes apart: both shown
+    assert None not in metered and None not in settled
