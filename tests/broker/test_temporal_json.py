@@ -71,7 +71,9 @@ def _windows() -> list[TimeRange]:
 
 
 @pytest.mark.parametrize("moved", [False, True], ids=["waiting in readings_log", "in readings"])
-def test_columnar_pairs_are_byte_for_byte_the_sql_ones(tmp_path: Path, moved: bool) -> None:
+def test_columnar_pairs_are_byte_for_byte_the_sql_ones(tmp_path: Path, moved: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_temporal_json, "MIN_ROWS", 0)  # small windows too: the test's data is 240 rows
     store = Store(tmp_path)
     try:
         fast = _fill(store, random.Random(15))["fast"]
@@ -107,3 +109,21 @@ def test_numbers_print_as_python_wrote_them() -> None:
     ints = [0, 7, -7, 10, 2 ** 59 - 1, -(2 ** 59) + 1]
     field = _temporal_json.number_field(np.array([_encode_number(v) for v in ints], dtype=np.int64))
     assert [bytes(row).replace(b"\0", b"").decode() for row in field] == [str(v) for v in ints]
+
+
+def test_small_answers_are_left_to_sqlite(tmp_path: Path) -> None:
+    """Below MIN_ROWS the arrays' fixed cost is more than SQLite's per-row text: lastN=1 of many meters."""
+    store = Store(tmp_path)
+    try:
+        _fill(store, random.Random(3))
+        series = store_series(store, "scalar")
+        start = START.timestamp()
+        few, many = TimeRange(start, start + 60), TimeRange(start, start + 240)  # 60 and 240 rows
+        assert _temporal_json.MIN_ROWS > 60
+        assert store._temporal_values_columnar(series, TimeRange(last_n=1)) is None
+        assert store._temporal_values_columnar(series, few) is None
+        assert store._temporal_values_columnar(series, many) == store._temporal_values_sql(series, many)
+        for window in (TimeRange(last_n=1), few, many):
+            assert store.temporal_values_json(series, window)[0] == store._temporal_values_sql(series, window)
+    finally:
+        store.close()

@@ -1414,7 +1414,12 @@ class Store:
 
         SQLite only checks the rows and concatenates the stored integers: a day of 1 Hz of one attribute is
         then one index range read and two `group_concat`s instead of a decode, a `strftime` and two JSON calls
-        per row (docs/performance.md, History)."""
+        per row (docs/performance.md, History). Small answers (fewer than MIN_ROWS) are left to SQLite, whose
+        cost per row is higher but which has no fixed cost: lastN=1 of a thousand meters stays as fast."""
+        from . import _temporal_json  # numpy on first use: the write path never needs it
+
+        if window.last_n is not None and window.last_n < _temporal_json.MIN_ROWS:
+            return None
         _, attr_id = self._slot(series_id)
         if attr_id is None:
             return None
@@ -1422,8 +1427,6 @@ class Store:
                                    (attr_id,)).fetchone()
         if row is None or not row[0]:
             return None  # kept in the row's `extra` JSON
-        from . import _temporal_json  # numpy on first use: the write path never needs it
-
         column = f"a{attr_id}"
         members = [tuple(m) for m in loads(row[1])] if row[1] else None
         keys = tuple(key for key, _ in members) if members is not None else None
@@ -1460,6 +1463,8 @@ class Store:
         count = found[0]
         if count == 0:
             return "[]"
+        if count < _temporal_json.MIN_ROWS:
+            return None
         time_check, sums, members_as_json = found[1], found[2:2 + len(stored)], found[2 + len(stored)]
         if (window.axis == "observedAt" and (type(time_check) is not int or time_check != count)) or (
                 window.axis != "observedAt" and time_check):
