@@ -125,6 +125,16 @@ def test_deleted_entities_keep_their_history(client: TestClient) -> None:
     assert body["deletedAt"].endswith("Z")
 
 
+def test_a_query_shows_deleted_at_with_sys_attrs_only(client: TestClient) -> None:
+    _feed(client, ENERGY_LINK, count=2)
+    assert client.delete(f"{BASE}/entities/{MEASUREMENT_ID}").status_code == 204
+    params = {"type": "ThreePhaseAcMeasurement", "timerel": "after", "timeAt": _at(0), "attrs": "frequency"}
+    plain = client.get(TEMPORAL, headers=ENERGY_LINK, params=params).json()
+    with_sys = client.get(TEMPORAL, headers=ENERGY_LINK, params={**params, "options": "sysAttrs"}).json()
+    assert "deletedAt" not in plain[0] and with_sys[0]["deletedAt"].endswith("Z")
+    assert len(plain[0]["frequency"]) == len(with_sys[0]["frequency"]) == 2
+
+
 def test_invalid_temporal_parameters_are_problem_details(client: TestClient) -> None:
     _feed(client, ENERGY_LINK, count=1)
     url = f"{TEMPORAL}/{MEASUREMENT_ID}"

@@ -296,8 +296,10 @@ async def query_temporal_entities(request: Request) -> Response:
             found, total = broker.store.temporal_entities(tenant, query, limit, offset)
             out = []
             for entity_id, entity_type in found:
-                state = broker.store.temporal_entity(tenant, entity_id)
-                deleted = state[1] if state else None
+                deleted = None
+                if temporal.sys_attrs:  # deletedAt is shown with sysAttrs only: 2-3 queries per entity otherwise
+                    state = broker.store.temporal_entity(tenant, entity_id)
+                    deleted = state[1] if state else None
                 out.append(render_temporal_entity(broker.store, tenant, entity_id, entity_type, deleted, temporal,
                                                   ctx, raw))
             return out, total
