@@ -131,6 +131,15 @@ def wait_notified(receiver: NotifyReceiver, count: int, timeout_s: float = 120.0
         time.sleep(0.05)
 
 
+def _short(rev: str | None) -> str | None:
+    """The short hash of `rev`, or None when this clone does not hold it."""
+    if rev is None:
+        return None
+    answer = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "--verify", "--quiet",
+                             f"{rev}^{{commit}}"], capture_output=True, text=True, check=False)
+    return answer.stdout.strip() or None
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,12 +157,16 @@ def main(argv: list[str]) -> int:
         added = subprocess.run(["git", "-C", str(REPO), "log", "--diff-filter=A", "--format=%H", "--",
                                 "twin_service/broker/_outbox.py"], check=True, capture_output=True,
                                text=True).stdout.split()
-        if not added:
-            raise SystemExit("no commit adds twin_service/broker/_outbox.py here: pass --baseline REV")
-        args.baseline = f"{added[-1]}~1"
-    revs = {name: subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev], check=True,
-                                 capture_output=True, text=True).stdout.strip()
-            for name, rev in (("baseline", args.baseline), ("code", args.code))}
+        args.baseline = f"{added[-1]}~1" if added else None
+    revs = {name: _short(rev) for name, rev in (("baseline", args.baseline), ("code", args.code))}
+    baseline_in_clone = revs["baseline"] is not None
+    if not baseline_in_clone:
+        if not args.quick:
+            raise SystemExit(f"baseline {args.baseline or '(the outbox commit parent)'} is not in this clone "
+                             "(shallow?): pass --baseline REV")
+        # a shallow clone (CI) holds only HEAD: the smoke run then checks that the code's broker runs, no ratio
+        print("no baseline revision in this clone: measuring the code revision only (no ratio)")
+        revs["baseline"] = revs["code"]
     payloads = [bodies(args.meters, r) for r in range(WARMUP_ROUNDS + args.rounds)]
     load_start = machine_load()
     runs: list[dict[str, Any]] = []
@@ -172,6 +185,7 @@ def main(argv: list[str]) -> int:
                        "entities_per_s": round(by["code"]["entities_per_s"] / by["baseline"]["entities_per_s"], 3)})
     summary = {"date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "revisions": revs,
                "meters": args.meters, "rounds": args.rounds, "batch": BATCH, "runs": runs, "ratios": ratios,
+               "baseline_in_clone": baseline_in_clone,
                "median_cpu_ratio": statistics.median(r["cpu_per_entity"] for r in ratios),
                "median_throughput_ratio": statistics.median(r["entities_per_s"] for r in ratios),
                "machine": {"start": {k: v for k, v in load_start.items() if k != "_cpu"},
