@@ -54,6 +54,7 @@ def _app(data_dir: Path) -> TestClient:
 
 def test_changes_committed_but_never_journaled_are_notified_after_the_restart(
         monkeypatch: pytest.MonkeyPatch, data_dir: Path, receiver: Receiver) -> None:
+    monkeypatch.setattr(_notify_backlog, "DURABLE_EVERY_S", 0.0)  # every watermark synced: rows freed at once
     voltages = [220.0 + n for n in range(12)]
     with _app(data_dir) as client:
         assert client.post(SUBS, json=_subscription(f"{receiver.url}/n"), headers=ENERGY_LINK).status_code == 201
@@ -108,3 +109,21 @@ def test_a_write_undone_owes_nothing_and_a_tenant_without_subscriptions_writes_n
     with _app(data_dir):
         time.sleep(0.3)
     assert _voltages(receiver) == [242.0]  # the refused write was never announced, before or after the restart
+
+
+def test_outbox_rows_are_freed_only_up_to_a_watermark_synced_to_disk(
+        monkeypatch: pytest.MonkeyPatch, data_dir: Path, receiver: Receiver) -> None:
+    monkeypatch.setattr(_notify_backlog, "DURABLE_EVERY_S", 3600.0)  # after the first, no synced flush for an hour
+    with _app(data_dir) as client:
+        assert client.post(SUBS, json=_subscription(f"{receiver.url}/n"), headers=ENERGY_LINK).status_code == 201
+        outbox = client.app.state.broker.subscriptions.outbox
+        _update(client, 250.0)
+        _wait(lambda: outbox.done > 0)  # the first watermark is synced at once
+        first = outbox.done
+        for voltage in (251.0, 252.0, 253.0):
+            _update(client, voltage)
+        _wait(lambda: _voltages(receiver) == [250.0, 251.0, 252.0, 253.0])
+        assert outbox.done == first  # journaled with synchronous=NORMAL only: a power cut could lose that
+        backlog = client.app.state.broker.subscriptions._backlog
+        assert backlog.outbox_journaled() > first  # ... though the journal holds them
+        assert _outbox_rows(data_dir) >= 3  # so their rows stay in the outbox

@@ -23,7 +23,9 @@ Guarantees and limits:
   matched against the subscriptions (the dispatcher's queue, normally empty) are not yet in the journal: they
   are in the broker database's outbox (`_outbox.py`), written in the write's own transaction; the journal keeps
   the outbox seq it has matched up to (table `outbox`, in the same transaction as the rows it owes), and what is
-  above it is matched again at start.
+  above it is matched again at start. The outbox frees rows only up to a watermark committed with
+  synchronous=FULL (at most once per `DURABLE_EVERY_S`), so a power cut that loses the journal's last
+  transactions finds their changes still in the outbox.
 - Bounded: beyond `max_entities` per subscription the oldest are dropped, counted (table `dropped`, a log line
   at the first drop and every 10,000), and never silently.
 """
@@ -34,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,6 +51,9 @@ FILE_NAME = "notify-backlog.sqlite"
 MEMORY_WINDOW = 2_000  # entities of one subscription held in memory; the rest waits on disk
 MAX_ENTITIES = 500_000  # per subscription (60 s away at 1,000 readings/s is 60,000)
 DROP_LOG_EVERY = 10_000
+# The outbox rows a watermark covers may go only once the watermark survives a power cut: at most this often a
+# flush that carries one commits with synchronous=FULL (one fsync, on the event loop), and only then are they freed.
+DURABLE_EVERY_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS owed (
@@ -97,6 +103,7 @@ class NotifyBacklog:
         self._drops: dict[tuple[str, str], int] = {}
         self._flush_scheduled = False
         self._outbox_seq: int | None = None  # watermark written by the next flush
+        self._durable_at = float("-inf")  # monotonic time of the last flush committed with synchronous=FULL
         self.on_journaled: Callable[[int], None] | None = None  # told each watermark once it is on disk
         self._queues: dict[tuple[str, str], DurableQueue] = {}
 
@@ -165,7 +172,10 @@ class NotifyBacklog:
         inserts, self._inserts = self._inserts, []
         acks, self._acks = self._acks, {}
         drops, self._drops = self._drops, {}
+        durable = outbox_seq is not None and time.monotonic() - self._durable_at >= DURABLE_EVERY_S
         try:
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")  # this COMMIT syncs the WAL: the watermark is safe
             self._db.execute("BEGIN")
             if inserts:
                 self._db.executemany("INSERT INTO owed (seq, tenant, subscription, entity) VALUES (?, ?, ?, ?)",
@@ -181,6 +191,8 @@ class NotifyBacklog:
                 self._db.execute("INSERT INTO outbox (id, journaled) VALUES (0, ?) "
                                  "ON CONFLICT (id) DO UPDATE SET journaled = excluded.journaled", (outbox_seq,))
             self._db.execute("COMMIT")
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
@@ -194,9 +206,13 @@ class NotifyBacklog:
                 self._drops[key] = self._drops.get(key, 0) + count
             if outbox_seq is not None and self._outbox_seq is None:
                 self._outbox_seq = outbox_seq
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA synchronous=NORMAL")
             return
-        if outbox_seq is not None and self.on_journaled is not None:
-            self.on_journaled(outbox_seq)
+        if durable and outbox_seq is not None:
+            self._durable_at = time.monotonic()
+            if self.on_journaled is not None:
+                self.on_journaled(outbox_seq)
 
     def _read(self, key: tuple[str, str], from_seq: int, limit: int) -> list[tuple[int, Entity]]:
         self.flush()
