@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -70,6 +71,43 @@ def test_the_stack_runs_with_access_control_on(tmp_path: Path):
         answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert answer.status_code == 200, answer.text
         _services_through_the_pep(stack)
+        _operator_cli_through_both_peps(stack, tmp_path)
+
+
+INVENTORY = """tenants:
+  - service: energytwin
+    service_path: /
+    groups:
+      - apikey: invkey
+        autoprovision: false
+    sites:
+      - id: plant-x
+        meters:
+          - device_id: meter-201
+            nominal_voltage_v: 230
+            nominal_frequency_hz: 50
+            ct_primary_a: 63
+"""
+
+
+def _operator_cli_through_both_peps(stack: EmbeddedStack, tmp_path: Path) -> None:
+    """`energytwin provision` through the agent's and the broker's PEPs, its token from the environment."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY, encoding="utf-8")
+    token_file = tmp_path / "ops.jwt"
+    token_file.write_text(LocalIssuer(stack.config.data_dir).token("ops", "control-centre") + "\n")
+    argv = [sys.executable, "-m", "energytwin.cli", "provision", str(inventory), "--agent-url",
+            str(stack.agent_access_url), "--broker-url", str(stack.access_url)]
+    env = {**os.environ, "FIWARE_CLIENT_TOKEN_FILE": str(token_file),
+           "FIWARE_CLIENT_TOKEN_ORIGINS": f"{stack.agent_access_url},{stack.access_url}"}
+    done = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = httpx.get(f"{stack.config.agent_url}/iot/devices", headers=AGENT_HEADERS, timeout=10).text
+    assert "meter-201" in listed
+    tokenless = {k: v for k, v in env.items() if not k.startswith("FIWARE_CLIENT_TOKEN")}
+    refused = subprocess.run([*argv, "--dry-run"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env=tokenless)
+    assert refused.returncode != 0 and "401" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
 
 
 def _services_through_the_pep(stack: EmbeddedStack) -> None:
