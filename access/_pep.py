@@ -73,6 +73,7 @@ class Call:
         return None if value is None else value.decode("latin-1")
 
     raw_path: bytes | None = None  # as sent (percent-encoding kept), forwarded unchanged
+    caller: str = ""  # "subject (role)" once the token is verified: refusals name who was refused
 
     @property
     def target(self) -> str:
@@ -158,7 +159,8 @@ class Pep:
         """A 401/403 ProblemDetails; `reason` for the caller and the log, `label` (fixed) for the counters."""
         self.metrics.inc("requests_total", outcome="refused")
         self.metrics.inc("refused_total", status=str(status), reason=label)
-        log.warning("refused %s %s: %d %s", call.method, call.path, status, reason)
+        log.warning("refused %s %s%s: %d %s", call.method, call.path, f" for {call.caller}" if call.caller else "",
+                    status, reason)
         if status == 401:
             return problem(401, "Unauthorized", reason, "Unauthorized")
         return problem(403, "Forbidden", reason, "Forbidden")
@@ -170,6 +172,7 @@ class Pep:
             identity = self._identity(call)
         except TokenError as exc:
             return self._refuse(401, exc.reason, call, f"token_{exc.kind}")
+        call.caller = f"{identity.subject} ({identity.role})"
         named = call.header(b"ngsild-tenant") or call.header(b"fiware-service")
         if identity.tenant is not None and named is not None and named != identity.tenant:
             return self._refuse(403, f"this token is for tenant {identity.tenant!r}, not {named!r}", call, "tenant")

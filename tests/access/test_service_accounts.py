@@ -3,12 +3,17 @@ it gets 401, and the role `service` is refused what it does not need (access/_se
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from access._pep import Call, Pep
+from access._policy import load_policy
 from access._service_accounts import ServiceTokens
+from access._tokens import LocalIssuer
 from datamodels.measures import measurement_id
 from fiware_client import BrokerError, NgsiLdClient, RetryPolicy, TokenFile
 
@@ -68,3 +73,14 @@ def test_tokens_are_rewritten_before_they_expire_and_the_client_takes_the_new_on
         assert service._http.auth._token == rewritten
     with pytest.raises(ValueError, match="service account name"):
         tokens.path("../users")
+
+
+def test_a_refusal_log_line_names_the_caller(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    issuer = LocalIssuer(tmp_path)
+    pep = Pep("http://127.0.0.1:9", issuer.verifier(), load_policy())
+    token = issuer.token("service:web", "service")
+    call = Call("GET", "/pep/metrics", b"", [(b"authorization", f"Bearer {token}".encode())], b"")
+    with caplog.at_level("WARNING", logger="access"):
+        answer = asyncio.run(pep.handle(call))
+    assert answer.status == 403
+    assert "refused GET /pep/metrics for service:web (service): 403 role 'service' may not pep.read" in caplog.text
