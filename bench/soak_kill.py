@@ -9,7 +9,7 @@ was committed, answered or not) is looked up in the notifications received: `not
 never notified. Run for the revision before the outbox and for the current one (`git archive`), one after the
 other; writes bench/results/soak_kill.json.
 
-Usage: python bench/soak_kill.py [--baseline REV] [--code REV] [--kills 20] [--quick]
+Usage: python bench/soak_kill.py [--baseline REV] [--code REV] [--kills 20] [--code-only] [--quick]
 (the default baseline is the parent of the commit that added the outbox; --quick: the code revision only, 3 kills)
 """
 
@@ -194,11 +194,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--code", default="HEAD", help="revision measured (default HEAD)")
     parser.add_argument("--kills", type=int, default=20, help="kill -9 of the broker per revision")
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--code-only", action="store_true", help="run the code revision only")
     parser.add_argument("--quick", action="store_true", help="the code revision only, 3 kills (the smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
         args.kills = 3
-    names = [("code", args.code)] if args.quick else [("baseline", args.baseline or outbox_parent()),
+    names = [("code", args.code)] if args.quick or args.code_only else [("baseline", args.baseline or outbox_parent()),
                                                        ("code", args.code)]
     revs = {name: subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev], check=True,
                                  capture_output=True, text=True).stdout.strip() for name, rev in names}
