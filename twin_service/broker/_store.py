@@ -1441,9 +1441,19 @@ class Store:
                   *(f"sum(s{i})" for i in range(len(stored))),
                   f"count({column})" if members is not None else "0"]
         picked = ", ".join(f"{c} AS s{i}" for i, c in enumerate(stored))
-        sql, args = self._rows(series_id, window, ordered=True, value=False,
-                               columns=f"instance_id, observed_ts, observed, recorded, {picked}"
-                               + (f", {column}" if members is not None else ""))
+        columns = f"instance_id, observed_ts, observed, recorded, {picked}" + (
+            f", {column}" if members is not None else "")
+        # one row first, unsorted (an index seek): a series of text or REALs (a Relationship, a status word), or
+        # without observedAt, is declined before its whole window is read and read again by the SQL path
+        sql, args = self._rows(series_id, TimeRange(window.start, window.end, None, window.axis), value=False,
+                               columns=columns)
+        first = self._conn().execute(
+            f"SELECT observed, typeof(recorded), typeof(s0), {column if members is not None else 'NULL'} "
+            f"FROM ({sql}) LIMIT 1", args).fetchone()
+        if first is not None and (first[2] != "integer" or first[3] is not None or (
+                first[0] != 1 if window.axis == "observedAt" else first[1] == "text")):
+            return None
+        sql, args = self._rows(series_id, window, ordered=True, value=False, columns=columns)
         concat = ", ".join(f"group_concat(s{i})" for i in range(len(stored)))
         # one table read along its clustered index is in that order already: unsorted, the sub-select is
         # flattened into the aggregate (no co-routine per row)
