@@ -127,3 +127,23 @@ def test_outbox_rows_are_freed_only_up_to_a_watermark_synced_to_disk(
         backlog = client.app.state.broker.subscriptions._backlog
         assert backlog.outbox_journaled() > first  # ... though the journal holds them
         assert _outbox_rows(data_dir) >= 3  # so their rows stay in the outbox
+
+
+def test_only_the_attributes_the_subscriptions_notify_are_kept(
+        monkeypatch: pytest.MonkeyPatch, data_dir: Path, receiver: Receiver) -> None:
+    monkeypatch.setattr(_notify_backlog, "DURABLE_EVERY_S", 3600.0)  # keep the rows to look at
+
+    def last_row_attrs() -> set[str]:
+        with closing(sqlite3.connect(data_dir / "twin.sqlite")) as db:
+            blob = db.execute(f"SELECT changes FROM {_outbox.TABLE} ORDER BY seq DESC LIMIT 1").fetchone()[0]
+        (change,) = _outbox.decode(blob)
+        return {name.rsplit("/", 1)[-1] for name in change.entity.attrs}
+
+    with _app(data_dir) as client:
+        assert client.post(SUBS, json=_subscription(f"{receiver.url}/n"), headers=ENERGY_LINK).status_code == 201
+        _update(client, 260.0)
+        assert last_row_attrs() == {"phaseVoltage"}  # what the one subscription notifies
+        everything = {**_subscription(f"{receiver.url}/all", "urn:ngsi-ld:Subscription:all"), "q": "frequency>1"}
+        assert client.post(SUBS, json=everything, headers=ENERGY_LINK).status_code == 201
+        _update(client, 261.0)
+        assert last_row_attrs() == {"phaseVoltage", "frequency", "refDevice"}  # a q needs the whole entity
