@@ -9,7 +9,8 @@ of full meter entities (~30 attributes, as the agent writes them) from one clien
 (utime + stime from /proc) from the first measured batch until every notification arrived, divided by the
 entities written; entities/s. Prints the per-pair ratio code/baseline and writes bench/results/soak_outbox.json.
 
-Usage: python bench/soak_outbox.py [--baseline REV] [--code REV] [--meters 300] [--rounds 20] [--pairs 3] [--quick]
+Usage: python bench/soak_outbox.py [--baseline REV] [--code REV] [--meters 300] [--rounds 20] [--pairs 3]
+                                  [--notify frequency|all] [--quick]
 (the default baseline is the parent of the commit that added the outbox; --quick: 100 meters, 2 rounds, 1 pair)
 """
 
@@ -87,7 +88,7 @@ def run_once(tree: Path, label: str, args: argparse.Namespace, payloads: list[li
                 client.post(f"{url}{BASE}/subscriptions", headers=HEADERS, json={
                     "type": "Subscription", "id": "urn:ngsi-ld:Subscription:outbox-bench",
                     "entities": [{"type": "ThreePhaseAcMeasurement"}],
-                    "notification": {"attributes": ["frequency"],
+                    "notification": {**({"attributes": ["frequency"]} if args.notify == "frequency" else {}),
                                      "endpoint": {"uri": receiver.url, "accept": "application/json"}}}
                             ).raise_for_status()
 
@@ -149,6 +150,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--meters", type=int, default=300, help="entities per round (batches of 100)")
     parser.add_argument("--rounds", type=int, default=20, help="measured rounds (one reading per meter each)")
     parser.add_argument("--pairs", type=int, default=3, help="baseline/code runs, alternated")
+    parser.add_argument("--notify", choices=("frequency", "all"), default="frequency",
+                        help="what the subscription notifies: one attribute (the soak's; the outbox then keeps only "
+                        "it) or the whole entity (kept whole)")
     parser.add_argument("--quick", action="store_true", help="100 meters, 2 rounds, 1 pair (the smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -184,7 +188,7 @@ def main(argv: list[str]) -> int:
                                                / by["baseline"]["broker_cpu_ms_per_entity"], 3),
                        "entities_per_s": round(by["code"]["entities_per_s"] / by["baseline"]["entities_per_s"], 3)})
     summary = {"date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "revisions": revs,
-               "meters": args.meters, "rounds": args.rounds, "batch": BATCH, "runs": runs, "ratios": ratios,
+               "meters": args.meters, "rounds": args.rounds, "notify": args.notify, "batch": BATCH, "runs": runs, "ratios": ratios,
                "baseline_in_clone": baseline_in_clone,
                "median_cpu_ratio": statistics.median(r["cpu_per_entity"] for r in ratios),
                "median_throughput_ratio": statistics.median(r["entities_per_s"] for r in ratios),
