@@ -44,6 +44,7 @@ log = logging.getLogger("energytwin.forecast")
 DEFAULT_DAYS = 30
 MIN_FORECASTS = 7  # fewer scored forecasts than this: not judged (as the weather path's rule)
 SCORED = ("load", "pvGeneration")
+METER_PREFIX = "urn:ngsi-ld:ThreePhaseAcMeasurement:"
 
 
 @dataclass
@@ -172,10 +173,10 @@ def score_archived(client, now: datetime | None = None, days: int = DEFAULT_DAYS
     for (target, quantity), items in sorted(groups.items()):
         key = f"{target}:{quantity}"
         refs = {(e.get("refTarget") or {}).get("object") for _, e in items if isinstance(e.get("refTarget"), dict)}
-        refs.discard(None)
+        refs = {r for r in refs if isinstance(r, str) and r.startswith(METER_PREFIX)}  # not an installation
         if len(refs) != 1:
-            report.skipped[key] = ("no meter in the twin (refTarget missing: history from a file or simulation)"
-                                   if not refs else f"archives name {len(refs)} different meters")
+            report.skipped[key] = ("no meter in the twin (refTarget is not a ThreePhaseAcMeasurement: history "
+                                   "from a file)" if not refs else f"archives name {len(refs)} different meters")
             continue
         ref = refs.pop()
         items.sort(key=lambda x: x[0])

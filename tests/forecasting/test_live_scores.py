@@ -48,6 +48,9 @@ def twin(broker_url: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
                 archives.append(forecast_entity(meter, "load", issued, values, "test model"))
                 archives.append(forecast_entity(meter, "load", issued + timedelta(hours=5), values, "other hour"))
             client.upsert_entities(archives)
+        client.upsert_entities([forecast_entity("live-roof", "pvGeneration", first + timedelta(days=d), np.ones(24),
+                                                "from a file", ref_target="urn:ngsi-ld:PhotovoltaicInstallation:live-roof")
+                                for d in range(DAYS - 10, DAYS)])
     yield url, measured
 
 
@@ -63,6 +66,7 @@ def test_archived_forecasts_are_scored_against_the_measurement(twin):
     assert good.forecasts == bad.forecasts == 12 and good.hours == 12 * 24  # only the 00 UTC issues
     assert good.use == "model" and good.skill_vs_persistence > 0.8
     assert bad.use in ("persistence", "seasonal_naive") and bad.skill_vs_persistence < 0
+    assert "no meter in the twin" in report.skipped["live-roof:pvGeneration"]  # PV read from a file
     # persistence over the scored days, by hand: the day before each issue day
     days = measured["bad"].reshape(DAYS, 24)
     assert bad.mae_persistence == pytest.approx(b.mae(days[7:19], days[8:20]), abs=1e-4)  # counter rounding
