@@ -127,3 +127,17 @@ def test_small_answers_are_left_to_sqlite(tmp_path: Path) -> None:
             assert store.temporal_values_json(series, window)[0] == store._temporal_values_sql(series, window)
     finally:
         store.close()
+
+
+def test_times_print_as_datetime_prints_them() -> None:
+    """Store._format_ts (no datetime per instance) against format_datetime(datetime.fromtimestamp(...)),
+    on the rounding edges of fromtimestamp (half a microsecond, the end of a second and of a day)."""
+    from twin_service.broker._store import _format_ts
+
+    rng = random.Random(11)
+    values = [0.0, 1e-7, 5e-7, 1.5e-6, 0.9999995, 0.9999994999, 86399.9999996, 1795392000.123, 253402300799.9999]
+    values += [rng.uniform(0, 2.5e11) for _ in range(3000)] + [round(rng.uniform(0, 4e9), 3) for _ in range(3000)]
+    values += [round(rng.uniform(0, 4e9), 6) for _ in range(3000)]
+    values += [math.nextafter(k + 5e-7, d) for k in range(0, 4_000_000_000, 39_999_999) for d in (0.0, 1e20)]
+    for value in values:
+        assert _format_ts(value) == format_datetime(datetime.fromtimestamp(value, UTC)), value
