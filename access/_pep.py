@@ -34,7 +34,7 @@ import orjson
 
 from access._metrics import PepMetrics
 from access._policy import Policy, classify
-from access._scope import OWNER_RELATIONSHIPS, filter_entities, owns_entity
+from access._scope import OWNER_RELATIONSHIPS, filter_entities, owns_entity, write_type_refusal
 from access._tokens import Identity, TokenError, TokenVerifier
 from access._upstream import Answer, Upstream, UpstreamError
 
@@ -187,6 +187,10 @@ class Pep:
                                 f"{call.method} {call.path} is {action}, served elsewhere", call, "not_forwarded")
         if rule is None or not rule.allows(action):
             return self._refuse(403, f"role {identity.role!r} may not {action}", call, "role")
+        if rule.write_types is not None and action in ("entities.write", "temporal.write"):
+            refusal = write_type_refusal(rule.write_types, ids.get("id"), call.body)
+            if refusal:
+                return self._refuse(403, refusal, call, "entity_type")
         if action == "pep.read":  # the PEP's own counters: answered here, never forwarded
             self.metrics.inc("requests_total", outcome="metrics")
             return Answer(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kernel.yaml_lines import YamlSyntaxError, line_of, load_with_lines
 
-ROLES = ("member", "manager", "public", "control-centre", "device", "admin", "service")
+ROLES = ("member", "manager", "public", "control-centre", "device", "admin", "service", "analytics", "page")
 ACTIONS = ("version", "entities.read", "entities.write", "temporal.read", "temporal.write", "subscriptions.read",
            "subscriptions.write", "types.read", "contexts.read", "contexts.write", "agent.read", "agent.write",
            "pep.read")
@@ -24,6 +24,8 @@ class PolicyError(ValueError):
 class Rule:
     allow: frozenset[str]
     scope: str
+    # The entity types the role may write (entities.write, temporal.write); None: any type its scope allows.
+    write_types: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         # Decided once per role at load: '*' stands for every action, so a request costs one set lookup.
@@ -72,7 +74,12 @@ def load_policy(path: Path | None = None) -> Policy:
         if scope not in SCOPES:
             raise PolicyError(f"{where('roles', role, 'scope')}: roles.{role}.scope: {scope!r} is not one of "
                               f"{', '.join(SCOPES)}")
-        rules[role] = Rule(frozenset(allow), scope)
+        write_types = body.get("write_types")
+        if write_types is not None and (not isinstance(write_types, list) or not write_types
+                                        or not all(isinstance(t, str) and t for t in write_types)):
+            raise PolicyError(f"{where('roles', role, 'write_types')}: roles.{role}.write_types: a list of entity "
+                              f"type names (the <Type> of urn:ngsi-ld:<Type>:...), e.g. [Anomaly]")
+        rules[role] = Rule(frozenset(allow), scope, None if write_types is None else frozenset(write_types))
     return Policy(rules)
 
 

@@ -15,12 +15,40 @@ the caller's, and one whose relationship names several objects is the caller's o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from access._tokens import Identity
 
 OWNER_RELATIONSHIPS = ("detectedBy",)
+
+
+def id_type(entity_id: str) -> str | None:
+    """The entity type an id names by the NGSI-LD URN convention `urn:ngsi-ld:<Type>:<id>` (the one
+    fiware_client's `type_of` reads; not imported here to keep the PEP's start light); None for other ids."""
+    parts = entity_id.split(":")
+    return parts[2] if len(parts) > 3 and parts[0] == "urn" and parts[1] == "ngsi-ld" else None
+
+
+def write_type_refusal(write_types: frozenset[str], path_id: str | None, body: bytes) -> str | None:
+    """Why a write is outside the role's entity types, or None. Fails closed: an id without a type in it, or a
+    batch body whose ids cannot be read, is refused."""
+    allowed = ", ".join(sorted(write_types))
+    if path_id is not None:
+        found = id_type(path_id)
+        return None if found in write_types else f"this role writes only {allowed}, not {found or path_id!r}"
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return "the write's entities cannot be checked (the body is not JSON)"
+    items = data if isinstance(data, list) else [data]
+    for item in items:
+        item_id = item.get("id") if isinstance(item, dict) else item if isinstance(item, str) else None
+        found = id_type(str(item_id)) if item_id is not None else None
+        if found not in write_types:
+            return f"this role writes only {allowed}, not {found or item_id!r}"
+    return None
 
 
 def _objects(attr: Any) -> list[str]:

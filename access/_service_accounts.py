@@ -1,8 +1,9 @@
 """Service accounts: the stack's own services reach the broker through the access layer with a token each.
 
-Each service (the page, the power-quality analytics, ...) has an account `service:<name>` of role `service`
-(access/policy.yaml: read everything, write entities and subscriptions; no provisioning, no temporal or
-@context writes, no PEP counters). Its token is a short-lived JWT from the local issuer, written to
+Each service has an account `service:<name>` with a role of access/policy.yaml: `analytics` for the
+power-quality analytics (writes Anomaly entities only), `page` for the page (writes batteries and inverters
+only: the control centre's commands), `service` for others (writes any entity); all read everything and keep
+their subscriptions, none provisions, rewrites history or @contexts, or reads the PEP's counters. Its token is a short-lived JWT from the local issuer, written to
 `<data_dir>/access/service-tokens/<name>.jwt` (mode 0600) and rewritten well before it expires by the process
 that started the service (the stack), which holds the issuer's key; the service itself never sees the key.
 The service reads the file through fiware_client's `TokenFile` (`FIWARE_CLIENT_TOKEN_FILE`, sent only to the
@@ -37,7 +38,7 @@ class ServiceTokens:
     lifetime_s: float = 3600.0
     refresh_every_s: float | None = None  # default: a third of the lifetime
     audience: str = DEFAULT_AUDIENCE
-    _accounts: set[str] = field(default_factory=set)
+    _accounts: dict[str, str] = field(default_factory=dict)  # account -> role
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -51,23 +52,26 @@ class ServiceTokens:
                              f"starting with a letter")
         return self.directory / f"{account}.jwt"
 
-    def issue(self, account: str) -> Path:
-        """Write a fresh token for `account` (atomically: a reader sees the old file or the new one, never half)."""
+    def issue(self, account: str, role: str | None = None) -> Path:
+        """Write a fresh token for `account` (atomically: a reader sees the old file or the new one, never half).
+
+        `role`: the account's role (default: the one it was issued with before, else `service`)."""
         path = self.path(account)
+        role = role or self._accounts.get(account, SERVICE_ROLE)
         token = LocalIssuer(self.data_dir, audience=self.audience).token(
-            f"service:{account}", SERVICE_ROLE, lifetime_s=self.lifetime_s)
+            f"service:{account}", role, lifetime_s=self.lifetime_s)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(token + "\n")
         tmp.replace(path)
-        self._accounts.add(account)
+        self._accounts[account] = role
         return path
 
-    def env(self, account: str, origins: Iterable[str]) -> dict[str, str]:
+    def env(self, account: str, origins: Iterable[str], role: str = SERVICE_ROLE) -> dict[str, str]:
         """The environment giving a service process its account, sent only to `origins` (the access layers)."""
-        return {"FIWARE_CLIENT_TOKEN_FILE": str(self.issue(account)),
+        return {"FIWARE_CLIENT_TOKEN_FILE": str(self.issue(account, role)),
                 "FIWARE_CLIENT_TOKEN_ORIGINS": ",".join(origins)}
 
     def refresh(self) -> None:

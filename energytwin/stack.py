@@ -339,7 +339,8 @@ class EmbeddedStack:
             from access._service_accounts import ServiceTokens
 
             self.service_tokens = ServiceTokens(cfg.data_dir)
-            service_env = {name: self.service_tokens.env(name, [service_broker]) for name in service_env}
+            service_env = {name: self.service_tokens.env(name, [service_broker], role=role)
+                           for name, role in (("quality", "analytics"), ("web", "page"))}
             self.service_tokens.start()
             guarded = [_Child(
                 "access",

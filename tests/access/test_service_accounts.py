@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from access._pep import Call, Pep
-from access._policy import load_policy
+from access._policy import PolicyError, load_policy
 from access._service_accounts import ServiceTokens
 from access._tokens import LocalIssuer
 from datamodels.measures import measurement_id
@@ -84,3 +84,37 @@ def test_a_refusal_log_line_names_the_caller(tmp_path: Path, caplog: pytest.LogC
         answer = asyncio.run(pep.handle(call))
     assert answer.status == 403
     assert "refused GET /pep/metrics for service:web (service): 403 role 'service' may not pep.read" in caplog.text
+
+
+def test_the_stacks_services_write_only_their_entity_types(guarded: Guarded):
+    tokens = ServiceTokens(guarded.data_dir)
+    analytics = TokenFile(tokens.issue("quality", "analytics"))
+    page = TokenFile(tokens.issue("web", "page"))
+    anomaly = {"id": "urn:ngsi-ld:Anomaly:svc-meter-1:voltageLow-L1-20261207T1000Z", "type": "Anomaly",
+               "severity": {"type": "Property", "value": "low"}}
+    battery = {"id": "urn:ngsi-ld:BatteryStatus:svc-home-1", "type": "BatteryStatus",
+               "batteryPowerSetpoint": {"type": "Property", "value": ""}}
+    with NgsiLdClient(guarded.pep_url, token=analytics, retry=ONCE) as quality:
+        quality.upsert_entities([anomaly])  # its own type
+        for write in (lambda: quality.upsert_entities([measurement("svc-meter-2")]),
+                      lambda: quality.upsert_entities([anomaly, measurement("svc-meter-2")]),  # one outside: refused
+                      lambda: quality.update_attrs(measurement_id("svc-meter-1"),
+                                                   {"totalActivePower": {"type": "Property", "value": 1.0}}),
+                      lambda: quality.upsert_entities([{"id": "not-a-urn", "type": "Anomaly"}])):  # fails closed
+            with pytest.raises(BrokerError) as refused:
+                write()
+            assert refused.value.status == 403 and "writes only Anomaly" in str(refused.value.detail)
+    with NgsiLdClient(guarded.pep_url, token=page, retry=ONCE) as web:
+        web.upsert_entities([battery])
+        web.update_attrs(battery["id"], {"batteryPowerSetpoint": {"type": "Property", "value": "-500"}})
+        with pytest.raises(BrokerError) as refused:
+            web.upsert_entities([anomaly])
+        assert refused.value.status == 403
+        assert [e["id"] for e in web.query_entities(type="Anomaly")] == [anomaly["id"]]  # reads everything
+
+
+def test_write_types_must_be_a_list_of_type_names(tmp_path: Path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("roles:\n  analytics:\n    allow: [entities.write]\n    write_types: Anomaly\n    scope: all\n")
+    with pytest.raises(PolicyError, match=r"policy.yaml:4: roles.analytics.write_types"):
+        load_policy(policy)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 
 from access._tokens import LocalIssuer
 from energytwin.stack import EmbeddedStack, StackConfig
@@ -116,7 +117,10 @@ def _services_through_the_pep(stack: EmbeddedStack) -> None:
         child = next(c for c in stack.children if c.name == name)
         assert child.argv[child.argv.index("--broker-url") + 1] == stack.access_url
         assert child.env and child.env["FIWARE_CLIENT_TOKEN_ORIGINS"] == stack.access_url
-        assert Path(child.env["FIWARE_CLIENT_TOKEN_FILE"]).name == f"{name}.jwt"
+        token_file = Path(child.env["FIWARE_CLIENT_TOKEN_FILE"])
+        assert token_file.name == f"{name}.jwt"
+        claims = jwt.decode(token_file.read_text().strip(), options={"verify_signature": False})
+        assert (claims["sub"], claims["role"]) == (f"service:{name}", {"quality": "analytics", "web": "page"}[name])
     subscriptions = f"{stack.config.broker_url}/ngsi-ld/v1/subscriptions"  # straight at the broker: what they made
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
