@@ -159,6 +159,11 @@ WRITER_CACHE_KIB = 16 * 1024  # the writer connection's SQLite page cache (reade
 # how long readings wait in readings_log before they are sorted into readings; the move holds the write lock for
 # one short transaction per 50 entities, so ingestion interleaves with it instead of waiting for the whole pass
 MOVE_EVERY_S = 10.0
+# Meters read on the clock's minute, so every entity's 1-min bucket would close in the same mover pass (500 meters:
+# 30,000 rows folded at once, the write lock held ~0.4 s per 50-entity transaction, then five passes with nothing
+# to fold). An entity closes its buckets (entity_key % 6) * 10 s after they end, so each pass folds a sixth of them.
+_CLOSE_GROUPS = 6
+_CLOSE_STAGGER_S = 10.0
 MAX_ATTR_COLUMNS = 1500  # SQLite allows 2,000 columns; attribute names beyond this live in the `extra` JSON
 _NOT_IN_REST = frozenset({"value", "object", "observedAt", "createdAt", "modifiedAt"})
 # PRAGMA user_version: 5 = rollups packed one row per (entity, attribute, period, bucket) (_rollups.py); 4 =
@@ -578,7 +583,8 @@ class Store:
         Invariant, per entity and period, with `open` from rollup_open: every `readings` row observed before
         open * period_s is counted in rollup_stats, none from there on (an entity without a rollup_open row,
         written by a version that folded every row as it moved, has all its rows counted). The bucket holding an
-        entity's newest reading stays open; everything before it closes. So after a kill -9 nothing needs to be
+        entity's newest reading stays open, and so does the one before for up to 50 s (_CLOSE_STAGGER_S);
+        everything before closes. So after a kill -9 nothing needs to be
         rebuilt: what is not folded yet is in `readings` and readings_log, and the next pass folds it."""
         db = self._db
         spans = db.execute(f"SELECT entity_key, min(observed_ts), max(observed_ts), sum({self._instances_sql()}) "
@@ -600,7 +606,8 @@ class Store:
                         prior = -math.inf if prior is None else prior
                     bucket = (math.floor(prior / period_s) + 1 if math.isfinite(prior)
                               else math.floor(first_ts / period_s))
-                closing[(entity_key, period_s)] = (bucket, max(bucket, math.floor(last_ts / period_s)))
+                lag = (entity_key % _CLOSE_GROUPS) * _CLOSE_STAGGER_S
+                closing[(entity_key, period_s)] = (bucket, max(bucket, math.floor((last_ts - lag) / period_s)))
                 if first_ts < bucket * period_s:
                     late[entity_key] = max(late.get(entity_key, -math.inf), bucket * period_s)
         first_seen = [(entity_key, period_s, old) for (entity_key, period_s), (old, new) in closing.items()
