@@ -375,7 +375,7 @@ def main(argv: list[str]) -> int:
             m = results[name]["month_hourly"]
             print(f"{name}: {month_days} days hourly from the rollups: {m['hourly_scalar_ms']:.1f} ms scalar, "
                   f"{m['hourly_per_phase_ms']:.1f} ms per phase ({m['hourly_scalar_periods']} hours)", flush=True)
-        meters = 100 if args.quick else 500
+        meters = 50 if args.quick else 500
         for name, cls, _ in (*_LAYOUTS_V4, ("sqlite_v5_packed_rollups", Store, TimeRange)):
             results[name]["fleet_move_s"] = fleet_move(cls, Path(tmp) / f"fleet-{name}", meters, 10, 6)
             print(f"{name}: one mover pass of {meters} meters x 10 messages: "

@@ -101,11 +101,11 @@ def fleet_passes(cls: Any, data: Path, batches: list[list[tuple[str, dict[str, A
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 meters, 8 timed passes (CI smoke run)")
-    parser.add_argument("--meters", type=int, help="meters (default 500; quick 100)")
+    parser.add_argument("--quick", action="store_true", help="50 meters, 8 timed passes (CI smoke run)")
+    parser.add_argument("--meters", type=int, help="meters (default 500; quick 50)")
     parser.add_argument("--passes", type=int, help="timed passes of 10 readings (default 24; quick 8)")
     args = parser.parse_args(argv)
-    meters = args.meters or (100 if args.quick else 500)
+    meters = args.meters or (50 if args.quick else 500)
     passes = args.passes or (8 if args.quick else 24)
     readings = 10
     start = START + timedelta(seconds=(24 - passes) * readings) if passes < 24 else START  # timed to 10:01:09
