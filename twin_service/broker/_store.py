@@ -1584,23 +1584,24 @@ class Store:
         merged: dict[tuple[int, str], list[Any]] = {}
         start, period = int(origin), int(period_s)
         stored, raw_from = self._rollup_sources(entity_key, attr_id, rollup, low, high)
-        for bucket_s, bucket, keys_id, blob in stored:
-            keys = self._rollup_keys_of(keys_id)
-            index = (bucket * bucket_s - start) // period
-            for key, (total, numeric_n, total_sum, sumsq, vmin, vmax) in zip(
-                    keys, _rollups.answer_stats(blob, len(keys)), strict=True):
-                into = merged.get((index, key))
-                if into is None:
-                    merged[(index, key)] = into = [0, 0, [], [], vmin, vmax]
-                into[0] += total
-                if numeric_n:
-                    into[1] += numeric_n
-                    into[2].append(total_sum)
-                    into[3].append(sumsq)
-                    if into[4] is None or vmin < into[4]:
-                        into[4] = vmin
-                    if into[5] is None or vmax > into[5]:
-                        into[5] = vmax
+        for bucket_s, rows in stored:
+            for bucket, keys_id, blob in rows:
+                keys = self._rollup_keys_of(keys_id)
+                index = (bucket * bucket_s - start) // period
+                for key, (total, numeric_n, total_sum, sumsq, vmin, vmax) in zip(
+                        keys, _rollups.answer_stats(blob, len(keys)), strict=True):
+                    into = merged.get((index, key))
+                    if into is None:
+                        merged[(index, key)] = into = [0, 0, [], [], vmin, vmax]
+                    into[0] += total
+                    if numeric_n:
+                        into[1] += numeric_n
+                        into[2].append(total_sum)
+                        into[3].append(sumsq)
+                        if into[4] is None or vmin < into[4]:
+                            into[4] = vmin
+                        if into[5] is None or vmax > into[5]:
+                            into[5] = vmax
         if raw_from is not None:  # the open buckets: their rows, as the rollups will hold them once they close
             self._merge_open_rows(merged, series_id, window, origin, period_s, raw_from)
         for stats in merged.values():  # the sums of the buckets, correctly rounded (SQLite's sum() was KBN)
@@ -1632,9 +1633,9 @@ class Store:
         return out
 
     def _rollup_sources(self, entity_key: int, attr_id: int | None, rollup: int, low: int, high: int
-                        ) -> tuple[Iterator[tuple[int, int, int, bytes]], float | None]:
-        """The stored buckets an aggregation over rollup buckets low..high-1 reads, as (period_s, bucket,
-        keys_id, stats), and the time from which `readings` rows are not folded yet (None: all are).
+                        ) -> tuple[Iterator[tuple[int, sqlite3.Cursor]], float | None]:
+        """The stored buckets an aggregation over rollup buckets low..high-1 reads, as (period_s, rows of
+        (bucket, keys_id, stats)), and the time from which `readings` rows are not folded yet (None: all are).
 
         Each entity's newest buckets stay open until a later reading closes them (the mover writes a bucket
         once, see _close_rollups): before the rollup's open bucket its own buckets answer, then each finer
@@ -1654,12 +1655,11 @@ class Store:
             from_ts = raw_from = max(from_ts, bucket * period_s)
         db = self._conn()
 
-        def rows() -> Iterator[tuple[int, int, int, bytes]]:
+        def rows() -> Iterator[tuple[int, sqlite3.Cursor]]:  # one statement per segment, run when reached
             for period_s, first, stop in segments:
-                for bucket, keys_id, blob in db.execute(
-                        "SELECT bucket, keys_id, stats FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND "
-                        "period_s = ? AND bucket >= ? AND bucket < ?", (entity_key, attr_id, period_s, first, stop)):
-                    yield period_s, bucket, keys_id, blob
+                yield period_s, db.execute(
+                    "SELECT bucket, keys_id, stats FROM rollup_stats WHERE entity_key = ? AND attr_id = ? AND "
+                    "period_s = ? AND bucket >= ? AND bucket < ?", (entity_key, attr_id, period_s, first, stop))
         return rows(), raw_from
 
     def _merge_open_rows(self, merged: dict[tuple[int, str], list[Any]], series_id: int, window: TimeRange,
