@@ -1,7 +1,7 @@
 """Gradient boosting for load in the service: skill and fitting time for a fleet of meters, beside the profile.
 
     python bench/forecast_load_fleet.py            # 30 members scored, fit timing for 1,000
-    python bench/forecast_load_fleet.py --quick    # 3 members, 40 days, fit timing for 50 (smoke)
+    python bench/forecast_load_fleet.py --quick    # 2 members, 21 days, fit timing for 20 (smoke)
 
 The service forecasts each meter's load from the 35 days of history it reads (forecasting.service), with the
 day-type profile. The held-out scores (forecasting.scoring) chose gradient boosting for load, but there it was
@@ -33,6 +33,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+# One thread for every native pool before numpy/scikit-learn load (threadpool_limits below covers the fits only):
+# under contention idle OpenMP/BLAS workers spinning made the --quick smoke run cost ~62 s of CPU for ~16 s of work
+# (measured 2026-12-07 12:54 UTC, six benchmarks at once on 2 cores).
+for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_pool, "1")
 
 import numpy as np
 import pandas as pd
@@ -163,7 +169,7 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    members, fleet_n, sample, last_day = (3, 50, 5, FIRST + 40) if args.quick else (args.members, args.fleet, 100,
+    members, fleet_n, sample, last_day = (2, 20, 2, FIRST + 21) if args.quick else (args.members, args.fleet, 100,
                                                                                       None)
     result: dict = {"quick": args.quick, "date": datetime.now(UTC).isoformat(timespec="minutes"),
                     "machine_before": machine_load(), "sklearn_threads": 1}
