@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.broker.conftest import BASE, ENERGY_LINK, Receiver, measurement
+from tests.reliability.test_notify_backlog import _owed_rows, _wait
 from twin_service.broker import _notify_backlog, _outbox, create_app
 from twin_service.broker._notifier import SubscriptionManager
 
@@ -39,18 +40,6 @@ def _update(client: TestClient, voltage: float, status: int | None = None) -> No
 def _outbox_rows(data_dir: Path) -> int:
     with closing(sqlite3.connect(data_dir / "twin.sqlite")) as db:
         return db.execute(f"SELECT count(*) FROM {_outbox.TABLE}").fetchone()[0]
-
-
-def _owed_rows(data_dir: Path) -> int:
-    with closing(sqlite3.connect(data_dir / _notify_backlog.FILE_NAME)) as db:
-        return db.execute("SELECT count(*) FROM owed").fetchone()[0]
-
-
-def _wait(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def _app(data_dir: Path) -> TestClient:
