@@ -5,6 +5,8 @@
 - `LoadGenerator`: N meters at R Hz over a few paho connections (QoS 1), spread evenly over each period;
 - `NotifyReceiver`: a keep-alive HTTP/1.1 server recording (receipt time, body) of NGSI-LD notifications;
 - `ProcSampler`: CPU seconds and RSS of processes from /proc, plus what the rest of the machine used;
+- `start_broker_cli()`: the broker CLI of a source tree (the work tree or a `git archive` of a revision) on a port,
+  once `/version` answers;
 - `landed()`: every instance of `frequency` the broker recorded in a time window, with observedAt and modifiedAt
   (= when the broker accepted it), read through the temporal API: the count and the latencies.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -176,6 +180,27 @@ class NotifyReceiver:
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def start_broker_cli(tree: Path, data_dir: Path, port: int, log_level: str = "warning",
+                     poll_s: float = 0.1) -> subprocess.Popen[bytes]:
+    """Start `python -m twin_service.broker` of `tree` (its directory first on sys.path, so two revisions can be
+    measured in one run) on `port` and wait for `/version`; SystemExit when it does not answer within 30 s."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    process = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port), "--data-dir",
+                                str(data_dir), "--log-level", log_level], cwd=tree, env=env)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/version", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            process.wait(5)
+            raise SystemExit(f"broker of {tree} did not start on port {port}")
+        time.sleep(poll_s)
 
 
 def _cpu_ticks(pid: int) -> int:

@@ -35,16 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _e2e import NotifyReceiver
-from broker_ingest import meter_entity
+from _e2e import NotifyReceiver, start_broker_cli
+from broker_ingest import BASE, HEADERS, meter_entity
 from e2e_ingest import export_tree
 from soak import machine_load
 
-from datamodels.context import ENERGY_CONTEXT, link_header
 from twin_service.mqtt_server import free_port
 
-BASE = "/ngsi-ld/v1"
-HEADERS = {"Content-Type": "application/json", "Link": link_header(ENERGY_CONTEXT), "NGSILD-Tenant": "bench"}
 METERS = 50
 WRITERS = 2
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
@@ -68,21 +65,7 @@ class Broker:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(self.tree)}
-        self.process = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(self.port),
-                                         "--data-dir", str(self.data_dir), "--log-level", "error"],
-                                        cwd=self.tree, env=env)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/version", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise SystemExit(f"broker of {self.tree} did not start")
-            time.sleep(0.05)
+        self.process = start_broker_cli(self.tree, self.data_dir, self.port, log_level="error", poll_s=0.05)
 
     def kill(self) -> None:
         assert self.process is not None

@@ -34,39 +34,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _e2e import NotifyReceiver, _cpu_ticks
-from broker_ingest import meter_entity
+from _e2e import NotifyReceiver, _cpu_ticks, start_broker_cli
+from broker_ingest import BASE, HEADERS, meter_entity
 from e2e_ingest import export_tree
 from soak import machine_load
 
-from datamodels.context import ENERGY_CONTEXT, link_header
 from twin_service.mqtt_server import free_port
 
-BASE = "/ngsi-ld/v1"
-HEADERS = {"Content-Type": "application/json", "Link": link_header(ENERGY_CONTEXT), "NGSILD-Tenant": "bench"}
 BATCH = 100
 WARMUP_ROUNDS = 2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def start_broker(tree: Path, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The broker CLI of `tree` (its directory first on sys.path) on a free port, once /version answers."""
+    """The broker CLI of `tree` on a free port, once /version answers, and its URL."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    process = subprocess.Popen([sys.executable, "-m", "twin_service.broker", "--port", str(port), "--data-dir",
-                                str(data_dir), "--log-level", "warning"], cwd=tree, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/version", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise SystemExit(f"broker of {tree} did not start")
-        time.sleep(0.1)
+    return start_broker_cli(tree, data_dir, port), f"http://127.0.0.1:{port}"
 
 
 def bodies(meters: int, round_no: int) -> list[bytes]:
