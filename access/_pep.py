@@ -34,7 +34,13 @@ import orjson
 
 from access._metrics import PepMetrics
 from access._policy import Policy, classify
-from access._scope import OWNER_RELATIONSHIPS, filter_entities, owns_entity, write_type_refusal
+from access._scope import (
+    OWNER_RELATIONSHIPS,
+    filter_entities,
+    owns_entity,
+    write_attribute_refusal,
+    write_type_refusal,
+)
 from access._tokens import Identity, TokenError, TokenVerifier
 from access._upstream import Answer, Upstream, UpstreamError
 
@@ -191,6 +197,12 @@ class Pep:
             refusal = write_type_refusal(rule.write_types, ids.get("id"), call.body)
             if refusal:
                 return self._refuse(403, refusal, call, "entity_type")
+            if rule.write_attrs is not None:
+                refusal = write_attribute_refusal(rule.write_attrs, rule.write_contexts, call.method, call.path,
+                                                  [v.decode("latin-1") for k, v in call.headers if k == b"link"],
+                                                  call.body)
+                if refusal:
+                    return self._refuse(403, refusal, call, "attribute")
         if action == "pep.read":  # the PEP's own counters: answered here, never forwarded
             self.metrics.inc("requests_total", outcome="metrics")
             return Answer(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],

@@ -26,6 +26,10 @@ class Rule:
     scope: str
     # The entity types the role may write (entities.write, temporal.write); None: any type its scope allows.
     write_types: frozenset[str] | None = None
+    # Narrower still, per type: the only attributes the role may update (PATCH /entities/{id}/attrs[/{attr}]),
+    # read under one of `write_contexts` (the @context URLs the role writes with); None: any attribute.
+    write_attrs: dict[str, frozenset[str]] | None = None
+    write_contexts: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # Decided once per role at load: '*' stands for every action, so a request costs one set lookup.
@@ -74,13 +78,38 @@ def load_policy(path: Path | None = None) -> Policy:
         if scope not in SCOPES:
             raise PolicyError(f"{where('roles', role, 'scope')}: roles.{role}.scope: {scope!r} is not one of "
                               f"{', '.join(SCOPES)}")
-        write_types = body.get("write_types")
-        if write_types is not None and (not isinstance(write_types, list) or not write_types
-                                        or not all(isinstance(t, str) and t for t in write_types)):
-            raise PolicyError(f"{where('roles', role, 'write_types')}: roles.{role}.write_types: a list of entity "
-                              f"type names (the <Type> of urn:ngsi-ld:<Type>:...), e.g. [Anomaly]")
-        rules[role] = Rule(frozenset(allow), scope, None if write_types is None else frozenset(write_types))
+        write_types, write_attrs = _write_types(body.get("write_types"), f"{where('roles', role, 'write_types')}: "
+                                                                         f"roles.{role}.write_types")
+        contexts = body.get("write_contexts")
+        if contexts is not None and (not isinstance(contexts, list) or not contexts
+                                     or not all(isinstance(c, str) and "://" in c for c in contexts)):
+            raise PolicyError(f"{where('roles', role, 'write_contexts')}: roles.{role}.write_contexts: a list of "
+                              f"@context URLs")
+        if write_attrs is not None and contexts is None:
+            raise PolicyError(f"{where('roles', role, 'write_types')}: roles.{role}: attribute lists in write_types "
+                              f"need write_contexts: the @context URL(s) the role writes with (the PEP reads the "
+                              f"attribute names under them; an unknown context could map a listed name to "
+                              f"another attribute)")
+        if contexts is not None and write_attrs is None:
+            raise PolicyError(f"{where('roles', role, 'write_contexts')}: roles.{role}.write_contexts: only used "
+                              f"with attribute lists in write_types (Type: [attribute, ...])")
+        rules[role] = Rule(frozenset(allow), scope, write_types, write_attrs, frozenset(contexts or ()))
     return Policy(rules)
+
+
+def _write_types(value: object, where: str) -> tuple[frozenset[str] | None, dict[str, frozenset[str]] | None]:
+    """`write_types`: a list of types (any attribute of them), or a mapping type -> the attributes it may update."""
+    if value is None:
+        return None, None
+    if isinstance(value, list) and value and all(isinstance(t, str) and t for t in value):
+        return frozenset(value), None
+    if isinstance(value, dict) and value and all(
+            isinstance(t, str) and t and isinstance(a, list) and a and all(isinstance(n, str) and n for n in a)
+            for t, a in value.items()):
+        return frozenset(value), {t: frozenset(a) for t, a in value.items()}
+    raise PolicyError(f"{where}: a list of entity type names (the <Type> of urn:ngsi-ld:<Type>:...), e.g. "
+                      f"[Anomaly], or a mapping of types to the attributes the role may update, e.g. "
+                      f"{{BatteryStatus: [batteryPowerSetpoint]}}")
 
 
 _NGSI = "/ngsi-ld/v1"

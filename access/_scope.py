@@ -16,6 +16,7 @@ the caller's, and one whose relationship names several objects is the caller's o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +50,72 @@ def write_type_refusal(write_types: frozenset[str], path_id: str | None, body: b
         if found not in write_types:
             return f"this role writes only {allowed}, not {found or item_id!r}"
     return None
+
+
+_ATTRS_PATH = re.compile(r"^/ngsi-ld/v1/entities/(?P<id>[^/]+)/attrs(?:/(?P<attr>[^/]+))?$")
+# The NGSI-LD core context (any version) defines only core terms and is in effect in every request anyway.
+_CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context"
+_LINK = re.compile(r'<([^>]*)>\s*((?:;[^,;]*)*)')
+
+
+def _link_contexts(links: Iterable[str]) -> list[str] | None:
+    """The @context URLs of `Link` headers (ETSI GS CIM 009 §6.3.5: rel json-ld#context), None if unreadable."""
+    out: list[str] = []
+    for header in links:
+        rest = header.strip()
+        while rest:
+            match = _LINK.match(rest)
+            if match is None:
+                return None
+            if "json-ld#context" in match.group(2):
+                out.append(match.group(1))
+            rest = rest[match.end():].lstrip().removeprefix(",").lstrip()
+    return out
+
+
+def write_attribute_refusal(write_attrs: dict[str, frozenset[str]], contexts: frozenset[str], method: str,
+                            path: str, links: Iterable[str], body: bytes) -> str | None:
+    """Why a write is outside the attributes a role may update, or None (the entity type is checked before).
+
+    Such a role may only update attributes it lists: PATCH /entities/{id}/attrs (every key of the body) or PATCH
+    /entities/{id}/attrs/{attr}, with no @context or one of `contexts`. The names are JSON-LD terms, so they
+    mean what the request's @context says: an inline or unknown context could map `batteryPowerSetpoint` to
+    another attribute's IRI, and is refused; an expanded IRI as a name is not in the list, and is refused.
+    Everything else (create, replace, delete, append, batch, temporal writes) is refused: fails closed."""
+    match = _ATTRS_PATH.match(path) if method == "PATCH" else None
+    if match is None:
+        return (f"this role may only update the attributes it lists ({_listing(write_attrs)}) with PATCH "
+                f"/ngsi-ld/v1/entities/{{id}}/attrs[/{{attr}}], not {method} {path}")
+    allowed = write_attrs.get(id_type(match.group("id")) or "", frozenset())
+    named = _link_contexts(links)
+    if named is None:
+        return "the request's Link header cannot be read"
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return "the write's attributes cannot be checked (the body is not JSON)"
+    if not isinstance(data, dict) or not data:
+        return "the write's attributes cannot be checked (the body is not a JSON object)"
+    inline = data.get("@context")
+    if inline is not None:
+        inline_list = inline if isinstance(inline, list) else [inline]
+        if not all(isinstance(c, str) for c in inline_list):
+            return "an inline @context may redefine attribute names: name one of the role's contexts by URL"
+        named += inline_list
+    unknown = [c for c in named if c not in contexts and not c.startswith(_CORE_CONTEXT)]
+    if unknown:
+        return (f"@context {unknown[0]!r} is not one this role writes with ({', '.join(sorted(contexts))}): "
+                f"it could map a listed name to another attribute")
+    names = [match.group("attr")] if match.group("attr") else [k for k in data if k != "@context"]
+    refused = [n for n in names if n not in allowed] or ([] if names else ["(none)"])
+    if refused:
+        return (f"this role may update only {', '.join(sorted(allowed)) or 'no attribute'} of "
+                f"{id_type(match.group('id'))}, not {refused[0]!r}")
+    return None
+
+
+def _listing(write_attrs: dict[str, frozenset[str]]) -> str:
+    return "; ".join(f"{t}: {', '.join(sorted(a))}" for t, a in sorted(write_attrs.items()))
 
 
 def _objects(attr: Any) -> list[str]:

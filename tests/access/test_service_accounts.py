@@ -14,6 +14,13 @@ from access._pep import Call, Pep
 from access._policy import PolicyError, load_policy
 from access._service_accounts import ServiceTokens
 from access._tokens import LocalIssuer
+from datamodels.context import (
+    BATTERY_CONTEXT,
+    CORE_CONTEXT,
+    ENERGY_CONTEXT,
+    GREEN_ENERGY_CONTEXT,
+    link_header,
+)
 from datamodels.measures import measurement_id
 from fiware_client import BrokerError, NgsiLdClient, RetryPolicy, TokenFile
 
@@ -104,8 +111,9 @@ def test_the_stacks_services_write_only_their_entity_types(guarded: Guarded):
             with pytest.raises(BrokerError) as refused:
                 write()
             assert refused.value.status == 403 and "writes only Anomaly" in str(refused.value.detail)
+    with NgsiLdClient(guarded.broker_url, retry=ONCE) as broker:
+        broker.upsert_entities([battery])  # provisioning's, not the page's: the page only sends commands
     with NgsiLdClient(guarded.pep_url, token=page, retry=ONCE) as web:
-        web.upsert_entities([battery])
         web.update_attrs(battery["id"], {"batteryPowerSetpoint": {"type": "Property", "value": "-500"}})
         with pytest.raises(BrokerError) as refused:
             web.upsert_entities([anomaly])
@@ -117,4 +125,103 @@ def test_write_types_must_be_a_list_of_type_names(tmp_path: Path):
     policy = tmp_path / "policy.yaml"
     policy.write_text("roles:\n  analytics:\n    allow: [entities.write]\n    write_types: Anomaly\n    scope: all\n")
     with pytest.raises(PolicyError, match=r"policy.yaml:4: roles.analytics.write_types"):
+        load_policy(policy)
+
+
+BATTERY = "urn:ngsi-ld:BatteryStatus:cmd-home-1"
+PV = "urn:ngsi-ld:PhotovoltaicMeasurement:cmd-home-1"
+
+
+def _der_entities() -> list[dict]:
+    battery = {"id": BATTERY, "type": "BatteryStatus",
+               "batteryPowerSetpoint": {"type": "Property", "value": ""},
+               "chargeState": {"type": "Property", "value": "HOLDING"},
+               "stateOfCharge": {"type": "Property", "value": 0.5}}
+    pv = {"id": PV, "type": "PhotovoltaicMeasurement", "pvPowerLimit": {"type": "Property", "value": ""},
+          "exportLimit": {"type": "Property", "value": ""}, "activePower": {"type": "Property", "value": 900.0}}
+    return [battery, pv]
+
+
+def test_the_page_may_update_only_the_command_attributes(guarded: Guarded):
+    """The page's account sends commands (datamodels/der.py COMMANDS) and nothing else: every other write to a
+    battery or an inverter is refused before the broker sees it, and the entities keep their values."""
+
+    with NgsiLdClient(guarded.broker_url, retry=ONCE) as broker:
+        broker.upsert_entities(_der_entities())
+    token = ServiceTokens(guarded.data_dir).issue("web", "page").read_text().strip()
+    link = {"Link": link_header(BATTERY_CONTEXT)}
+    with NgsiLdClient(guarded.pep_url, token=TokenFile(ServiceTokens(guarded.data_dir).path("web")),
+                      retry=ONCE) as web:
+        web.update_attrs(BATTERY, {"batteryPowerSetpoint": {"type": "Property", "value": -500}})
+        web.update_attrs(PV, {"pvPowerLimit": {"type": "Property", "value": 40},
+                              "exportLimit": {"type": "Property", "value": 0}})
+    auth = {"Authorization": f"Bearer {token}"}
+    setpoint = {"type": "Property", "value": 200}
+    with httpx.Client(base_url=guarded.pep_url + "/ngsi-ld/v1", headers=auth, timeout=10) as http:
+        allowed = http.patch(f"/entities/{BATTERY}/attrs/batteryPowerSetpoint", json=setpoint, headers=link)
+        assert allowed.status_code == 204, allowed.text
+        inline = {"@context": [BATTERY_CONTEXT, CORE_CONTEXT], "batteryPowerSetpoint": setpoint}
+        assert http.patch(f"/entities/{BATTERY}/attrs", json=inline,
+                          headers={"Content-Type": "application/ld+json"}).status_code == 204
+        refused = {
+            "another attribute": http.patch(f"/entities/{BATTERY}/attrs",
+                                            json={"chargeState": {"type": "Property", "value": "FULL"}},
+                                            headers=link),
+            "a command with another attribute": http.patch(
+                f"/entities/{BATTERY}/attrs", headers=link,
+                json={"batteryPowerSetpoint": setpoint, "stateOfCharge": {"type": "Property", "value": 0.99}}),
+            "another type's command": http.patch(f"/entities/{BATTERY}/attrs/exportLimit", json=setpoint,
+                                                 headers=link),
+            "another attribute by path": http.patch(f"/entities/{PV}/attrs/activePower", json=setpoint,
+                                                    headers={"Link": link_header(GREEN_ENERGY_CONTEXT)}),
+            "an expanded name": http.patch(f"/entities/{BATTERY}/attrs", headers=link, json={
+                "https://smartdatamodels.org/dataModel.Battery/chargeState": {"type": "Property", "value": "x"}}),
+            "an inline context redefining the name": http.patch(
+                f"/entities/{BATTERY}/attrs", headers={"Content-Type": "application/ld+json"},
+                json={"@context": {"batteryPowerSetpoint": "https://smartdatamodels.org/dataModel.Battery/"
+                                                           "chargeState"}, "batteryPowerSetpoint": setpoint}),
+            "an unknown context": http.patch(f"/entities/{BATTERY}/attrs", json={"batteryPowerSetpoint": setpoint},
+                                             headers={"Link": link_header("https://evil.example/remap.jsonld")}),
+            "another known context": http.patch(f"/entities/{BATTERY}/attrs",
+                                                json={"batteryPowerSetpoint": setpoint},
+                                                headers={"Link": link_header(ENERGY_CONTEXT)}),
+            "an append": http.post(f"/entities/{BATTERY}/attrs", json={"batteryPowerSetpoint": setpoint},
+                                   headers=link),
+            "a replace": http.put(f"/entities/{BATTERY}/attrs/batteryPowerSetpoint", json=setpoint, headers=link),
+            "a create": http.post("/entities", json={"id": "urn:ngsi-ld:BatteryStatus:cmd-home-2",
+                                                     "type": "BatteryStatus"}, headers=link),
+            "a batch upsert": http.post("/entityOperations/upsert", json=_der_entities()[:1], headers=link),
+            "a batch update": http.post("/entityOperations/update", json=[
+                {"id": BATTERY, "type": "BatteryStatus", "batteryPowerSetpoint": setpoint}], headers=link),
+            "an attribute delete": http.delete(f"/entities/{BATTERY}/attrs/chargeState"),
+            "an entity delete": http.delete(f"/entities/{BATTERY}"),
+            "an empty update": http.patch(f"/entities/{BATTERY}/attrs", json={}, headers=link),
+            "a body that is not JSON": http.patch(f"/entities/{BATTERY}/attrs", content=b"{", headers=link),
+        }
+    wrong = {what: (r.status_code, r.text[:120]) for what, r in refused.items()
+             if r.status_code != 403 or "Forbidden" not in r.text}
+    assert not wrong
+    with httpx.Client(base_url=guarded.pep_url, headers={
+            "Authorization": f"Bearer {guarded.issuer.token('ops', 'control-centre')}"}, timeout=10) as ops:
+        metrics = ops.get("/pep/metrics").text
+    assert 'reason="attribute"' in metrics
+    with NgsiLdClient(guarded.broker_url, retry=ONCE) as broker:
+        battery, pv = broker.get_entity(BATTERY), broker.get_entity(PV)
+    assert battery["batteryPowerSetpoint"]["value"] == 200  # the last allowed command
+    assert battery["chargeState"]["value"] == "HOLDING" and battery["stateOfCharge"]["value"] == 0.5
+    assert pv["pvPowerLimit"]["value"] == 40 and pv["exportLimit"]["value"] == 0
+    assert pv["activePower"]["value"] == 900.0
+
+
+@pytest.mark.parametrize(("role", "line", "message"), [
+    ("    write_types:\n      BatteryStatus: [batteryPowerSetpoint]\n", 4, "need write_contexts"),
+    ("    write_types: [BatteryStatus]\n    write_contexts: [https://a.example/c.jsonld]\n", 5,
+     "only used with attribute lists"),
+    ("    write_types:\n      BatteryStatus: batteryPowerSetpoint\n", 4, "a mapping of types"),
+    ("    write_types:\n      BatteryStatus: [x]\n    write_contexts: [not-a-url]\n", 6, "@context URLs"),
+])
+def test_attribute_lists_in_the_policy_are_checked(tmp_path: Path, role: str, line: int, message: str):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"roles:\n  page:\n    allow: [entities.write]\n{role}    scope: all\n")
+    with pytest.raises(PolicyError, match=rf"policy.yaml:{line}: .*{message}"):
         load_policy(policy)
