@@ -18,7 +18,12 @@ before and after) are timed in this process.
 
     python bench/access_overhead.py            # 8 rounds
     python bench/access_overhead.py --quick    # the smoke run (no variants)
-Writes bench/results/access_overhead.json.
+    python bench/access_overhead.py --stack    # the whole embedded stack, access on against off (the issue's figure)
+Writes bench/results/access_overhead.json (`--stack`: access_overhead_stack.json).
+
+`--stack` is the issue's own figure: the stack's ingest of the meters' MQTT messages with access control on
+(per-device MQTT logins and ACLs, the PEP in front of the analytics and the page, the page's login and filtered
+viewers) against off, two stacks side by side, rounds interleaved (bench/_access_stack.py says what runs).
 """
 
 from __future__ import annotations
@@ -200,7 +205,27 @@ def main() -> None:
     parser.add_argument("--fast-site", type=Path, help="A directory holding httptools and uvloop, put on the "
                                                        "httptools-uvloop variant's PYTHONPATH only")
     parser.add_argument("--no-variants", action="store_true", help="Only direct and the PEP as `access serve` runs")
+    stack = parser.add_argument_group("--stack: the embedded stack's MQTT ingest, access control on against off")
+    stack.add_argument("--stack", action="store_true", help="run this comparison instead of the HTTP one")
+    stack.add_argument("--stack-rounds", type=int, default=6, help="interleaved on/off rounds (default 6)")
+    stack.add_argument("--stack-meters", type=int, default=200, help="meters, one MQTT connection each (200)")
+    stack.add_argument("--stack-rate", type=float, default=1.0, help="Hz per meter in the steady phase (1)")
+    stack.add_argument("--stack-seconds", type=float, default=15.0, help="steady phase length (15 s)")
+    stack.add_argument("--stack-burst", type=int, default=2000, help="messages of the burst phase (2000)")
     args = parser.parse_args()
+    if args.stack:
+        if args.quick:
+            parser.error("--stack has no --quick form (two whole stacks: minutes); the smoke run is --quick alone")
+        from bench._access_stack import run as run_stack
+
+        doc = run_stack(args.stack_rounds, args.stack_meters, args.stack_rate, args.stack_seconds,
+                        args.stack_burst, _machine)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "access_overhead_stack.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        shown = ("date", "machine_before", "machine_after", "summary", "idle_cpu_pct", "idle_cpu_pct_stack",
+                 "ratios_on_to_off", "member_viewer_foreign_devices", "viewers")
+        print(json.dumps({k: doc[k] for k in shown}, indent=2))
+        return
     if args.quick:
         args.rounds, args.requests, args.clients, args.no_variants = 3, 6, 2, True
     started = time.perf_counter()
