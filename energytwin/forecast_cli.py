@@ -87,7 +87,9 @@ def run(broker_url: str, tenant: str | None, community_file: Path | None, weathe
                 continue
             click.echo(f"{result.issue:%Y-%m-%dT%H:%MZ} wrote {result.written} forecasts"
                        + (f", skipped {len(result.skipped)}" if result.skipped else "")
-                       + (f", purged {result.purged} archived" if result.purged else ""))
+                       + (f", purged {result.purged} archived" if result.purged else "")
+                       + ("; load models: " + ", ".join(f"{k} {v}" for k, v in sorted(result.load_models.items()))
+                          if result.load_models else ""))
             for target, reason in sorted(result.skipped.items()):
                 click.echo(f"  skipped {target}: {reason}", err=True)
             if once or issue is not None:

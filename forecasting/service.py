@@ -3,7 +3,9 @@
 For each round (one issue time, on the hour):
   * **load**, per meter: every ThreePhaseAcMeasurement in the broker; `totalActiveEnergyImport` (or the sum of
     the phases of `activeEnergyImport`) over the last 35 days from the temporal API (fiware_client), turned
-    into hourly kWh, forecast with the day-type profile;
+    into hourly kWh, forecast with the pooled gradient-boosting model of the whole fleet
+    (forecasting.load_pooled) where, on the meter's last 14 days and from a fit that never saw them, it beat
+    persistence, seasonal-naive and the day-type profile; else with the day-type profile;
   * **PV**, per installation (`PvTarget`: site, tilt, azimuth, kWp, e.g. from community.yaml): its history (the
     generation meter's export minus import from the twin, or a file), the pvlib clear sky of its plane times
     the clear-sky index learned from that history, or, when a weather plug-in answers for the site, the pvlib
@@ -37,6 +39,7 @@ from forecasting.entity import current_and_archived, target_key
 from forecasting.history_cache import HistoryCache
 from forecasting.live_scores import DEFAULT_DAYS as LIVE_DAYS
 from forecasting.live_scores import LiveReport, LiveScore, score_archived
+from forecasting.load_pooled import JUDGE_DAYS, PooledLoad, PooledValues
 from forecasting.profiles import profile_walk_forward
 from forecasting.pv import PvSite, modelled_kwh, pv_walk_forward
 from forecasting.retention import DEFAULT_KEEP_DAYS, archived_values, purge_archived
@@ -98,6 +101,7 @@ class Forecast:
     weather_values: np.ndarray | None = None  # PV with a weather plug-in: the weather path's values
     weather_used: bool = False
     model_values: np.ndarray | None = None  # a fallback's model values, archived so the model is judged again
+    model: str = ""  # load: "pooled" or "profile" (which model's values were written or, on a fallback, kept)
 
 
 def _judged(model_days: np.ndarray, days: np.ndarray, name: str, method: str) -> Forecast:
@@ -123,16 +127,65 @@ def live_fallback(fc: Forecast, history_days: np.ndarray, score: LiveScore | Non
     log.warning("forecast: %s: the model %s; writing %s instead", what, score.describe(),
                 score.use.replace("_", "-"))
     return Forecast(base, f"{score.use.replace('_', '-')} (fallback: model {score.describe()})", True,
-                    fc.weather_values, fc.weather_used, model_values=fc.values)
+                    fc.weather_values, fc.weather_used, model_values=fc.values, model=fc.model)
 
 
-def forecast_load(days: np.ndarray, issue: datetime) -> Forecast:
-    """Next-24-h load from (history days, 24) ending at `issue`, with the fallback rule on the last 14 days."""
+PROFILE_METHOD = "day-type profile (last 8 same-type days)"
+
+
+def load_calendar(issue: datetime, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Day type, day of year and weekday of the n + 1 day blocks ending with the one that starts at `issue`:
+    each block takes the date of its midpoint (UTC), so a block issued at 23:00 is typed by the day it covers."""
+    mid = pd.Timestamp(issue).tz_convert(None) - pd.Timedelta(days=n) + pd.Timedelta(hours=12)
+    dates = pd.date_range(mid.normalize(), periods=n + 1, freq="D")
+    return day_types(dates), np.asarray(dates.dayofyear), np.asarray(dates.dayofweek)
+
+
+def load_profile(days: np.ndarray, issue: datetime) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """(history + the row to forecast (NaN), its calendar, the profile's walk-forward forecasts of every row)."""
     n = days.shape[0]
-    dates = pd.date_range((issue - timedelta(days=n)).date(), periods=n + 1, freq="D")
     full = np.vstack([days, np.full((1, 24), np.nan)])
-    model = profile_walk_forward(full, day_types(dates), same_days=8)
-    return _judged(model, full, "profile", "day-type profile (last 8 same-type days)")
+    calendar = load_calendar(issue, n)
+    return full, calendar, profile_walk_forward(full, calendar[0], same_days=8)
+
+
+def forecast_load(days: np.ndarray, issue: datetime, *, pooled: PooledValues | None = None,
+                  profile: np.ndarray | None = None) -> Forecast:
+    """Next-24-h load from (history days, 24) ending at `issue`, with the fallback rule on the last 14 days.
+
+    With `pooled` (forecasting.load_pooled: its next 24 hours and its judge model's out-of-sample forecasts of
+    those 14 days), the pooled model is written when it beat persistence, seasonal-naive *and* the profile
+    there (MAE over the same hours); otherwise the profile goes through the fallback rule as before, and
+    `method` says why the pooled model was not used. `profile`: the walk-forward profile of `load_profile`, if
+    the caller has it already."""
+    if profile is None:
+        full, _, model = load_profile(days, issue)
+    else:
+        full, model = np.vstack([days, np.full((1, 24), np.nan)]), profile
+    judged = _judged(model, full, "profile", PROFILE_METHOD)
+    judged = Forecast(judged.values, judged.method, judged.fallback, model_values=judged.model_values,
+                      model="profile")
+    if pooled is None:
+        return judged
+    n = days.shape[0]
+    lo = n - JUDGE_DAYS
+    actual, pers, naive = full[lo:n], full[lo - 1:n - 1], full[lo - 7:n - 7]
+    ok = np.isfinite(pooled.recent) & np.isfinite(model[lo:n]) & np.isfinite(actual) & np.isfinite(pers) & \
+        np.isfinite(naive)
+    if not ok.any() or not np.isfinite(pooled.next_day).all():
+        return Forecast(judged.values, "pooled gradient boosting not used (no out-of-sample hours to judge it); "
+                        + judged.method, judged.fallback, model_values=judged.model_values, model="profile")
+    v = b.verdict(np.where(ok, pooled.recent, np.nan), actual, pers=pers, naive=naive)
+    mae_pooled, mae_profile = (b.mae(np.where(ok, x, np.nan), actual) for x in (pooled.recent, model[lo:n]))
+    figures = (f"on the last {JUDGE_DAYS} days from a fit that never saw them: {v.skill_vs_persistence:+.0%} vs "
+               f"persistence, {v.skill_vs_seasonal_naive:+.0%} vs seasonal-naive, MAE {mae_pooled:.3f} kWh vs "
+               f"{mae_profile:.3f} for the day-type profile")
+    if v.use == "model" and mae_pooled < mae_profile:
+        return Forecast(pooled.next_day, f"pooled gradient boosting ({pooled.meters} meters, fitted "
+                        f"{pooled.fitted:%Y-%m-%dT%H:%MZ}; {figures})", False, model="pooled")
+    why = "did not beat both baselines" if v.use != "model" else "did not beat the profile"
+    return Forecast(judged.values, f"pooled gradient boosting not used ({why} {figures}); {judged.method}",
+                    judged.fallback, model_values=judged.model_values, model="profile")
 
 
 LoadForecast = Forecast  # the name earlier callers used
@@ -252,6 +305,7 @@ class Targets:
     scores_file: Path | None = None  # where the daily live report is written (JSON), if anywhere
     live_report: LiveReport | None = None  # the last live report: the live fallback rule reads it
     live_scored_at: datetime | None = None
+    pooled_load: PooledLoad | None = field(default_factory=PooledLoad)  # None: the day-type profile only
 
 
 @dataclass
@@ -262,6 +316,7 @@ class RoundResult:
     purged: int = 0  # archived forecasts deleted by retention this round
     live_scored: bool = False  # this round re-scored the archive (once a day)
     live_fallbacks: list[str] = field(default_factory=list)  # "<target>:<quantity>" the live rule fell back on
+    load_models: dict[str, int] = field(default_factory=dict)  # pooled | profile | fallback -> meters
 
     @property
     def written(self) -> int:
@@ -331,6 +386,7 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
                 meters = client.query_entities(type="ThreePhaseAcMeasurement", attrs=[IMPORT_ATTRS[0]])
             except NonexistentTenant:
                 log.info("forecast: tenant %s holds no meters yet", getattr(client, "tenant", None))
+        loads: list[tuple[str, np.ndarray, str]] = []
         for meter in meters:
             mid = meter["id"]
             try:
@@ -347,9 +403,20 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
                 log.info("forecast: %s has under %d days of history, skipped", mid, MIN_DAYS)
                 result.skipped[mid] = f"under {MIN_DAYS} days of history"
                 continue
-            days = kwh.reshape(HISTORY_DAYS, 24)
-            fc = live_fallback(forecast_load(days, issue), days, _live_score(targets, target_key(mid), "load"),
-                               f"load {target_key(mid)}")
+            loads.append((mid, kwh.reshape(HISTORY_DAYS, 24), source))
+        profiles = {mid: load_profile(days, issue) for mid, days, _ in loads}
+        pooled: dict[str, PooledValues] = {}
+        if targets.pooled_load is not None and loads:
+            try:
+                pooled = targets.pooled_load.forecast({mid: (p[0], p[2]) for mid, p in profiles.items()},
+                                                      next(iter(profiles.values()))[1], issue)
+            except (ValueError, MemoryError) as exc:  # the profile still forecasts every meter
+                log.warning("forecast: pooled load model failed, day-type profile only: %s", exc)
+        for mid, days, source in loads:
+            fc = live_fallback(forecast_load(days, issue, pooled=pooled.get(mid), profile=profiles[mid][2]), days,
+                               _live_score(targets, target_key(mid), "load"), f"load {target_key(mid)}")
+            kind = "fallback" if fc.fallback else fc.model
+            result.load_models[kind] = result.load_models.get(kind, 0) + 1
             add(mid, "load", fc, source)
 
     pv_start, pv_hours = issue - timedelta(days=PV_HISTORY_DAYS), PV_HISTORY_DAYS * 24
@@ -417,7 +484,9 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
             targets.full_purge_done = True
         except FiwareError as exc:  # retention must not cost a round its forecasts: the next round retries
             log.warning("forecast: retention purge failed: %s", exc)
-    log.info("forecast: %d forecasts issued %s (%d skipped)", result.written, issue.isoformat(), len(result.skipped))
+    log.info("forecast: %d forecasts issued %s (%d skipped)%s", result.written, issue.isoformat(), len(result.skipped),
+             "; load: " + ", ".join(f"{k} {v}" for k, v in sorted(result.load_models.items()))
+             if result.load_models else "")
     return result
 
 

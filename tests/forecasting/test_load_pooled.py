@@ -1,0 +1,109 @@
+"""The pooled gradient-boosting load model: its features, a judge fit that never saw the judged days, and the
+service's choice between it, the day-type profile and the baselines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import numpy as np
+import pytest
+
+from forecasting import load_pooled as lp
+from forecasting.profiles import _features
+from forecasting.service import HISTORY_DAYS, forecast_load, load_profile
+
+ISSUE = datetime(2026, 5, 4, tzinfo=UTC)  # a Monday
+
+
+@cache
+def _simulated(n: int) -> np.ndarray:
+    from simulation.households import simulate
+
+    sim = simulate(n, 2026, seed=11, weather_seed=5)
+    return sim.consumption_kwh[:, :(sim.consumption_kwh.shape[1] // 24) * 24].reshape(n, -1, 24)
+
+
+def _households(n: int, day: int = 130) -> dict[int, np.ndarray]:
+    return {m: _simulated(n)[m, day - HISTORY_DAYS:day] for m in range(n)}
+
+
+def _fleet(windows: dict, issue: datetime) -> tuple[dict, tuple]:
+    profiles = {m: load_profile(w, issue) for m, w in windows.items()}
+    return {m: (p[0], p[2]) for m, p in profiles.items()}, next(iter(profiles.values()))[1]
+
+
+def test_features_are_the_scoring_features_of_the_scaled_series():
+    rng = np.random.default_rng(2)
+    days = rng.lognormal(-1, 0.5, (HISTORY_DAYS, 24))
+    days[5, 3:9] = np.nan
+    full, calendar, profile = load_profile(days, ISSUE)
+    rows = np.arange(lp.LAG_DAYS, HISTORY_DAYS + 1)
+    x, y, scale = lp.features(full, profile, calendar, rows)
+    for i, r in enumerate(rows):
+        known = np.isfinite(full[max(0, r - lp.SCALE_DAYS):r])
+        assert scale[i] == pytest.approx(full[max(0, r - lp.SCALE_DAYS):r][known].mean())
+        want = _features(full / scale[i], *calendar, r, profile / scale[i], None)
+        np.testing.assert_allclose(x[24 * i:24 * (i + 1)], want, equal_nan=True)
+    assert np.isnan(y[-24:]).all()  # the row to forecast has no target
+
+
+def test_the_judge_is_fitted_only_on_rows_before_the_days_it_judges():
+    fitted: list[np.ndarray] = []
+
+    class Recording(lp.PooledLoad):
+        def _fit(self, parts):
+            fitted.append(np.concatenate([p[1] for p in parts]))
+            return super()._fit(parts)
+
+    windows = _households(4) | {"idle": np.zeros((HISTORY_DAYS, 24))}  # a meter that drew nothing: no level
+    fleet, calendar = _fleet(windows, ISSUE)
+    model = Recording(max_iter=20)  # what is fitted on is under test, not the fit
+    out = model.forecast(fleet, calendar, ISSUE)
+    assert np.isnan(out.pop("idle").next_day).all()
+    assert forecast_load(windows["idle"], ISSUE, pooled=lp.PooledValues(np.full(24, np.nan), np.full(
+        (lp.JUDGE_DAYS, 24), np.nan), ISSUE, 5)).model == "profile"
+    del fleet["idle"]
+    judge_y, production_y = fitted
+    judge_y, production_y = judge_y[np.isfinite(judge_y)], production_y[np.isfinite(production_y)]
+    # The judge's targets are exactly rows 8 .. n-15 of each meter: none of the 14 days it judges.
+    expect = np.concatenate([lp.features(full, profile, calendar, np.arange(lp.LAG_DAYS, HISTORY_DAYS - lp.JUDGE_DAYS))[1]
+                             for full, profile in fleet.values()])
+    np.testing.assert_array_equal(judge_y, expect[np.isfinite(expect)])
+    assert production_y.size == 4 * (HISTORY_DAYS - lp.LAG_DAYS) * 24
+    assert set(out) == {0, 1, 2, 3} and out[0].recent.shape == (lp.JUDGE_DAYS, 24)
+    # Reused for the next 6 days at this issue hour, refitted on the 7th or for an earlier (replayed) issue.
+    for k, fits in ((1, 2), (6, 2), (7, 4), (-1, 6)):
+        model.forecast(_fleet(_households(4, 130 + k), ISSUE + timedelta(days=k))[0], calendar,
+                       ISSUE + timedelta(days=k))
+        assert model.fits == fits, k
+
+
+def test_the_service_writes_the_pooled_model_only_where_it_beat_baselines_and_profile():
+    windows = _households(4)
+    fleet, calendar = _fleet(windows, ISSUE)
+    values = lp.PooledLoad().forecast(fleet, calendar, ISSUE)
+    fc = forecast_load(windows[0], ISSUE, pooled=values[0], profile=fleet[0][1])
+    assert fc.model == "pooled" and not fc.fallback, fc.method
+    assert fc.method.startswith("pooled gradient boosting (4 meters") and "never saw them" in fc.method
+    np.testing.assert_array_equal(fc.values, values[0].next_day)
+    # Judged days where the pooled model is made worse than persistence: not used, and the method says why.
+    bad = lp.PooledValues(values[0].next_day, values[0].recent * 3, ISSUE, 4)
+    fc = forecast_load(windows[0], ISSUE, pooled=bad, profile=fleet[0][1])
+    assert fc.model == "profile" and "pooled gradient boosting not used (did not beat both baselines" in fc.method
+    # A random walk: yesterday is the best guess; neither model is used, the baseline is written.
+    rng = np.random.default_rng(3)
+    walks = {m: np.cumsum(rng.normal(0, 1, HISTORY_DAYS * 24)).reshape(HISTORY_DAYS, 24) + 100 for m in range(3)}
+    fleet, calendar = _fleet(walks, ISSUE)
+    values = lp.PooledLoad().forecast(fleet, calendar, ISSUE)
+    fc = forecast_load(walks[0], ISSUE, pooled=values[0], profile=fleet[0][1])
+    assert fc.fallback and "pooled gradient boosting not used" in fc.method
+    np.testing.assert_array_equal(fc.values, walks[0][-1])
+
+
+def test_too_little_history_fits_nothing():
+    days = np.full((HISTORY_DAYS, 24), np.nan)
+    days[-10:] = 0.3  # 10 days: the judge's rows (days 8 .. 20) are all unknown
+    fleet, calendar = _fleet({0: days}, ISSUE)
+    model = lp.PooledLoad()
+    assert model.forecast(fleet, calendar, ISSUE) == {} and model.fits == 0
