@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from kernel.gc_tuning import tune_for_service
 from kernel.ports import BROKER_PORT
 
 from ._app import DEFAULT_ROLLUP_1MIN_RETENTION_DAYS, create_app
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     # Writes run on a worker thread holding the GIL for long stretches of Python work; a shorter switch interval
     # lets the event loop answer reads (GET one entity) between them instead of after up to 5 ms slices.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    tune_for_service()  # the cyclic collector out of the write path's way (kernel/gc_tuning.py)
     log.info("NGSI-LD broker listening on http://%s:%d/ngsi-ld/v1 (data in %s)", args.host, args.port,
              args.data_dir.resolve())
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

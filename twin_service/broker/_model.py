@@ -62,6 +62,7 @@ _ATTRIBUTE_KEYWORDS = frozenset({"type", "objectType", "unitCode", "observedAt",
 # BCP 47 language tag (RFC 5646) as far as its shape, or JSON-LD's @none for a string without a language.
 _LANGUAGE_TAG = re.compile(r"^(?:[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|@none)$")
 _SYSTEM_KEYS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
+_PLAIN_PROPERTY_KEYS = frozenset({"type", "value", "unitCode", "observedAt"})  # _plain_property's shape
 # Geo attributes the core context defines; Orion-LD insists they be GeoProperties.
 _GEO_ATTRIBUTES = frozenset({"https://uri.etsi.org/ngsi-ld/location", "https://uri.etsi.org/ngsi-ld/observationSpace",
                              "https://uri.etsi.org/ngsi-ld/operationSpace"})
@@ -100,16 +101,21 @@ def parse_datetime(text: Any, what: str, *, utc_z: bool = False) -> str:
     if utc_z and not text.endswith(("Z", "z")):
         raise bad_request("Invalid DateTime", f"{what}: {text!r} must be in UTC with the Z designator "
                                               "(e.g. 2026-11-24T10:00:00.000Z)")
-    return _normalized_datetime(text, what)
+    normalized = _normalized_datetime(text)
+    if normalized is None:
+        raise bad_request("Invalid DateTime", f"{what}: {text!r} is not an ISO 8601 DateTime")
+    return normalized
 
 
 @lru_cache(maxsize=4096)
-def _normalized_datetime(text: str, what: str) -> str:
-    """Cached: every attribute of one reading, and often every entity of a batch, shares one observedAt."""
+def _normalized_datetime(text: str) -> str | None:
+    """Cached by the text alone (None: not a DateTime): every attribute of one reading, and often every entity
+    of a batch, shares one observedAt. Keyed with the attribute's name too, as it was, a meter message's ~30
+    attributes were ~30 misses, each a fromisoformat and a strftime (~5 % of the broker at 1,000 meters)."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise bad_request("Invalid DateTime", f"{what}: {text!r} is not an ISO 8601 DateTime") from None
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # NGSI-LD DateTimes are UTC; a bare one means UTC
     return format_datetime(moment)
@@ -198,6 +204,10 @@ def _reserved_attribute_iris(ctx: ActiveContext) -> frozenset[str]:
 
 def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
     """Validate one attribute, normalized or concise (§4.5.3), and its sub-attributes; returns it normalized."""
+    if type(raw) is dict and raw.get("type") == "Property" and raw.keys() <= _PLAIN_PROPERTY_KEYS:
+        plain = _plain_property(name, raw)
+        if plain is not None:
+            return plain
     if isinstance(raw, list) and raw and all(isinstance(item, dict) for item in raw):
         raise NgsiLdError("OperationNotSupported", "Multi-attributes (datasetId arrays) are not supported", name)
     raw = _normalized(name, raw)
@@ -233,6 +243,25 @@ def parse_attribute(name: str, raw: Any, ctx: ActiveContext) -> dict[str, Any]:
             attribute[key] = sub
         else:
             attribute[ctx.expand(check_name(key, "sub-attribute name"))] = parse_attribute(f"{name}.{key}", sub, ctx)
+    return attribute
+
+
+def _plain_property(name: str, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The common case of a meter's attribute, `{"type": "Property", "value": v, "unitCode": u, "observedAt": t}`
+    (any subset of the last two), checked without the general walk: the same answer and the same errors as the
+    general path below (tests/broker/test_entities.py), or None to take that path (a null value). A meter message
+    is ~30 of these, parsed ~30 times per message in a batch upsert."""
+    value = raw.get("value")
+    if value is None:
+        return None  # missing or null: the general path reports it
+    attribute: dict[str, Any] = {"type": "Property", "value": value}
+    for key, sub in raw.items():
+        if key == "observedAt":
+            attribute[key] = parse_datetime(sub, f"{name}.observedAt", utc_z=True)
+        elif key == "unitCode":
+            if not isinstance(sub, str) or not sub:
+                raise bad_request("Invalid attribute", f"{name}.unitCode must be a non-empty string")
+            attribute[key] = sub
     return attribute
 
 
