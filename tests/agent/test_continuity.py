@@ -77,3 +77,43 @@ def test_a_redelivery_from_before_a_reset_does_not_pass_for_progress() -> None:
     nxt = fragment(1.5, 2.5, "2026-12-06T10:00:03Z")
     assert rule.apply("t", [nxt]) == []
     assert nxt["activeEnergyImport"]["value"]["L1"] == 12.5
+
+
+def test_state_is_one_row_per_entity_and_the_per_counter_layout_converts(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    old = sqlite3.connect(path)  # the layout before 2026-12-07: one row per counter, offsets after a reset
+    old.execute("CREATE TABLE counters (key TEXT PRIMARY KEY, last REAL NOT NULL, last_when TEXT,"
+                " offset REAL NOT NULL, epochs TEXT NOT NULL)")
+    old.executemany("INSERT INTO counters VALUES (?, ?, ?, ?, ?)", [
+        (f"t\x1f{ENTITY}\x1factiveEnergyImport\x1fL1", 4.5, "2026-12-06T10:00:06+00:00", 6.0,
+         json.dumps([["2026-12-06T10:00:05Z", 6.0]])),
+        (f"t\x1f{ENTITY}\x1factiveEnergyImport\x1fL2", 1.0, "2026-12-06T10:00:06+00:00", 0.0, "[]"),
+        (f"t\x1f{ENTITY}\x1ftotalActiveEnergyImport\x1f", 5.5, "2026-12-06T10:00:06+00:00", 6.0,
+         json.dumps([["2026-12-06T10:00:05Z", 6.0]])),
+    ])
+    old.commit()
+    old.close()
+    rule = CounterContinuity(path)
+    nxt = fragment(5.0, 6.0, "2026-12-06T10:00:07Z")
+    assert rule.apply("t", [nxt]) == []  # the old rows' last values and offsets are in force
+    assert nxt["activeEnergyImport"]["value"] == {"L1": 11.0, "L2": 1.0}
+    assert nxt["totalActiveEnergyImport"]["value"] == 12.0
+    rule.close()
+    db = sqlite3.connect(path)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    rows = db.execute("SELECT entity, counters FROM entity_counters").fetchall()
+    db.close()
+    assert "counters" not in tables  # converted in the same transaction as the new rows
+    assert [entity for entity, _ in rows] == [f"t\x1f{ENTITY}"]
+    stored = json.loads(rows[0][1])
+    assert stored["activeEnergyImport\x1fL1"][0] == 5.0 and stored["totalActiveEnergyImport\x1f"][2] == 6.0
+    again = CounterContinuity(path)  # the new layout reads back: the same state
+    later = fragment(2.0, 3.0, "2026-12-06T10:00:08Z")  # a second reset, on top of the first offset
+    resets = again.apply("t", [later])
+    assert {(r.attribute, r.key) for r in resets} == {("activeEnergyImport", "L1"), ("totalActiveEnergyImport", "")}
+    assert later["activeEnergyImport"]["value"]["L1"] == 11.0
+    assert later["totalActiveEnergyImport"]["value"] == 12.0
+    again.close()
