@@ -12,9 +12,19 @@ from pathlib import Path
 
 import click
 
+from forecasting import commands as _commands
 from forecasting.commands import forecast
 
 __all__ = ["forecast"]
+
+
+def _load_targets(community_file: Path):
+    from energytwin.forecast_targets import load_targets
+
+    return load_targets(community_file)
+
+
+_commands.targets_loader = _load_targets  # `forecast score --archived --community FILE` reads the files through it
 
 
 def _issue(value: str | None) -> datetime | None:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+
+# community.yaml -> forecasting.service.Targets. Set by the CLI layer (energytwin.forecast_cli), which may read
+# community files; forecasting does not import the community part.
+targets_loader: Callable[[Path], Any] | None = None
 
 
 @click.group("forecast")
@@ -37,21 +43,36 @@ def forecast() -> None:
 @click.option("--broker-url", default="http://127.0.0.1:1026", show_default=True, help="With --archived.")
 @click.option("--tenant", default=None, help="With --archived: NGSILD-Tenant of the meters and forecasts.")
 @click.option("--at", "at", default=None, help="With --archived: score as of this hour (ISO 8601 with offset).")
+@click.option("--community", "community_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --archived: score price forecasts against the tariffs' price files and PV forecast from "
+                   "a file against the installations' files (the measurement is not in the twin).")
 def score(json_path: Path | None, chart_path: Path, quick: bool, archived: bool, days: int,
           issue_hours: tuple[int, ...], all_hours: bool, broker_url: str, tenant: str | None,
-          at: str | None) -> None:
+          at: str | None, community_file: Path | None) -> None:
     """Walk-forward day-ahead scores on held-out data; a model that does not beat both baselines is not used.
 
     Data (all offline, see docs/forecasts.md): PV on pvlib's Greensboro TMY3 year, load on the project's
     simulated households (2026 held out), price on a SYNTHETIC series (no market data ships here).
 
     \b
-    With --archived: the load and PV forecasts the service wrote (archived EnergyForecast entities) whose 24 h
-    are over, scored against the meters' measured kWh, persistence and seasonal-naive over the same hours; the
-    service does the same once a day and its fallback rule uses it. --json writes the report.
+    With --archived: the load, PV and price forecasts the service wrote (archived EnergyForecast entities) whose
+    24 h are over, scored against the meters' measured kWh (or, with --community, the tariffs' price files and
+    the PV installations' history files), persistence and seasonal-naive over the same hours; the service does
+    the same once a day and its fallback rule uses it. --json writes the report.
     """
     if archived:
-        _score_archived(json_path, days, None if all_hours else list(issue_hours or (0,)), broker_url, tenant, at)
+        sources = {}
+        if community_file is not None:
+            from forecasting.service import measured_sources
+
+            if targets_loader is None:
+                raise click.ClickException("--community needs the energytwin CLI (energytwin forecast score ...)")
+            try:
+                sources = measured_sources(targets_loader(community_file))
+            except ValueError as exc:  # CommunityFileError is a ValueError
+                raise click.ClickException(str(exc)) from None
+        _score_archived(json_path, days, None if all_hours else list(issue_hours or (0,)), broker_url, tenant, at,
+                        sources)
         return
     from rich.console import Console
     from rich.table import Table
@@ -81,7 +102,7 @@ def score(json_path: Path | None, chart_path: Path, quick: bool, archived: bool,
 
 
 def _score_archived(json_path: Path | None, days: int, issue_hours: list[int] | None, broker_url: str,
-                    tenant: str | None, at: str | None) -> None:
+                    tenant: str | None, at: str | None, sources: dict | None = None) -> None:
     from datetime import UTC, datetime
 
     from rich.console import Console
@@ -101,7 +122,7 @@ def _score_archived(json_path: Path | None, days: int, issue_hours: list[int] | 
         now = now.astimezone(UTC)
     with NgsiLdClient(broker_url, tenant=tenant) as client:
         try:
-            report = score_archived(client, now, days, issue_hours=issue_hours)
+            report = score_archived(client, now, days, issue_hours=issue_hours, sources=sources)
         except FiwareError as exc:
             raise click.ClickException(f"cannot read the archived forecasts: {exc}") from None
     hours = "every hour" if issue_hours is None else "issued at " + ", ".join(f"{h:02d}:00Z" for h in issue_hours)
@@ -119,7 +140,7 @@ def _score_archived(json_path: Path | None, days: int, issue_hours: list[int] | 
     for key, reason in sorted(report.skipped.items()):
         console.print(f"  {key}: not scored: {reason}")
     if not report.scores and not report.skipped:
-        console.print("  no archived load or PV forecast whose 24 hours are over in that period")
+        console.print("  no archived load, PV or price forecast whose 24 hours are over in that period")
     if json_path:
         report.save(json_path)
         console.print(f"scores: {json_path}")

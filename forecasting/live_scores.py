@@ -16,8 +16,12 @@ fallback. A fallback archive without `modelValues` (written before they existed)
 forecast, one of the 24 the service archives per day, and a 24th of the entities to read (1,000 meters with PV:
 60,000 entities for 30 days instead of 1.4 million). `issue_hours=None` scores every archived hour.
 
-*What is not scored*: price (the measured price is in the tariff's file, not the twin), PV read from a file or a
-simulation (no meter in the twin: no `refTarget`), forecasts whose meter has no measured hour in their window.
+*Where the measurement is not in the twin* it comes from `sources` ("<target>:<quantity>" -> hourly values): the
+tariff's price file for a price forecast (the price the file holds for the hour, EUR/MWh), the installation's
+hourly file for PV forecast from a file. The service passes its targets' own sources; without one (the CLI
+without `--community`) such a target is skipped with the reason. A price forecast's hours the file had already
+published were written as published: its `modelValues` (the model's own forecast of all 24 hours) is scored,
+never the published prices. Forecasts none of whose hours were measured are not scored.
 
 The report is a JSON file (`LiveReport.save`): an operator's check on the service, not state of the twin, and
 there is no Smart Data Models type for forecast skill. The service keeps the last report in memory and its
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +48,8 @@ from forecasting.retention import ARCHIVED_ID, archived_issue
 log = logging.getLogger("energytwin.forecast")
 DEFAULT_DAYS = 30
 MIN_FORECASTS = 7  # fewer scored forecasts than this: not judged (as the weather path's rule)
-SCORED = ("load", "pvGeneration")
+SCORED = ("load", "pvGeneration", "price")
+MeasuredSource = Callable[[datetime, int], np.ndarray]  # (start UTC, hours) -> hourly values, NaN where unknown
 METER_PREFIX = "urn:ngsi-ld:ThreePhaseAcMeasurement:"
 
 
@@ -146,12 +152,16 @@ def measured_hourly(client, ref: str, quantity: str, start: datetime, hours: int
 
 
 def score_archived(client, now: datetime | None = None, days: int = DEFAULT_DAYS, *,
-                   issue_hours: list[int] | None = (0,), cache=None) -> LiveReport:
-    """Score the archived load and PV forecasts issued in the `days` days before `now` whose 24 hours are over.
+                   issue_hours: list[int] | None = (0,), cache=None,
+                   sources: dict[str, MeasuredSource] | None = None) -> LiveReport:
+    """Score the archived load, PV and price forecasts issued in the `days` days before `now` whose 24 hours
+    are over: against the meter their `refTarget` names, or `sources["<target>:<quantity>"]` (a price file, a PV
+    history file) where the measurement is not in the twin.
 
-    Broker errors while listing propagate (there is nothing to report); a meter whose history cannot be read is
-    skipped with the reason, the others are scored.
+    Broker errors while listing propagate (there is nothing to report); a meter whose history (or a source
+    that) cannot be read is skipped with the reason, the others are scored.
     """
+    sources = sources or {}
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -174,22 +184,39 @@ def score_archived(client, now: datetime | None = None, days: int = DEFAULT_DAYS
         key = f"{target}:{quantity}"
         refs = {(e.get("refTarget") or {}).get("object") for _, e in items if isinstance(e.get("refTarget"), dict)}
         refs = {r for r in refs if isinstance(r, str) and r.startswith(METER_PREFIX)}  # not an installation
-        if len(refs) != 1:
-            report.skipped[key] = ("no meter in the twin (refTarget is not a ThreePhaseAcMeasurement: history "
-                                   "from a file)" if not refs else f"archives name {len(refs)} different meters")
-            continue
-        ref = refs.pop()
         items.sort(key=lambda x: x[0])
         start = items[0][0] - timedelta(days=7)
         span = int((items[-1][0] + timedelta(hours=24) - start).total_seconds() // 3600)
-        try:  # one hour more: the window's last boundary needs the reading at or after it
-            measured = measured_hourly(client, ref, quantity, start, span + 1, cache)[:span]
-        except (NotFound, NonexistentTenant):
-            report.skipped[key] = f"{ref} has no history in the twin"
+        if quantity != "price" and len(refs) == 1:
+            ref = refs.pop()
+            try:  # one hour more: the window's last boundary needs the reading at or after it
+                measured = measured_hourly(client, ref, quantity, start, span + 1, cache)[:span]
+            except (NotFound, NonexistentTenant):
+                report.skipped[key] = f"{ref} has no history in the twin"
+                continue
+            except FiwareError as exc:
+                log.warning("forecast: live score of %s: history of %s unreadable: %s", key, ref, exc)
+                report.skipped[key] = f"history unreadable: {exc}"
+                continue
+        elif len(refs) > 1:
+            report.skipped[key] = f"archives name {len(refs)} different meters"
             continue
-        except FiwareError as exc:
-            log.warning("forecast: live score of %s: history of %s unreadable: %s", key, ref, exc)
-            report.skipped[key] = f"history unreadable: {exc}"
+        elif key in sources:
+            ref = "file"
+            try:
+                measured = np.asarray(sources[key](start, span), float)
+                if measured.shape != (span,):
+                    raise ValueError(f"{measured.size} hours read, {span} asked for")
+            except (ValueError, OSError) as exc:
+                log.warning("forecast: live score of %s: its file is unreadable: %s", key, exc)
+                report.skipped[key] = f"file unreadable: {exc}"
+                continue
+        else:
+            report.skipped[key] = ("the measured price is in the tariff's price file, none given (the service "
+                                   "passes its own; `forecast score --archived --community FILE`)"
+                                   if quantity == "price" else
+                                   "no meter in the twin (refTarget is not a ThreePhaseAcMeasurement: history "
+                                   "from a file) and no history file given (`--community FILE`)")
             continue
         model, actual, pers, naive, issues = [], [], [], [], []
         for issued, entity in items:

@@ -259,7 +259,8 @@ def forecast_pv(site: PvSite, history_kwh: np.ndarray, issue: datetime, *,
                                 f"{v.skill_vs_persistence:+.0%} vs persistence)", False, values, True)
     note = (f"weather path not used: {v.skill_vs_persistence:+.0%} vs persistence, {v.skill_vs_seasonal_naive:+.0%} "
             f"vs seasonal-naive on {judged_days} archived days; ")
-    return Forecast(judged.values, note + judged.method, judged.fallback, values, False)
+    return Forecast(judged.values, note + judged.method, judged.fallback, values, False,
+                    model_values=judged.model_values)
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,7 @@ def refresh_live_scores(client, issue: datetime, targets: Targets) -> bool:
     try:
         report = score_archived(client, issue, targets.live_days, cache=targets.history_cache,
                                 issue_hours=None if targets.live_issue_hours is None
-                                else list(targets.live_issue_hours))
+                                else list(targets.live_issue_hours), sources=measured_sources(targets))
     except (FiwareError, ValueError) as exc:
         log.warning("forecast: live scores not refreshed: %s", exc)
         return False
@@ -350,6 +351,14 @@ def refresh_live_scores(client, issue: datetime, targets: Targets) -> bool:
         except OSError as exc:
             log.warning("forecast: live scores not written to %s: %s", targets.scores_file, exc)
     return True
+
+
+def measured_sources(targets: Targets) -> dict[str, HourlySource]:
+    """What live scoring reads where the measurement is not in the twin: each tariff's price file, and the
+    history file of each PV installation that has no generation meter."""
+    out = {f"{target_key(t.key)}:price": t.history for t in targets.price}
+    out |= {f"{target_key(t.key)}:pvGeneration": t.history for t in targets.pv if t.meter is None and t.history}
+    return out
 
 
 def _live_score(targets: Targets, key: str, quantity: str) -> LiveScore | None:
@@ -373,7 +382,7 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
             result.live_fallbacks.append(f"{target_key(target)}:{quantity}")
         result.entities.extend(current_and_archived(target, quantity, issue, fc.values, fc.method,
                                                     fallback=fc.fallback, history_source=source,
-                                                    model_values=fc.model_values if fc.fallback else None, **kw))
+                                                    model_values=fc.model_values, **kw))
 
     result.live_scored = refresh_live_scores(client, issue, targets)
 
@@ -468,12 +477,14 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
         if not _enough(past):
             result.skipped[target.key] = f"under {MIN_DAYS} days of prices before {issue:%Y-%m-%d %H:%MZ}"
             continue
-        fc = forecast_price(past.reshape(PRICE_HISTORY_DAYS, 24), issue)
+        days = past.reshape(PRICE_HISTORY_DAYS, 24)
+        fc = live_fallback(forecast_price(days, issue), days, _live_score(targets, target_key(target.key), "price"),
+                           f"price {target.key}")
         published = np.isfinite(ahead)
-        if published.any():
+        if published.any():  # the model's own 24 hours are archived, so live scoring judges the model
             values = np.where(published, ahead, fc.values)
             fc = Forecast(values, f"{published.sum()} of 24 h published in the price file; others: {fc.method}",
-                          fc.fallback)
+                          fc.fallback, model_values=fc.model_values if fc.fallback else fc.values)
         add(target.key, "price", fc, target.source)
 
     if result.entities:

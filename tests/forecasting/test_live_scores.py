@@ -113,3 +113,76 @@ def test_score_archived_cli_prints_and_writes_the_report(twin, tmp_path):
     assert json.loads(out.read_text())["scores"]["live-good:load"]["forecasts"] == 12
     down = CliRunner().invoke(forecast, ["score", "--archived", "--broker-url", "http://127.0.0.1:9"])
     assert down.exit_code != 0 and "cannot read the archived forecasts" in down.output
+
+
+def _prices(start: datetime, hours: int) -> np.ndarray:
+    """A price file stand-in (EUR/MWh): the same value for an hour whatever window asks for it."""
+    h = (start - datetime(2026, 1, 1, tzinfo=UTC)).total_seconds() // 3600 + np.arange(hours)
+    return 60 + 25 * np.sin(2 * np.pi * ((h % 24) - 8) / 24) + 12 * np.sin(h * 0.37) + 8 * np.sin(h / 97)
+
+
+def _roof(start: datetime, hours: int) -> np.ndarray:
+    h = (start - datetime(2026, 1, 1, tzinfo=UTC)).total_seconds() // 3600 + np.arange(hours)
+    return np.clip(np.sin(np.pi * ((h % 24) - 6) / 12), 0, None) * (1.5 + np.sin(h / 24 * 1.3))
+
+
+def test_price_and_file_pv_are_scored_from_their_files_and_published_prices_are_not(twin):
+    """Archived price forecasts whose written hours are the published prices (perfect) and whose model values
+    are 11 hours off: the model is scored, not what the file published. PV from a file against that file."""
+    from fiware_client import NgsiLdClient
+    from forecasting import baselines as b
+    from forecasting.live_scores import score_archived
+    from forecasting.service import PriceTarget, Targets, run_round
+
+    url, _ = twin
+    first = ISSUE - timedelta(days=12)
+    archives = []
+    for d in range(12):
+        issued = first + timedelta(days=d)
+        actual = _prices(issued, 24)
+        archives.append(forecast_entity("live-tariff", "price", issued, actual, "24 of 24 h published",
+                                        model_values=np.roll(actual, 11)))
+    with NgsiLdClient(url, tenant="live-test") as client:
+        client.upsert_entities(archives)
+        sources = {"live-tariff:price": _prices, "live-roof:pvGeneration": _roof}
+        report = score_archived(client, ISSUE, 30, sources=sources)
+        without = score_archived(client, ISSUE, 30)
+    price, roof = report.get("live-tariff", "price"), report.get("live-roof", "pvGeneration")
+    assert price.unit == "EUR/MWh" and price.forecasts == 12 and price.use != "model" and price.ref == "file"
+    days = _prices(first - timedelta(days=7), 19 * 24).reshape(19, 24)
+    assert price.mae == pytest.approx(b.mae(np.roll(days[7:], 11, axis=1), days[7:]), abs=1e-3)
+    assert price.mae_persistence == pytest.approx(b.mae(days[6:18], days[7:]), abs=1e-3)
+    assert roof.forecasts == 10 and roof.unit == "kWh"
+    assert "price file" in without.skipped["live-tariff:price"]
+    assert "no meter in the twin" in without.skipped["live-roof:pvGeneration"]
+    # The service passes its price target's file and falls back where the model lost on it.
+    targets = Targets(meters=[], load_meters=False, price=[PriceTarget("live-tariff", _prices)], keep_days=None)
+    with NgsiLdClient(url, tenant="live-test") as client:
+        result = run_round(client, ISSUE, targets)
+    assert "live-tariff:price" in result.live_fallbacks
+    current = next(e for e in result.entities if e["id"].endswith("live-tariff:price"))
+    assert "on live data" in current["method"]["value"] and len(current["modelValues"]["value"]) == 24
+
+
+def test_score_archived_cli_reads_the_community_price_file(broker_url: str, tmp_path):
+    from energytwin.forecast_cli import forecast
+    from energytwin.forecast_targets import load_targets
+    from fiware_client import NgsiLdClient
+
+    community = "community/examples/community.yaml"
+    prices = load_targets(community).price[0].history
+    at = datetime(2026, 10, 25, tzinfo=UTC)
+    with NgsiLdClient(broker_url, tenant="live-cli") as client:
+        client.upsert_entities([forecast_entity("pvpc", "price", at - timedelta(days=d), prices(
+            at - timedelta(days=d), 24) * 1.01, "model") for d in range(2, 12)])
+    out = tmp_path / "scores.json"
+    args = ["score", "--archived", "--broker-url", broker_url, "--tenant", "live-cli", "--at", at.isoformat(),
+            "--json", str(out)]
+    run = CliRunner(env={"COLUMNS": "200"}).invoke(forecast, [*args, "--community", community])
+    assert run.exit_code == 0, run.output
+    score = json.loads(out.read_text())["scores"]["pvpc:price"]
+    assert score["forecasts"] == 10 and score["unit"] == "EUR/MWh"
+    scored = np.concatenate([prices(at - timedelta(days=d), 24) for d in range(2, 12)])
+    assert score["mae"] == pytest.approx(0.01 * np.abs(scored).mean(), abs=1e-3)  # the model's 1 % error
+    run = CliRunner(env={"COLUMNS": "200"}).invoke(forecast, args)
+    assert run.exit_code == 0 and "price file" in run.output
