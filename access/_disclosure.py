@@ -24,12 +24,18 @@ The rule here (`PublicRelease`), per series of figures (hourly import, hourly ex
 6. Two figures of the same hour over sets of homes differing by 1 to k-1 (the metered hour over the meters,
    the settled hour over the members: a member accounted from the distributor's file has no meter) are not
    both released: whichever comes first is, the other is withheld for that hour.
+7. Departures leave in batches too (pinned series: the hours). A new period's set is compared with the
+   nearest released period before and after it; when 1 to k-1 homes of that neighbour would be missing (a
+   member left, a meter offline for the whole hour), k - (that many) other homes, the companions, are left out
+   with them, and all of them are taken out of the released-before set: they count as newcomers again and
+   come back only as a batch of k (rule 2). The meter that was offline comes back with its companions, which
+   make up the batch. So the sums of two adjacent hours around a departure differ by >= k homes, as around a
+   join. The cost: until k such homes come back (or join), k-1 companions are in no new hour's sum.
 
-What it does not stop (docs/access.md): a member of R missing from one hour (meter offline, member left)
-shrinks that hour's set, so the sums of two *adjacent* hours differ by that home's consumption plus every other
-home's change from one hour to the next: an estimate, not the value (bench/access_differencing.py measures
-it); a figure whose contributors are known only by count (the settlement's hourly rows) is guarded by the
-count, so one member leaving while another joins in the same recomputation is not seen.
+What it does not stop (docs/access.md): a figure whose contributors are known only by count (the
+settlement's hourly rows) is guarded by the count, so one member leaving while another joins in the same
+recomputation is not seen; the period totals (not pinned: they grow every hour) freeze at a departure rather
+than take the rule above.
 
 The ledger lives in a JSON file (mode 0600, atomic replace) so that a restart of the page does not forget
 what was released and answer again over a new set.
@@ -37,6 +43,7 @@ what was released and answer again over a new set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -118,12 +125,44 @@ class PublicRelease:
                     return record.value  # the same answer as before (or a released home's data is gone)
             else:
                 released = eligible
+                benched: set[str] = set()
+                if pin:
+                    benched = self._departures(state, series, period, released)
+                    released = released - benched
                 if len(released) < self.min_members or _near(len(released), beside, self.batch):
                     return None
+                if benched:  # the departure rule: the departed and their companions re-enter only as a batch of k
+                    state.seen -= benched
+                    log.info("public %s %s: %d home(s) of the neighbouring hour missing; %d left out with them "
+                             "until %d come back or join together", series, period,
+                             len([m for m in benched if m not in contributions]),
+                             len([m for m in benched if m in contributions]), self.batch)
             value = round(sum(float(contributions[m]) for m in released), 6)
             self._record(state, series, period, _Period(sorted(released), value))
             state.seen |= released
             return value
+
+    def _departures(self, state: _Series, series: str, period: str, eligible: set[str]) -> set[str]:
+        """The departure rule: the homes to take out of the released-before set (the missing ones of a released neighbour,
+        and companions from `eligible`) so that `period`, released over `eligible` minus them, differs from the
+        nearest released period before and after it by no home or by >= k. Companions are chosen by a hash of
+        (series, home): stable across restarts and not the attacker's pick."""
+        before = max((p for p in state.periods if p < period), default=None)
+        after = min((p for p in state.periods if p > period), default=None)
+        out: set[str] = set()
+        for neighbour in (before, after):
+            if neighbour is None:
+                continue
+            members = set(state.periods[neighbour].members)
+            kept = eligible - out
+            short = self.batch - len(members ^ kept)
+            if len(members ^ kept) == 0 or short <= 0:
+                continue
+            candidates = sorted(kept & members, key=lambda m: hashlib.sha256(f"{series}|{m}".encode()).digest())
+            out |= (members - kept) | set(candidates[:short])
+            if len(candidates) < short:
+                out |= kept  # not enough homes to make up k: nothing can be released
+        return out
 
     def release_counted(self, series: str, period: str, count: int, value: Any, *,
                         beside: int | None = None) -> Any:

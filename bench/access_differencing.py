@@ -9,7 +9,8 @@ hourly sums:
   distributor file, a meter's buffered readings) and they are answered again; estimate F(h) = after - before;
 - adjacent: F's first hour t against the hour before: estimate F(t) = A(t) - A(t-1);
 - batch: F joins with k-1 others (the defence's release): estimate F(h) = (after - before) / k;
-- departure (not defended, said so in docs/access.md): F leaves at t: estimate F(t-1) = A(t-1) - A(t);
+- departure: F leaves at t (the whole community of `--members` before, one fewer after): estimate F(t-1) =
+  A(t-1) - A(t); with the defence (the departure rule) the hour t is summed without F and four companions;
 - adjacent-model, departure-model: the same, less the others' change predicted from the same two hours the day
   before (a better attacker than the plain difference).
 
@@ -88,11 +89,11 @@ def trial(load: np.ndarray, joiner: int, t: int, others: list[int], batch_mates:
         b_again = [answer(h, [*homes, *group], "batch") for h in before_hours]
         out[f"batch/{tag}"] = ([(b - a) / len(group) for a, b in zip(b_first, b_again, strict=True)], truth,
                                mean_home(before_hours))
-        # departure: F leaves at t (not defended: its last hour against the first without it)
-        dy_prev, dy_now = answer(t - 25, [*homes, joiner], "dep"), answer(t - 24, [*homes, joiner], "dep")
-        d_prev, d_now = answer(t - 1, [*homes, joiner], "dep"), answer(t, homes, "dep")
+        # departure: F leaves the whole community at t: its last hour against the first without it
+        dy_prev, dy_now = answer(t - 25, [*others, joiner], "dep"), answer(t - 24, [*others, joiner], "dep")
+        d_prev, d_now = answer(t - 1, [*others, joiner], "dep"), answer(t, others, "dep")
         out[f"departure/{tag}"] = ([d_prev - d_now], [float(load[joiner, t - 1])], mean_home([t - 1]))
-        others_change = (dy_prev - dy_now) * len(homes) / (len(homes) + 1)
+        others_change = (dy_prev - dy_now) * len(others) / (len(others) + 1)
         out[f"departure-model/{tag}"] = ([(d_prev - d_now) - others_change], [float(load[joiner, t - 1])],
                                          mean_home([t - 1]))
     return out

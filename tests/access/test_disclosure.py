@@ -101,7 +101,7 @@ def test_a_released_home_whose_data_is_gone_freezes_the_period_and_fewer_than_fi
 
 
 def test_an_hour_is_released_once_every_home_reported_it_or_after_the_settling_time(tmp_path: Path):
-    homes = [home(n) for n in range(6)]
+    homes = [home(n) for n in range(10)]
     release = PublicRelease(tmp_path / "ledger.json", settle_s=900)
     earlier, last = HOURS[:-1], HOURS[-1]
 
@@ -109,14 +109,67 @@ def test_an_hour_is_released_once_every_home_reported_it_or_after_the_settling_t
         body = {"hourly": [{"start": iso(h), "importKwh": None, "exportKwh": None} for h in hours]}
         return [r["importKwh"] for r in release.apply(body, entities=entities, hours=hours, now=now)["hourly"]]
 
-    answer([e for e, _ in homes], earlier, now=last + timedelta(days=1))  # released over the six
+    answer([e for e, _ in homes], earlier, now=last + timedelta(days=1))  # released over the ten
     late = [dict(e) for e, _ in homes]
-    late[5] = {**late[5], IMPORT: {"max": homes[5][0][IMPORT]["max"][:-1]}}  # meter 5's last hour not in yet
+    late[9] = {**late[9], IMPORT: {"max": homes[9][0][IMPORT]["max"][:-1]}}  # meter 9's last hour not in yet
     end = last + timedelta(hours=1)
     assert answer(late, [last], now=end + timedelta(minutes=5)) == [None]  # a released home is missing: wait
-    without = round(sum(kwh[-1] for _, kwh in homes[:5]), 6)
-    assert answer(late, [last], now=end + timedelta(minutes=16)) == [pytest.approx(without)]  # settled: released
-    assert answer([e for e, _ in homes], [last], now=end + timedelta(hours=1)) == [pytest.approx(without)]
+    # Settled without meter 9: released, but over 5 homes, not 9 (the departure rule: the hour before was over all ten,
+    # so one missing home takes four companions out with it and the two hours differ by five homes).
+    released = answer(late, [last], now=end + timedelta(minutes=16))
+    members = _released(release, last)
+    assert len(members) == 5 and "meter-009" not in " ".join(members)
+    assert released == [pytest.approx(sum(kwh[-1] for e, kwh in homes if e["id"] in members))]
+    # Meter 9's reading comes: it and its four companions are five newcomers, so the hour moves by five homes
+    # (rule 3) to the sum of all ten, the same set as the hour before it.
+    assert answer([e for e, _ in homes], [last], now=end + timedelta(hours=1)) == \
+        [pytest.approx(sum(kwh[-1] for _, kwh in homes))]
+    assert len(_released(release, last)) == 10
+
+
+def _released(release: PublicRelease, hour: datetime) -> list[str]:
+    """The homes an hour of the public import was released over (the ledger)."""
+    return release._series[f"hourly:{IMPORT}"].periods[iso(hour)].members
+
+
+def _without_hours(entity: dict, gone: set[int]) -> dict:
+    """`entity` without its hourly maxima of HOURS[k] for k in `gone` (no data: left, or offline)."""
+    maxima = entity[IMPORT]["max"]
+    return {**entity, IMPORT: {"type": "Property", "max": [maxima[0], *[m for k, m in enumerate(maxima[1:])
+                                                                      if k not in gone]]}}
+
+
+def test_a_departure_moves_the_hours_by_k_homes_not_by_the_one_who_left(tmp_path: Path):
+    """Without the departure rule the hour after a member leaves is the hour before minus that member (plus the others'
+    change); with it, the two hours' sets differ by five homes and stay so."""
+    homes = [home(n) for n in range(10)]
+    entities = [e for e, _ in homes]
+    entities[3] = _without_hours(entities[3], set(range(12, len(HOURS))))  # meter 3 leaves after hour 11
+    release = PublicRelease(tmp_path / "ledger.json")
+    shown = public(release, entities)
+    assert shown[:12] == pytest.approx([sum(kwh[k] for _, kwh in homes) for k in range(12)])
+    before, after = set(_released(release, HOURS[11])), set(_released(release, HOURS[12]))
+    assert len(before) == 10 and len(after) == 5 and len(before ^ after) == 5
+    assert not any(m.endswith("meter-003") for m in after)
+    assert all(set(_released(release, h)) == after for h in HOURS[12:])  # the same five from then on
+    assert shown[12:] == pytest.approx([sum(kwh[k] for e, kwh in homes if e["id"] in after)
+                                        for k in range(12, len(HOURS))])
+    assert public(PublicRelease(tmp_path / "ledger.json"), entities) == shown  # the ledger keeps it
+
+
+def test_an_offline_meter_comes_back_together_with_its_companions(tmp_path: Path):
+    homes = [home(n) for n in range(10)]
+    entities = [e for e, _ in homes]
+    entities[7] = _without_hours(entities[7], {12, 13})  # offline: no hourly energy for hours 12, 13 and 14
+    release = PublicRelease(tmp_path / "ledger.json")
+    public(release, entities)
+    counts = [len(_released(release, h)) for h in HOURS]
+    assert counts == [10] * 12 + [5] * 3 + [10] * 9  # back: meter 7 and its four companions, a batch of five
+    # Fewer homes than five companions can make up: nothing is released rather than a lone difference.
+    six = [e for e, _ in homes[:6]]
+    six[2] = _without_hours(six[2], {12})
+    shown = public(PublicRelease(tmp_path / "six.json"), six)
+    assert shown[12] is None and shown[11] is not None
 
 
 def test_counted_rows_and_totals(tmp_path: Path):
