@@ -1,7 +1,7 @@
 """Forecast figures: held-out day-ahead skill per target, and the time to forecast 1,000 installations.
 
     python bench/forecasts.py            # full: gradient boosting candidates too (a few minutes)
-    python bench/forecasts.py --quick    # statistical models only, 50 installations (smoke)
+    python bench/forecasts.py --quick    # statistical models only, 10 installations (smoke)
 
 Targets (issue 21): PV skill vs persistence >= 15 % without weather, >= 30 % with; load >= 10 %; price >= 15 %;
 1,000 installations (PV from 104 days + load from 35 days of history each, with the fallback rule) in < 60 s.
@@ -85,46 +85,70 @@ def fleet_timing(n: int) -> dict:
     same run: the previous PV path (60 days, pvlib's Location chain per site, 45-day index), the current one
     (104 days, the sun's time-only terms shared between sites, the 20/45/90-day ensemble) in a first round
     (empty clear-sky cache) and in the next hourly round (cache warm: one new hour per site). Each includes the
-    member's load forecast from 35 days (profile + fallback rule). Histories are made before the clocks start;
-    broker I/O is not included."""
+    member's load forecast from 35 days: the previous path with the day-type profile (as the service did), the
+    current rounds as the service does now: profiles, the pooled gradient-boosting model of the whole fleet
+    (forecasting.load_pooled: in both rounds both fits, since each issue hour has its own pair: the first day of
+    a service's life, the worst case; later rounds reuse a pair for 7 days) and the per-meter choice. Load
+    histories are simulated households (simulation/households.py, seed 7, 2026); PV histories clear sky x a
+    random daily index. Histories are made before the clocks start; broker I/O is not included."""
     from datetime import UTC, datetime, timedelta
 
-    from forecasting.service import PV_HISTORY_DAYS, forecast_load, forecast_pv
+    from forecasting.load_pooled import PooledLoad
+    from forecasting.service import HISTORY_DAYS, PV_HISTORY_DAYS, forecast_load, forecast_pv, load_profile
     from forecasting.sun import ClearSkyCache
+    from simulation.households import simulate
 
     rng = np.random.default_rng(1)
     issue = datetime(2026, 6, 15, 22, tzinfo=UTC)
     first = np.datetime64("2026-06-15T22", "h") - np.timedelta64(PV_HISTORY_DAYS * 24, "h")
     hours = first + np.arange((PV_HISTORY_DAYS + 1) * 24).astype("timedelta64[h]")
+    sim = simulate(n, 2026, seed=7, weather_seed=2026)
+    at = int(np.flatnonzero(sim.hour_starts_utc.astype("datetime64[h]") == np.datetime64("2026-06-15T22", "h"))[0])
     cases = []
-    for _ in range(n):
+    for m in range(n):
         site = pv.PvSite(rng.uniform(36, 43), rng.uniform(-9, 3), rng.uniform(10, 40), rng.uniform(120, 240),
                          rng.uniform(2, 10))
         history = pv.modelled_kwh(site, hours) * np.repeat(rng.uniform(0.2, 0.9, PV_HISTORY_DAYS + 1), 24)
-        cases.append((site, history, rng.lognormal(-1.5, 0.4, (36, 24))))
+        load = sim.consumption_kwh[m, at - HISTORY_DAYS * 24:at + 1]  # 35 days before the issue, one hour more
+        cases.append((site, history, load))
     out: dict = {"installations": n}
     t0 = time.perf_counter()
-    fallbacks = sum(_previous_pv(site, history[:-24], issue) + 0 * forecast_load(load[:-1], issue).fallback
-                    for site, history, load in cases)
+    fallbacks = sum(_previous_pv(site, history[:-24], issue) + 0 * forecast_load(
+        load[:-1].reshape(HISTORY_DAYS, 24), issue).fallback for site, history, load in cases)
     out["previous_seconds"] = round(time.perf_counter() - t0, 2)
     out["previous_pv_fallbacks"] = int(fallbacks)
     cache = ClearSkyCache(pv.modelled_kwh)
+    pooled = PooledLoad()
     for label, shift in (("seconds", 0), ("next_round_seconds", 1)):
         at = issue + timedelta(hours=shift)
         t0 = time.perf_counter()
         fallbacks = 0
-        for site, history, load in cases:
+        windows = {}
+        for m, (site, history, load) in enumerate(cases):
             past = history[shift:shift + PV_HISTORY_DAYS * 24]
             fallbacks += forecast_pv(site, past, at, clear_sky=cache).fallback
-            forecast_load(load[:-1], at)
+            windows[m] = load[shift:shift + HISTORY_DAYS * 24].reshape(HISTORY_DAYS, 24)
+        t1 = time.perf_counter()
+        fits_before = pooled.fit_seconds
+        profiles = {m: load_profile(w, at) for m, w in windows.items()}
+        values = pooled.forecast({m: (p[0], p[2]) for m, p in profiles.items()}, profiles[0][1], at)
+        models = {"pooled": 0, "profile": 0, "fallback": 0}
+        for m, w in windows.items():
+            fc = forecast_load(w, at, pooled=values.get(m), profile=profiles[m][2])
+            models["fallback" if fc.fallback else fc.model] += 1
         out[label] = round(time.perf_counter() - t0, 2)
+        out[f"{label}_load"] = round(time.perf_counter() - t1, 2)
+        out[f"{label}_load_fits"] = round(pooled.fit_seconds - fits_before, 2)
+        out[f"{label}_load_models"] = models
         out[f"{label}_pv_fallbacks"] = fallbacks
     out["per_installation_ms"] = round(1000 * out["seconds"] / n, 2)
     out["ratio_to_previous"] = round(out["seconds"] / out["previous_seconds"], 3)
     out["next_round_ratio_to_previous"] = round(out["next_round_seconds"] / out["previous_seconds"], 3)
     out["clear_sky_hours_computed"] = cache.hours_computed
     out["note"] = ("service work per installation (PV + load forecast with the fallback rule), no broker I/O; "
-                   "previous = the PV path before the shared-sun/cache change, re-run here as the baseline")
+                   "previous = the PV path before the shared-sun/cache change with the day-type profile for load, "
+                   "re-run here as the baseline; *_load = the load part of a round (profiles, pooled model with "
+                   "both fits, choice), *_load_fits = its two fits")
     return out
 
 
@@ -154,7 +178,7 @@ def main() -> None:
                                     "skill_vs_seasonal_naive": round(previous.verdict.skill_vs_seasonal_naive, 4),
                                     "mae": round(previous.mae, 4)}
     print(f"pv (previous method, same run) skill vs persistence {previous.verdict.skill_vs_persistence:+.1%}")
-    n = 50 if args.quick else 1000
+    n = 10 if args.quick else 1000
     result["machine_before"] = machine_load()
     timing = fleet_timing(n)
     result["machine_after"] = machine_load()
@@ -162,8 +186,10 @@ def main() -> None:
     result["met"]["fleet_1000_under_60s"] = None if args.quick else timing["seconds"] < 60
     print(f"{n} installations: {timing['seconds']} s first round, {timing['next_round_seconds']} s next hourly "
           f"round (previous path {timing['previous_seconds']} s in the same run: x{timing['ratio_to_previous']}, "
-          f"x{timing['next_round_ratio_to_previous']}); load {result['machine_before']['loadavg_1_5_15']} -> "
-          f"{result['machine_after']['loadavg_1_5_15']}")
+          f"x{timing['next_round_ratio_to_previous']}); of which load {timing['seconds_load']} / "
+          f"{timing['next_round_seconds_load']} s (pooled fits {timing['seconds_load_fits']} / "
+          f"{timing['next_round_seconds_load_fits']} s; models {timing['seconds_load_models']}); machine load "
+          f"{result['machine_before']['loadavg_1_5_15']} -> {result['machine_after']['loadavg_1_5_15']}")
     out = Path(__file__).parent / "results" / "forecasts.json"  # "quick" inside says which run wrote it
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
