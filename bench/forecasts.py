@@ -83,7 +83,7 @@ def _previous_pv(site: pv.PvSite, history: np.ndarray, issue) -> bool:
 def fleet_timing(n: int) -> dict:
     """The service's per-target work for n installations, each its own site and array, timed three ways in the
     same run: the previous PV path (60 days, pvlib's Location chain per site, 45-day index), the current one
-    (104 days, the sun's time-only terms shared between sites, the 20/45/90-day ensemble) in a first round
+    (104 days, the sun's time-only terms shared between sites, the clear-sky index blend) in a first round
     (empty clear-sky cache) and in the next hourly round (cache warm: one new hour per site). Each includes the
     member's load forecast from 35 days: the previous path with the day-type profile (as the service did), the
     current rounds as the service does now: profiles, the pooled gradient-boosting model of the whole fleet
@@ -172,7 +172,7 @@ def main() -> None:
         print(f"{name:16s} skill vs persistence {s.verdict.skill_vs_persistence:+.1%} "
               f"(target {target:.0%}: {'met' if met else 'MISSED'}), vs seasonal-naive "
               f"{s.verdict.skill_vs_seasonal_naive:+.1%}, MAE {s.mae:.3f} {s.unit}, held out {s.held_out}")
-    previous = score_pv(method="hourly_median")
+    previous = score_pv(method="ensemble")
     result["pv_previous_method"] = {"model": previous.model, "skill_vs_persistence":
                                     round(previous.verdict.skill_vs_persistence, 4),
                                     "skill_vs_seasonal_naive": round(previous.verdict.skill_vs_seasonal_naive, 4),

@@ -8,9 +8,11 @@ Physics (pvlib, all offline):
   * plane of array: Hay-Davies transposition for the array's tilt and azimuth;
   * temperature losses: SAPM cell temperature (open rack, glass/polymer) and PVWatts DC power with
     gamma = -0.4 %/K (Dobos 2014, NREL/TP-6A20-62641).
-The modelled energy is then scaled by a clear-sky index learned from the installation's own history
-(`ensemble_indices`: per hour of day, the median index over 20-, 45- and 90-day windows, moved toward yesterday's
-daily index by the window's lag-1 autocorrelation; dawn and dusk from yesterday). The index absorbs shading,
+The modelled energy is then scaled by a clear-sky index learned from the installation's own history: the mean
+of two estimates (method "blend"), `ensemble_indices` (per hour of day, the median index over 20-, 45- and
+90-day windows, moved toward yesterday's daily index by the window's lag-1 autocorrelation) and
+`mixture_median_indices` (the median of a persistence/climatology mixture, the MAE-optimal combination of the
+two), each with dawn and dusk from yesterday. The index absorbs shading,
 soiling, inverter and wiring losses and, without weather, the climatological cloudiness of the season. Every
 choice in it was made on the tuning sites only (forecasting.data.PV_TUNING_SITES, bench/forecast_pv_tuning.py).
 """
@@ -272,7 +274,78 @@ def ensemble_index(obs_days: np.ndarray, model_days: np.ndarray, d: int,
     return ensemble_indices(obs_days, model_days, np.array([d]), windows)[0]
 
 
+MIXTURE_WEIGHT_SCALE = 0.65  # chosen on the tuning sites only (bench/forecast_pv_tuning.py), among 0.25-1.5
+
+
+def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """numpy's default (linear) quantile `q` of each column of `ordered` (sorted along axis 1, NaN last), with
+    `count` known values per column; NaN where none. `ordered` (D, W, H), `count` (D, H), `q` (D, H)."""
+    pos = np.clip(q, 0.0, 1.0) * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    a = np.take_along_axis(ordered, lo[:, None, :], axis=1)[:, 0]
+    b = np.take_along_axis(ordered, hi[:, None, :], axis=1)[:, 0]
+    return np.where(count > 0, a + (pos - lo) * (b - a), np.nan)
+
+
+def mixture_median_indices(obs_days: np.ndarray, model_days: np.ndarray, days: np.ndarray,
+                           windows: tuple[int, ...] = ENSEMBLE_WINDOWS,
+                           weight_scale: float = MIXTURE_WEIGHT_SCALE) -> np.ndarray:
+    """Per hour, the *median of a mixture*: with probability rho tomorrow's index is yesterday's daily index
+    (persistence), else a draw from the window's hourly indices at that hour (climatology).
+
+    The median minimises absolute error, so this is the MAE-optimal combination of the two references where
+    Yang 2019's convex combination (`hourly_median_index`) is the MSE-optimal one: for yesterday's index k_y
+    above the climatological median the answer is min(k_y, F^-1(0.5 / (1 - rho))), below it
+    max(k_y, F^-1((0.5 - rho) / (1 - rho))), and k_y itself once rho >= 0.5. rho is the window's lag-1
+    autocorrelation of the daily index times `weight_scale`; the median over the 20/45/90-day windows, and dawn
+    and dusk from yesterday, as in `ensemble_indices`. Hours under 2 % of their day's clear-sky peak are left
+    out of the window. Chosen on the tuning sites only (bench/forecast_pv_tuning.py)."""
+    days = np.asarray(days, int)
+    n_hours = obs_days.shape[1]
+    peak = np.nanmax(model_days, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = np.where(model_days > 0.02 * peak, obs_days / np.where(model_days > 0, model_days, 1.0), np.nan)
+    kd = daily_index(obs_days, model_days)
+    estimates = []
+    for window in windows:
+        est = np.full((days.size, n_hours), np.nan)
+        lo = np.maximum(0, days - window)
+        for width in np.unique(days - lo):  # partial windows at the start of a series, then full ones
+            sel = np.flatnonzero(days - lo == width)
+            if width < 2:
+                continue
+            rows = days[sel, None] - width + np.arange(width)[None, :]
+            ordered = np.sort(k[rows], axis=1)
+            count = np.isfinite(k[rows]).sum(axis=1)
+            rho = weight_scale * np.array([persistence_weight(kd[r]) for r in rows])[:, None] * np.ones(n_hours)
+            ky = kd[days[sel] - 1][:, None] * np.ones(n_hours)
+            median = _sorted_quantile(ordered, count, np.full(rho.shape, 0.5))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                above = np.minimum(_sorted_quantile(ordered, count, 0.5 / (1 - np.minimum(rho, 0.5))), ky)
+                below = np.maximum(_sorted_quantile(ordered, count, (0.5 - rho) / (1 - np.minimum(rho, 0.5))), ky)
+            x = np.where(rho >= 0.5, ky, np.where(ky >= median, above, below))
+            est[sel] = np.where(np.isfinite(ky), x, median)
+            est[sel] = np.where(count > 0, est[sel], np.nan)
+        estimates.append(est)
+    with np.errstate(invalid="ignore"):
+        out = np.clip(nanmedian_columns(np.stack(estimates)), 0.0, 1.5)
+    has_yesterday = days >= 1
+    d, y = days[has_yesterday], days[has_yesterday] - 1
+    today, yesterday = model_days[d], model_days[y]
+    day_peak = np.nanmax(today, axis=1, keepdims=True)
+    low = (today < LOW_SUN_FRACTION * day_peak) & (day_peak > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k_yesterday = np.where(yesterday > 0, obs_days[y] / np.where(yesterday > 0, yesterday, 1.0), np.nan)
+    out[has_yesterday] = np.where(low & np.isfinite(k_yesterday), np.clip(k_yesterday, 0.0, 1.5),
+                                  out[has_yesterday])
+    return np.where(np.isfinite(out), out, 0.0)
+
+
 PV_METHODS = {
+    "blend": "pvlib clear sky x the mean of two clear-sky indices: the median of 20/45/90-day hourly medians "
+             "(persistence-blended) and the MAE-optimal persistence/climatology mixture median; dawn/dusk from "
+             "yesterday, no weather",
     "ensemble": "pvlib clear sky x median of 20/45/90-day hourly median clear-sky indices "
                 "(persistence-blended; dawn/dusk from yesterday), no weather",
     "hourly_median": "pvlib clear sky x 45-day hourly median clear-sky index (persistence-blended), no weather",
@@ -282,16 +355,22 @@ PV_METHODS = {
 
 
 def pv_walk_forward(obs_days: np.ndarray, model_days: np.ndarray, *, window_days: int | None = None,
-                    first_day: int = 1, method: str = "ensemble") -> np.ndarray:
+                    first_day: int = 1, method: str = "blend") -> np.ndarray:
     """Forecast of every day from `first_day` on, each from the history before it only (NaN before).
 
-    `method`: "ensemble" (used), "hourly_median" (the method before it, kept for the old-vs-new figure),
+    `method`: "blend" (used: the mean of "ensemble" and "mixture"), "ensemble" (the method before it, kept for
+    the old-vs-new figure), "mixture", "hourly_median",
     "blended" or "learned" (earlier ones). `window_days` applies to the single-window methods."""
     out = np.full(obs_days.shape, np.nan)
-    if method == "ensemble":
+    if method in ("ensemble", "mixture", "blend"):
         days = np.arange(first_day, obs_days.shape[0])
         if days.size:
-            out[days] = ensemble_indices(obs_days, model_days, days) * model_days[days]
+            parts = []
+            if method != "mixture":
+                parts.append(ensemble_indices(obs_days, model_days, days))
+            if method != "ensemble":
+                parts.append(mixture_median_indices(obs_days, model_days, days))
+            out[days] = sum(parts) / len(parts) * model_days[days]
         return out
     single = {"hourly_median": hourly_median_index, "blended": blended_index, "learned": learned_index}[method]
     window = window_days or (WINDOW_DAYS if method == "hourly_median" else 30)

@@ -66,7 +66,7 @@ def _score(target: str, ds: data.Dataset, model_days: np.ndarray, model: str, st
                        monthly, comparison or {}, model_days[sl], y[sl])
 
 
-def score_pv(*, with_weather: bool = False, method: str = "ensemble") -> TargetScore:
+def score_pv(*, with_weather: bool = False, method: str = "blend") -> TargetScore:
     """PV on the held-out year with the method chosen on the tuning sites (bench/forecast_pv_tuning.py);
     `method` names an earlier one for the old-vs-new figure. Nothing here feeds back into a choice."""
     ds = data.pv_dataset(data.PV_HELD_OUT)

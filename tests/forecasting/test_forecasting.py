@@ -188,6 +188,30 @@ def test_ensemble_index_takes_dawn_and_dusk_from_yesterday():
     assert k[8:16] == pytest.approx(0.8)
 
 
+def test_mixture_median_is_the_median_of_persistence_and_climatology_mixed():
+    """By hand, hour by hour: the median of (1 - rho) x the window's indices + rho x yesterday's daily index."""
+    rng = np.random.default_rng(12)
+    model = np.tile(np.concatenate([np.zeros(6), np.sin(np.linspace(0.02, np.pi - 0.02, 12)), np.zeros(6)]), (60, 1))
+    level = np.full(60, 0.6)
+    for d in range(1, 60):  # weather that lasts: an AR(1) daily index, so rho is far from 0
+        level[d] = 0.6 + 0.8 * (level[d - 1] - 0.6) + rng.normal(0, 0.15)
+    obs = model * np.clip(level[:, None] + rng.normal(0, 0.05, (60, 24)), 0, None)
+    days = np.array([30, 59])
+    got = pv.mixture_median_indices(obs, model, days, windows=(20,), weight_scale=0.65)
+    kd = pv.daily_index(obs, model)
+    for i, d in enumerate(days):
+        rho = 0.65 * pv.persistence_weight(kd[d - 20:d])
+        assert 0.2 < rho < 0.5
+        for h in range(8, 16):  # full sun (dawn and dusk come from yesterday)
+            window = obs[d - 20:d, h] / model[d - 20:d, h]
+            grid = np.linspace(0, 1.5, 30001)  # the mixture's CDF, solved numerically
+            cdf = (1 - rho) * (window[None, :] <= grid[:, None]).mean(axis=1) + rho * (grid >= kd[d - 1])
+            median = grid[np.argmax(cdf >= 0.5)]
+            assert got[i, h] == pytest.approx(median, abs=0.02), (d, h)  # numpy's interpolated quantile
+    assert pv.mixture_median_indices(obs, model, days, windows=(20,), weight_scale=0.0)[:, 8:16] == pytest.approx(
+        np.median(obs[[range(10, 30), range(39, 59)]][:, :, 8:16] / model[10:30, 8:16], axis=1))
+
+
 def test_weather_path_is_refused_on_validation_when_it_loses_to_a_baseline(monkeypatch):
     from forecasting import data, scoring
 
