@@ -137,6 +137,9 @@ def _model_values(entity: dict) -> np.ndarray | None:
     fallback = entity.get("fallback")
     if isinstance(fallback, dict) and fallback.get("value") is True:
         return None
+    method = (entity.get("method") or {}).get("value") if isinstance(entity.get("method"), dict) else None
+    if isinstance(method, str) and "published in the price file" in method:
+        return None  # written before modelValues: its hours mix the published prices and the model
     return _values(entity, "hourlyValues")
 
 
@@ -169,7 +172,7 @@ def score_archived(client, now: datetime | None = None, days: int = DEFAULT_DAYS
     report = LiveReport(now.isoformat().replace("+00:00", "Z"), days, hours_list)
     try:
         found = client.query_entities(type="EnergyForecast", id_pattern=_pattern(now, days, hours_list),
-                                      attrs=["hourlyValues", "modelValues", "fallback", "refTarget"], context=None)
+                                      attrs=["hourlyValues", "modelValues", "fallback", "refTarget", "method"], context=None)
     except NonexistentTenant:
         return report
     groups: dict[tuple[str, str], list[tuple[datetime, dict]]] = {}
@@ -230,7 +233,8 @@ def score_archived(client, now: datetime | None = None, days: int = DEFAULT_DAYS
             naive.append(measured[i - 168:i - 144])
             issues.append(issued)
         if not model:
-            report.skipped[key] = "no archived model values (fallback archives written before modelValues)"
+            report.skipped[key] = ("no archived model values (fallback or partly published price archives written "
+                                   "before modelValues)")
             continue
         m, a, p, s = (np.array(x) for x in (model, actual, pers, naive))
         ok = ~(np.isnan(m) | np.isnan(a) | np.isnan(p) | np.isnan(s))

@@ -142,9 +142,11 @@ def test_price_and_file_pv_are_scored_from_their_files_and_published_prices_are_
         actual = _prices(issued, 24)
         archives.append(forecast_entity("live-tariff", "price", issued, actual, "24 of 24 h published",
                                         model_values=np.roll(actual, 11)))
+        archives.append(forecast_entity("live-old", "price", issued, actual, "24 of 24 h published in the price "
+                                        "file; others: ridge"))  # before modelValues: not the model's values
     with NgsiLdClient(url, tenant="live-test") as client:
         client.upsert_entities(archives)
-        sources = {"live-tariff:price": _prices, "live-roof:pvGeneration": _roof}
+        sources = {"live-tariff:price": _prices, "live-roof:pvGeneration": _roof, "live-old:price": _prices}
         report = score_archived(client, ISSUE, 30, sources=sources)
         without = score_archived(client, ISSUE, 30)
     price, roof = report.get("live-tariff", "price"), report.get("live-roof", "pvGeneration")
@@ -153,6 +155,7 @@ def test_price_and_file_pv_are_scored_from_their_files_and_published_prices_are_
     assert price.mae == pytest.approx(b.mae(np.roll(days[7:], 11, axis=1), days[7:]), abs=1e-3)
     assert price.mae_persistence == pytest.approx(b.mae(days[6:18], days[7:]), abs=1e-3)
     assert roof.forecasts == 10 and roof.unit == "kWh"
+    assert "no archived model values" in report.skipped["live-old:price"]
     assert "price file" in without.skipped["live-tariff:price"]
     assert "no meter in the twin" in without.skipped["live-roof:pvGeneration"]
     # The service passes its price target's file and falls back where the model lost on it.
