@@ -66,13 +66,15 @@ def _trailing_mean(days: np.ndarray, span: int) -> np.ndarray:
 
 
 def features(days: np.ndarray, profile: np.ndarray, calendar: tuple[np.ndarray, np.ndarray, np.ndarray],
-             rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scaled features and targets of day rows `rows` of one meter: (len(rows) x 24, N_FEATURES), the scaled
-    targets (NaN where unknown) and each row's scale.
+             rows: np.ndarray, temps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled features and targets of day rows `rows` of one meter: (len(rows) x 24, N_FEATURES (+3 with
+    `temps`)), the scaled targets (NaN where unknown) and each row's scale.
 
     The columns are forecasting.profiles._features' (hour of the block, day type, weekday, season, same hour
     yesterday and last week, yesterday's and last week's mean, the profile forecast) on the meter's values
-    divided by the row's scale, built for all rows at once."""
+    divided by the row's scale, built for all rows at once. With `temps` (air temperature in C, the same
+    (n + 1, 24) rows as `days`; the last row a forecast): the hour's temperature, the row's mean and the
+    previous row's mean (a building's thermal mass lags the air)."""
     types, doy, dow = calendar
     rows = np.asarray(rows, int)
     scale = _trailing_mean(days, SCALE_DAYS)[rows]
@@ -92,6 +94,9 @@ def features(days: np.ndarray, profile: np.ndarray, calendar: tuple[np.ndarray, 
             (days[rows - 1] / s).ravel(), (days[rows - 7] / s).ravel(), rep(means[rows - 1] / scale),
             rep(week_mean / scale), (profile[rows] / s).ravel()])
         y = (days[rows] / s).ravel()
+    if temps is not None:
+        t_means = _row_means(temps)
+        x = np.column_stack([x, temps[rows].ravel(), rep(t_means[rows]), rep(t_means[rows - 1])])
     return x, y, scale
 
 
@@ -102,6 +107,7 @@ class _Pair:
     fitted: datetime
     meters: int
     rows: int
+    temperature: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ class PooledValues:
     recent: np.ndarray
     fitted: datetime
     meters: int
+    temperature: bool = False  # fitted with the air temperature as a feature
 
 
 @dataclass
@@ -141,50 +148,56 @@ class PooledLoad:
         self.fit_seconds += time.perf_counter() - t
         return model, int(ok.sum())
 
-    def forecast(self, fleet: dict[str, tuple[np.ndarray, np.ndarray]], calendar, issue: datetime
-                 ) -> dict[str, PooledValues]:
-        """Pooled forecasts for every meter of `fleet` (id -> (days, profile), both (n + 1, 24) with the row to
-        forecast last, NaN in it; all meters the same n and `calendar` (types, day of year, weekday) for those
-        rows). Refits the issue hour's pair when it is missing, older than `refit_days`, or from a later issue
-        (a replay). A meter with no level (under a day of history before a row) gets NaN."""
+    def forecast(self, fleet: dict[str, tuple], calendar, issue: datetime) -> dict[str, PooledValues]:
+        """Pooled forecasts for every meter of `fleet` (id -> (days, profile) or (days, profile, temps), all
+        (n + 1, 24) with the row to forecast last, NaN in it for days; all meters the same n and `calendar`
+        (types, day of year, weekday) for those rows). The air temperature is a feature only when every meter
+        has a complete series (history and the forecast row). Refits the issue hour's pair when it is missing,
+        older than `refit_days`, from a later issue (a replay), or fitted with/without temperature and now
+        without/with it. A meter with no level (under a day of history before a row) gets NaN."""
         if not fleet:
             return {}
         n = next(iter(fleet.values()))[0].shape[0] - 1
         if n < LAG_DAYS + JUDGE_DAYS + 1:
             return {}
+        with_t = all(len(v) > 2 and v[2] is not None and np.isfinite(v[2]).all() for v in fleet.values())
+        temps = {mid: (v[2] if with_t else None) for mid, v in fleet.items()}
         pair = self.pairs.get(issue.hour)
-        if pair is None or not timedelta(0) <= issue - pair.fitted < timedelta(days=self.refit_days):
+        if pair is None or pair.temperature != with_t or not timedelta(0) <= issue - pair.fitted < timedelta(
+                days=self.refit_days):
             prod_rows, judge_rows = np.arange(LAG_DAYS, n), np.arange(LAG_DAYS, n - JUDGE_DAYS)
             prod, judge = [], []
-            for days, profile in fleet.values():
-                x, y, _ = features(days, profile, calendar, prod_rows)
+            for mid, (days, profile, *_) in fleet.items():
+                x, y, _ = features(days, profile, calendar, prod_rows, temps[mid])
                 prod.append((x, y))
                 cut = judge_rows.size * 24
                 judge.append((x[:cut], y[:cut]))
             judge_model, _ = self._fit(judge)  # first: without a judge the production model could not be used
             production, rows = self._fit(prod) if judge_model is not None else (None, 0)
-            pair = _Pair(production, judge_model, issue, len(fleet), rows)
+            pair = _Pair(production, judge_model, issue, len(fleet), rows, with_t)
             self.pairs[issue.hour] = pair
-            log.info("forecast: pooled load model for issue hour %02d:00Z fitted on %d meters (%d hours)%s",
-                     issue.hour, len(fleet), rows, "" if production is not None else ": too few hours, not used")
+            log.info("forecast: pooled load model for issue hour %02d:00Z fitted on %d meters (%d hours%s)%s",
+                     issue.hour, len(fleet), rows, ", with temperature" if with_t else "",
+                     "" if production is not None else ": too few hours, not used")
         if pair.production is None:
             return {}
         from threadpoolctl import threadpool_limits
 
         predict_rows = np.arange(n - JUDGE_DAYS, n + 1)
         xs, scales, ids = [], [], []
-        for mid, (days, profile) in fleet.items():
-            x, _, scale = features(days, profile, calendar, predict_rows)
+        for mid, (days, profile, *_) in fleet.items():
+            x, _, scale = features(days, profile, calendar, predict_rows, temps[mid])
             xs.append(x)
             scales.append(scale)
             ids.append(mid)
         x = np.vstack(xs)
         with threadpool_limits(limits=1):
-            last = x.reshape(len(ids), predict_rows.size * 24, N_FEATURES)[:, -24:].reshape(-1, N_FEATURES)
+            width = x.shape[1]
+            last = x.reshape(len(ids), predict_rows.size * 24, width)[:, -24:].reshape(-1, width)
             nxt = pair.production.predict(last).reshape(len(ids), 24)
             recent = pair.judge.predict(x).reshape(len(ids), predict_rows.size, 24)[:, :-1]
         out = {}
         for i, mid in enumerate(ids):
             s = scales[i]
-            out[mid] = PooledValues(nxt[i] * s[-1], recent[i] * s[:-1, None], pair.fitted, pair.meters)
+            out[mid] = PooledValues(nxt[i] * s[-1], recent[i] * s[:-1, None], pair.fitted, pair.meters, with_t)
         return out

@@ -181,7 +181,8 @@ def forecast_load(days: np.ndarray, issue: datetime, *, pooled: PooledValues | N
                f"persistence, {v.skill_vs_seasonal_naive:+.0%} vs seasonal-naive, MAE {mae_pooled:.3f} kWh vs "
                f"{mae_profile:.3f} for the day-type profile")
     if v.use == "model" and mae_pooled < mae_profile:
-        return Forecast(pooled.next_day, f"pooled gradient boosting ({pooled.meters} meters, fitted "
+        with_t = ", with air temperature" if pooled.temperature else ""
+        return Forecast(pooled.next_day, f"pooled gradient boosting ({pooled.meters} meters{with_t}, fitted "
                         f"{pooled.fitted:%Y-%m-%dT%H:%MZ}; {figures})", False, model="pooled")
     why = "did not beat both baselines" if v.use != "model" else "did not beat the profile"
     return Forecast(judged.values, f"pooled gradient boosting not used ({why} {figures}); {judged.method}",
@@ -307,6 +308,9 @@ class Targets:
     live_report: LiveReport | None = None  # the last live report: the live fallback rule reads it
     live_scored_at: datetime | None = None
     pooled_load: PooledLoad | None = field(default_factory=PooledLoad)  # None: the day-type profile only
+    # (meter id, start UTC, hours) -> hourly air temperature (C) at the meter: observed for the history, forecast
+    # for the 24 hours after the issue; a feature of the pooled load model when every meter has it (optional).
+    load_temperature: Callable[[str, datetime, int], np.ndarray] | None = None
 
 
 @dataclass
@@ -365,6 +369,26 @@ def _live_score(targets: Targets, key: str, quantity: str) -> LiveScore | None:
     return targets.live_report.get(key, quantity) if targets.live_report is not None else None
 
 
+def _load_temperatures(targets: Targets, meters: list[str], start: datetime, hours: int) -> dict[str, np.ndarray]:
+    """Each meter's hourly air temperature as (days + 1, 24), when `targets.load_temperature` gives a complete
+    series; a meter whose source fails or has gaps is logged and left out (the model then runs without)."""
+    if targets.load_temperature is None:
+        return {}
+    out = {}
+    for mid in meters:
+        try:
+            t = np.asarray(targets.load_temperature(mid, start, hours), float)
+        except (ValueError, OSError) as exc:
+            log.warning("forecast: no air temperature for %s: %s", mid, exc)
+            continue
+        if t.shape != (hours,) or not np.isfinite(t).all():
+            log.warning("forecast: air temperature for %s incomplete (%d of %d hours): the pooled load model "
+                        "runs without temperature", mid, int(np.isfinite(t).sum()) if t.ndim == 1 else 0, hours)
+            continue
+        out[mid] = t.reshape(-1, 24)
+    return out
+
+
 def _enough(values: np.ndarray) -> bool:
     return np.isfinite(values[-MIN_DAYS * 24:]).mean() >= 0.5
 
@@ -417,8 +441,10 @@ def run_round(client, issue: datetime | None = None, targets: Targets | None = N
         pooled: dict[str, PooledValues] = {}
         if targets.pooled_load is not None and loads:
             try:
-                pooled = targets.pooled_load.forecast({mid: (p[0], p[2]) for mid, p in profiles.items()},
-                                                      next(iter(profiles.values()))[1], issue)
+                temps = _load_temperatures(targets, [mid for mid, _, _ in loads], start, hours + 24)
+                pooled = targets.pooled_load.forecast(
+                    {mid: (p[0], p[2], temps.get(mid)) for mid, p in profiles.items()},
+                    next(iter(profiles.values()))[1], issue)
             except (ValueError, MemoryError) as exc:  # the profile still forecasts every meter
                 log.warning("forecast: pooled load model failed, day-type profile only: %s", exc)
         for mid, days, source in loads:

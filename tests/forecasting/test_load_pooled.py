@@ -107,3 +107,32 @@ def test_too_little_history_fits_nothing():
     fleet, calendar = _fleet({0: days}, ISSUE)
     model = lp.PooledLoad()
     assert model.forecast(fleet, calendar, ISSUE) == {} and model.fits == 0
+
+
+def test_air_temperature_is_a_feature_only_when_every_meter_has_it(caplog):
+    from forecasting.service import Targets, _load_temperatures
+
+    windows = _households(4)
+    temps = 12 + 6 * np.sin(np.arange((HISTORY_DAYS + 1) * 24) * 2 * np.pi / 24).reshape(-1, 24)
+    full, calendar, profile = load_profile(windows[0], ISSUE)
+    rows = np.arange(lp.LAG_DAYS, HISTORY_DAYS + 1)
+    x, _, _ = lp.features(full, profile, calendar, rows, temps)
+    assert x.shape[1] == lp.N_FEATURES + 3
+    np.testing.assert_array_equal(x[:, lp.N_FEATURES], temps[rows].ravel())
+    assert x[0, lp.N_FEATURES + 2] == pytest.approx(temps[rows[0] - 1].mean())  # yesterday's mean
+    fleet = {m: (p[0], p[2], temps) for m, p in ((m, load_profile(w, ISSUE)) for m, w in windows.items())}
+    model = lp.PooledLoad(max_iter=20)
+    assert all(v.temperature for v in model.forecast(fleet, calendar, ISSUE).values()) and model.fits == 2
+    fleet[3] = fleet[3][:2]  # one meter without: the model runs without temperature (and is refitted so)
+    assert not any(v.temperature for v in model.forecast(fleet, calendar, ISSUE).values()) and model.fits == 4
+    # The service's source: complete series are kept, a gap or an error leaves the meter out, logged.
+    series = {"a": np.full(36 * 24, 10.0), "b": np.r_[np.full(36 * 24 - 1, 10.0), np.nan]}
+
+    def source(meter, start, hours):
+        if meter == "c":
+            raise OSError("no station")
+        return series[meter][:hours]
+
+    got = _load_temperatures(Targets(load_temperature=source), ["a", "b", "c"], ISSUE, 36 * 24)
+    assert list(got) == ["a"] and got["a"].shape == (36, 24)
+    assert "incomplete" in caplog.text and "no station" in caplog.text
