@@ -55,8 +55,12 @@ def _issue(value: str | None) -> datetime | None:
               help="Delete archived forecasts issued more than this many days ago after each round (0: keep all).")
 @click.option("--scores-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the daily live scores of the archived forecasts here (JSON; docs/forecasts.md).")
+@click.option("--load-temperature-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Hourly air temperature (hour_start,temp_air_c: observed history + next-24-h forecast) for "
+                   "the load model.")
 def run(broker_url: str, tenant: str | None, community_file: Path | None, weather_csv: Path | None,
-        weather_entities: bool, at: str | None, once: bool, keep_days: int, scores_file: Path | None) -> None:
+        weather_entities: bool, at: str | None, once: bool, keep_days: int, scores_file: Path | None,
+        load_temperature_csv: Path | None) -> None:
     """Every hour, write 24-hour forecasts into the twin: load per meter, PV per installation, price per tariff.
 
     \b
@@ -69,6 +73,7 @@ def run(broker_url: str, tenant: str | None, community_file: Path | None, weathe
     from energytwin.forecast_targets import load_targets
     from fiware_client import FiwareError, NgsiLdClient
     from forecasting.service import run_round
+    from forecasting.temperature import TemperatureCsv
     from forecasting.weather import CsvWeather, EntityWeather, WeatherFileError
 
     try:
@@ -78,6 +83,11 @@ def run(broker_url: str, tenant: str | None, community_file: Path | None, weathe
     issue = _issue(at)
     targets.keep_days = keep_days or None
     targets.scores_file = scores_file
+    if load_temperature_csv is not None:
+        try:
+            targets.load_temperature = TemperatureCsv.load(load_temperature_csv)
+        except WeatherFileError as exc:
+            raise click.ClickException(str(exc)) from None
     with NgsiLdClient(broker_url, tenant=tenant) as client:
         if weather_csv is not None:
             try:

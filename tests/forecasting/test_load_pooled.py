@@ -136,3 +136,33 @@ def test_air_temperature_is_a_feature_only_when_every_meter_has_it(caplog):
     got = _load_temperatures(Targets(load_temperature=source), ["a", "b", "c"], ISSUE, 36 * 24)
     assert list(got) == ["a"] and got["a"].shape == (36, 24)
     assert "incomplete" in caplog.text and "no station" in caplog.text
+
+
+def test_temperature_csv_reads_hours_and_reports_bad_rows_by_line():
+    from forecasting.temperature import TemperatureCsv
+    from forecasting.weather import WeatherFileError
+
+    series = TemperatureCsv.parse("hour_start,temp_air_c\n2026-05-04T00:00:00+00:00,11.5\n"
+                                  "2026-05-04T03:00:00+02:00,12\n")
+    got = series("any-meter", ISSUE, 3)
+    assert got[:2] == pytest.approx([11.5, 12.0]) and np.isnan(got[2])
+    with pytest.raises(WeatherFileError) as err:
+        TemperatureCsv.parse("hour_start,temp_air_c\n2026-05-04T00:00:00,1\n2026-05-04T01:30:00Z,2\n"
+                             "2026-05-04T02:00:00Z,99\n2026-05-04T03:00:00Z,x\n", "t.csv")
+    lines = str(err.value).splitlines()
+    assert [x.split(":")[1] for x in lines] == ["2", "3", "4", "5"]
+    assert "UTC offset" in lines[0] and "on the hour" in lines[1] and "outside" in lines[2]
+    with pytest.raises(WeatherFileError, match="missing column"):
+        TemperatureCsv.parse("hour,temp\n")
+
+
+def test_forecast_run_refuses_a_bad_temperature_file_before_any_round(tmp_path):
+    from click.testing import CliRunner
+
+    from energytwin.forecast_cli import forecast
+
+    bad = tmp_path / "t.csv"
+    bad.write_text("hour_start,temp_air_c\n2026-05-04T00:00:00+00:00,hot\n")
+    run = CliRunner().invoke(forecast, ["run", "--once", "--broker-url", "http://127.0.0.1:9",
+                                        "--load-temperature-csv", str(bad)])
+    assert run.exit_code != 0 and "t.csv:2: temp_air_c 'hot' is not a number" in run.output
