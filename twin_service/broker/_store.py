@@ -166,6 +166,8 @@ _CLOSE_GROUPS = 6
 _CLOSE_STAGGER_S = 10.0
 MAX_ATTR_COLUMNS = 1500  # SQLite allows 2,000 columns; attribute names beyond this live in the `extra` JSON
 _NOT_IN_REST = frozenset({"value", "object", "observedAt", "createdAt", "modifiedAt"})
+# an attribute of only these members has a rest of its type and unitCode alone (Store._plain_shape)
+_PLAIN_MEMBERS = frozenset({"type", "value", "object", "observedAt", "createdAt", "modifiedAt", "unitCode"})
 # PRAGMA user_version: 5 = rollups packed one row per (entity, attribute, period, bucket) (_rollups.py); 4 =
 # numbers scaled to integers, per-phase objects in member columns; 3 = wide readings with SQL numbers and objects as
 # JSON text; 2 = one history row per attribute instance
@@ -265,6 +267,11 @@ class Store:
         self._members: dict[int, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
         self._columns = 0
         self._shapes: dict[str, int] = {}
+        self._plain_shapes: dict[tuple[str, str | None], int] = {}  # (type, unitCode) -> shape id (_plain_shape)
+        # (tenant, entity id) -> names whose series exist (checked once per row, not per attribute); the sets are
+        # shared between entities of the same attributes (_name_sets), so 1,000 meters hold a handful
+        self._ensured_series: dict[tuple[str, str], frozenset[str]] = {}
+        self._name_sets: dict[frozenset[str], frozenset[str]] = {}
         self._layouts: dict[str, int] = {}
         self._tenants: set[str] = set()
         self._rollup_keys: dict[tuple[str, ...], int] = {}  # writer: keys of a rollup row -> keys_id
@@ -982,6 +989,27 @@ class Store:
             self._remember(self._series, key, series_id)
         return series_id
 
+    def _plain_shape(self, attribute: dict[str, Any]) -> int | None:
+        """The shape id of an attribute whose rest is only its type and unitCode (a meter's ~30 attributes), from
+        a cache keyed by those two; None for any other attribute (the caller encodes its rest as JSON).
+
+        The rest of such an attribute is `{"type": t}` or `{"type": t, "unitCode": u}`, in that order when `type`
+        is its first member (the parser puts it first): the same text, so the same shape, as encoding it."""
+        if not attribute or not attribute.keys() <= _PLAIN_MEMBERS or next(iter(attribute)) != "type":
+            return None
+        unit = attribute.get("unitCode")
+        if unit is None and "unitCode" in attribute:
+            return None  # a null unitCode is part of the rest
+        key = (attribute["type"], unit)
+        shape = self._plain_shapes.get(key)
+        if shape is None:
+            if type(key[0]) is not str or not (unit is None or type(unit) is str):
+                return None
+            rest = dumps({"type": key[0]} if unit is None else {"type": key[0], "unitCode": unit})
+            shape = self._interned(self._shapes, "shapes", "rest", rest)
+            self._remember(self._plain_shapes, key, shape)
+        return shape
+
     def _interned(self, cache: dict[str, int], table: str, column: str, text: str) -> int:
         known = cache.get(text)
         if known is None:
@@ -1030,12 +1058,22 @@ class Store:
                     groups.append((observed, {name: attribute}))
             for observed, group in groups:
                 pieces: list[Piece] = []
+                ensured = self._ensured_series.get((tenant, entity_id))
+                if ensured is None or not group.keys() <= ensured:  # a series not yet known to exist
+                    for name in group:
+                        self._series_id(tenant, entity_id, name, entity_key, self._attr(name)[0])
+                    names = frozenset(group.keys()) | (ensured or frozenset())
+                    if len(self._ensured_series) > 1_000_000 or len(self._name_sets) > 10_000:
+                        self._ensured_series.clear()  # bounded like the other id caches; refilled as rows come
+                        self._name_sets.clear()
+                    self._remember(self._ensured_series, (tenant, entity_id), self._name_sets.setdefault(names, names))
                 for name, attribute in group.items():
                     attr_id, column = self._attr(name)
-                    self._series_id(tenant, entity_id, name, entity_key, attr_id)
                     value = attribute["object"] if "object" in attribute else attribute.get("value")
-                    rest = dumps({k: v for k, v in attribute.items() if k not in _NOT_IN_REST})
-                    shape = self._interned(self._shapes, "shapes", "rest", rest)
+                    shape = self._plain_shape(attribute)
+                    if shape is None:
+                        rest = dumps({k: v for k, v in attribute.items() if k not in _NOT_IN_REST})
+                        shape = self._interned(self._shapes, "shapes", "rest", rest)
                     if column is None:
                         pieces.append(Piece(attr_id, shape, (), (value,)))
                         continue
@@ -1117,6 +1155,7 @@ class Store:
             db.execute("DELETE FROM history_marks WHERE series_id = ?", (series_id,))
             db.execute("DELETE FROM series WHERE series_id = ?", (series_id,))
             self._series.pop((tenant, entity_id, name), None)
+            self._ensured_series.pop((tenant, entity_id), None)
             self._series_slots.pop(series_id, None)
         if attr_name is not None:
             return bool(rows)
