@@ -321,6 +321,13 @@ def _summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
             "others_cpu_pct_median": statistics.median(p["others_cpu_pct"] for p in phases)}
 
 
+def _control(on: dict[str, Any], off: dict[str, Any], phase: str) -> float:
+    """(broker + agent CPU per message, on) / (the same, off): 1 when the run is quiet enough to trust."""
+    def same(side: dict[str, Any]) -> float:
+        return side[phase]["cpu_ms_per_msg"]["broker"] + side[phase]["cpu_ms_per_msg"]["agent"]
+    return round(same(on) / same(off), 3)
+
+
 def run(rounds: int, meters: int, rate_hz: float, seconds: float, burst: int,
         machine: Any) -> dict[str, Any]:
     """Both stacks, `rounds` interleaved rounds; returns the document written to access_overhead_stack.json."""
@@ -388,7 +395,28 @@ def run(rounds: int, meters: int, rate_hz: float, seconds: float, burst: int,
             "burst_throughput_median": round(on["burst"]["throughput_msg_s_median"]
                                              / off["burst"]["throughput_msg_s_median"], 3),
             "burst_throughput_per_round": burst_ratios,
+            "burst_throughput_median_of_round_ratios": round(statistics.median(burst_ratios), 3)
+            if burst_ratios else None,
+            # The broker and the agent do the same work in both modes (the agent writes to the broker's own
+            # port either way): how far their CPU per message moves between the modes is this run's noise.
+            "same_work_control_broker_agent_steady": _control(on, off, "steady"),
+            "same_work_control_broker_agent_burst": _control(on, off, "burst"),
         },
+        # What only access control runs, whole: the two PEPs' CPU per message over the whole stack's (on).
+        "pep_processes_share_of_stack_cpu": {
+            phase: round(sum(on[phase]["cpu_ms_per_msg"].get(n, 0.0) for n in ("access", "agent-access"))
+                         / on[phase]["stack_cpu_ms_per_msg"], 4) for phase in ("steady", "burst")},
+        # The processes whose work differs between the modes, on minus off, per message (ms), and as a share
+        # of the stack's CPU per message off: Mosquitto (logins, ACL checks), the analytics and the page (reads
+        # through the PEP, the page's token checks and per-viewer filtering), the PEPs.
+        "differing_processes_delta_ms_per_msg": {
+            phase: {n: round(on[phase]["cpu_ms_per_msg"].get(n, 0.0) - off[phase]["cpu_ms_per_msg"].get(n, 0.0), 4)
+                    for n in ("mosquitto", "quality", "web", "access", "agent-access")}
+            for phase in ("steady", "burst")},
+        "differing_processes_delta_share": {
+            phase: round(sum(on[phase]["cpu_ms_per_msg"].get(n, 0.0) - off[phase]["cpu_ms_per_msg"].get(n, 0.0)
+                             for n in ("mosquitto", "quality", "web", "access", "agent-access"))
+                         / off[phase]["stack_cpu_ms_per_msg"], 4) for phase in ("steady", "burst")},
         "member_viewer_foreign_devices": leaks,
         "viewers": viewers,
         "rounds_detail": results,

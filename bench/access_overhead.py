@@ -223,7 +223,8 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "access_overhead_stack.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         shown = ("date", "machine_before", "machine_after", "summary", "idle_cpu_pct", "idle_cpu_pct_stack",
-                 "ratios_on_to_off", "member_viewer_foreign_devices", "viewers")
+                 "ratios_on_to_off", "pep_processes_share_of_stack_cpu", "differing_processes_delta_ms_per_msg",
+                 "differing_processes_delta_share", "member_viewer_foreign_devices", "viewers")
         print(json.dumps({k: doc[k] for k in shown}, indent=2))
         return
     if args.quick:
