@@ -51,6 +51,8 @@ def run(broker_url: str, tenant: str | None, listen_host: str, listen_port: int,
     """
     import uvicorn
 
+    from kernel.gc_tuning import tune_for_service
+
     from ._service import ServiceConfig, create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -58,7 +60,9 @@ def run(broker_url: str, tenant: str | None, listen_host: str, listen_port: int,
                            notify_url=notify_url, limits=_limits(site_config), data_dir=data_dir)
     log.info("power-quality analytics on http://%s:%d (notifications at %s), broker %s, tenant %s",
              listen_host, listen_port, config.endpoint(), broker_url, tenant)
-    uvicorn.run(create_app(config), host=listen_host, port=listen_port, log_level=log_level, access_log=False)
+    app = create_app(config)
+    tune_for_service()  # a notification per meter and second: the cyclic collector out of the way (kernel/gc_tuning.py)
+    uvicorn.run(app, host=listen_host, port=listen_port, log_level=log_level, access_log=False)
 
 
 @quality.command()
