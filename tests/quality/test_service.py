@@ -84,6 +84,12 @@ def test_dip_record_is_written_updated_and_closed(broker_url: str, tmp_path: Pat
         health = service.health()
         assert health["status"] == "ok" and health["meters"]["svc-dip"].startswith("2026-01-05T00:00:03")
         assert health["evaluations"] == 4 and health["writeErrors"] == 0
+        # bad bodies are refused with the reason and change nothing
+        for bad in (b"", b"{not json", b'{"data": 5}'):
+            answer = httpx.post(f"{service.url}/notify", content=bad, timeout=10)
+            assert answer.status_code == 400, (bad, answer.text)
+            assert answer.json()["title"] == "Invalid notification"
+        assert service.health()["evaluations"] == 4 and service.proc.poll() is None
     finally:
         service.stop()
 
