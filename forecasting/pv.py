@@ -257,6 +257,13 @@ def ensemble_indices(obs_days: np.ndarray, model_days: np.ndarray, days: np.ndar
     """
     days = np.asarray(days, int)
     k = nanmedian_columns(np.stack([hourly_median_indices(obs_days, model_days, days, w) for w in windows]))
+    return _low_sun_from_yesterday(k, obs_days, model_days, days)
+
+
+def _low_sun_from_yesterday(k: np.ndarray, obs_days: np.ndarray, model_days: np.ndarray,
+                            days: np.ndarray) -> np.ndarray:
+    """`k` (one row per day of `days`) with the hours under `LOW_SUN_FRACTION` of their day's clear-sky peak
+    replaced by yesterday's index at the same hour (clipped to 0-1.5), where yesterday has one; `k` in place."""
     has_yesterday = days >= 1
     d, y = days[has_yesterday], days[has_yesterday] - 1
     today, yesterday = model_days[d], model_days[y]
@@ -330,15 +337,7 @@ def mixture_median_indices(obs_days: np.ndarray, model_days: np.ndarray, days: n
         estimates.append(est)
     with np.errstate(invalid="ignore"):
         out = np.clip(nanmedian_columns(np.stack(estimates)), 0.0, 1.5)
-    has_yesterday = days >= 1
-    d, y = days[has_yesterday], days[has_yesterday] - 1
-    today, yesterday = model_days[d], model_days[y]
-    day_peak = np.nanmax(today, axis=1, keepdims=True)
-    low = (today < LOW_SUN_FRACTION * day_peak) & (day_peak > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        k_yesterday = np.where(yesterday > 0, obs_days[y] / np.where(yesterday > 0, yesterday, 1.0), np.nan)
-    out[has_yesterday] = np.where(low & np.isfinite(k_yesterday), np.clip(k_yesterday, 0.0, 1.5),
-                                  out[has_yesterday])
+    out = _low_sun_from_yesterday(out, obs_days, model_days, days)
     return np.where(np.isfinite(out), out, 0.0)
 
 
