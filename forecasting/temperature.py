@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forecasting.weather import TEMP_RANGE, WeatherFileError, _number
+from forecasting.weather import TEMP_RANGE, WeatherFileError, _number, read_text
 
 COLUMNS = ("hour_start", "temp_air_c")
 
@@ -35,11 +35,7 @@ class TemperatureCsv:
     @classmethod
     def load(cls, path: str | Path, max_errors: int = 20) -> TemperatureCsv:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WeatherFileError(f"{path}: cannot read: {exc}") from None
-        return cls.parse(text, str(path), max_errors, path)
+        return cls.parse(read_text(path), str(path), max_errors, path)
 
     @classmethod
     def parse(cls, text: str, name: str = "<temperature csv>", max_errors: int = 20,

@@ -100,6 +100,14 @@ def _number(text: str, name: str, lo: float, hi: float) -> float:
     return value
 
 
+def read_text(path: Path) -> str:
+    """A weather or temperature file's text; WeatherFileError (with the path) when it cannot be read as UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeatherFileError(f"{path}: cannot read: {exc}") from None
+
+
 @dataclass
 class CsvWeather:
     """An hourly weather forecast file (format in the module docstring)."""
@@ -111,11 +119,7 @@ class CsvWeather:
     @classmethod
     def load(cls, path: str | Path, max_errors: int = 20) -> CsvWeather:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WeatherFileError(f"{path}: cannot read: {exc}") from None
-        return cls.parse(text, str(path), max_errors)
+        return cls.parse(read_text(path), str(path), max_errors)
 
     @classmethod
     def parse(cls, text: str, name: str = "<weather>", max_errors: int = 20) -> CsvWeather:
