@@ -51,15 +51,25 @@ def baseline_module(commit: str = BASELINE_COMMIT) -> types.ModuleType | None:
     return module
 
 
+def _stamp(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1_780_000_000 + second)) + ".000Z"
+
+
+def _fragment(meter: int, second: int, stamp: str, attributes: list[str]) -> dict[str, Any]:
+    """One meter's counters at `second`: each rising slowly, per phase, as the agent maps them."""
+    value = 1000.0 + second * 0.01 + meter
+    fragment: dict[str, Any] = {"id": f"urn:ngsi-ld:ThreePhaseAcMeasurement:m{meter:04d}",
+                                "type": "ThreePhaseAcMeasurement"}
+    for name in attributes:
+        fragment[name] = {"type": "Property", "observedAt": stamp,
+                          "value": {"L1": round(value, 3), "L2": round(value + 1, 3), "L3": round(value + 2, 3)}}
+    return fragment
+
+
 def _feed(rule: Any, meters: int, second: int, attributes: list[str]) -> None:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1_780_000_000 + second)) + ".000Z"
+    stamp = _stamp(second)
     for meter in range(meters):
-        value = 1000.0 + second * 0.01 + meter
-        fragment = {"id": f"urn:ngsi-ld:ThreePhaseAcMeasurement:m{meter:04d}", "type": "ThreePhaseAcMeasurement"}
-        for name in attributes:
-            fragment[name] = {"type": "Property", "observedAt": stamp,
-                              "value": {"L1": round(value, 3), "L2": round(value + 1, 3), "L3": round(value + 2, 3)}}
-        rule.apply("bench", [fragment])
+        rule.apply("bench", [_fragment(meter, second, stamp, attributes)])
 
 
 def flush_cost(modules: dict[str, Any], meters: int, rounds: int, tmp: Path) -> dict[str, float]:
@@ -86,16 +96,11 @@ def run(module: Any, meters: int, seconds: int, tmp: Path) -> dict[str, Any]:
     attributes = [a for a in ATTRIBUTES if a in module.CUMULATIVE_ATTRIBUTES] or sorted(module.CUMULATIVE_ATTRIBUTES)[:4]
     rule = module.CounterContinuity(tmp / f"{module.__name__}.sqlite")
     times: list[float] = []
-    base = 1_780_000_000
     started = time.monotonic()
     for second in range(seconds):
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + second)) + ".000Z"
+        stamp = _stamp(second)
         for meter in range(meters):
-            value = 1000.0 + second * 0.01 + meter
-            fragment = {"id": f"urn:ngsi-ld:ThreePhaseAcMeasurement:m{meter:04d}", "type": "ThreePhaseAcMeasurement"}
-            for name in attributes:
-                fragment[name] = {"type": "Property", "observedAt": stamp,
-                                  "value": {"L1": round(value, 3), "L2": round(value + 1, 3), "L3": round(value + 2, 3)}}
+            fragment = _fragment(meter, second, stamp, attributes)
             t0 = time.perf_counter()
             rule.apply("bench", [fragment])
             times.append((time.perf_counter() - t0) * 1000)
