@@ -43,7 +43,7 @@ firmware: $(STAMP)
 	@echo "firmware: $$(ls firmware/build/*.mpy | wc -l) modules compiled into firmware/build/"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check kernel energytwin datamodels fiware_client twin_service firmware/emulator provisioning tests
+	$(VENV)/bin/ruff check kernel energytwin datamodels fiware_client twin_service firmware/emulator provisioning tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache var

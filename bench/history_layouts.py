@@ -48,7 +48,6 @@ from bench._e2e import RESULTS, meter_payload_template
 from bench._git_baseline import SCHEMA_4_COMMIT, load_store
 from bench._store_v2 import Store as StoreV2
 from bench._store_v2 import TimeRange as TimeRangeV2
-from twin_service.broker import _store as store_module
 from twin_service.broker._model import Entity
 from twin_service.broker._store import Store, TimeRange
 
