@@ -328,6 +328,28 @@ def _control(on: dict[str, Any], off: dict[str, Any], phase: str) -> float:
     return round(same(on) / same(off), 3)
 
 
+# The processes whose work differs between the modes: Mosquitto (logins, ACL checks), the analytics and the page
+# (reads through the PEP, the page's token checks and per-viewer filtering), and the two PEPs, which only "on" runs.
+PEP_PROCESSES = ("access", "agent-access")
+DIFFERING_PROCESSES = ("mosquitto", "quality", "web", *PEP_PROCESSES)
+
+
+def _process_shares(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
+    """Per phase: the PEPs' CPU per message over the whole stack's (on, what only access control runs), and the
+    differing processes' CPU per message on minus off (ms), each and summed as a share of the stack's off."""
+    shares: dict[str, Any] = {"pep_processes_share_of_stack_cpu": {}, "differing_processes_delta_ms_per_msg": {},
+                              "differing_processes_delta_share": {}}
+    for phase in ("steady", "burst"):
+        cpu_on, cpu_off = on[phase]["cpu_ms_per_msg"], off[phase]["cpu_ms_per_msg"]
+        delta = {n: cpu_on.get(n, 0.0) - cpu_off.get(n, 0.0) for n in DIFFERING_PROCESSES}
+        shares["pep_processes_share_of_stack_cpu"][phase] = round(
+            sum(cpu_on.get(n, 0.0) for n in PEP_PROCESSES) / on[phase]["stack_cpu_ms_per_msg"], 4)
+        shares["differing_processes_delta_ms_per_msg"][phase] = {n: round(v, 4) for n, v in delta.items()}
+        shares["differing_processes_delta_share"][phase] = round(
+            sum(delta.values()) / off[phase]["stack_cpu_ms_per_msg"], 4)
+    return shares
+
+
 def run(rounds: int, meters: int, rate_hz: float, seconds: float, burst: int,
         machine: Any) -> dict[str, Any]:
     """Both stacks, `rounds` interleaved rounds; returns the document written to access_overhead_stack.json."""
@@ -402,21 +424,7 @@ def run(rounds: int, meters: int, rate_hz: float, seconds: float, burst: int,
             "same_work_control_broker_agent_steady": _control(on, off, "steady"),
             "same_work_control_broker_agent_burst": _control(on, off, "burst"),
         },
-        # What only access control runs, whole: the two PEPs' CPU per message over the whole stack's (on).
-        "pep_processes_share_of_stack_cpu": {
-            phase: round(sum(on[phase]["cpu_ms_per_msg"].get(n, 0.0) for n in ("access", "agent-access"))
-                         / on[phase]["stack_cpu_ms_per_msg"], 4) for phase in ("steady", "burst")},
-        # The processes whose work differs between the modes, on minus off, per message (ms), and as a share
-        # of the stack's CPU per message off: Mosquitto (logins, ACL checks), the analytics and the page (reads
-        # through the PEP, the page's token checks and per-viewer filtering), the PEPs.
-        "differing_processes_delta_ms_per_msg": {
-            phase: {n: round(on[phase]["cpu_ms_per_msg"].get(n, 0.0) - off[phase]["cpu_ms_per_msg"].get(n, 0.0), 4)
-                    for n in ("mosquitto", "quality", "web", "access", "agent-access")}
-            for phase in ("steady", "burst")},
-        "differing_processes_delta_share": {
-            phase: round(sum(on[phase]["cpu_ms_per_msg"].get(n, 0.0) - off[phase]["cpu_ms_per_msg"].get(n, 0.0)
-                             for n in ("mosquitto", "quality", "web", "access", "agent-access"))
-                         / off[phase]["stack_cpu_ms_per_msg"], 4) for phase in ("steady", "burst")},
+        **_process_shares(on, off),
         "member_viewer_foreign_devices": leaks,
         "viewers": viewers,
         "rounds_detail": results,
